@@ -1,0 +1,91 @@
+# mcp-oauth2: every install step lives here. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := build/tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+WHEELS := build/wheels
+# A CPython 3.13 from pyenv, when the machine has one: the suite runs under it too.
+PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
+VENV313 := .venv-3.13
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.PHONY: install
+install: $(UV) ## Create .venv with the locked development dependencies
+	$(UV) sync --locked --python $(PYTHON)
+
+.PHONY: build
+build: install ## Build the abi3 release wheel and install it into .venv
+	rm -rf $(WHEELS)
+	$(VENV)/bin/maturin build --release --quiet --out $(WHEELS) --interpreter $(VENV)/bin/python
+	$(UV) pip install --quiet --python $(VENV)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+
+.PHONY: develop
+develop: install ## Editable debug build into .venv (fast edit loop)
+	$(VENV)/bin/maturin develop --uv
+
+.PHONY: test
+test: build test-rust test-python test-python313 ## Build everything and run the whole test suite
+
+.PHONY: test-rust
+test-rust: ## cargo test (the core, without Python)
+	cargo test --locked --quiet
+
+.PHONY: test-python
+test-python: ## pytest against the installed wheel
+	$(VENV)/bin/pytest
+
+.PHONY: test-python313
+test-python313: ## pytest under CPython 3.13 when pyenv has it (same abi3 wheel)
+ifeq ($(PY313),)
+	@echo "CPython 3.13 not found by pyenv: skipping the 3.13 run"
+else
+	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --python $(PY313)/bin/python3
+	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+	$(VENV313)/bin/pytest -p no:cacheprovider
+endif
+
+.PHONY: lint
+lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --all-targets --features python,bench -- -D warnings
+
+.PHONY: format
+format: install ## Apply ruff and cargo formatting
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+	cargo fmt
+
+.PHONY: bench
+bench: build ## Benchmarks against PyJWT (pytest-benchmark) and the Rust verify floor
+	$(VENV)/bin/pytest benches --benchmark-enable --benchmark-only -p no:randomly \
+		--benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
+	cargo bench --locked --features bench --bench verify_floor
+
+.PHONY: bench-crypto
+bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
+	cargo bench --locked --features compare-ring --bench verify_floor
+
+.PHONY: clean
+clean: ## Remove build outputs and virtual environments
+	rm -rf build target $(VENV) $(VENV313) .pytest_cache .mypy_cache .ruff_cache .hypothesis

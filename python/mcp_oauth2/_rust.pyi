@@ -1,0 +1,170 @@
+"""Type stubs for the native core (``mcp_oauth2._rust``), written by hand and checked against
+the built module by ``python -m mypy.stubtest`` in ``make lint``."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+__version__: str
+
+@final
+class KeySet:
+    """An immutable set of public verification keys parsed once from a JWKS document.
+
+    Safe to share between threads. A refresh builds a new ``KeySet``; nothing mutates one.
+    """
+
+    @staticmethod
+    def from_jwks(jwks: Mapping[str, Any] | str | bytes) -> KeySet:
+        """Parse a JWKS document (a dict, or its JSON text as str or bytes).
+
+        Keys that cannot be used are skipped, each with a readable reason in ``skipped``.
+        Raises ``JWKSError`` when the document is not a JWKS or no key is usable.
+        """
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ``kid`` of every usable key that has one, in document order."""
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """One readable reason per key that was skipped (for diagnostics and logs)."""
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 over the usable keys' canonical public material, ids and algorithms.
+
+        Equal fingerprints mean the same keys; a refresh that changes nothing keeps it.
+        """
+
+    def __len__(self) -> int:
+        """The number of usable keys."""
+
+    def __contains__(self, kid: object) -> bool:
+        """Whether a usable key has this ``kid``."""
+
+    def verify_signature(
+        self, algorithm: str, message: bytes, signature: bytes, *, kid: str | None = None
+    ) -> bool:
+        """Low-level check: does ``signature`` over ``message`` verify with a key of this set?
+
+        ``algorithm`` is a JWS ``alg``; the key is chosen as for a token (by ``kid``, else the
+        single key fitting the algorithm). Returns False for a bad signature; raises the same
+        ``TokenValidationError`` subclasses as ``TokenValidator.validate`` when no key fits.
+        """
+
+    def __repr__(self) -> str: ...
+
+@final
+class AuthenticatedUser:
+    """The result of a successful validation. Frozen; usable as Starlette's ``request.user``."""
+
+    @property
+    def subject(self) -> str | None:
+        """The ``sub`` claim."""
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` claim (one of the configured issuers)."""
+
+    @property
+    def audience(self) -> tuple[str, ...]:
+        """Every value of the ``aud`` claim."""
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Scopes from ``scope`` (space-separated) and ``scp`` (string or list)."""
+
+    @property
+    def client_id(self) -> str | None:
+        """The ``client_id`` claim, else ``azp``."""
+
+    @property
+    def expires_at(self) -> int | None:
+        """``exp`` in unix seconds (rounded down)."""
+
+    @property
+    def issued_at(self) -> int | None:
+        """``iat`` in unix seconds (rounded down)."""
+
+    @property
+    def token_id(self) -> str | None:
+        """The ``jti`` claim."""
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The whole decoded payload (a read-only view of a dict)."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always True (Starlette's ``BaseUser`` protocol)."""
+
+    @property
+    def display_name(self) -> str:
+        """The subject, else the client id, else an empty string."""
+
+    @property
+    def identity(self) -> str:
+        """The subject, else the client id, else an empty string."""
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """Whether every given scope was granted."""
+
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __repr__(self) -> str: ...
+
+@final
+class TokenValidator:
+    """A validation policy: which issuers, audiences, algorithms and claims are accepted.
+
+    Immutable and thread-safe; build one at startup and share it.
+    """
+
+    def __init__(
+        self,
+        issuer: str | Sequence[str],
+        audience: str | Sequence[str],
+        *,
+        algorithms: Sequence[str] = ("RS256", "ES256"),
+        leeway: int = 60,
+        required_claims: Sequence[str] = ("exp", "iss", "aud"),
+        required_scopes: Sequence[str] = (),
+        accepted_types: Sequence[str] | None = None,
+        max_token_bytes: int = 8192,
+    ) -> None: ...
+    @property
+    def issuers(self) -> tuple[str, ...]: ...
+    @property
+    def audiences(self) -> tuple[str, ...]: ...
+    @property
+    def algorithms(self) -> tuple[str, ...]: ...
+    @property
+    def leeway(self) -> int: ...
+    @property
+    def required_claims(self) -> tuple[str, ...]: ...
+    @property
+    def required_scopes(self) -> tuple[str, ...]: ...
+    @property
+    def accepted_types(self) -> tuple[str, ...] | None: ...
+    @property
+    def max_token_bytes(self) -> int: ...
+    def validate(self, token: str, keys: KeySet, *, now: float | None = None) -> AuthenticatedUser:
+        """Verify the token's signature with ``keys`` and check its claims against this policy.
+
+        Pure: no I/O. ``now`` (unix seconds) defaults to the system clock. Raises a subclass of
+        ``TokenValidationError`` on any failure.
+        """
+
+    def __repr__(self) -> str: ...
+
+def peek_header(token: str, max_token_bytes: int = 8192) -> dict[str, Any]:
+    """Decode the protected header of a compact JWS without verifying anything.
+
+    For routing only (for example choosing a key source by ``kid``); never trust the result.
+    """
+
+def peek_issuer(token: str, max_token_bytes: int = 8192) -> str | None:
+    """The unverified ``iss`` claim of a compact JWS, or None when absent or unreadable.
+
+    For choosing a key source among several issuers; the token is verified afterwards.
+    """

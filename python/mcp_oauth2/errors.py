@@ -1,0 +1,182 @@
+"""The one exception hierarchy of mcp-oauth2.
+
+The classes are defined here, in Python, and the native core raises them (so they pickle and
+subclass like any Python exception). Every error that reaches an HTTP client carries:
+
+- ``code``: a stable machine-readable code (the table in the README lists them all);
+- ``description``: plain words safe to show a client: never key material, never token contents,
+  never internal URLs or long attacker-controlled strings;
+- ``status_code`` and ``error``: its HTTP meaning (RFC 6750 section 3.1).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AlgorithmNotAllowedError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "ExpiredTokenError",
+    "InsufficientScopeError",
+    "InvalidAudienceError",
+    "InvalidClaimError",
+    "InvalidIssuerError",
+    "InvalidRequestError",
+    "InvalidSignatureError",
+    "InvalidTokenTypeError",
+    "IssuedInFutureError",
+    "JWKSError",
+    "KeyNotFoundError",
+    "MCPOAuth2Error",
+    "MalformedTokenError",
+    "MissingClaimError",
+    "NotYetValidError",
+    "TokenTooLargeError",
+    "TokenValidationError",
+    "UnsupportedAlgorithmError",
+]
+
+
+class MCPOAuth2Error(Exception):
+    """Base class of every error raised by mcp-oauth2."""
+
+
+class ConfigurationError(MCPOAuth2Error, ValueError):
+    """The configuration cannot work; the message says what to change."""
+
+
+class AuthorizationError(MCPOAuth2Error):
+    """A request cannot be authorized. Carries its RFC 6750 HTTP meaning."""
+
+    code: ClassVar[str] = "invalid_token"
+    status_code: ClassVar[int] = 401
+    error: ClassVar[str] = "invalid_token"
+    default_description: ClassVar[str] = "the access token is invalid"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description: str = description or self.default_description
+        super().__init__(self.description)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.description}"
+
+
+class InvalidRequestError(AuthorizationError):
+    """The request itself is malformed (for example two credentials, or a broken header)."""
+
+    code = "invalid_request"
+    status_code = 400
+    error = "invalid_request"
+    default_description = "the Authorization header is malformed"
+
+
+class TokenValidationError(AuthorizationError):
+    """The bearer token was rejected. Subclasses name the reason through ``code``."""
+
+
+class MalformedTokenError(TokenValidationError):
+    code = "malformed"
+    default_description = "the token is not a well-formed JWS compact serialization"
+
+
+class TokenTooLargeError(TokenValidationError):
+    code = "token_too_large"
+    default_description = "the token is larger than this server accepts"
+
+
+class UnsupportedAlgorithmError(TokenValidationError):
+    code = "unsupported_algorithm"
+    default_description = "the token's signing algorithm is not supported"
+
+
+class AlgorithmNotAllowedError(TokenValidationError):
+    code = "algorithm_not_allowed"
+    default_description = "the token's signing algorithm is not allowed"
+
+
+class KeyNotFoundError(TokenValidationError):
+    code = "key_not_found"
+    default_description = "no trusted key matches the token"
+
+
+class InvalidSignatureError(TokenValidationError):
+    code = "invalid_signature"
+    default_description = "the token's signature is invalid"
+
+
+class ExpiredTokenError(TokenValidationError):
+    code = "expired"
+    default_description = "the token has expired"
+
+
+class NotYetValidError(TokenValidationError):
+    code = "not_yet_valid"
+    default_description = "the token is not valid yet"
+
+
+class IssuedInFutureError(TokenValidationError):
+    code = "issued_in_future"
+    default_description = "the token was issued in the future"
+
+
+class InvalidIssuerError(TokenValidationError):
+    code = "invalid_issuer"
+    default_description = "the token was not issued by a trusted issuer"
+
+
+class InvalidAudienceError(TokenValidationError):
+    code = "invalid_audience"
+    default_description = "audience does not include this server"
+
+
+class MissingClaimError(TokenValidationError):
+    code = "missing_claim"
+    default_description = "the token lacks a required claim"
+
+
+class InvalidClaimError(TokenValidationError):
+    code = "invalid_claim"
+    default_description = "a claim of the token has an invalid value"
+
+
+class InvalidTokenTypeError(TokenValidationError):
+    code = "invalid_type"
+    default_description = "the token's type (typ) is not accepted"
+
+
+class InsufficientScopeError(TokenValidationError):
+    """The token is valid but lacks scopes. ``required_scopes`` lists every scope needed."""
+
+    code = "insufficient_scope"
+    status_code = 403
+    error = "insufficient_scope"
+    default_description = "the token lacks a required scope"
+
+    def __init__(
+        self, description: str | None = None, required_scopes: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(description)
+        self.required_scopes: tuple[str, ...] = tuple(required_scopes)
+        # Keep both arguments in args so the exception pickles faithfully.
+        self.args = (self.description, self.required_scopes)
+
+
+class JWKSError(MCPOAuth2Error):
+    """A key set cannot be used: every key was unusable, or the document is not a JWKS."""
+
+    code: ClassVar[str] = "jwks_invalid"
+    status_code: ClassVar[int] = 503
+    error: ClassVar[str] = "temporarily_unavailable"
+    default_description: ClassVar[str] = "the authorization server's keys are unusable"
+
+    def __init__(self, detail: str | None = None, reasons: tuple[str, ...] = ()) -> None:
+        # ``detail`` and ``reasons`` are for logs and operators: they may name key ids and URLs.
+        # ``description`` is what a client may see.
+        self.detail: str = detail or self.default_description
+        self.reasons: tuple[str, ...] = tuple(reasons)
+        self.description: str = self.default_description
+        super().__init__(self.detail, self.reasons)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
