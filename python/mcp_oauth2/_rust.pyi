@@ -148,7 +148,7 @@ class TokenValidator:
     def accepted_types(self) -> tuple[str, ...] | None: ...
     @property
     def max_token_bytes(self) -> int: ...
-    def validate(self, token: str, keys: KeySet, *, now: float | None = None) -> AuthenticatedUser:
+    def validate(self, token: str | bytes, keys: KeySet, *, now: float | None = None) -> AuthenticatedUser:
         """Verify the token's signature with ``keys`` and check its claims against this policy.
 
         Pure: no I/O. ``now`` (unix seconds) defaults to the system clock. Raises a subclass of
@@ -157,13 +157,13 @@ class TokenValidator:
 
     def __repr__(self) -> str: ...
 
-def peek_header(token: str, max_token_bytes: int = 8192) -> dict[str, Any]:
+def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
     """Decode the protected header of a compact JWS without verifying anything.
 
     For routing only (for example choosing a key source by ``kid``); never trust the result.
     """
 
-def peek_issuer(token: str, max_token_bytes: int = 8192) -> str | None:
+def peek_issuer(token: str | bytes, max_token_bytes: int = 8192) -> str | None:
     """The unverified ``iss`` claim of a compact JWS, or None when absent or unreadable.
 
     For choosing a key source among several issuers; the token is verified afterwards.

@@ -1,1 +1,22 @@
-pub fn f() {}
+//! Native validation core of mcp-oauth2: JWS compact access tokens (RFC 7515, RFC 7519,
+//! RFC 9068) verified with aws-lc-rs against a key set parsed once from a JWKS (RFC 7517).
+//!
+//! The core has no Python types in it; `python` (behind the `python` feature) is the thin pyo3
+//! binding layer.
+
+pub mod algorithm;
+pub mod base64url;
+pub mod error;
+mod json;
+pub mod jwk;
+pub mod keyset;
+pub mod policy;
+pub mod token;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use algorithm::Algorithm;
+pub use error::{ConfigError, JwksError, KeyMiss, TokenError};
+pub use keyset::KeySet;
+pub use policy::{Policy, PolicyOptions, Verified};

@@ -1,0 +1,475 @@
+//! A validation policy and the claim rules (RFC 7519 section 4.1, RFC 9068, RFC 8693 `scope`).
+
+use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+use crate::base64url;
+use crate::error::{ConfigError, TokenError};
+use crate::keyset::KeySet;
+use crate::token::{decode_object, normalize_media_type, CompactJws, Header};
+use serde_json::{Map, Value};
+
+/// Clock skew beyond an hour is a broken clock, not skew.
+pub const MAX_LEEWAY_SECONDS: i64 = 3600;
+pub const MIN_TOKEN_BYTES: usize = 256;
+pub const MAX_TOKEN_BYTES: usize = 1 << 20;
+
+/// What a caller configures; `Policy::new` checks it.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub leeway: i64,
+    pub required_claims: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub accepted_types: Option<Vec<String>>,
+    pub max_token_bytes: usize,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            leeway: 60,
+            required_claims: vec!["exp".into(), "iss".into(), "aud".into()],
+            required_scopes: Vec::new(),
+            accepted_types: None,
+            max_token_bytes: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: AlgorithmSet,
+    pub leeway: i64,
+    pub required_claims: Vec<String>,
+    pub required_scopes: Vec<String>,
+    /// Normalized with [`normalize_media_type`].
+    pub accepted_types: Option<Vec<String>>,
+    pub max_token_bytes: usize,
+}
+
+/// A verified token: its claims and the typed values read from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub claims: Map<String, Value>,
+    pub subject: Option<String>,
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+    pub expires_at: Option<i64>,
+    pub issued_at: Option<i64>,
+    pub token_id: Option<String>,
+}
+
+/// A scope token as RFC 6749 section 3.3 defines it; it also keeps header values injection-free.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+impl Policy {
+    pub fn new(options: PolicyOptions) -> Result<Self, ConfigError> {
+        let err = |msg: String| Err(ConfigError(msg));
+        if options.issuers.is_empty() || options.issuers.iter().any(|s| s.trim().is_empty()) {
+            return err("issuer must be a non-empty string or a list of them, \
+                 e.g. issuer=\"https://auth.example.com\""
+                .into());
+        }
+        if options.audiences.is_empty() || options.audiences.iter().any(|s| s.trim().is_empty()) {
+            return err("audience must be this server's canonical resource URI (or a list of \
+                 them), e.g. audience=\"https://mcp.example.com/mcp\"; audience validation \
+                 cannot be turned off"
+                .into());
+        }
+        if options.algorithms.is_empty() {
+            return err("algorithms is empty: allow at least one, e.g. algorithms=(\"RS256\", \
+                 \"ES256\")"
+                .into());
+        }
+        let mut algorithms = AlgorithmSet::default();
+        for name in &options.algorithms {
+            match Algorithm::parse(name) {
+                AlgorithmName::Supported(alg) => algorithms.insert(alg),
+                AlgorithmName::Forbidden => {
+                    return err(format!(
+                        "algorithm {name:?} is never accepted: only asymmetric signatures are \
+                         verified (remove it; use e.g. RS256, ES256, EdDSA)"
+                    ))
+                }
+                AlgorithmName::Unknown => {
+                    let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+                    return err(format!(
+                        "algorithm {name:?} is not supported; choose from {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        if !(0..=MAX_LEEWAY_SECONDS).contains(&options.leeway) {
+            return err(format!(
+                "leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds (got {}); 60 is \
+                 typical",
+                options.leeway
+            ));
+        }
+        if !(MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&options.max_token_bytes) {
+            return err(format!(
+                "max_token_bytes must be between {MIN_TOKEN_BYTES} and {MAX_TOKEN_BYTES} \
+                 (got {}); 8192 is typical",
+                options.max_token_bytes
+            ));
+        }
+        if let Some(bad) = options.required_claims.iter().find(|c| c.is_empty()) {
+            return err(format!(
+                "required_claims holds an empty name ({bad:?}); list claim names such as \"sub\""
+            ));
+        }
+        if let Some(bad) = options.required_scopes.iter().find(|s| !is_scope_token(s)) {
+            return err(format!(
+                "required_scopes holds {bad:?}, which is not a scope token (RFC 6749 section \
+                 3.3: printable ASCII without spaces, quotes or backslashes), e.g. \"mcp:tools\""
+            ));
+        }
+        let accepted_types = match options.accepted_types {
+            None => None,
+            Some(types) if types.is_empty() || types.iter().any(|t| t.trim().is_empty()) => {
+                return err("accepted_types must be None (any typ) or a non-empty list, e.g. \
+                     (\"at+jwt\",)"
+                    .into())
+            }
+            Some(types) => Some(types.iter().map(|t| normalize_media_type(t)).collect()),
+        };
+        let mut required_claims = options.required_claims;
+        required_claims.dedup();
+        Ok(Self {
+            issuers: options.issuers,
+            audiences: options.audiences,
+            algorithms,
+            leeway: options.leeway,
+            required_claims,
+            required_scopes: options.required_scopes,
+            accepted_types,
+            max_token_bytes: options.max_token_bytes,
+        })
+    }
+
+    /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
+    pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
+        let jws = CompactJws::split(token, self.max_token_bytes)?;
+        let header = Header::parse(jws.header, self.algorithms)?;
+        if let Some(accepted) = &self.accepted_types {
+            let typ = header.typ.as_deref().map(normalize_media_type);
+            if !typ.is_some_and(|t| accepted.contains(&t)) {
+                return Err(TokenError::InvalidType);
+            }
+        }
+        let signature = base64url::decode(jws.signature)
+            .ok_or(TokenError::malformed("the signature is not base64url without padding"))?;
+        keys.verify(
+            header.kid.as_deref(),
+            header.alg,
+            jws.signing_input.as_bytes(),
+            &signature,
+        )?;
+        // The payload is parsed only once its signature holds.
+        let claims = decode_object(jws.payload, "payload")?;
+        self.check_claims(claims, now)
+    }
+
+    /// The claim rules, on a payload whose signature has been verified.
+    pub fn check_claims(&self, claims: Map<String, Value>, now: f64) -> Result<Verified, TokenError> {
+        let leeway = self.leeway as f64;
+        let exp = numeric_date(&claims, "exp")?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        let iat = numeric_date(&claims, "iat")?;
+        if let Some(exp) = exp {
+            if now >= exp + leeway {
+                return Err(TokenError::Expired {
+                    seconds_ago: (now - exp).floor() as i64,
+                });
+            }
+        }
+        if let Some(nbf) = nbf {
+            if now + leeway < nbf {
+                return Err(TokenError::NotYetValid {
+                    seconds_until: (nbf - now).ceil() as i64,
+                });
+            }
+        }
+        if let Some(iat) = iat {
+            if iat > now + leeway {
+                return Err(TokenError::IssuedInFuture {
+                    seconds_ahead: (iat - now).ceil() as i64,
+                });
+            }
+        }
+        // The issuer and audience are always checked, so `iss` and `aud` are always required.
+        for name in ["iss", "aud"]
+            .into_iter()
+            .chain(self.required_claims.iter().map(String::as_str))
+        {
+            if claims.get(name).is_none_or(Value::is_null) {
+                return Err(TokenError::MissingClaim(name.to_owned()));
+            }
+        }
+        let issuer = match claims.get("iss") {
+            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => iss.clone(),
+            Some(Value::String(_)) => return Err(TokenError::InvalidIssuer),
+            _ => return Err(invalid("'iss' must be a string")),
+        };
+        let audience = match claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(invalid("'aud' must be a string or an array of strings"))?,
+            _ => return Err(invalid("'aud' must be a string or an array of strings")),
+        };
+        if !audience.iter().any(|aud| self.audiences.contains(aud)) {
+            return Err(TokenError::InvalidAudience);
+        }
+        let subject = string_claim(&claims, "sub")?;
+        let token_id = string_claim(&claims, "jti")?;
+        let client_id = match string_claim(&claims, "client_id")? {
+            Some(id) => Some(id),
+            None => string_claim(&claims, "azp")?,
+        };
+        let scopes = scopes(&claims)?;
+        let missing: Vec<String> = self
+            .required_scopes
+            .iter()
+            .filter(|needed| !scopes.contains(needed))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(TokenError::InsufficientScope {
+                required: self.required_scopes.clone(),
+                missing,
+            });
+        }
+        Ok(Verified {
+            subject,
+            issuer,
+            audience,
+            scopes,
+            client_id,
+            expires_at: exp.map(seconds),
+            issued_at: iat.map(seconds),
+            token_id,
+            claims,
+        })
+    }
+}
+
+fn invalid(why: &'static str) -> TokenError {
+    TokenError::InvalidClaim(why.into())
+}
+
+fn seconds(value: f64) -> i64 {
+    // Saturating: an absurd but finite NumericDate must not wrap around.
+    value.floor() as i64
+}
+
+/// A NumericDate claim: absent, or a JSON number. A string, bool or null is invalid.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(TokenError::InvalidClaim(
+            format!("'{name}' must be a number (NumericDate)").into(),
+        )),
+    }
+}
+
+fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::InvalidClaim(
+            format!("'{name}' must be a string").into(),
+        )),
+    }
+}
+
+/// Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a list, as
+/// Azure AD and Okta issue it), without duplicates, in order of appearance.
+fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |scope: &str| {
+        if !scope.is_empty() && !out.iter().any(|s| s == scope) {
+            out.push(scope.to_owned());
+        }
+    };
+    match claims.get("scope") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+        Some(_) => return Err(invalid("'scope' must be a space-separated string")),
+    }
+    match claims.get("scp") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+        Some(Value::Array(items)) => {
+            for item in items {
+                let scope = item
+                    .as_str()
+                    .ok_or(invalid("'scp' must be a string or an array of strings"))?;
+                add(scope);
+            }
+        }
+        Some(_) => return Err(invalid("'scp' must be a string or an array of strings")),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    fn policy() -> Policy {
+        Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            ..Default::default()
+        })
+        .expect("valid policy")
+    }
+
+    fn claims(extra: Value) -> Map<String, Value> {
+        let mut base = json!({"iss": "https://as", "aud": "https://rs/mcp", "exp": NOW + 300.0});
+        if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+            b.extend(e);
+        }
+        match base {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    fn code(extra: Value) -> &'static str {
+        policy()
+            .check_claims(claims(extra), NOW)
+            .expect_err("should fail")
+            .code()
+    }
+
+    #[test]
+    fn accepts_a_good_payload() {
+        let v = policy()
+            .check_claims(
+                claims(json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
+                              "iat": NOW, "jti": "j"})),
+                NOW,
+            )
+            .expect("valid");
+        assert_eq!(v.subject.as_deref(), Some("u"));
+        assert_eq!(v.scopes, vec!["a", "b", "c"]);
+        assert_eq!(v.client_id.as_deref(), Some("cli"));
+        assert_eq!(v.audience, vec!["https://rs/mcp"]);
+        assert_eq!(v.expires_at, Some(NOW as i64 + 300));
+    }
+
+    #[test]
+    fn time_claims() {
+        assert_eq!(code(json!({"exp": NOW - 61.0})), "expired");
+        assert!(policy().check_claims(claims(json!({"exp": NOW - 59.0})), NOW).is_ok());
+        assert_eq!(code(json!({"nbf": NOW + 61.0})), "not_yet_valid");
+        assert!(policy().check_claims(claims(json!({"nbf": NOW + 59.0})), NOW).is_ok());
+        assert_eq!(code(json!({"iat": NOW + 61.0})), "issued_in_future");
+        for bad in [json!("1"), json!(true), json!(null), json!([1]), json!({})] {
+            for name in ["exp", "nbf", "iat"] {
+                assert_eq!(code(json!({ name: bad.clone() })), "invalid_claim", "{name}={bad}");
+            }
+        }
+        let err = policy()
+            .check_claims(claims(json!({"exp": NOW - 42.0 - 60.0})), NOW)
+            .expect_err("expired");
+        assert_eq!(err.description(), "token expired 102 s ago");
+    }
+
+    #[test]
+    fn required_claims() {
+        let mut no_exp = claims(json!({}));
+        no_exp.remove("exp");
+        assert_eq!(
+            policy().check_claims(no_exp, NOW).expect_err("exp"),
+            TokenError::MissingClaim("exp".into())
+        );
+        let mut no_aud = claims(json!({}));
+        no_aud.remove("aud");
+        assert_eq!(policy().check_claims(no_aud, NOW).expect_err("aud").code(), "missing_claim");
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        assert_eq!(code(json!({"iss": "https://as/"})), "invalid_issuer");
+        assert_eq!(code(json!({"iss": 3})), "invalid_claim");
+        assert_eq!(code(json!({"aud": "https://other"})), "invalid_audience");
+        assert_eq!(code(json!({"aud": []})), "invalid_audience");
+        assert_eq!(code(json!({"aud": ["x", 1]})), "invalid_claim");
+        assert!(policy()
+            .check_claims(claims(json!({"aud": ["x", "https://rs/mcp"]})), NOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn scopes_and_types() {
+        assert_eq!(code(json!({"scope": ["a"]})), "invalid_claim");
+        assert_eq!(code(json!({"scp": [1]})), "invalid_claim");
+        assert_eq!(code(json!({"sub": 1})), "invalid_claim");
+        let strict = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            required_scopes: vec!["a".into(), "z".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        let err = strict
+            .check_claims(claims(json!({"scope": "a b"})), NOW)
+            .expect_err("scope");
+        assert_eq!(
+            err,
+            TokenError::InsufficientScope {
+                required: vec!["a".into(), "z".into()],
+                missing: vec!["z".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let base = || PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs".into()],
+            ..Default::default()
+        };
+        let cases: Vec<(PolicyOptions, &str)> = vec![
+            (PolicyOptions { issuers: vec![], ..base() }, "issuer"),
+            (PolicyOptions { audiences: vec!["".into()], ..base() }, "audience"),
+            (PolicyOptions { algorithms: vec![], ..base() }, "algorithms is empty"),
+            (PolicyOptions { algorithms: vec!["none".into()], ..base() }, "never accepted"),
+            (PolicyOptions { algorithms: vec!["HS256".into()], ..base() }, "never accepted"),
+            (PolicyOptions { algorithms: vec!["RS999".into()], ..base() }, "not supported"),
+            (PolicyOptions { leeway: -1, ..base() }, "leeway"),
+            (PolicyOptions { leeway: 86_400, ..base() }, "leeway"),
+            (PolicyOptions { max_token_bytes: 10, ..base() }, "max_token_bytes"),
+            (PolicyOptions { required_scopes: vec!["a b".into()], ..base() }, "scope token"),
+            (PolicyOptions { accepted_types: Some(vec![]), ..base() }, "accepted_types"),
+        ];
+        for (options, needle) in cases {
+            let err = Policy::new(options).expect_err(needle);
+            assert!(err.0.contains(needle), "{needle}: {}", err.0);
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! The pyo3 binding layer: Python types over the core, and the one place where core errors
+//! become Python exceptions (classes defined in `mcp_oauth2/errors.py`).
+
+use crate::algorithm::{Algorithm, AlgorithmName};
+use crate::error::{ConfigError, JwksError, TokenError};
+use crate::keyset::KeySet;
+use crate::policy::{Policy, PolicyOptions, Verified};
+use crate::token::{decode_object, CompactJws};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PyString, PyTuple,
+};
+use serde_json::{Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod errors {
+    pyo3::import_exception!(mcp_oauth2.errors, ConfigurationError);
+    pyo3::import_exception!(mcp_oauth2.errors, JWKSError);
+    pyo3::import_exception!(mcp_oauth2.errors, MalformedTokenError);
+    pyo3::import_exception!(mcp_oauth2.errors, TokenTooLargeError);
+    pyo3::import_exception!(mcp_oauth2.errors, UnsupportedAlgorithmError);
+    pyo3::import_exception!(mcp_oauth2.errors, AlgorithmNotAllowedError);
+    pyo3::import_exception!(mcp_oauth2.errors, KeyNotFoundError);
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidSignatureError);
+    pyo3::import_exception!(mcp_oauth2.errors, ExpiredTokenError);
+    pyo3::import_exception!(mcp_oauth2.errors, NotYetValidError);
+    pyo3::import_exception!(mcp_oauth2.errors, IssuedInFutureError);
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidIssuerError);
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidAudienceError);
+    pyo3::import_exception!(mcp_oauth2.errors, MissingClaimError);
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidClaimError);
+    pyo3::import_exception!(mcp_oauth2.errors, InsufficientScopeError);
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidTokenTypeError);
+}
+
+impl From<TokenError> for PyErr {
+    fn from(err: TokenError) -> PyErr {
+        let description = err.description();
+        match err {
+            TokenError::Malformed(_) => errors::MalformedTokenError::new_err(description),
+            TokenError::TooLarge { .. } => errors::TokenTooLargeError::new_err(description),
+            TokenError::UnsupportedAlgorithm => {
+                errors::UnsupportedAlgorithmError::new_err(description)
+            }
+            TokenError::AlgorithmNotAllowed(_) => {
+                errors::AlgorithmNotAllowedError::new_err(description)
+            }
+            TokenError::KeyNotFound(_) => errors::KeyNotFoundError::new_err(description),
+            TokenError::InvalidSignature => errors::InvalidSignatureError::new_err(description),
+            TokenError::Expired { .. } => errors::ExpiredTokenError::new_err(description),
+            TokenError::NotYetValid { .. } => errors::NotYetValidError::new_err(description),
+            TokenError::IssuedInFuture { .. } => errors::IssuedInFutureError::new_err(description),
+            TokenError::InvalidIssuer => errors::InvalidIssuerError::new_err(description),
+            TokenError::InvalidAudience => errors::InvalidAudienceError::new_err(description),
+            TokenError::MissingClaim(_) => errors::MissingClaimError::new_err(description),
+            TokenError::InvalidClaim(_) => errors::InvalidClaimError::new_err(description),
+            TokenError::InsufficientScope { required, .. } => {
+                errors::InsufficientScopeError::new_err((description, required))
+            }
+            TokenError::InvalidType => errors::InvalidTokenTypeError::new_err(description),
+        }
+    }
+}
+
+impl From<JwksError> for PyErr {
+    fn from(err: JwksError) -> PyErr {
+        errors::JWKSError::new_err((err.detail, err.reasons))
+    }
+}
+
+impl From<ConfigError> for PyErr {
+    fn from(err: ConfigError) -> PyErr {
+        errors::ConfigurationError::new_err(err.0)
+    }
+}
+
+/// Borrows a token's text without copying. The length is checked before any UTF-8 conversion.
+fn token_text<'a>(token: &'a Bound<'_, PyAny>, max_bytes: usize) -> PyResult<&'a str> {
+    let too_large = |size| TokenError::TooLarge {
+        size,
+        limit: max_bytes,
+    };
+    if let Ok(text) = token.cast::<PyString>() {
+        let chars = text.len()?;
+        if chars > max_bytes {
+            return Err(too_large(chars).into());
+        }
+        return text.to_str().map_err(|_| {
+            TokenError::malformed("the token contains characters outside the base64url alphabet")
+                .into()
+        });
+    }
+    if let Ok(bytes) = token.cast::<PyBytes>() {
+        let raw = bytes.as_bytes();
+        if raw.len() > max_bytes {
+            return Err(too_large(raw.len()).into());
+        }
+        return std::str::from_utf8(raw).map_err(|_| {
+            TokenError::malformed("the token contains characters outside the base64url alphabet")
+                .into()
+        });
+    }
+    Err(PyTypeError::new_err("the token must be str or bytes"))
+}
+
+#[pyclass(frozen, name = "KeySet", module = "mcp_oauth2")]
+struct PyKeySet {
+    inner: KeySet,
+}
+
+#[pymethods]
+impl PyKeySet {
+    #[staticmethod]
+    fn from_jwks(py: Python<'_>, jwks: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let text: Vec<u8> = if let Ok(bytes) = jwks.cast::<PyBytes>() {
+            bytes.as_bytes().to_vec()
+        } else if let Ok(text) = jwks.cast::<PyString>() {
+            text.to_str()?.as_bytes().to_vec()
+        } else if jwks.cast::<PyMapping>().is_ok() || jwks.cast::<PyDict>().is_ok() {
+            let dumped = json_module(py)?.call_method1("dumps", (jwks,))?;
+            dumped.cast::<PyString>()?.to_str()?.as_bytes().to_vec()
+        } else {
+            return Err(PyTypeError::new_err(
+                "a JWKS must be a dict, or its JSON text as str or bytes",
+            ));
+        };
+        let inner = py.detach(|| KeySet::from_json(&text))?;
+        Ok(Self { inner })
+    }
+
+    #[getter]
+    fn key_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.inner.key_ids().collect::<Vec<_>>())
+    }
+
+    #[getter]
+    fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.inner.skipped())
+    }
+
+    #[getter]
+    fn fingerprint<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.fingerprint())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, kid: &Bound<'_, PyAny>) -> bool {
+        kid.cast::<PyString>()
+            .ok()
+            .and_then(|s| s.to_str().ok().map(|s| self.inner.contains_kid(s)))
+            .unwrap_or(false)
+    }
+
+    #[pyo3(signature = (algorithm, message, signature, *, kid = None))]
+    fn verify_signature(
+        &self,
+        py: Python<'_>,
+        algorithm: &str,
+        message: &[u8],
+        signature: &[u8],
+        kid: Option<&str>,
+    ) -> PyResult<bool> {
+        let alg = match Algorithm::parse(algorithm) {
+            AlgorithmName::Supported(alg) => alg,
+            AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None).into()),
+            AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm.into()),
+        };
+        match py.detach(|| self.inner.verify(kid, alg, message, signature)) {
+            Ok(()) => Ok(true),
+            Err(TokenError::InvalidSignature) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let kids: Vec<&str> = self.inner.key_ids().collect();
+        format!(
+            "KeySet(keys={}, key_ids={:?}, skipped={})",
+            self.inner.len(),
+            kids,
+            self.inner.skipped().len()
+        )
+    }
+}
+
+#[pyclass(frozen, name = "AuthenticatedUser", module = "mcp_oauth2")]
+struct AuthenticatedUser {
+    subject: Option<Py<PyString>>,
+    issuer: Py<PyString>,
+    audience: Py<PyTuple>,
+    scopes: Py<PyFrozenSet>,
+    client_id: Option<Py<PyString>>,
+    expires_at: Option<i64>,
+    issued_at: Option<i64>,
+    token_id: Option<Py<PyString>>,
+    /// A read-only `types.MappingProxyType` over the claims dict: the user object may be shared
+    /// (and cached), so no request may change what another one sees.
+    claims: Py<PyAny>,
+}
+
+fn optional_str(py: Python<'_>, value: Option<String>) -> Option<Py<PyString>> {
+    value.map(|s| PyString::new(py, &s).unbind())
+}
+
+impl AuthenticatedUser {
+    fn from_verified(py: Python<'_>, verified: Verified) -> PyResult<Self> {
+        let claims = object_to_py(py, &verified.claims)?;
+        let proxy = mapping_proxy(py)?.call1((claims,))?;
+        Ok(Self {
+            subject: optional_str(py, verified.subject),
+            issuer: PyString::new(py, &verified.issuer).unbind(),
+            audience: PyTuple::new(py, verified.audience)?.unbind(),
+            scopes: PyFrozenSet::new(py, verified.scopes)?.unbind(),
+            client_id: optional_str(py, verified.client_id),
+            expires_at: verified.expires_at,
+            issued_at: verified.issued_at,
+            token_id: optional_str(py, verified.token_id),
+            claims: proxy.unbind(),
+        })
+    }
+
+    fn identity_text(&self, py: Python<'_>) -> Py<PyString> {
+        match (&self.subject, &self.client_id) {
+            (Some(s), _) | (None, Some(s)) => s.clone_ref(py),
+            (None, None) => PyString::new(py, "").unbind(),
+        }
+    }
+}
+
+#[pymethods]
+impl AuthenticatedUser {
+    #[getter]
+    fn subject(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.subject.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    #[getter]
+    fn issuer(&self, py: Python<'_>) -> Py<PyString> {
+        self.issuer.clone_ref(py)
+    }
+
+    #[getter]
+    fn audience(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.audience.clone_ref(py)
+    }
+
+    #[getter]
+    fn scopes(&self, py: Python<'_>) -> Py<PyFrozenSet> {
+        self.scopes.clone_ref(py)
+    }
+
+    #[getter]
+    fn client_id(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.client_id.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    #[getter]
+    fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+
+    #[getter]
+    fn issued_at(&self) -> Option<i64> {
+        self.issued_at
+    }
+
+    #[getter]
+    fn token_id(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.token_id.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    #[getter]
+    fn claims(&self, py: Python<'_>) -> Py<PyAny> {
+        self.claims.clone_ref(py)
+    }
+
+    #[getter]
+    fn is_authenticated(&self) -> bool {
+        true
+    }
+
+    #[getter]
+    fn display_name(&self, py: Python<'_>) -> Py<PyString> {
+        self.identity_text(py)
+    }
+
+    #[getter]
+    fn identity(&self, py: Python<'_>) -> Py<PyString> {
+        self.identity_text(py)
+    }
+
+    #[pyo3(signature = (*scopes))]
+    fn has_scopes(&self, py: Python<'_>, scopes: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        let granted = self.scopes.bind(py);
+        for scope in scopes.iter() {
+            if !granted.contains(scope)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match other.cast::<AuthenticatedUser>() {
+            Ok(other) => self.claims.bind(py).eq(other.get().claims.bind(py)),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        (
+            self.issuer.clone_ref(py),
+            self.subject(py),
+            self.expires_at,
+            self.token_id(py),
+        )
+            .into_pyobject(py)?
+            .hash()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let scopes: Vec<String> = self
+            .scopes
+            .bind(py)
+            .iter()
+            .map(|s| s.str().map(|s| s.to_string()))
+            .collect::<PyResult<_>>()?;
+        let mut scopes = scopes;
+        scopes.sort();
+        Ok(format!(
+            "AuthenticatedUser(subject={}, issuer={}, scopes={:?}, expires_at={:?})",
+            self.subject(py)
+                .map_or("None".to_string(), |s| format!("{:?}", s.to_string())),
+            format_args!("{:?}", self.issuer.to_string()),
+            scopes,
+            self.expires_at
+        ))
+    }
+}
+
+/// Sequence-of-strings arguments accept a single string too (`issuer="https://as"`).
+fn string_list(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    let wrong = || {
+        ConfigError(format!(
+            "{name} must be a string or a sequence of strings, e.g. {name}=\"...\""
+        ))
+    };
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(vec![text.to_str()?.to_owned()]);
+    }
+    if value.is_instance_of::<PyBytes>() || value.cast::<PyMapping>().is_ok() {
+        return Err(wrong().into());
+    }
+    let mut out = Vec::new();
+    for item in value.try_iter().map_err(|_| wrong())? {
+        let item = item?;
+        let text = item.cast::<PyString>().map_err(|_| wrong())?;
+        out.push(text.to_str()?.to_owned());
+    }
+    Ok(out)
+}
+
+#[pyclass(frozen, name = "TokenValidator", module = "mcp_oauth2")]
+struct PyTokenValidator {
+    policy: Policy,
+    algorithm_names: Vec<String>,
+    accepted_type_names: Option<Vec<String>>,
+}
+
+#[pymethods]
+impl PyTokenValidator {
+    #[new]
+    #[pyo3(signature = (
+        issuer,
+        audience,
+        *,
+        algorithms = None,
+        leeway = None,
+        required_claims = None,
+        required_scopes = None,
+        accepted_types = None,
+        max_token_bytes = None,
+    ),
+    text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
+        required_claims=('exp', 'iss', 'aud'), required_scopes=(), accepted_types=None, \
+        max_token_bytes=8192)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        issuer: &Bound<'_, PyAny>,
+        audience: &Bound<'_, PyAny>,
+        algorithms: Option<&Bound<'_, PyAny>>,
+        leeway: Option<&Bound<'_, PyAny>>,
+        required_claims: Option<&Bound<'_, PyAny>>,
+        required_scopes: Option<&Bound<'_, PyAny>>,
+        accepted_types: Option<&Bound<'_, PyAny>>,
+        max_token_bytes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let defaults = PolicyOptions::default();
+        let integer = |value: Option<&Bound<'_, PyAny>>, name: &str, default: i64| {
+            let Some(value) = value else {
+                return Ok(default);
+            };
+            if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+                return Err(PyErr::from(ConfigError(format!("{name} must be an integer"))));
+            }
+            value
+                .extract::<i64>()
+                .map_err(|_| ConfigError(format!("{name} is out of range")).into())
+        };
+        let algorithms = match algorithms {
+            Some(value) => string_list(value, "algorithms")?,
+            None => defaults.algorithms,
+        };
+        let accepted_types = accepted_types
+            .map(|value| string_list(value, "accepted_types"))
+            .transpose()?;
+        let max_token_bytes = integer(
+            max_token_bytes,
+            "max_token_bytes",
+            defaults.max_token_bytes as i64,
+        )?;
+        let options = PolicyOptions {
+            issuers: string_list(issuer, "issuer")?,
+            audiences: string_list(audience, "audience")?,
+            algorithms: algorithms.clone(),
+            leeway: integer(leeway, "leeway", defaults.leeway)?,
+            required_claims: match required_claims {
+                Some(value) => string_list(value, "required_claims")?,
+                None => defaults.required_claims,
+            },
+            required_scopes: match required_scopes {
+                Some(value) => string_list(value, "required_scopes")?,
+                None => Vec::new(),
+            },
+            accepted_types: accepted_types.clone(),
+            max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(0),
+        };
+        Ok(Self {
+            policy: Policy::new(options)?,
+            algorithm_names: algorithms,
+            accepted_type_names: accepted_types,
+        })
+    }
+
+    #[getter]
+    fn issuers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.issuers)
+    }
+
+    #[getter]
+    fn audiences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.audiences)
+    }
+
+    #[getter]
+    fn algorithms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.algorithm_names)
+    }
+
+    #[getter]
+    fn leeway(&self) -> i64 {
+        self.policy.leeway
+    }
+
+    #[getter]
+    fn required_claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.required_claims)
+    }
+
+    #[getter]
+    fn required_scopes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.required_scopes)
+    }
+
+    #[getter]
+    fn accepted_types<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.accepted_type_names
+            .as_ref()
+            .map(|types| PyTuple::new(py, types))
+            .transpose()
+    }
+
+    #[getter]
+    fn max_token_bytes(&self) -> usize {
+        self.policy.max_token_bytes
+    }
+
+    #[pyo3(signature = (token, keys, *, now = None))]
+    fn validate(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyAny>,
+        keys: &Bound<'_, PyKeySet>,
+        now: Option<f64>,
+    ) -> PyResult<AuthenticatedUser> {
+        let text = token_text(token, self.policy.max_token_bytes)?;
+        let now = match now {
+            Some(now) if now.is_finite() => now,
+            Some(_) => return Err(PyTypeError::new_err("now must be a finite number of seconds")),
+            None => unix_now(),
+        };
+        let keys = &keys.get().inner;
+        // Signature verification is the slow part: let other threads run meanwhile.
+        let verified = py.detach(|| self.policy.validate(text, keys, now))?;
+        AuthenticatedUser::from_verified(py, verified)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TokenValidator(issuer={:?}, audience={:?}, algorithms={:?}, leeway={})",
+            self.policy.issuers, self.policy.audiences, self.algorithm_names, self.policy.leeway
+        )
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[pyfunction]
+#[pyo3(signature = (token, max_token_bytes = 8192))]
+fn peek_header<'py>(
+    py: Python<'py>,
+    token: &Bound<'py, PyAny>,
+    max_token_bytes: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = token_text(token, max_token_bytes)?;
+    let jws = CompactJws::split(text, max_token_bytes)?;
+    let header = decode_object(jws.header, "header")?;
+    object_to_py(py, &header)
+}
+
+#[pyfunction]
+#[pyo3(signature = (token, max_token_bytes = 8192))]
+fn peek_issuer(token: &Bound<'_, PyAny>, max_token_bytes: usize) -> Option<String> {
+    let text = token_text(token, max_token_bytes).ok()?;
+    let jws = CompactJws::split(text, max_token_bytes).ok()?;
+    match decode_object(jws.payload, "payload").ok()?.get("iss") {
+        Some(Value::String(iss)) => Some(iss.clone()),
+        _ => None,
+    }
+}
+
+fn json_module(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static JSON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    JSON.get_or_try_init(py, || py.import("json").map(|m| m.into_any().unbind()))
+        .map(|m| m.bind(py))
+}
+
+fn mapping_proxy(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static PROXY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    PROXY
+        .get_or_try_init(py, || {
+            py.import("types")?
+                .getattr("MappingProxyType")
+                .map(Bound::unbind)
+        })
+        .map(|m| m.bind(py))
+}
+
+fn object_to_py<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    for (name, value) in map {
+        dict.set_item(name, value_to_py(py, value)?)?;
+    }
+    Ok(dict.into_any())
+}
+
+fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(value_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => object_to_py(py, map)?,
+    })
+}
+
+#[pymodule(gil_used = false)]
+fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyKeySet>()?;
+    m.add_class::<PyTokenValidator>()?;
+    m.add_class::<AuthenticatedUser>()?;
+    m.add_function(wrap_pyfunction!(peek_header, m)?)?;
+    m.add_function(wrap_pyfunction!(peek_issuer, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The JWS compact serialization (RFC 7515 section 7.1) and its protected header.
+
+use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+use crate::base64url;
+use crate::error::TokenError;
+use crate::json::{self, JsonProblem};
+use serde_json::{Map, Value};
+
+/// The three base64url segments of a compact JWS, borrowed from the token.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactJws<'a> {
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+    /// `header.payload`: the bytes the signature covers.
+    pub signing_input: &'a str,
+}
+
+impl<'a> CompactJws<'a> {
+    /// Splits a token. The size limit is checked before anything else, so a hostile token costs
+    /// at most `max_bytes` of scanning and no allocation.
+    pub fn split(token: &'a str, max_bytes: usize) -> Result<Self, TokenError> {
+        if token.len() > max_bytes {
+            return Err(TokenError::TooLarge {
+                size: token.len(),
+                limit: max_bytes,
+            });
+        }
+        if token.is_empty() {
+            return Err(TokenError::malformed("the token is empty"));
+        }
+        let mut dots = [0usize; 2];
+        let mut count = 0usize;
+        for (i, byte) in token.bytes().enumerate() {
+            match byte {
+                b'.' => {
+                    if count < 2 {
+                        dots[count] = i;
+                    }
+                    count += 1;
+                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+                _ => {
+                    return Err(TokenError::malformed(
+                        "the token contains characters outside the base64url alphabet",
+                    ))
+                }
+            }
+        }
+        match count {
+            2 => {}
+            4 => {
+                return Err(TokenError::malformed(
+                    "encrypted tokens (JWE) are not accepted",
+                ))
+            }
+            _ => {
+                return Err(TokenError::malformed(
+                    "a compact JWS has exactly three dot-separated segments",
+                ))
+            }
+        }
+        let [first, second] = dots;
+        let jws = Self {
+            header: &token[..first],
+            payload: &token[first + 1..second],
+            signature: &token[second + 1..],
+            signing_input: &token[..second],
+        };
+        if jws.header.is_empty() || jws.payload.is_empty() || jws.signature.is_empty() {
+            return Err(TokenError::malformed("a segment of the token is empty"));
+        }
+        Ok(jws)
+    }
+}
+
+/// Decodes a base64url segment holding a JSON object.
+pub fn decode_object(segment: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = base64url::decode(segment).ok_or(TokenError::Malformed(
+        format!("the {what} is not base64url without padding").into(),
+    ))?;
+    json::parse_object(&bytes)
+        .map_err(|problem: JsonProblem| TokenError::Malformed(format!("the {what} {}", problem.describe()).into()))
+}
+
+/// The protected-header members this validator acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+}
+
+impl Header {
+    /// Reads and checks the header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only
+    /// from the configured key set, never from the token.
+    pub fn parse(segment: &str, allowed: AlgorithmSet) -> Result<Self, TokenError> {
+        let map = decode_object(segment, "header")?;
+        let alg = match map.get("alg") {
+            Some(Value::String(name)) => match Algorithm::parse(name) {
+                AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
+                AlgorithmName::Supported(alg) => {
+                    return Err(TokenError::AlgorithmNotAllowed(Some(alg.name())))
+                }
+                AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
+                AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
+            },
+            Some(_) => return Err(TokenError::malformed("the header member 'alg' is not a string")),
+            None => return Err(TokenError::malformed("the header has no 'alg'")),
+        };
+        if map.contains_key("crit") {
+            // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand,
+            // and this validator understands none.
+            return Err(TokenError::malformed(
+                "the header marks extensions critical ('crit'); none are supported",
+            ));
+        }
+        if map.contains_key("b64") {
+            return Err(TokenError::malformed(
+                "unencoded payloads (header 'b64', RFC 7797) are not accepted",
+            ));
+        }
+        if map.contains_key("zip") {
+            return Err(TokenError::malformed(
+                "compressed payloads (header 'zip') are not accepted",
+            ));
+        }
+        if map.contains_key("enc") {
+            return Err(TokenError::malformed(
+                "encrypted tokens (JWE) are not accepted",
+            ));
+        }
+        let kid = optional_string(&map, "kid")?;
+        let typ = optional_string(&map, "typ")?;
+        Ok(Self { alg, kid, typ })
+    }
+}
+
+fn optional_string(map: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::Malformed(
+            format!("the header member '{name}' is not a string").into(),
+        )),
+    }
+}
+
+/// Media types compare case-insensitively, and a `typ` without '/' stands for `application/…`
+/// (RFC 7515 section 4.1.9), so `at+jwt` and `application/at+jwt` are the same type.
+pub fn normalize_media_type(typ: &str) -> String {
+    let lower = typ.trim().to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_string(),
+        _ => lower,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> AlgorithmSet {
+        let mut set = AlgorithmSet::default();
+        for alg in Algorithm::ALL {
+            set.insert(alg);
+        }
+        set
+    }
+
+    fn header(json: &str) -> Result<Header, TokenError> {
+        Header::parse(&base64url::encode(json.as_bytes()), all())
+    }
+
+    #[test]
+    fn splits_three_segments() {
+        let jws = CompactJws::split("aGk.cGF5.c2ln", 100).expect("valid");
+        assert_eq!((jws.header, jws.payload, jws.signature), ("aGk", "cGF5", "c2ln"));
+        assert_eq!(jws.signing_input, "aGk.cGF5");
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        for (token, code) in [
+            ("", "malformed"),
+            ("a.b", "malformed"),
+            ("a.b.c.d", "malformed"),
+            ("a.b.c.d.e", "malformed"),
+            ("a..c", "malformed"),
+            (".b.c", "malformed"),
+            ("a.b.", "malformed"),
+            ("a.b.c=", "malformed"),
+            ("a.b .c", "malformed"),
+            ("a.b+.c", "malformed"),
+            ("a.b.c\n", "malformed"),
+        ] {
+            let err = CompactJws::split(token, 100).expect_err(token);
+            assert_eq!(err.code(), code, "{token:?}");
+        }
+        let err = CompactJws::split("a.b.c.d.e", 100).expect_err("jwe");
+        assert!(err.description().contains("JWE"));
+    }
+
+    #[test]
+    fn size_is_checked_first() {
+        let dots = ".".repeat(1_000_000);
+        assert_eq!(
+            CompactJws::split(&dots, 8192).expect_err("large"),
+            TokenError::TooLarge {
+                size: 1_000_000,
+                limit: 8192
+            }
+        );
+    }
+
+    #[test]
+    fn header_rules() {
+        assert_eq!(header(r#"{"alg":"ES256","kid":"k"}"#).expect("ok").kid.as_deref(), Some("k"));
+        assert_eq!(header(r#"{"alg":"none"}"#).expect_err("none").code(), "algorithm_not_allowed");
+        assert_eq!(header(r#"{"alg":"HS256"}"#).expect_err("hs").code(), "algorithm_not_allowed");
+        assert_eq!(header(r#"{"alg":"XX1"}"#).expect_err("xx").code(), "unsupported_algorithm");
+        for bad in [
+            r#"{"kid":"k"}"#,
+            r#"{"alg":1}"#,
+            r#"{"alg":"ES256","crit":["exp"]}"#,
+            r#"{"alg":"ES256","b64":false}"#,
+            r#"{"alg":"ES256","zip":"DEF"}"#,
+            r#"{"alg":"ES256","kid":5}"#,
+            r#"{"alg":"ES256","alg":"ES256"}"#,
+            r#"["ES256"]"#,
+        ] {
+            assert_eq!(header(bad).expect_err(bad).code(), "malformed", "{bad}");
+        }
+        let mut only_rs = AlgorithmSet::default();
+        only_rs.insert(Algorithm::RS256);
+        let err = Header::parse(&base64url::encode(br#"{"alg":"ES256"}"#), only_rs).expect_err("x");
+        assert_eq!(err, TokenError::AlgorithmNotAllowed(Some("ES256")));
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(normalize_media_type("at+JWT"), "at+jwt");
+        assert_eq!(normalize_media_type("Application/AT+jwt"), "at+jwt");
+        assert_eq!(normalize_media_type("application/x/y"), "application/x/y");
+    }
+}
