@@ -1,0 +1,198 @@
+"""TokenValidator configuration, AuthenticatedUser, and the error hierarchy."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from conftest import AUDIENCE, ISSUER, NOW, make_claims, mint
+
+from mcp_oauth2 import (
+    AuthenticatedUser,
+    ConfigurationError,
+    ExpiredTokenError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    JWKSError,
+    KeySet,
+    TokenValidationError,
+    TokenValidator,
+    errors,
+)
+
+
+def test_defaults() -> None:
+    validator = TokenValidator(ISSUER, AUDIENCE)
+    assert validator.issuers == (ISSUER,)
+    assert validator.audiences == (AUDIENCE,)
+    assert validator.algorithms == ("RS256", "ES256")
+    assert validator.leeway == 60
+    assert validator.required_claims == ("exp", "iss", "aud")
+    assert validator.required_scopes == ()
+    assert validator.accepted_types is None
+    assert validator.max_token_bytes == 8192
+    assert "TokenValidator(" in repr(validator)
+
+
+def test_keyword_arguments_and_sequences() -> None:
+    validator = TokenValidator(
+        issuer=[ISSUER, "https://b"],
+        audience=(AUDIENCE,),
+        algorithms=["EdDSA"],
+        leeway=0,
+        required_claims=["exp", "sub"],
+        required_scopes=["mcp:tools"],
+        accepted_types=["at+jwt"],
+        max_token_bytes=4096,
+    )
+    assert validator.issuers == (ISSUER, "https://b")
+    assert validator.required_scopes == ("mcp:tools",)
+    assert validator.accepted_types == ("at+jwt",)
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"issuer": ""}, "issuer"),
+        ({"issuer": []}, "issuer"),
+        ({"issuer": b"https://as"}, "issuer"),
+        ({"issuer": [ISSUER, 3]}, "issuer"),
+        ({"audience": ""}, "audience"),
+        ({"audience": []}, "cannot be turned off"),
+        ({"algorithms": []}, "algorithms is empty"),
+        ({"algorithms": ["HS256"]}, "never accepted"),
+        ({"algorithms": ["none"]}, "never accepted"),
+        ({"algorithms": ["RS1"]}, "not supported"),
+        ({"leeway": -1}, "leeway"),
+        ({"leeway": 86_400}, "leeway"),
+        ({"leeway": 1.5}, "leeway must be an integer"),
+        ({"leeway": True}, "leeway must be an integer"),
+        ({"max_token_bytes": 0}, "max_token_bytes"),
+        ({"max_token_bytes": 10**30}, "max_token_bytes"),
+        ({"required_scopes": ["has space"]}, "scope token"),
+        ({"required_scopes": ['quote"']}, "scope token"),
+        ({"accepted_types": []}, "accepted_types"),
+        ({"required_claims": [""]}, "required_claims"),
+    ],
+)
+def test_invalid_configuration_says_what_to_change(options: dict[str, Any], needle: str) -> None:
+    arguments: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE, **options}
+    with pytest.raises(ConfigurationError, match=needle):
+        TokenValidator(**arguments)
+
+
+def test_configuration_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        TokenValidator(ISSUER, AUDIENCE, leeway=-5)
+
+
+def test_authenticated_user_fields(keyset: KeySet, validator: TokenValidator) -> None:
+    claims = make_claims(scp=["extra"], azp="azp-client", ctx={"tenant": "t1"})
+    user = validator.validate(mint("ES256", claims), keyset, now=NOW)
+    assert isinstance(user, AuthenticatedUser)
+    assert user.subject == "user-1"
+    assert user.issuer == ISSUER
+    assert user.audience == (AUDIENCE,)
+    assert user.scopes == frozenset({"read", "write", "extra"})
+    assert user.client_id == "client-1"  # client_id wins over azp
+    assert user.expires_at == NOW + 3600
+    assert user.issued_at == NOW - 60
+    assert user.token_id == "token-1"
+    assert dict(user.claims) == claims
+    assert user.is_authenticated is True
+    assert user.display_name == user.identity == "user-1"
+    assert user.has_scopes("read", "extra") and not user.has_scopes("read", "admin")
+    assert user.has_scopes()
+    assert "user-1" in repr(user)
+
+
+def test_authenticated_user_optional_fields(keyset: KeySet, validator: TokenValidator) -> None:
+    claims = make_claims(drop=["sub", "client_id", "scope", "jti", "iat"], azp="azp-client")
+    user = validator.validate(mint("ES256", claims), keyset, now=NOW)
+    assert user.subject is None and user.token_id is None and user.issued_at is None
+    assert user.client_id == "azp-client"
+    assert user.scopes == frozenset()
+    assert user.display_name == "azp-client"
+
+
+def test_authenticated_user_is_frozen(keyset: KeySet, validator: TokenValidator) -> None:
+    user = validator.validate(mint("ES256", make_claims()), keyset, now=NOW)
+    with pytest.raises(AttributeError):
+        user.subject = "admin"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        user.claims["sub"] = "admin"  # type: ignore[index]
+    assert user.claims["sub"] == "user-1"
+    again = validator.validate(mint("ES256", make_claims()), keyset, now=NOW)
+    assert user == again and hash(user) == hash(again)
+    other = validator.validate(mint("ES256", make_claims(sub="u2")), keyset, now=NOW)
+    assert user != other and user != "user-1"
+
+
+def test_required_scopes(keyset: KeySet) -> None:
+    validator = TokenValidator(
+        ISSUER, AUDIENCE, algorithms=["ES256"], required_scopes=["read", "admin"]
+    )
+    with pytest.raises(InsufficientScopeError) as caught:
+        validator.validate(mint("ES256", make_claims()), keyset, now=NOW)
+    error = caught.value
+    assert error.code == "insufficient_scope"
+    assert error.status_code == 403 and error.error == "insufficient_scope"
+    assert error.required_scopes == ("read", "admin")
+    assert "admin" in error.description and "read" not in error.description
+    ok = validator.validate(mint("ES256", make_claims(scope="read admin")), keyset, now=NOW)
+    assert ok.has_scopes("read", "admin")
+
+
+CODES = {
+    "MalformedTokenError": "malformed",
+    "TokenTooLargeError": "token_too_large",
+    "UnsupportedAlgorithmError": "unsupported_algorithm",
+    "AlgorithmNotAllowedError": "algorithm_not_allowed",
+    "KeyNotFoundError": "key_not_found",
+    "InvalidSignatureError": "invalid_signature",
+    "ExpiredTokenError": "expired",
+    "NotYetValidError": "not_yet_valid",
+    "IssuedInFutureError": "issued_in_future",
+    "InvalidIssuerError": "invalid_issuer",
+    "InvalidAudienceError": "invalid_audience",
+    "MissingClaimError": "missing_claim",
+    "InvalidClaimError": "invalid_claim",
+    "InsufficientScopeError": "insufficient_scope",
+    "InvalidTokenTypeError": "invalid_type",
+}
+
+
+@pytest.mark.parametrize(("name", "code"), CODES.items())
+def test_error_codes_and_http_meaning(name: str, code: str) -> None:
+    cls = getattr(errors, name)
+    assert issubclass(cls, TokenValidationError)
+    assert cls.code == code
+    expected = (403, "insufficient_scope") if code == "insufficient_scope" else (401, "invalid_token")
+    assert (cls.status_code, cls.error) == expected
+    error = cls()
+    assert error.description == cls.default_description
+    assert str(error) == f"{code}: {cls.default_description}"
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls and copy.description == error.description
+
+
+def test_request_and_jwks_errors() -> None:
+    assert (InvalidRequestError.status_code, InvalidRequestError.error) == (400, "invalid_request")
+    jwks = JWKSError("fetch of https://internal/jwks failed", ("key 0: bad",))
+    assert jwks.description == JWKSError.default_description
+    assert "internal" not in jwks.description
+    copy = pickle.loads(pickle.dumps(jwks))
+    assert copy.reasons == ("key 0: bad",) and copy.detail == jwks.detail
+
+
+def test_errors_raised_by_the_core_pickle(keyset: KeySet, validator: TokenValidator) -> None:
+    with pytest.raises(ExpiredTokenError) as caught:
+        validator.validate(mint("ES256", make_claims(exp=NOW - 500)), keyset, now=NOW)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert copy.description == caught.value.description == "token expired 500 s ago"
+    scoped = TokenValidator(ISSUER, AUDIENCE, algorithms=["ES256"], required_scopes=["x"])
+    with pytest.raises(InsufficientScopeError) as scope_error:
+        scoped.validate(mint("ES256", make_claims()), keyset, now=NOW)
+    restored = pickle.loads(pickle.dumps(scope_error.value))
+    assert restored.required_scopes == ("x",)
