@@ -27,7 +27,7 @@ $(UV):
 
 .PHONY: install
 install: $(UV) ## Create .venv with the locked development dependencies
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --inexact --python $(PYTHON)
 
 .PHONY: build
 build: install ## Build the abi3 release wheel and install it into .venv
@@ -55,7 +55,7 @@ test-python313: ## pytest under CPython 3.13 when pyenv has it (same abi3 wheel)
 ifeq ($(PY313),)
 	@echo "CPython 3.13 not found by pyenv: skipping the 3.13 run"
 else
-	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --python $(PY313)/bin/python3
+	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3
 	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
 	$(VENV313)/bin/pytest -p no:cacheprovider
 endif

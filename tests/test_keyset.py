@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from conftest import (
     NOW,
     b64u,
@@ -17,8 +19,6 @@ from conftest import (
     private_key,
     public_jwk,
 )
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from mcp_oauth2 import JWKSError, KeySet
 
 
@@ -130,7 +130,10 @@ def test_more_than_a_hundred_keys_are_cut() -> None:
 def test_shared_between_threads() -> None:
     keys = KeySet.from_jwks(jwks_for(["rsa-1", "ec-256", "ed25519"]))
     validator = default_validator()
-    tokens = [mint(alg, make_claims(sub=f"user-{i}")) for i, alg in enumerate(["RS256", "PS256", "ES256", "EdDSA"] * 25)]
+    tokens = [
+        mint(alg, make_claims(sub=f"user-{i}"))
+        for i, alg in enumerate(["RS256", "PS256", "ES256", "EdDSA"] * 25)
+    ]
 
     def check(index: int) -> str | None:
         return validator.validate(tokens[index], keys, now=NOW).subject

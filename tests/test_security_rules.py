@@ -17,6 +17,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from jwt.algorithms import get_default_algorithms
+
 from conftest import (
     AUDIENCE,
     ISSUER,
@@ -30,10 +34,6 @@ from conftest import (
     private_key,
     public_jwk,
 )
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from jwt.algorithms import get_default_algorithms
-
 from mcp_oauth2 import (
     AlgorithmNotAllowedError,
     ConfigurationError,
@@ -45,7 +45,9 @@ from mcp_oauth2 import (
 JWA = get_default_algorithms()
 
 
-def sign_raw(alg: str, header: bytes | dict[str, Any], payload: bytes | dict[str, Any], kid: str) -> str:
+def sign_raw(
+    alg: str, header: bytes | dict[str, Any], payload: bytes | dict[str, Any], kid: str
+) -> str:
     """A compact JWS over exactly these header and payload bytes, signed with key ``kid``."""
     if isinstance(header, dict):
         header = json.dumps(header).encode()
@@ -288,9 +290,7 @@ def _der_signature(raw: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(("alg", "size"), [("ES256", 64), ("ES384", 96), ("ES512", 132)])
-def test_ecdsa_signatures_are_raw_r_s_of_exact_length(
-    keyset: KeySet, alg: str, size: int
-) -> None:
+def test_ecdsa_signatures_are_raw_r_s_of_exact_length(keyset: KeySet, alg: str, size: int) -> None:
     token = mint(alg, make_claims())
     signing_input, sig = token.rsplit(".", 1)
     raw = b64u_decode(sig)
@@ -331,7 +331,9 @@ def test_leeway_applies_to_exp_and_nbf(keyset: KeySet) -> None:
         assert validator.validate(mint("ES256", claims), keyset, now=NOW)
     assert code_of(mint("ES256", make_claims(exp=NOW - 30)), keyset, validator) == "expired"
     assert code_of(mint("ES256", make_claims(nbf=NOW + 31)), keyset, validator) == "not_yet_valid"
-    assert code_of(mint("ES256", make_claims(iat=NOW + 31)), keyset, validator) == "issued_in_future"
+    assert (
+        code_of(mint("ES256", make_claims(iat=NOW + 31)), keyset, validator) == "issued_in_future"
+    )
     strict = TokenValidator(ISSUER, AUDIENCE, algorithms=["ES256"], leeway=0)
     assert code_of(mint("ES256", make_claims(exp=NOW)), keyset, strict) == "expired"
     assert strict.validate(mint("ES256", make_claims(exp=NOW + 1)), keyset, now=NOW)
@@ -427,11 +429,21 @@ def test_header_and_payload_must_be_json_objects(keyset: KeySet) -> None:
 def test_duplicate_member_names_are_rejected(keyset: KeySet) -> None:
     # First-wins would read our audience and last-wins another one (or the reverse): refuse both.
     body = json.dumps(make_claims())[:-1] + ', "aud": "https://evil.example"}'
-    assert code_of(sign_raw("ES256", {"alg": "ES256", "kid": "ec-256"}, body.encode(), "ec-256"), keyset) == "malformed"
+    assert (
+        code_of(
+            sign_raw("ES256", {"alg": "ES256", "kid": "ec-256"}, body.encode(), "ec-256"), keyset
+        )
+        == "malformed"
+    )
     head = b'{"alg": "ES256", "kid": "ec-256", "kid": "rsa-1"}'
     assert code_of(sign_raw("ES256", head, make_claims(), "ec-256"), keyset) == "malformed"
     nested = json.dumps(make_claims())[:-1] + ', "ctx": {"a": 1, "a": 2}}'
-    assert code_of(sign_raw("ES256", {"alg": "ES256", "kid": "ec-256"}, nested.encode(), "ec-256"), keyset) == "malformed"
+    assert (
+        code_of(
+            sign_raw("ES256", {"alg": "ES256", "kid": "ec-256"}, nested.encode(), "ec-256"), keyset
+        )
+        == "malformed"
+    )
 
 
 def test_deep_nesting_and_huge_numbers_end_cleanly(keyset: KeySet) -> None:
@@ -441,7 +453,7 @@ def test_deep_nesting_and_huge_numbers_end_cleanly(keyset: KeySet) -> None:
     validator = default_validator(max_token_bytes=65536)
     assert code_of(sign_raw("ES256", header, deep, "ec-256"), keyset, validator) == "malformed"
     for number in ("1e400", "-1e400"):
-        huge = f"{base}, \"n\": {number}}}".encode()
+        huge = f'{base}, "n": {number}}}'.encode()
         assert code_of(sign_raw("ES256", header, huge, "ec-256"), keyset) == "malformed"
     far = make_claims(exp=1e308)
     user = default_validator().validate(mint("ES256", far), keyset, now=NOW)

@@ -6,8 +6,8 @@ import pickle
 from typing import Any
 
 import pytest
-from conftest import AUDIENCE, ISSUER, NOW, make_claims, mint
 
+from conftest import AUDIENCE, ISSUER, NOW, make_claims, mint
 from mcp_oauth2 import (
     AuthenticatedUser,
     ConfigurationError,
@@ -168,7 +168,9 @@ def test_error_codes_and_http_meaning(name: str, code: str) -> None:
     cls = getattr(errors, name)
     assert issubclass(cls, TokenValidationError)
     assert cls.code == code
-    expected = (403, "insufficient_scope") if code == "insufficient_scope" else (401, "invalid_token")
+    expected = (
+        (403, "insufficient_scope") if code == "insufficient_scope" else (401, "invalid_token")
+    )
     assert (cls.status_code, cls.error) == expected
     error = cls()
     assert error.description == cls.default_description

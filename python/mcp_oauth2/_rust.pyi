@@ -4,6 +4,15 @@ the built module by ``python -m mypy.stubtest`` in ``make lint``."""
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
+__all__ = [
+    "AuthenticatedUser",
+    "KeySet",
+    "TokenValidator",
+    "__version__",
+    "peek_header",
+    "peek_issuer",
+]
+
 __version__: str
 
 @final
@@ -39,7 +48,7 @@ class KeySet:
     def __len__(self) -> int:
         """The number of usable keys."""
 
-    def __contains__(self, kid: object) -> bool:
+    def __contains__(self, kid: object, /) -> bool:
         """Whether a usable key has this ``kid``."""
 
     def verify_signature(
@@ -109,7 +118,7 @@ class AuthenticatedUser:
     def has_scopes(self, *scopes: str) -> bool:
         """Whether every given scope was granted."""
 
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __repr__(self) -> str: ...
 
@@ -120,8 +129,8 @@ class TokenValidator:
     Immutable and thread-safe; build one at startup and share it.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         issuer: str | Sequence[str],
         audience: str | Sequence[str],
         *,
@@ -131,7 +140,7 @@ class TokenValidator:
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
-    ) -> None: ...
+    ) -> TokenValidator: ...
     @property
     def issuers(self) -> tuple[str, ...]: ...
     @property
@@ -148,7 +157,9 @@ class TokenValidator:
     def accepted_types(self) -> tuple[str, ...] | None: ...
     @property
     def max_token_bytes(self) -> int: ...
-    def validate(self, token: str | bytes, keys: KeySet, *, now: float | None = None) -> AuthenticatedUser:
+    def validate(
+        self, token: str | bytes, keys: KeySet, *, now: float | None = None
+    ) -> AuthenticatedUser:
         """Verify the token's signature with ``keys`` and check its claims against this policy.
 
         Pure: no I/O. ``now`` (unix seconds) defaults to the system clock. Raises a subclass of

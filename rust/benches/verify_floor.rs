@@ -129,11 +129,10 @@ fn bench(c: &mut Criterion) {
     })
     .expect("policy");
     for case in [rs256(), es256()] {
-        let (alg, floor_alg): (_, &'static dyn signature::VerificationAlgorithm) =
-            match case.alg {
-                "RS256" => ("RS256", &signature::RSA_PKCS1_2048_8192_SHA256),
-                _ => ("ES256", &signature::ECDSA_P256_SHA256_FIXED),
-            };
+        let (alg, floor_alg): (_, &'static dyn signature::VerificationAlgorithm) = match case.alg {
+            "RS256" => ("RS256", &signature::RSA_PKCS1_2048_8192_SHA256),
+            _ => ("ES256", &signature::ECDSA_P256_SHA256_FIXED),
+        };
         let parsed = ParsedPublicKey::new(floor_alg, &case.public_key).expect("key");
         parsed
             .verify_sig(case.signing_input.as_bytes(), &case.signature)
@@ -149,7 +148,9 @@ fn bench(c: &mut Criterion) {
             })
         });
         let keys = KeySet::from_json(case.jwks.as_bytes()).expect("jwks");
-        policy.validate(&case.token, &keys, NOW).expect("valid token");
+        policy
+            .validate(&case.token, &keys, NOW)
+            .expect("valid token");
         c.bench_function(&format!("{alg}/mcp-oauth2 validate (core)"), |b| {
             b.iter(|| policy.validate(black_box(&case.token), &keys, NOW).is_ok())
         });

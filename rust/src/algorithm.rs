@@ -178,7 +178,9 @@ impl AlgorithmSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
     }
 }
 
@@ -199,7 +201,9 @@ mod tests {
 
     #[test]
     fn none_and_hmac_are_forbidden_in_any_casing() {
-        for name in ["none", "None", "NONE", "nOnE", "HS256", "hs384", "Hs512", "HS1"] {
+        for name in [
+            "none", "None", "NONE", "nOnE", "HS256", "hs384", "Hs512", "HS1",
+        ] {
             assert_eq!(Algorithm::parse(name), AlgorithmName::Forbidden, "{name}");
         }
     }

@@ -9,20 +9,32 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenError {
     Malformed(Cow<'static, str>),
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
     UnsupportedAlgorithm,
     /// `none`/HS*, or a supported algorithm missing from the allowlist (None for the former).
     AlgorithmNotAllowed(Option<&'static str>),
     KeyNotFound(KeyMiss),
     InvalidSignature,
-    Expired { seconds_ago: i64 },
-    NotYetValid { seconds_until: i64 },
-    IssuedInFuture { seconds_ahead: i64 },
+    Expired {
+        seconds_ago: i64,
+    },
+    NotYetValid {
+        seconds_until: i64,
+    },
+    IssuedInFuture {
+        seconds_ahead: i64,
+    },
     InvalidIssuer,
     InvalidAudience,
     MissingClaim(String),
     InvalidClaim(Cow<'static, str>),
-    InsufficientScope { required: Vec<String>, missing: Vec<String> },
+    InsufficientScope {
+        required: Vec<String>,
+        missing: Vec<String>,
+    },
     InvalidType,
 }
 
@@ -78,7 +90,9 @@ impl TokenError {
             Self::AlgorithmNotAllowed(Some(alg)) => {
                 format!("token signing algorithm {alg} is not allowed")
             }
-            Self::KeyNotFound(KeyMiss::UnknownKid) => "no trusted key has the token's key id".into(),
+            Self::KeyNotFound(KeyMiss::UnknownKid) => {
+                "no trusted key has the token's key id".into()
+            }
             Self::KeyNotFound(KeyMiss::WrongKeyType) => {
                 "the key named by the token's key id does not fit its algorithm".into()
             }

@@ -137,7 +137,14 @@ mod tests {
         assert_eq!(parse_object(b"[]"), Err(JsonProblem::NotAnObject));
         assert_eq!(parse_object(b"\"s\""), Err(JsonProblem::NotAnObject));
         assert_eq!(parse_object(b"null"), Err(JsonProblem::NotAnObject));
-        for doc in [&b""[..], b"{", b"{}}", b"{\"a\":1,}", b"\xef\xbb\xbf{}", b"{'a':1}"] {
+        for doc in [
+            &b""[..],
+            b"{",
+            b"{}}",
+            b"{\"a\":1,}",
+            b"\xef\xbb\xbf{}",
+            b"{'a':1}",
+        ] {
             assert_eq!(parse_object(doc), Err(JsonProblem::Invalid), "{doc:?}");
         }
     }
@@ -157,6 +164,9 @@ mod tests {
 
     #[test]
     fn lone_surrogates_are_invalid() {
-        assert_eq!(parse_object(br#"{"a": "\ud800"}"#), Err(JsonProblem::Invalid));
+        assert_eq!(
+            parse_object(br#"{"a": "\ud800"}"#),
+            Err(JsonProblem::Invalid)
+        );
     }
 }

@@ -31,7 +31,7 @@ enum Material {
     /// gets its slot, filled on first use from the DER `RSAPublicKey`.
     Rsa {
         der: Box<[u8]>,
-        parsed: [OnceLock<Option<ParsedPublicKey>>; RSA_ALGORITHMS],
+        parsed: Box<[OnceLock<Option<ParsedPublicKey>>; RSA_ALGORITHMS]>,
     },
     Single(ParsedPublicKey),
 }
@@ -189,7 +189,7 @@ fn parse_rsa(jwk: &Map<String, Value>, alg: Option<Algorithm>) -> Result<Parsed,
     let first = alg.unwrap_or(Algorithm::RS256);
     let key = ParsedPublicKey::new(first.verification(), &der)
         .map_err(|err| format!("RSA key refused by the crypto library ({err})"))?;
-    let parsed: [OnceLock<Option<ParsedPublicKey>>; RSA_ALGORITHMS] = Default::default();
+    let parsed: Box<[OnceLock<Option<ParsedPublicKey>>; RSA_ALGORITHMS]> = Box::default();
     let _ = parsed[first.index()].set(Some(key));
     let mut canonical = b"RSA".to_vec();
     canonical.extend_from_slice(&der);
@@ -291,7 +291,10 @@ fn der_length(out: &mut Vec<u8>, len: usize) {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let skip = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let skip = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
         out.push(0x80 | (bytes.len() - skip) as u8);
         out.extend_from_slice(&bytes[skip..]);
     }
@@ -329,9 +332,18 @@ mod tests {
         let cases: Vec<(Value, &str)> = vec![
             (json!({"kty": "oct", "k": "c2VjcmV0"}), "symmetric"),
             (json!({"crv": "P-256"}), "'kty' is missing"),
-            (json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}), "32 bytes"),
-            (json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}), "curve"),
-            (json!({"kty": "OKP", "crv": "X25519", "x": "AA"}), "not Ed25519"),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+                "32 bytes",
+            ),
+            (
+                json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}),
+                "curve",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
+                "not Ed25519",
+            ),
             (json!({"kty": "XYZ"}), "kty is not"),
         ];
         for (jwk, reason) in cases {

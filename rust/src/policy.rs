@@ -84,15 +84,19 @@ impl Policy {
                 .into());
         }
         if options.audiences.is_empty() || options.audiences.iter().any(|s| s.trim().is_empty()) {
-            return err("audience must be this server's canonical resource URI (or a list of \
+            return err(
+                "audience must be this server's canonical resource URI (or a list of \
                  them), e.g. audience=\"https://mcp.example.com/mcp\"; audience validation \
                  cannot be turned off"
-                .into());
+                    .into(),
+            );
         }
         if options.algorithms.is_empty() {
-            return err("algorithms is empty: allow at least one, e.g. algorithms=(\"RS256\", \
+            return err(
+                "algorithms is empty: allow at least one, e.g. algorithms=(\"RS256\", \
                  \"ES256\")"
-                .into());
+                    .into(),
+            );
         }
         let mut algorithms = AlgorithmSet::default();
         for name in &options.algorithms {
@@ -141,9 +145,11 @@ impl Policy {
         let accepted_types = match options.accepted_types {
             None => None,
             Some(types) if types.is_empty() || types.iter().any(|t| t.trim().is_empty()) => {
-                return err("accepted_types must be None (any typ) or a non-empty list, e.g. \
+                return err(
+                    "accepted_types must be None (any typ) or a non-empty list, e.g. \
                      (\"at+jwt\",)"
-                    .into())
+                        .into(),
+                )
             }
             Some(types) => Some(types.iter().map(|t| normalize_media_type(t)).collect()),
         };
@@ -171,8 +177,9 @@ impl Policy {
                 return Err(TokenError::InvalidType);
             }
         }
-        let signature = base64url::decode(jws.signature)
-            .ok_or(TokenError::malformed("the signature is not base64url without padding"))?;
+        let signature = base64url::decode(jws.signature).ok_or(TokenError::malformed(
+            "the signature is not base64url without padding",
+        ))?;
         keys.verify(
             header.kid.as_deref(),
             header.alg,
@@ -185,7 +192,11 @@ impl Policy {
     }
 
     /// The claim rules, on a payload whose signature has been verified.
-    pub fn check_claims(&self, claims: Map<String, Value>, now: f64) -> Result<Verified, TokenError> {
+    pub fn check_claims(
+        &self,
+        claims: Map<String, Value>,
+        now: f64,
+    ) -> Result<Verified, TokenError> {
         let leeway = self.leeway as f64;
         let exp = numeric_date(&claims, "exp")?;
         let nbf = numeric_date(&claims, "nbf")?;
@@ -280,7 +291,10 @@ fn seconds(value: f64) -> i64 {
 }
 
 /// A NumericDate claim: absent, or a JSON number. A string, bool or null is invalid.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -290,7 +304,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
     }
 }
 
-fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+fn string_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -368,8 +385,10 @@ mod tests {
     fn accepts_a_good_payload() {
         let v = policy()
             .check_claims(
-                claims(json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
-                              "iat": NOW, "jti": "j"})),
+                claims(
+                    json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
+                              "iat": NOW, "jti": "j"}),
+                ),
                 NOW,
             )
             .expect("valid");
@@ -383,13 +402,21 @@ mod tests {
     #[test]
     fn time_claims() {
         assert_eq!(code(json!({"exp": NOW - 61.0})), "expired");
-        assert!(policy().check_claims(claims(json!({"exp": NOW - 59.0})), NOW).is_ok());
+        assert!(policy()
+            .check_claims(claims(json!({"exp": NOW - 59.0})), NOW)
+            .is_ok());
         assert_eq!(code(json!({"nbf": NOW + 61.0})), "not_yet_valid");
-        assert!(policy().check_claims(claims(json!({"nbf": NOW + 59.0})), NOW).is_ok());
+        assert!(policy()
+            .check_claims(claims(json!({"nbf": NOW + 59.0})), NOW)
+            .is_ok());
         assert_eq!(code(json!({"iat": NOW + 61.0})), "issued_in_future");
         for bad in [json!("1"), json!(true), json!(null), json!([1]), json!({})] {
             for name in ["exp", "nbf", "iat"] {
-                assert_eq!(code(json!({ name: bad.clone() })), "invalid_claim", "{name}={bad}");
+                assert_eq!(
+                    code(json!({ name: bad.clone() })),
+                    "invalid_claim",
+                    "{name}={bad}"
+                );
             }
         }
         let err = policy()
@@ -408,7 +435,10 @@ mod tests {
         );
         let mut no_aud = claims(json!({}));
         no_aud.remove("aud");
-        assert_eq!(policy().check_claims(no_aud, NOW).expect_err("aud").code(), "missing_claim");
+        assert_eq!(
+            policy().check_claims(no_aud, NOW).expect_err("aud").code(),
+            "missing_claim"
+        );
     }
 
     #[test]
@@ -455,17 +485,83 @@ mod tests {
             ..Default::default()
         };
         let cases: Vec<(PolicyOptions, &str)> = vec![
-            (PolicyOptions { issuers: vec![], ..base() }, "issuer"),
-            (PolicyOptions { audiences: vec!["".into()], ..base() }, "audience"),
-            (PolicyOptions { algorithms: vec![], ..base() }, "algorithms is empty"),
-            (PolicyOptions { algorithms: vec!["none".into()], ..base() }, "never accepted"),
-            (PolicyOptions { algorithms: vec!["HS256".into()], ..base() }, "never accepted"),
-            (PolicyOptions { algorithms: vec!["RS999".into()], ..base() }, "not supported"),
-            (PolicyOptions { leeway: -1, ..base() }, "leeway"),
-            (PolicyOptions { leeway: 86_400, ..base() }, "leeway"),
-            (PolicyOptions { max_token_bytes: 10, ..base() }, "max_token_bytes"),
-            (PolicyOptions { required_scopes: vec!["a b".into()], ..base() }, "scope token"),
-            (PolicyOptions { accepted_types: Some(vec![]), ..base() }, "accepted_types"),
+            (
+                PolicyOptions {
+                    issuers: vec![],
+                    ..base()
+                },
+                "issuer",
+            ),
+            (
+                PolicyOptions {
+                    audiences: vec!["".into()],
+                    ..base()
+                },
+                "audience",
+            ),
+            (
+                PolicyOptions {
+                    algorithms: vec![],
+                    ..base()
+                },
+                "algorithms is empty",
+            ),
+            (
+                PolicyOptions {
+                    algorithms: vec!["none".into()],
+                    ..base()
+                },
+                "never accepted",
+            ),
+            (
+                PolicyOptions {
+                    algorithms: vec!["HS256".into()],
+                    ..base()
+                },
+                "never accepted",
+            ),
+            (
+                PolicyOptions {
+                    algorithms: vec!["RS999".into()],
+                    ..base()
+                },
+                "not supported",
+            ),
+            (
+                PolicyOptions {
+                    leeway: -1,
+                    ..base()
+                },
+                "leeway",
+            ),
+            (
+                PolicyOptions {
+                    leeway: 86_400,
+                    ..base()
+                },
+                "leeway",
+            ),
+            (
+                PolicyOptions {
+                    max_token_bytes: 10,
+                    ..base()
+                },
+                "max_token_bytes",
+            ),
+            (
+                PolicyOptions {
+                    required_scopes: vec!["a b".into()],
+                    ..base()
+                },
+                "scope token",
+            ),
+            (
+                PolicyOptions {
+                    accepted_types: Some(vec![]),
+                    ..base()
+                },
+                "accepted_types",
+            ),
         ];
         for (options, needle) in cases {
             let err = Policy::new(options).expect_err(needle);

@@ -406,7 +406,9 @@ impl PyTokenValidator {
                 return Ok(default);
             };
             if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
-                return Err(PyErr::from(ConfigError(format!("{name} must be an integer"))));
+                return Err(PyErr::from(ConfigError(format!(
+                    "{name} must be an integer"
+                ))));
             }
             value
                 .extract::<i64>()
@@ -501,7 +503,11 @@ impl PyTokenValidator {
         let text = token_text(token, self.policy.max_token_bytes)?;
         let now = match now {
             Some(now) if now.is_finite() => now,
-            Some(_) => return Err(PyTypeError::new_err("now must be a finite number of seconds")),
+            Some(_) => {
+                return Err(PyTypeError::new_err(
+                    "now must be a finite number of seconds",
+                ))
+            }
             None => unix_now(),
         };
         let keys = &keys.get().inner;

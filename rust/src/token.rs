@@ -79,8 +79,9 @@ pub fn decode_object(segment: &str, what: &'static str) -> Result<Map<String, Va
     let bytes = base64url::decode(segment).ok_or(TokenError::Malformed(
         format!("the {what} is not base64url without padding").into(),
     ))?;
-    json::parse_object(&bytes)
-        .map_err(|problem: JsonProblem| TokenError::Malformed(format!("the {what} {}", problem.describe()).into()))
+    json::parse_object(&bytes).map_err(|problem: JsonProblem| {
+        TokenError::Malformed(format!("the {what} {}", problem.describe()).into())
+    })
 }
 
 /// The protected-header members this validator acts on.
@@ -105,7 +106,11 @@ impl Header {
                 AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
                 AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
             },
-            Some(_) => return Err(TokenError::malformed("the header member 'alg' is not a string")),
+            Some(_) => {
+                return Err(TokenError::malformed(
+                    "the header member 'alg' is not a string",
+                ))
+            }
             None => return Err(TokenError::malformed("the header has no 'alg'")),
         };
         if map.contains_key("crit") {
@@ -136,7 +141,10 @@ impl Header {
     }
 }
 
-fn optional_string(map: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+fn optional_string(
+    map: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, TokenError> {
     match map.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -175,7 +183,10 @@ mod tests {
     #[test]
     fn splits_three_segments() {
         let jws = CompactJws::split("aGk.cGF5.c2ln", 100).expect("valid");
-        assert_eq!((jws.header, jws.payload, jws.signature), ("aGk", "cGF5", "c2ln"));
+        assert_eq!(
+            (jws.header, jws.payload, jws.signature),
+            ("aGk", "cGF5", "c2ln")
+        );
         assert_eq!(jws.signing_input, "aGk.cGF5");
     }
 
@@ -215,10 +226,25 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        assert_eq!(header(r#"{"alg":"ES256","kid":"k"}"#).expect("ok").kid.as_deref(), Some("k"));
-        assert_eq!(header(r#"{"alg":"none"}"#).expect_err("none").code(), "algorithm_not_allowed");
-        assert_eq!(header(r#"{"alg":"HS256"}"#).expect_err("hs").code(), "algorithm_not_allowed");
-        assert_eq!(header(r#"{"alg":"XX1"}"#).expect_err("xx").code(), "unsupported_algorithm");
+        assert_eq!(
+            header(r#"{"alg":"ES256","kid":"k"}"#)
+                .expect("ok")
+                .kid
+                .as_deref(),
+            Some("k")
+        );
+        assert_eq!(
+            header(r#"{"alg":"none"}"#).expect_err("none").code(),
+            "algorithm_not_allowed"
+        );
+        assert_eq!(
+            header(r#"{"alg":"HS256"}"#).expect_err("hs").code(),
+            "algorithm_not_allowed"
+        );
+        assert_eq!(
+            header(r#"{"alg":"XX1"}"#).expect_err("xx").code(),
+            "unsupported_algorithm"
+        );
         for bad in [
             r#"{"kid":"k"}"#,
             r#"{"alg":1}"#,
