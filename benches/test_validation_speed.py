@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
-from conftest import AUDIENCE, ISSUER, Material
 
+from bench_material import AUDIENCE, ISSUER, Material
 from mcp_oauth2 import KeySet, TokenValidator
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import (
+from mcp_oauth2 import JWKSError, KeySet
+from token_factory import (
     NOW,
     b64u,
     default_validator,
@@ -19,7 +20,6 @@ from conftest import (
     private_key,
     public_jwk,
 )
-from mcp_oauth2 import JWKSError, KeySet
 
 
 def test_accepts_dict_str_and_bytes() -> None:
@@ -147,7 +147,7 @@ def test_verify_signature_low_level() -> None:
     keys = KeySet.from_jwks(jwks_for(["ec-256"]))
     token = mint("ES256", make_claims())
     signing_input, _, sig = token.rpartition(".")
-    from conftest import b64u_decode
+    from token_factory import b64u_decode
 
     raw = b64u_decode(sig)
     assert keys.verify_signature("ES256", signing_input.encode(), raw) is True

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conftest import (
+from mcp_oauth2 import KeySet, TokenValidationError, TokenValidator
+from token_factory import (
     ALGORITHMS,
     AUDIENCE,
     ISSUER,
@@ -26,7 +27,6 @@ from conftest import (
     make_claims,
     mint,
 )
-from mcp_oauth2 import KeySet, TokenValidationError, TokenValidator
 
 # Claims the validator interprets (or may one day): generated claims stay clear of them so that
 # a random value cannot make a valid token invalid.

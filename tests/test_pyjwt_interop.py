@@ -12,7 +12,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from conftest import (
+from mcp_oauth2 import AuthenticatedUser, KeySet, TokenValidationError, TokenValidator
+from token_factory import (
     ALGORITHMS,
     AUDIENCE,
     DEFAULT_KID,
@@ -22,7 +23,6 @@ from conftest import (
     mint,
     public_key,
 )
-from mcp_oauth2 import AuthenticatedUser, KeySet, TokenValidationError, TokenValidator
 
 OTHER_AUDIENCE = "https://other.example.com/api"
 PAST = 1_700_000_000  # before NOW and before any plausible real clock

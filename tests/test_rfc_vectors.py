@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import ALGORITHMS, b64u, b64u_decode
 from mcp_oauth2 import (
     KeySet,
     TokenValidationError,
@@ -20,6 +19,7 @@ from mcp_oauth2 import (
     peek_header,
     peek_issuer,
 )
+from token_factory import ALGORITHMS, b64u, b64u_decode
 
 VECTORS = Path(__file__).parent / "vectors" / "rfc"
 FILES = sorted(VECTORS.glob("*.json"))

@@ -21,7 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import get_default_algorithms
 
-from conftest import (
+from mcp_oauth2 import (
+    AlgorithmNotAllowedError,
+    ConfigurationError,
+    KeySet,
+    TokenValidationError,
+    TokenValidator,
+)
+from token_factory import (
     AUDIENCE,
     ISSUER,
     NOW,
@@ -33,13 +40,6 @@ from conftest import (
     mint,
     private_key,
     public_jwk,
-)
-from mcp_oauth2 import (
-    AlgorithmNotAllowedError,
-    ConfigurationError,
-    KeySet,
-    TokenValidationError,
-    TokenValidator,
 )
 
 JWA = get_default_algorithms()

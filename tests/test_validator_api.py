@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from conftest import AUDIENCE, ISSUER, NOW, make_claims, mint
 from mcp_oauth2 import (
     AuthenticatedUser,
     ConfigurationError,
@@ -20,6 +19,7 @@ from mcp_oauth2 import (
     TokenValidator,
     errors,
 )
+from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint
 
 
 def test_defaults() -> None:

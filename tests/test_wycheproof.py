@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from conftest import b64u
 from mcp_oauth2 import JWKSError, KeySet, TokenValidationError
+from token_factory import b64u
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof"
 FILES = sorted(path.name for path in VECTORS.glob("*.json"))

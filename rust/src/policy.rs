@@ -177,9 +177,9 @@ impl Policy {
                 return Err(TokenError::InvalidType);
             }
         }
-        let signature = base64url::decode(jws.signature).ok_or(TokenError::malformed(
-            "the signature is not base64url without padding",
-        ))?;
+        let signature = base64url::decode(jws.signature).ok_or_else(|| {
+            TokenError::malformed("the signature is not base64url without padding")
+        })?;
         keys.verify(
             header.kid.as_deref(),
             header.alg,
@@ -242,7 +242,7 @@ impl Policy {
                 .iter()
                 .map(|item| item.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .ok_or(invalid("'aud' must be a string or an array of strings"))?,
+                .ok_or_else(|| invalid("'aud' must be a string or an array of strings"))?,
             _ => return Err(invalid("'aud' must be a string or an array of strings")),
         };
         if !audience.iter().any(|aud| self.audiences.contains(aud)) {
@@ -338,7 +338,7 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
             for item in items {
                 let scope = item
                     .as_str()
-                    .ok_or(invalid("'scp' must be a string or an array of strings"))?;
+                    .ok_or_else(|| invalid("'scp' must be a string or an array of strings"))?;
                 add(scope);
             }
         }

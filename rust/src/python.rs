@@ -13,6 +13,7 @@ use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PyString, PyTuple,
 };
 use serde_json::{Map, Value};
+use std::hash::{Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod errors {
@@ -190,93 +191,93 @@ impl PyKeySet {
 
 #[pyclass(frozen, name = "AuthenticatedUser", module = "mcp_oauth2")]
 struct AuthenticatedUser {
-    subject: Option<Py<PyString>>,
-    issuer: Py<PyString>,
-    audience: Py<PyTuple>,
-    scopes: Py<PyFrozenSet>,
-    client_id: Option<Py<PyString>>,
-    expires_at: Option<i64>,
-    issued_at: Option<i64>,
-    token_id: Option<Py<PyString>>,
+    verified: Verified,
+    // Python views are built on first access and kept: a validation that nobody inspects costs
+    // no dict, and a cached user object builds each view once.
+    audience: PyOnceLock<Py<PyTuple>>,
+    scopes: PyOnceLock<Py<PyFrozenSet>>,
     /// A read-only `types.MappingProxyType` over the claims dict: the user object may be shared
     /// (and cached), so no request may change what another one sees.
-    claims: Py<PyAny>,
-}
-
-fn optional_str(py: Python<'_>, value: Option<String>) -> Option<Py<PyString>> {
-    value.map(|s| PyString::new(py, &s).unbind())
+    claims: PyOnceLock<Py<PyAny>>,
 }
 
 impl AuthenticatedUser {
-    fn from_verified(py: Python<'_>, verified: Verified) -> PyResult<Self> {
-        let claims = object_to_py(py, &verified.claims)?;
-        let proxy = mapping_proxy(py)?.call1((claims,))?;
-        Ok(Self {
-            subject: optional_str(py, verified.subject),
-            issuer: PyString::new(py, &verified.issuer).unbind(),
-            audience: PyTuple::new(py, verified.audience)?.unbind(),
-            scopes: PyFrozenSet::new(py, verified.scopes)?.unbind(),
-            client_id: optional_str(py, verified.client_id),
-            expires_at: verified.expires_at,
-            issued_at: verified.issued_at,
-            token_id: optional_str(py, verified.token_id),
-            claims: proxy.unbind(),
-        })
+    fn new(verified: Verified) -> Self {
+        Self {
+            verified,
+            audience: PyOnceLock::new(),
+            scopes: PyOnceLock::new(),
+            claims: PyOnceLock::new(),
+        }
     }
 
-    fn identity_text(&self, py: Python<'_>) -> Py<PyString> {
-        match (&self.subject, &self.client_id) {
-            (Some(s), _) | (None, Some(s)) => s.clone_ref(py),
-            (None, None) => PyString::new(py, "").unbind(),
-        }
+    fn identity_text(&self) -> &str {
+        self.verified
+            .subject
+            .as_deref()
+            .or(self.verified.client_id.as_deref())
+            .unwrap_or("")
     }
 }
 
 #[pymethods]
 impl AuthenticatedUser {
     #[getter]
-    fn subject(&self, py: Python<'_>) -> Option<Py<PyString>> {
-        self.subject.as_ref().map(|s| s.clone_ref(py))
+    fn subject(&self) -> Option<&str> {
+        self.verified.subject.as_deref()
     }
 
     #[getter]
-    fn issuer(&self, py: Python<'_>) -> Py<PyString> {
-        self.issuer.clone_ref(py)
+    fn issuer(&self) -> &str {
+        &self.verified.issuer
     }
 
     #[getter]
-    fn audience(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.audience.clone_ref(py)
+    fn audience(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        self.audience
+            .get_or_try_init(py, || {
+                PyTuple::new(py, &self.verified.audience).map(Bound::unbind)
+            })
+            .map(|t| t.clone_ref(py))
     }
 
     #[getter]
-    fn scopes(&self, py: Python<'_>) -> Py<PyFrozenSet> {
-        self.scopes.clone_ref(py)
+    fn scopes(&self, py: Python<'_>) -> PyResult<Py<PyFrozenSet>> {
+        self.scopes
+            .get_or_try_init(py, || {
+                PyFrozenSet::new(py, &self.verified.scopes).map(Bound::unbind)
+            })
+            .map(|s| s.clone_ref(py))
     }
 
     #[getter]
-    fn client_id(&self, py: Python<'_>) -> Option<Py<PyString>> {
-        self.client_id.as_ref().map(|s| s.clone_ref(py))
+    fn client_id(&self) -> Option<&str> {
+        self.verified.client_id.as_deref()
     }
 
     #[getter]
     fn expires_at(&self) -> Option<i64> {
-        self.expires_at
+        self.verified.expires_at
     }
 
     #[getter]
     fn issued_at(&self) -> Option<i64> {
-        self.issued_at
+        self.verified.issued_at
     }
 
     #[getter]
-    fn token_id(&self, py: Python<'_>) -> Option<Py<PyString>> {
-        self.token_id.as_ref().map(|s| s.clone_ref(py))
+    fn token_id(&self) -> Option<&str> {
+        self.verified.token_id.as_deref()
     }
 
     #[getter]
-    fn claims(&self, py: Python<'_>) -> Py<PyAny> {
-        self.claims.clone_ref(py)
+    fn claims(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.claims
+            .get_or_try_init(py, || {
+                let dict = object_to_py(py, &self.verified.claims)?;
+                mapping_proxy(py)?.call1((dict,)).map(Bound::unbind)
+            })
+            .map(|c| c.clone_ref(py))
     }
 
     #[getter]
@@ -285,61 +286,45 @@ impl AuthenticatedUser {
     }
 
     #[getter]
-    fn display_name(&self, py: Python<'_>) -> Py<PyString> {
-        self.identity_text(py)
+    fn display_name(&self) -> &str {
+        self.identity_text()
     }
 
     #[getter]
-    fn identity(&self, py: Python<'_>) -> Py<PyString> {
-        self.identity_text(py)
+    fn identity(&self) -> &str {
+        self.identity_text()
     }
 
     #[pyo3(signature = (*scopes))]
-    fn has_scopes(&self, py: Python<'_>, scopes: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let granted = self.scopes.bind(py);
-        for scope in scopes.iter() {
-            if !granted.contains(scope)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    fn has_scopes(&self, scopes: Vec<String>) -> bool {
+        scopes.iter().all(|s| self.verified.scopes.contains(s))
     }
 
-    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
-        match other.cast::<AuthenticatedUser>() {
-            Ok(other) => self.claims.bind(py).eq(other.get().claims.bind(py)),
-            Err(_) => Ok(false),
-        }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<AuthenticatedUser>()
+            .is_ok_and(|other| other.get().verified.claims == self.verified.claims)
     }
 
-    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
-        (
-            self.issuer.clone_ref(py),
-            self.subject(py),
-            self.expires_at,
-            self.token_id(py),
-        )
-            .into_pyobject(py)?
-            .hash()
+    fn __hash__(&self) -> u64 {
+        let v = &self.verified;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&v.issuer, &v.subject, v.expires_at, &v.token_id).hash(&mut hasher);
+        hasher.finish()
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let scopes: Vec<String> = self
-            .scopes
-            .bind(py)
-            .iter()
-            .map(|s| s.str().map(|s| s.to_string()))
-            .collect::<PyResult<_>>()?;
-        let mut scopes = scopes;
-        scopes.sort();
-        Ok(format!(
-            "AuthenticatedUser(subject={}, issuer={}, scopes={:?}, expires_at={:?})",
-            self.subject(py)
-                .map_or("None".to_string(), |s| format!("{:?}", s.to_string())),
-            format_args!("{:?}", self.issuer.to_string()),
+    fn __repr__(&self) -> String {
+        let mut scopes: Vec<&str> = self.verified.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        format!(
+            "AuthenticatedUser(subject={:?}, issuer={:?}, scopes={:?}, expires_at={})",
+            self.identity_text(),
+            self.verified.issuer,
             scopes,
-            self.expires_at
-        ))
+            self.verified
+                .expires_at
+                .map_or("None".to_string(), |e| e.to_string())
+        )
     }
 }
 
@@ -513,7 +498,7 @@ impl PyTokenValidator {
         let keys = &keys.get().inner;
         // Signature verification is the slow part: let other threads run meanwhile.
         let verified = py.detach(|| self.policy.validate(text, keys, now))?;
-        AuthenticatedUser::from_verified(py, verified)
+        Ok(AuthenticatedUser::new(verified))
     }
 
     fn __repr__(&self) -> String {

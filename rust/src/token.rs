@@ -6,6 +6,18 @@ use crate::error::TokenError;
 use crate::json::{self, JsonProblem};
 use serde_json::{Map, Value};
 
+/// The bytes a compact JWS may contain: the base64url alphabet and the segment separator.
+static TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+        i += 1;
+    }
+    table
+};
+
 /// The three base64url segments of a compact JWS, borrowed from the token.
 #[derive(Debug, Clone, Copy)]
 pub struct CompactJws<'a> {
@@ -29,23 +41,18 @@ impl<'a> CompactJws<'a> {
         if token.is_empty() {
             return Err(TokenError::malformed("the token is empty"));
         }
+        if !token.bytes().all(|b| TOKEN_BYTE[usize::from(b)]) {
+            return Err(TokenError::malformed(
+                "the token contains characters outside the base64url alphabet",
+            ));
+        }
         let mut dots = [0usize; 2];
         let mut count = 0usize;
-        for (i, byte) in token.bytes().enumerate() {
-            match byte {
-                b'.' => {
-                    if count < 2 {
-                        dots[count] = i;
-                    }
-                    count += 1;
-                }
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-                _ => {
-                    return Err(TokenError::malformed(
-                        "the token contains characters outside the base64url alphabet",
-                    ))
-                }
+        for (i, _) in token.bytes().enumerate().filter(|(_, b)| *b == b'.') {
+            if count < 2 {
+                dots[count] = i;
             }
+            count += 1;
         }
         match count {
             2 => {}
@@ -76,9 +83,9 @@ impl<'a> CompactJws<'a> {
 
 /// Decodes a base64url segment holding a JSON object.
 pub fn decode_object(segment: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = base64url::decode(segment).ok_or(TokenError::Malformed(
-        format!("the {what} is not base64url without padding").into(),
-    ))?;
+    let bytes = base64url::decode(segment).ok_or_else(|| {
+        TokenError::Malformed(format!("the {what} is not base64url without padding").into())
+    })?;
     json::parse_object(&bytes).map_err(|problem: JsonProblem| {
         TokenError::Malformed(format!("the {what} {}", problem.describe()).into())
     })
