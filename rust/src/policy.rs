@@ -1,10 +1,9 @@
 //! A validation policy and the claim rules (RFC 7519 section 4.1, RFC 9068, RFC 8693 `scope`).
 
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
-use crate::base64url;
 use crate::error::{ConfigError, TokenError};
 use crate::keyset::KeySet;
-use crate::token::{decode_object, normalize_media_type, CompactJws, Header};
+use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
 use serde_json::{Map, Value};
 
 /// Clock skew beyond an hour is a broken clock, not skew.
@@ -53,18 +52,44 @@ pub struct Policy {
     pub max_token_bytes: usize,
 }
 
-/// A verified token: its claims and the typed values read from them.
+/// A verified token: its claims, whose types `check_claims` has checked, and typed accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub claims: Map<String, Value>,
-    pub subject: Option<String>,
-    pub issuer: String,
-    pub audience: Vec<String>,
     pub scopes: Vec<String>,
-    pub client_id: Option<String>,
     pub expires_at: Option<i64>,
     pub issued_at: Option<i64>,
-    pub token_id: Option<String>,
+}
+
+impl Verified {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.text("sub")
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.text("iss").unwrap_or_default()
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.text("client_id").or_else(|| self.text("azp"))
+    }
+
+    pub fn token_id(&self) -> Option<&str> {
+        self.text("jti")
+    }
+
+    /// Every `aud` value (a single string counts as a list of one).
+    pub fn audience(&self) -> Vec<&str> {
+        match self.claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A scope token as RFC 6749 section 3.3 defines it; it also keeps header values injection-free.
@@ -177,17 +202,16 @@ impl Policy {
                 return Err(TokenError::InvalidType);
             }
         }
-        let signature = base64url::decode(jws.signature).ok_or_else(|| {
-            TokenError::malformed("the signature is not base64url without padding")
-        })?;
+        // Decoded (and so checked) before verification, parsed only once the signature holds.
+        let payload = decode_segment(jws.payload, "payload")?;
+        let signature = decode_segment(jws.signature, "signature")?;
         keys.verify(
             header.kid.as_deref(),
             header.alg,
             jws.signing_input.as_bytes(),
             &signature,
         )?;
-        // The payload is parsed only once its signature holds.
-        let claims = decode_object(jws.payload, "payload")?;
+        let claims = parse_object(&payload, "payload")?;
         self.check_claims(claims, now)
     }
 
@@ -231,29 +255,32 @@ impl Policy {
                 return Err(TokenError::MissingClaim(name.to_owned()));
             }
         }
-        let issuer = match claims.get("iss") {
-            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => iss.clone(),
+        match claims.get("iss") {
+            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
             Some(Value::String(_)) => return Err(TokenError::InvalidIssuer),
             _ => return Err(invalid("'iss' must be a string")),
-        };
-        let audience = match claims.get("aud") {
-            Some(Value::String(aud)) => vec![aud.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| invalid("'aud' must be a string or an array of strings"))?,
+        }
+        let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => ours(aud),
+            Some(Value::Array(items)) => {
+                let mut found = false;
+                for item in items {
+                    let aud = item
+                        .as_str()
+                        .ok_or_else(|| invalid("'aud' must be a string or an array of strings"))?;
+                    found |= ours(aud);
+                }
+                found
+            }
             _ => return Err(invalid("'aud' must be a string or an array of strings")),
         };
-        if !audience.iter().any(|aud| self.audiences.contains(aud)) {
+        if !audience_ok {
             return Err(TokenError::InvalidAudience);
         }
-        let subject = string_claim(&claims, "sub")?;
-        let token_id = string_claim(&claims, "jti")?;
-        let client_id = match string_claim(&claims, "client_id")? {
-            Some(id) => Some(id),
-            None => string_claim(&claims, "azp")?,
-        };
+        for name in ["sub", "jti", "client_id", "azp"] {
+            string_claim(&claims, name)?;
+        }
         let scopes = scopes(&claims)?;
         let missing: Vec<String> = self
             .required_scopes
@@ -268,14 +295,9 @@ impl Policy {
             });
         }
         Ok(Verified {
-            subject,
-            issuer,
-            audience,
             scopes,
-            client_id,
             expires_at: exp.map(seconds),
             issued_at: iat.map(seconds),
-            token_id,
             claims,
         })
     }
@@ -392,10 +414,12 @@ mod tests {
                 NOW,
             )
             .expect("valid");
-        assert_eq!(v.subject.as_deref(), Some("u"));
+        assert_eq!(v.subject(), Some("u"));
         assert_eq!(v.scopes, vec!["a", "b", "c"]);
-        assert_eq!(v.client_id.as_deref(), Some("cli"));
-        assert_eq!(v.audience, vec!["https://rs/mcp"]);
+        assert_eq!(v.client_id(), Some("cli"));
+        assert_eq!(v.audience(), vec!["https://rs/mcp"]);
+        assert_eq!(v.token_id(), Some("j"));
+        assert_eq!(v.issuer(), "https://as");
         assert_eq!(v.expires_at, Some(NOW as i64 + 300));
     }
 

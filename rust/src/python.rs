@@ -213,9 +213,8 @@ impl AuthenticatedUser {
 
     fn identity_text(&self) -> &str {
         self.verified
-            .subject
-            .as_deref()
-            .or(self.verified.client_id.as_deref())
+            .subject()
+            .or(self.verified.client_id())
             .unwrap_or("")
     }
 }
@@ -224,19 +223,19 @@ impl AuthenticatedUser {
 impl AuthenticatedUser {
     #[getter]
     fn subject(&self) -> Option<&str> {
-        self.verified.subject.as_deref()
+        self.verified.subject()
     }
 
     #[getter]
     fn issuer(&self) -> &str {
-        &self.verified.issuer
+        self.verified.issuer()
     }
 
     #[getter]
     fn audience(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
         self.audience
             .get_or_try_init(py, || {
-                PyTuple::new(py, &self.verified.audience).map(Bound::unbind)
+                PyTuple::new(py, self.verified.audience()).map(Bound::unbind)
             })
             .map(|t| t.clone_ref(py))
     }
@@ -252,7 +251,7 @@ impl AuthenticatedUser {
 
     #[getter]
     fn client_id(&self) -> Option<&str> {
-        self.verified.client_id.as_deref()
+        self.verified.client_id()
     }
 
     #[getter]
@@ -267,7 +266,7 @@ impl AuthenticatedUser {
 
     #[getter]
     fn token_id(&self) -> Option<&str> {
-        self.verified.token_id.as_deref()
+        self.verified.token_id()
     }
 
     #[getter]
@@ -309,7 +308,7 @@ impl AuthenticatedUser {
     fn __hash__(&self) -> u64 {
         let v = &self.verified;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&v.issuer, &v.subject, v.expires_at, &v.token_id).hash(&mut hasher);
+        (v.issuer(), v.subject(), v.expires_at, v.token_id()).hash(&mut hasher);
         hasher.finish()
     }
 
@@ -319,7 +318,7 @@ impl AuthenticatedUser {
         format!(
             "AuthenticatedUser(subject={:?}, issuer={:?}, scopes={:?}, expires_at={})",
             self.identity_text(),
-            self.verified.issuer,
+            self.verified.issuer(),
             scopes,
             self.verified
                 .expires_at
