@@ -205,7 +205,9 @@ mod tests {
         // Characters are checked by decoding each segment.
         for segment in ["c=", "b ", "b+", "c\n", "é"] {
             assert_eq!(
-                decode_segment(segment, "payload").expect_err(segment).code(),
+                decode_segment(segment, "payload")
+                    .expect_err(segment)
+                    .code(),
                 "malformed"
             );
         }
