@@ -37,3 +37,9 @@ def keyset(jwks: dict[str, list[dict[str, str]]]) -> KeySet:
 def validator() -> TokenValidator:
     """``default_validator()``: every algorithm, default leeway and required claims."""
     return default_validator()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests run on asyncio (the loop uvicorn and the MCP SDK use)."""
+    return "asyncio"

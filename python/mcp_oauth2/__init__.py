@@ -13,10 +13,13 @@ from mcp_oauth2._rust import (
     peek_header,
     peek_issuer,
 )
+from mcp_oauth2.authenticator import Authenticator
+from mcp_oauth2.config import OAuth2Config
 from mcp_oauth2.errors import (
     AlgorithmNotAllowedError,
     AuthorizationError,
     ConfigurationError,
+    DiscoveryError,
     ExpiredTokenError,
     InsufficientScopeError,
     InvalidAudienceError,
@@ -26,7 +29,9 @@ from mcp_oauth2.errors import (
     InvalidSignatureError,
     InvalidTokenTypeError,
     IssuedInFutureError,
+    IssuerMismatchError,
     JWKSError,
+    JWKSUnavailableError,
     KeyNotFoundError,
     MalformedTokenError,
     MCPOAuth2Error,
@@ -36,12 +41,18 @@ from mcp_oauth2.errors import (
     TokenValidationError,
     UnsupportedAlgorithmError,
 )
+from mcp_oauth2.jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
+from mcp_oauth2.middleware import OAuth2Middleware
+from mcp_oauth2.tool_scopes import ToolScopes
 
 __all__ = [
     "AlgorithmNotAllowedError",
     "AuthenticatedUser",
+    "Authenticator",
     "AuthorizationError",
+    "CacheSettings",
     "ConfigurationError",
+    "DiscoveryError",
     "ExpiredTokenError",
     "InsufficientScopeError",
     "InvalidAudienceError",
@@ -51,16 +62,25 @@ __all__ = [
     "InvalidSignatureError",
     "InvalidTokenTypeError",
     "IssuedInFutureError",
+    "IssuerMismatchError",
+    "JWKSCache",
     "JWKSError",
+    "JWKSUnavailableError",
     "KeyNotFoundError",
     "KeySet",
+    "KeySource",
+    "KeySourceStats",
     "MCPOAuth2Error",
     "MalformedTokenError",
     "MissingClaimError",
     "NotYetValidError",
+    "OAuth2Config",
+    "OAuth2Middleware",
+    "StaticKeys",
     "TokenTooLargeError",
     "TokenValidationError",
     "TokenValidator",
+    "ToolScopes",
     "UnsupportedAlgorithmError",
     "__version__",
     "peek_header",

@@ -17,6 +17,7 @@ __all__ = [
     "AlgorithmNotAllowedError",
     "AuthorizationError",
     "ConfigurationError",
+    "DiscoveryError",
     "ExpiredTokenError",
     "InsufficientScopeError",
     "InvalidAudienceError",
@@ -26,7 +27,9 @@ __all__ = [
     "InvalidSignatureError",
     "InvalidTokenTypeError",
     "IssuedInFutureError",
+    "IssuerMismatchError",
     "JWKSError",
+    "JWKSUnavailableError",
     "KeyNotFoundError",
     "MCPOAuth2Error",
     "MalformedTokenError",
@@ -180,3 +183,32 @@ class JWKSError(MCPOAuth2Error):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
+
+
+class JWKSUnavailableError(JWKSError):
+    """No usable keys: the key server failed and nothing fresh enough is cached.
+
+    The middleware answers 503 with ``Retry-After: retry_after``.
+    """
+
+    code = "jwks_unavailable"
+    default_description = "the authorization server's signing keys are temporarily unavailable"
+
+    def __init__(
+        self, detail: str | None = None, reasons: tuple[str, ...] = (), retry_after: int = 30
+    ) -> None:
+        super().__init__(detail, reasons)
+        self.retry_after: int = max(1, int(retry_after))
+        self.args = (self.detail, self.reasons, self.retry_after)
+
+
+class DiscoveryError(JWKSUnavailableError):
+    """Authorization-server metadata could not be fetched or does not name a usable ``jwks_uri``."""
+
+    code = "discovery_failed"
+
+
+class IssuerMismatchError(DiscoveryError):
+    """The discovery document names another issuer (RFC 8414 section 3.3): it is refused."""
+
+    code = "issuer_mismatch"

@@ -1,0 +1,87 @@
+"""Validating a bearer token against the live keys of its issuer.
+
+The ``Authenticator`` joins a ``TokenValidator`` (the policy) with one key source per trusted
+issuer. With several issuers, the token's unverified ``iss`` only picks which key set to try; the
+token is then verified in full, so a forged ``iss`` gains nothing. When the key set does not know
+the token's key (a rotation), or the signature fails under a known ``kid`` (an issuer that
+restarted with a new key under the same id), the source may refetch once, rate limited, and the
+token is checked against the fresh set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
+from mcp_oauth2.errors import (
+    ConfigurationError,
+    InvalidIssuerError,
+    InvalidSignatureError,
+    KeyNotFoundError,
+)
+from mcp_oauth2.jwks import KeySource
+
+__all__ = ["Authenticator"]
+
+
+class Authenticator:
+    """Authenticates bearer tokens: ``await authenticator.authenticate(token)``."""
+
+    def __init__(
+        self, validator: TokenValidator, keys: KeySource | Mapping[str, KeySource]
+    ) -> None:
+        self.validator = validator
+        if isinstance(keys, Mapping):
+            sources = dict(keys)
+        else:
+            sources = {issuer: keys for issuer in validator.issuers}
+        unknown = set(sources) - set(validator.issuers)
+        missing = set(validator.issuers) - set(sources)
+        if unknown or missing:
+            raise ConfigurationError(
+                "key sources must match the validator's issuers exactly; "
+                f"without a source: {sorted(missing)}, not trusted: {sorted(unknown)}"
+            )
+        self.sources: dict[str, KeySource] = sources
+        # One distinct source serves every issuer: no need to peek at the token.
+        distinct = {id(source) for source in sources.values()}
+        self._single: KeySource | None = (
+            next(iter(sources.values())) if len(distinct) == 1 else None
+        )
+
+    def source_for(self, token: str | bytes) -> KeySource:
+        """The key source of the token's (unverified) issuer."""
+        if self._single is not None:
+            return self._single
+        issuer = peek_issuer(token, self.validator.max_token_bytes)
+        source = self.sources.get(issuer) if issuer is not None else None
+        if source is None:
+            raise InvalidIssuerError()
+        return source
+
+    async def authenticate(self, token: str | bytes) -> AuthenticatedUser:
+        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
+        source = self.source_for(token)
+        keys = await source.get_keys()
+        try:
+            return self.validator.validate(token, keys)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            fresh = await source.refresh_after_miss(keys)
+            if fresh is None:
+                raise miss from None
+            return self.validator.validate(token, fresh)
+
+    async def start(self) -> None:
+        """Start every key source (prefetching keys where configured)."""
+        for source in self._distinct_sources():
+            await source.start()
+
+    async def aclose(self) -> None:
+        for source in self._distinct_sources():
+            await source.aclose()
+
+    def _distinct_sources(self) -> list[KeySource]:
+        seen: dict[int, KeySource] = {}
+        for source in self.sources.values():
+            seen.setdefault(id(source), source)
+        return list(seen.values())

@@ -1,0 +1,96 @@
+"""OAuth2Config from arguments and MCP_OAUTH2_* environment variables."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from mcp_oauth2 import OAuth2Config
+
+ISSUER = "https://auth.example.com"
+AUDIENCE = "https://mcp.example.com/mcp"
+
+
+def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_OAUTH2_ISSUER", f"{ISSUER}, https://second.example.com")
+    monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("MCP_OAUTH2_ALGORITHMS", '["ES256", "EdDSA"]')
+    monkeypatch.setenv("MCP_OAUTH2_LEEWAY", "30")
+    monkeypatch.setenv("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:tools")
+    monkeypatch.setenv("MCP_OAUTH2_SCOPE_IMPLICATIONS", '{"mcp:admin": ["mcp:tools"]}')
+    monkeypatch.setenv("MCP_OAUTH2_EXEMPT_ROUTES", "/health,/public/*,OPTIONS *")
+    monkeypatch.setenv("MCP_OAUTH2_JWKS_MAX_AGE", "300")
+    monkeypatch.setenv("MCP_OAUTH2_JWKS_PREFETCH", "false")
+    monkeypatch.setenv("MCP_OAUTH2_RESOURCE_NAME", "Demo")
+    config = OAuth2Config()  # type: ignore[call-arg]
+    assert config.issuer == (ISSUER, "https://second.example.com")
+    assert config.audience == (AUDIENCE,)
+    assert config.algorithms == ("ES256", "EdDSA")
+    assert config.leeway == 30
+    assert config.required_scopes == ("mcp:tools",)
+    assert config.scope_implications == {"mcp:admin": ("mcp:tools",)}
+    assert config.exempt_routes == ("/health", "/public/*", "OPTIONS *")
+    assert config.cache_settings().max_age == 300
+    assert config.jwks_prefetch is False
+    assert config.resource_uri == AUDIENCE
+    assert config.token_validator().leeway == 30
+
+
+def test_defaults() -> None:
+    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE)
+    assert config.algorithms == ("RS256", "ES256")
+    assert config.leeway == 60
+    assert config.jwks_uri is None
+    assert config.jwks_prefetch is True
+    assert config.cache_settings().cooldown == 30
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needles"),
+    [
+        ("MCP_OAUTH2_ISSUER", "http://auth.example.com", ["issuer", "MCP_OAUTH2_ISSUER", "https"]),
+        ("MCP_OAUTH2_AUDIENCE", "", ["audience", "MCP_OAUTH2_AUDIENCE", "e.g."]),
+        ("MCP_OAUTH2_JWKS_URI", "http://10.0.0.1/jwks", ["jwks_uri", "MCP_OAUTH2_JWKS_URI"]),
+        ("MCP_OAUTH2_REQUIRED_SCOPES", 'a"b', ["required_scopes", "MCP_OAUTH2_REQUIRED_SCOPES"]),
+        ("MCP_OAUTH2_EXEMPT_ROUTES", "/*", ["exempt_routes", "every path"]),
+        ("MCP_OAUTH2_SCOPE_IMPLICATIONS", "{not json", ["MCP_OAUTH2_SCOPE_IMPLICATIONS"]),
+        ("MCP_OAUTH2_ALGORITHMS", "HS256", ["never accepted", "MCP_OAUTH2_"]),
+        ("MCP_OAUTH2_LEEWAY", "-5", ["leeway"]),
+        ("MCP_OAUTH2_JWKS_TIMEOUT", "0", ["timeout", "MCP_OAUTH2_JWKS_"]),
+    ],
+)
+def test_errors_name_the_field_and_variable(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, needles: list[str]
+) -> None:
+    monkeypatch.setenv("MCP_OAUTH2_ISSUER", ISSUER)
+    monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config()  # type: ignore[call-arg]
+    message = str(caught.value)
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+def test_issuer_and_audience_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MCP_OAUTH2_ISSUER", raising=False)
+    monkeypatch.delenv("MCP_OAUTH2_AUDIENCE", raising=False)
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config()  # type: ignore[call-arg]
+    assert {e["loc"][0] for e in caught.value.errors()} == {"issuer", "audience"}
+
+
+def test_loopback_http_is_allowed() -> None:
+    config = OAuth2Config(issuer="http://127.0.0.1:9000", audience="http://localhost:8000/mcp")
+    assert config.issuer == ("http://127.0.0.1:9000",)
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        OAuth2Config(issuer=ISSUER, audience=AUDIENCE, audience_check=False)  # type: ignore[call-arg]
+
+
+def test_frozen() -> None:
+    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(ValidationError):
+        config.leeway = 5  # type: ignore[misc]

@@ -1,0 +1,457 @@
+"""JWKSCache and Authenticator against a real key server on loopback (``LocalIssuer``).
+
+The server counts the requests it actually receives and can be told to rotate keys, refuse
+connections, hang, or answer with errors and junk. Time-dependent behaviour (freshness, cooldown,
+stale window, backoff) runs on an injectable clock, so no test sleeps for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import string
+from collections.abc import AsyncIterator
+
+import pytest
+from mcp_oauth2.testing import LocalIssuer
+
+from mcp_oauth2 import (
+    Authenticator,
+    CacheSettings,
+    ConfigurationError,
+    DiscoveryError,
+    InvalidIssuerError,
+    IssuerMismatchError,
+    JWKSCache,
+    JWKSUnavailableError,
+    StaticKeys,
+    TokenValidationError,
+    TokenValidator,
+)
+
+pytestmark = pytest.mark.anyio
+
+AUDIENCE = "https://mcp.example.com/mcp"
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[LocalIssuer]:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    async with local.serve_async():
+        yield local
+
+
+def jwks_url(issuer: LocalIssuer) -> str:
+    return issuer.metadata()["jwks_uri"]
+
+
+@pytest.fixture
+async def cache(issuer: LocalIssuer, clock: FakeClock) -> AsyncIterator[JWKSCache]:
+    settings = CacheSettings(timeout=2.0, retries=1)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as jwks:
+        yield jwks
+
+
+def authenticator_for(issuer: LocalIssuer, cache: JWKSCache) -> Authenticator:
+    validator = TokenValidator(issuer.issuer, AUDIENCE, algorithms=["RS256", "ES256"])
+    return Authenticator(validator, cache)
+
+
+async def settle() -> None:
+    """Let background tasks (refresh-ahead, retries) run."""
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+# -- single flight and warm path -------------------------------------------------------------
+
+
+async def test_cold_cache_hundred_concurrent_validations_one_fetch(issuer: LocalIssuer) -> None:
+    async with JWKSCache(jwks_uri=jwks_url(issuer), prefetch=False) as cache:
+        auth = authenticator_for(issuer, cache)
+        tokens = [issuer.mint(subject=f"user-{i}") for i in range(100)]
+        users = await asyncio.gather(*(auth.authenticate(t) for t in tokens))
+        assert [u.subject for u in users] == [f"user-{i}" for i in range(100)]
+        assert issuer.jwks_requests == 1
+        assert cache.stats().fetches == 1
+
+
+async def test_warm_cache_serves_without_the_network(issuer: LocalIssuer, cache: JWKSCache) -> None:
+    assert issuer.jwks_requests == 1  # the prefetch at start
+    auth = authenticator_for(issuer, cache)
+    for _ in range(50):
+        await auth.authenticate(issuer.mint())
+    assert issuer.jwks_requests == 1
+    stats = cache.stats()
+    assert stats.state == "fresh" and stats.key_count == 2 and stats.hits >= 50
+
+
+async def test_caller_giving_up_does_not_cancel_the_shared_fetch(issuer: LocalIssuer) -> None:
+    async with JWKSCache(jwks_uri=jwks_url(issuer), prefetch=False) as cache:
+        waiter = asyncio.ensure_future(cache.get_keys())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        keys = await cache.get_keys()  # joins or follows the fetch the first caller started
+        assert len(keys) == 2
+        assert issuer.jwks_requests == 1
+
+
+async def test_refresh_ahead_in_the_background(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    clock.advance(0.85 * 600)  # past refresh_ahead (0.8) of the default 600 s freshness
+    keys = await cache.get_keys()  # answers at once from memory
+    assert len(keys) == 2
+    await settle()
+    assert issuer.jwks_requests == 2
+    assert cache.stats().age == 0
+
+
+# -- unknown kids and rotation ---------------------------------------------------------------
+
+
+async def test_random_unknown_kids_cost_one_fetch_per_cooldown(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    rng = random.Random(7)
+
+    def random_kid() -> str:
+        return "".join(rng.choices(string.ascii_letters, k=16))
+
+    for window in range(3):
+        results = await asyncio.gather(
+            *(auth.authenticate(issuer.mint(kid=random_kid())) for _ in range(1000)),
+            return_exceptions=True,
+        )
+        assert all(
+            isinstance(r, TokenValidationError) and r.code == "key_not_found" for r in results
+        )
+        assert issuer.jwks_requests == 1 + (window + 1)  # prefetch + one per window
+        assert (await auth.authenticate(issuer.mint())).subject == "user-1"
+        clock.advance(31)
+    assert cache.stats().rejected_misses >= 3 * 999
+
+
+async def test_new_kid_validates_after_one_refetch(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    clock.advance(31)  # out of the prefetch's cooldown window
+    new_kid = issuer.rotate("RS256")
+    user = await auth.authenticate(issuer.mint(kid=new_kid))
+    assert user.subject == "user-1"
+    assert issuer.jwks_requests == 2
+
+
+async def test_removed_kid_stops_after_the_next_refresh(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    token = issuer.mint(algorithm="ES256")
+    kid = issuer.jwks()["keys"][1]["kid"]
+    assert (await auth.authenticate(token)).subject == "user-1"
+    issuer.remove_key(kid)
+    assert (await auth.authenticate(token)).subject == "user-1"  # still cached, still fresh
+    clock.advance(601)
+    await cache.get_keys()  # expired within max_stale: served, refresh starts
+    await settle()
+    assert issuer.jwks_requests == 2
+    with pytest.raises(TokenValidationError) as caught:
+        await auth.authenticate(token)
+    assert caught.value.code == "key_not_found"
+
+
+async def test_key_replaced_under_the_same_kid(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    kid = issuer.jwks()["keys"][0]["kid"]
+    clock.advance(31)
+    issuer.replace_key(kid)  # a development issuer restarted with a new key, same id
+    user = await auth.authenticate(issuer.mint())
+    assert user.subject == "user-1"
+    assert issuer.jwks_requests == 2
+    # A forged signature under a known kid triggers no refetch inside the cooldown window.
+    with pytest.raises(TokenValidationError) as caught:
+        await auth.authenticate(issuer.mint_untrusted())
+    assert caught.value.code == "invalid_signature"
+    assert issuer.jwks_requests == 2
+
+
+# -- outages -----------------------------------------------------------------------------
+
+
+async def test_outage_serves_cached_keys_until_max_stale(issuer: LocalIssuer) -> None:
+    clock = FakeClock()
+    settings = CacheSettings(max_age=600, max_stale=1200, timeout=1.0, retries=0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        auth = authenticator_for(issuer, cache)
+        token = issuer.mint(expires_in=10_000)
+        issuer.fault = "status:503"
+        clock.advance(700)
+        assert (await auth.authenticate(token)).subject == "user-1"
+        await settle()
+        stats = cache.stats()
+        assert stats.state == "stale" and stats.failures >= 1
+        clock.advance(1000)  # 1700 s old: within 600 + 1200
+        assert (await auth.authenticate(token)).subject == "user-1"
+        clock.advance(200)  # 1900 s: beyond the stale window
+        with pytest.raises(JWKSUnavailableError) as caught:
+            await auth.authenticate(token)
+        assert caught.value.retry_after >= 1
+        assert cache.stats().state == "failing"
+        assert "127.0.0.1" not in caught.value.description
+
+
+FAULTS = [
+    "status:500",
+    "status:404",
+    "html",
+    "invalid_json",
+    "empty",
+    "no_usable_keys",
+    "huge",
+    "redirect",
+    "hang",
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_bad_response_is_a_failed_refresh_and_keys_stay(
+    issuer: LocalIssuer, fault: str
+) -> None:
+    clock = FakeClock()
+    settings = CacheSettings(timeout=0.5, retries=0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        before = await cache.get_keys()
+        issuer.fault = fault
+        clock.advance(601)
+        assert await cache.get_keys() is before  # stale keys keep serving
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if cache.stats().failures:
+                break
+        stats = cache.stats()
+        assert stats.failures == 1, fault
+        assert stats.state == "stale"
+        assert await cache.get_keys() is before
+        assert issuer.jwks_requests == 2
+
+
+async def test_refused_connections_are_failed_refreshes(issuer: LocalIssuer) -> None:
+    clock = FakeClock()
+    settings = CacheSettings(timeout=1.0, retries=2)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        before = await cache.get_keys()
+        issuer.stop_listening()
+        clock.advance(601)
+        assert await cache.get_keys() is before
+        await settle()
+        assert cache.stats().failures == 1
+        issuer.start_listening()
+        clock.advance(5)  # past the first backoff pause
+        assert await cache.get_keys() is before
+        await settle()
+        assert cache.stats().state == "fresh"
+
+
+async def test_down_at_startup_then_recovers(issuer: LocalIssuer) -> None:
+    clock = FakeClock()
+    issuer.fault = "status:503"
+    settings = CacheSettings(timeout=1.0, retries=0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        assert cache.stats().state == "failing"  # start() logged the failure, did not raise
+        auth = authenticator_for(issuer, cache)
+        with pytest.raises(JWKSUnavailableError) as caught:
+            await auth.authenticate(issuer.mint())
+        assert caught.value.code == "jwks_unavailable"
+        requests = issuer.jwks_requests
+        for _ in range(20):  # inside the backoff pause: fail fast, no network
+            with pytest.raises(JWKSUnavailableError):
+                await auth.authenticate(issuer.mint())
+        assert issuer.jwks_requests == requests
+        issuer.fault = None
+        clock.advance(3)
+        assert (await auth.authenticate(issuer.mint())).subject == "user-1"
+
+
+async def test_cache_control_max_age_is_honoured_within_bounds(issuer: LocalIssuer) -> None:
+    clock = FakeClock()
+    settings = CacheSettings(min_max_age=60, max_max_age=3600)
+    for header_age, expected in [(120, 120), (5, 60), (999_999, 3600)]:
+        issuer.cache_max_age = header_age
+        async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+            await cache.get_keys()
+            clock.advance(expected - 1)
+            assert cache.stats().state == "fresh"
+            clock.advance(2)
+            assert cache.stats().state == "stale"
+
+
+# -- discovery -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["", "/tenant1"])
+async def test_discovery_from_the_issuer(path: str) -> None:
+    local = LocalIssuer(default_audience=AUDIENCE, path=path)
+    async with local.serve_async():
+        async with JWKSCache(issuer=local.issuer) as cache:
+            auth = authenticator_for(local, cache)
+            assert (await auth.authenticate(local.mint())).subject == "user-1"
+            assert cache.jwks_uri == local.metadata()["jwks_uri"]
+        expected = "/.well-known/oauth-authorization-server" + path
+        assert local.requests[expected] == 1
+
+
+async def test_discovery_refuses_a_mismatched_issuer() -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    async with local.serve_async():
+        local.metadata_issuer = local.issuer + "/other"
+        async with JWKSCache(issuer=local.issuer) as cache:
+            with pytest.raises(IssuerMismatchError) as caught:
+                await cache.get_keys()
+            assert caught.value.code == "issuer_mismatch"
+        assert local.jwks_requests == 0
+
+
+async def test_discovery_failure_is_discovery_failed() -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    async with local.serve_async():
+        local.metadata_fault = "status:404"
+        async with JWKSCache(issuer=local.issuer) as cache:
+            with pytest.raises(DiscoveryError) as caught:
+                await cache.get_keys()
+            assert caught.value.code == "discovery_failed"
+
+
+async def test_redirects_are_not_followed(issuer: LocalIssuer) -> None:
+    issuer.fault = "redirect"
+    async with JWKSCache(jwks_uri=jwks_url(issuer), prefetch=False) as cache:
+        with pytest.raises(JWKSUnavailableError) as caught:
+            await cache.get_keys()
+        assert "302" in caught.value.detail
+    assert issuer.jwks_requests == 1  # the redirect target was never requested
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://auth.example.com/jwks", "http://10.0.0.1/jwks", "ftp://127.0.0.1/jwks", "jwks.json"],
+)
+def test_unsafe_urls_are_rejected_at_configuration(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        JWKSCache(jwks_uri=url)
+    with pytest.raises(ConfigurationError):
+        JWKSCache(issuer=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/jwks", "http://localhost/jwks", "http://[::1]/jwks"]
+)
+def test_loopback_http_is_allowed(url: str) -> None:
+    assert JWKSCache(jwks_uri=url).jwks_uri == url
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_age": 0}, {"cooldown": -1}, {"timeout": 0}, {"max_bytes": 10}, {"retries": 99}],
+)
+def test_settings_are_bounded(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigurationError):
+        CacheSettings(**options)  # type: ignore[arg-type]
+
+
+# -- several issuers, static keys, blocking use ---------------------------------------------------
+
+
+async def test_several_issuers_each_with_its_own_keys() -> None:
+    first, second = LocalIssuer(default_audience=AUDIENCE), LocalIssuer(default_audience=AUDIENCE)
+    async with first.serve_async(), second.serve_async():
+        validator = TokenValidator([first.issuer, second.issuer], AUDIENCE)
+        caches = {
+            first.issuer: JWKSCache(issuer=first.issuer),
+            second.issuer: JWKSCache(issuer=second.issuer),
+        }
+        auth = Authenticator(validator, caches)
+        await auth.start()
+        try:
+            assert (await auth.authenticate(first.mint())).issuer == first.issuer
+            assert (await auth.authenticate(second.mint())).issuer == second.issuer
+            # A token claiming the first issuer but signed by the second: picked by iss, refused.
+            forged = second.mint(claims={"iss": first.issuer})
+            with pytest.raises(TokenValidationError):
+                await auth.authenticate(forged)
+            with pytest.raises(InvalidIssuerError):
+                await auth.authenticate(first.mint(claims={"iss": "https://elsewhere"}))
+        finally:
+            await auth.aclose()
+
+
+async def test_static_keys(issuer: LocalIssuer, tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    document = tmp_path / "jwks.json"
+    import json
+
+    document.write_text(json.dumps(issuer.jwks()))
+    for source in (StaticKeys(issuer.jwks()), StaticKeys(document)):
+        auth = Authenticator(TokenValidator(issuer.issuer, AUDIENCE), source)
+        assert (await auth.authenticate(issuer.mint())).subject == "user-1"
+        assert source.stats().state == "static"
+    assert issuer.jwks_requests == 0
+
+
+def test_blocking_entry_point() -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        cache = JWKSCache(issuer=local.issuer)
+        keys = cache.get_keys_sync()
+        assert set(keys.key_ids) == {k["kid"] for k in local.jwks()["keys"]}
+        assert cache.get_keys_sync() is keys
+        validator = TokenValidator(local.issuer, AUDIENCE)
+        assert validator.validate(local.mint(), keys).subject == "user-1"
+
+
+# -- logging ---------------------------------------------------------------------------------
+
+
+async def test_logs_never_contain_tokens(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mcp_oauth2")
+    auth = authenticator_for(issuer, cache)
+    tokens = [issuer.mint(), issuer.mint(kid="unknown"), issuer.mint_expired()]
+    issuer.fault = "status:500"
+    clock.advance(700)
+    for token in tokens:
+        try:
+            await auth.authenticate(token)
+        except TokenValidationError:
+            pass
+    await settle()
+    assert "refresh failed" in caplog.text
+    for token in tokens:
+        for part in token.split("."):
+            assert part not in caplog.text
