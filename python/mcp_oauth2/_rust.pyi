@@ -140,6 +140,7 @@ class TokenValidator:
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
+        cache_size: int = 1024,
     ) -> TokenValidator: ...
     @property
     def issuers(self) -> tuple[str, ...]: ...
@@ -164,7 +165,18 @@ class TokenValidator:
 
         Pure: no I/O. ``now`` (unix seconds) defaults to the system clock. Raises a subclass of
         ``TokenValidationError`` on any failure.
+
+        A token that validated before is answered from the verified-token cache (``cache_size``
+        entries; 0 disables it): ``exp`` and ``nbf`` are checked again against ``now``, and the
+        result holds only while the key that verified it is in ``keys``. The same immutable
+        ``AuthenticatedUser`` object is returned for each hit.
         """
+
+    def cache_info(self) -> dict[str, int]:
+        """Counters of the verified-token cache: size, capacity, hits, misses, evictions."""
+
+    def cache_clear(self) -> None:
+        """Forget every cached result."""
 
     def __repr__(self) -> str: ...
 

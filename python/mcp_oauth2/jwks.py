@@ -257,6 +257,9 @@ class JWKSCache:
         self._last_fetch_started: float | None = None
         self._next_attempt_at = -math.inf
         self._consecutive_failures = 0
+        # The kind of the last failure (discovery_failed, issuer_mismatch, jwks_unavailable), so
+        # that requests refused without a new attempt report the same cause.
+        self._last_failure: type[JWKSUnavailableError] = JWKSUnavailableError
         self._sync_lock = threading.Lock()
         self._closed = False
         self._hits = 0
@@ -455,6 +458,7 @@ class JWKSCache:
             reasons = error.reasons if isinstance(error, JWKSError) else ()
             self._record_failure(detail)
             cls = type(error) if isinstance(error, JWKSUnavailableError) else JWKSUnavailableError
+            self._last_failure = cls
             raise cls(f"refresh failed: {detail}", reasons, self._retry_after()) from None
         now = self._clock()
         lifetime = settings.freshness(document.headers)
@@ -504,7 +508,7 @@ class JWKSCache:
         return max(1, math.ceil(self._next_attempt_at - self._clock()))
 
     def _unavailable(self, why: str) -> JWKSUnavailableError:
-        return JWKSUnavailableError(
+        return self._last_failure(
             f"keys of {self._jwks_uri or self.issuer} unavailable: {why}",
             retry_after=self._retry_after(),
         )

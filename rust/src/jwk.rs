@@ -6,6 +6,7 @@
 
 use crate::algorithm::{Algorithm, AlgorithmName, Curve, KeyKind};
 use crate::base64url;
+use aws_lc_rs::digest;
 use aws_lc_rs::signature::ParsedPublicKey;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
@@ -21,9 +22,9 @@ pub struct PublicKey {
     pub alg: Option<Algorithm>,
     pub kind: KeyKind,
     material: Material,
-    /// Canonical public material (type, curve, coordinates or modulus and exponent), for the
-    /// key set's fingerprint.
-    pub canonical: Vec<u8>,
+    /// SHA-256 over the key id, the JWK's `alg` and the canonical public material: equal
+    /// digests mean the same key under the same name.
+    pub digest: [u8; 32],
 }
 
 enum Material {
@@ -132,13 +133,30 @@ pub fn parse_jwk(jwk: &Map<String, Value>) -> Result<PublicKey, String> {
             return Err(format!("'alg' {} does not fit the key type", alg.name()));
         }
     }
+    let digest = key_digest(kid.as_deref(), alg, &canonical);
     Ok(PublicKey {
         kid,
         alg,
         kind,
         material,
-        canonical,
+        digest,
     })
+}
+
+fn key_digest(kid: Option<&str>, alg: Option<Algorithm>, canonical: &[u8]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    // Length-prefixed fields: no two different keys hash the same input.
+    for field in [
+        kid.unwrap_or("").as_bytes(),
+        alg.map_or("", Algorithm::name).as_bytes(),
+        canonical,
+    ] {
+        ctx.update(&(field.len() as u64).to_be_bytes());
+        ctx.update(field);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 fn refuse_private_members(jwk: &Map<String, Value>, members: &[&str]) -> Result<(), String> {

@@ -93,7 +93,18 @@ impl KeySet {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
-    /// Verifies `signature` over `message` with the key the token names.
+    /// The digest of the first usable key (for tests of code keyed by key digests).
+    #[cfg(test)]
+    pub fn fingerprint_of_first(&self) -> [u8; 32] {
+        self.keys[0].digest
+    }
+
+    /// Whether the key with this digest (see `PublicKey::digest`) is still in the set.
+    pub fn contains_key(&self, digest: &[u8; 32]) -> bool {
+        self.keys.iter().any(|k| &k.digest == digest)
+    }
+
+    /// Verifies `signature` over `message` with the key the token names, and returns that key.
     ///
     /// With a `kid`, only keys with that id are candidates (a publisher may list the same id for
     /// two algorithms, or mid-rotation twice: each fitting candidate is tried). Without a `kid`,
@@ -105,7 +116,7 @@ impl KeySet {
         alg: Algorithm,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), TokenError> {
+    ) -> Result<&PublicKey, TokenError> {
         match kid {
             Some(kid) => {
                 let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid));
@@ -119,18 +130,16 @@ impl KeySet {
                 if fitting.peek().is_none() {
                     return Err(TokenError::KeyNotFound(KeyMiss::WrongKeyType));
                 }
-                if fitting.any(|k| k.verify(alg, message, signature)) {
-                    Ok(())
-                } else {
-                    Err(TokenError::InvalidSignature)
-                }
+                fitting
+                    .find(|k| k.verify(alg, message, signature))
+                    .ok_or(TokenError::InvalidSignature)
             }
             None => {
                 let mut fitting = self.keys.iter().filter(|k| k.fits(alg));
                 match (fitting.next(), fitting.next()) {
                     (None, _) => Err(TokenError::KeyNotFound(KeyMiss::NoKeyForAlgorithm)),
                     (Some(_), Some(_)) => Err(TokenError::KeyNotFound(KeyMiss::Ambiguous)),
-                    (Some(key), None) if key.verify(alg, message, signature) => Ok(()),
+                    (Some(key), None) if key.verify(alg, message, signature) => Ok(key),
                     (Some(_), None) => Err(TokenError::InvalidSignature),
                 }
             }
@@ -153,13 +162,7 @@ fn key_label(index: usize, entry: &Value) -> String {
 fn fingerprint(keys: &[PublicKey]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for key in keys {
-        // Length-prefix each field so that no two different key sets hash the same input.
-        let kid = key.kid.as_deref().unwrap_or("").as_bytes();
-        let alg = key.alg.map_or("", Algorithm::name).as_bytes();
-        for field in [kid, alg, &key.canonical] {
-            ctx.update(&(field.len() as u64).to_be_bytes());
-            ctx.update(field);
-        }
+        ctx.update(&key.digest);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
@@ -217,24 +220,31 @@ mod tests {
         let ks = set(&[format!("{P256},\"kid\":\"a\"}}"), format!("{P256}}}")]).expect("ok");
         let sig = [1u8; 64];
         assert_eq!(
-            ks.verify(Some("zzz"), Algorithm::ES256, b"m", &sig),
+            ks.verify(Some("zzz"), Algorithm::ES256, b"m", &sig)
+                .map(|_| ()),
             Err(TokenError::KeyNotFound(KeyMiss::UnknownKid))
         );
         assert_eq!(
-            ks.verify(Some("a"), Algorithm::ES384, b"m", &sig),
+            ks.verify(Some("a"), Algorithm::ES384, b"m", &sig)
+                .map(|_| ()),
             Err(TokenError::KeyNotFound(KeyMiss::WrongKeyType))
         );
         assert_eq!(
-            ks.verify(None, Algorithm::ES256, b"m", &sig),
+            ks.verify(None, Algorithm::ES256, b"m", &sig).map(|_| ()),
             Err(TokenError::KeyNotFound(KeyMiss::Ambiguous))
         );
         assert_eq!(
-            ks.verify(None, Algorithm::RS256, b"m", &sig),
+            ks.verify(None, Algorithm::RS256, b"m", &sig).map(|_| ()),
             Err(TokenError::KeyNotFound(KeyMiss::NoKeyForAlgorithm))
         );
         assert_eq!(
-            ks.verify(Some("a"), Algorithm::ES256, b"m", &sig),
+            ks.verify(Some("a"), Algorithm::ES256, b"m", &sig)
+                .map(|_| ()),
             Err(TokenError::InvalidSignature)
         );
+        let a = ks.key_ids().next().map(str::to_owned).expect("kid");
+        assert_eq!(a, "a");
+        let digest = ks.keys[0].digest;
+        assert!(ks.contains_key(&digest) && !ks.contains_key(&[0; 32]));
     }
 }

@@ -12,6 +12,7 @@ pub mod jwk;
 pub mod keyset;
 pub mod policy;
 pub mod token;
+pub mod verified_cache;
 
 #[cfg(feature = "python")]
 mod python;

@@ -59,6 +59,11 @@ pub struct Verified {
     pub scopes: Vec<String>,
     pub expires_at: Option<i64>,
     pub issued_at: Option<i64>,
+    /// `exp` and `nbf` as read, for re-checking a cached result against a later clock.
+    pub exp: Option<f64>,
+    pub nbf: Option<f64>,
+    /// The digest of the key that verified the signature (all zeros before verification).
+    pub key_digest: [u8; 32],
 }
 
 impl Verified {
@@ -192,39 +197,14 @@ impl Policy {
         })
     }
 
-    /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
-    pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
-        let jws = CompactJws::split(token, self.max_token_bytes)?;
-        let header = Header::parse(jws.header, self.algorithms)?;
-        if let Some(accepted) = &self.accepted_types {
-            let typ = header.typ.as_deref().map(normalize_media_type);
-            if !typ.is_some_and(|t| accepted.contains(&t)) {
-                return Err(TokenError::InvalidType);
-            }
-        }
-        // Decoded (and so checked) before verification, parsed only once the signature holds.
-        let payload = decode_segment(jws.payload, "payload")?;
-        let signature = decode_segment(jws.signature, "signature")?;
-        keys.verify(
-            header.kid.as_deref(),
-            header.alg,
-            jws.signing_input.as_bytes(),
-            &signature,
-        )?;
-        let claims = parse_object(&payload, "payload")?;
-        self.check_claims(claims, now)
-    }
-
-    /// The claim rules, on a payload whose signature has been verified.
-    pub fn check_claims(
+    /// The lifetime rules alone (`exp`, `nbf`), for a result verified earlier.
+    pub fn check_lifetime(
         &self,
-        claims: Map<String, Value>,
+        exp: Option<f64>,
+        nbf: Option<f64>,
         now: f64,
-    ) -> Result<Verified, TokenError> {
+    ) -> Result<(), TokenError> {
         let leeway = self.leeway as f64;
-        let exp = numeric_date(&claims, "exp")?;
-        let nbf = numeric_date(&claims, "nbf")?;
-        let iat = numeric_date(&claims, "iat")?;
         if let Some(exp) = exp {
             if now >= exp + leeway {
                 return Err(TokenError::Expired {
@@ -239,6 +219,45 @@ impl Policy {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
+    pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
+        let jws = CompactJws::split(token, self.max_token_bytes)?;
+        let header = Header::parse(jws.header, self.algorithms)?;
+        if let Some(accepted) = &self.accepted_types {
+            let typ = header.typ.as_deref().map(normalize_media_type);
+            if !typ.is_some_and(|t| accepted.contains(&t)) {
+                return Err(TokenError::InvalidType);
+            }
+        }
+        // Decoded (and so checked) before verification, parsed only once the signature holds.
+        let payload = decode_segment(jws.payload, "payload")?;
+        let signature = decode_segment(jws.signature, "signature")?;
+        let key = keys.verify(
+            header.kid.as_deref(),
+            header.alg,
+            jws.signing_input.as_bytes(),
+            &signature,
+        )?;
+        let claims = parse_object(&payload, "payload")?;
+        let mut verified = self.check_claims(claims, now)?;
+        verified.key_digest = key.digest;
+        Ok(verified)
+    }
+
+    /// The claim rules, on a payload whose signature has been verified.
+    pub fn check_claims(
+        &self,
+        claims: Map<String, Value>,
+        now: f64,
+    ) -> Result<Verified, TokenError> {
+        let leeway = self.leeway as f64;
+        let exp = numeric_date(&claims, "exp")?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        let iat = numeric_date(&claims, "iat")?;
+        self.check_lifetime(exp, nbf, now)?;
         if let Some(iat) = iat {
             if iat > now + leeway {
                 return Err(TokenError::IssuedInFuture {
@@ -298,6 +317,9 @@ impl Policy {
             scopes,
             expires_at: exp.map(seconds),
             issued_at: iat.map(seconds),
+            exp,
+            nbf,
+            key_digest: [0; 32],
             claims,
         })
     }

@@ -6,6 +6,7 @@ use crate::error::{ConfigError, JwksError, TokenError};
 use crate::keyset::KeySet;
 use crate::policy::{Policy, PolicyOptions, Verified};
 use crate::token::{decode_object, CompactJws};
+use crate::verified_cache::{Entry, VerifiedCache};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -171,7 +172,7 @@ impl PyKeySet {
             AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None).into()),
             AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm.into()),
         };
-        match py.detach(|| self.inner.verify(kid, alg, message, signature)) {
+        match py.detach(|| self.inner.verify(kid, alg, message, signature).map(|_| ())) {
             Ok(()) => Ok(true),
             Err(TokenError::InvalidSignature) => Ok(false),
             Err(other) => Err(other.into()),
@@ -354,7 +355,13 @@ struct PyTokenValidator {
     policy: Policy,
     algorithm_names: Vec<String>,
     accepted_type_names: Option<Vec<String>>,
+    cache: VerifiedCache<Py<AuthenticatedUser>>,
 }
+
+/// Tokens longer than this are validated but never cached, which bounds each entry's size.
+const MAX_CACHED_TOKEN_BYTES: usize = 8192;
+const DEFAULT_CACHE_SIZE: i64 = 1024;
+const MAX_CACHE_SIZE: i64 = 1 << 20;
 
 #[pymethods]
 impl PyTokenValidator {
@@ -369,10 +376,11 @@ impl PyTokenValidator {
         required_scopes = None,
         accepted_types = None,
         max_token_bytes = None,
+        cache_size = None,
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192)")]
+        max_token_bytes=8192, cache_size=1024)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
@@ -383,6 +391,7 @@ impl PyTokenValidator {
         required_scopes: Option<&Bound<'_, PyAny>>,
         accepted_types: Option<&Bound<'_, PyAny>>,
         max_token_bytes: Option<&Bound<'_, PyAny>>,
+        cache_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let defaults = PolicyOptions::default();
         let integer = |value: Option<&Bound<'_, PyAny>>, name: &str, default: i64| {
@@ -426,10 +435,19 @@ impl PyTokenValidator {
             accepted_types: accepted_types.clone(),
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(0),
         };
+        let cache_size = integer(cache_size, "cache_size", DEFAULT_CACHE_SIZE)?;
+        if !(0..=MAX_CACHE_SIZE).contains(&cache_size) {
+            return Err(ConfigError(format!(
+                "cache_size must be between 0 (no cache) and {MAX_CACHE_SIZE}; \
+                 {DEFAULT_CACHE_SIZE} is the default"
+            ))
+            .into());
+        }
         Ok(Self {
             policy: Policy::new(options)?,
             algorithm_names: algorithms,
             accepted_type_names: accepted_types,
+            cache: VerifiedCache::new(usize::try_from(cache_size).unwrap_or(0)),
         })
     }
 
@@ -483,7 +501,7 @@ impl PyTokenValidator {
         token: &Bound<'_, PyAny>,
         keys: &Bound<'_, PyKeySet>,
         now: Option<f64>,
-    ) -> PyResult<AuthenticatedUser> {
+    ) -> PyResult<Py<AuthenticatedUser>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
         let now = match now {
             Some(now) if now.is_finite() => now,
@@ -495,9 +513,42 @@ impl PyTokenValidator {
             None => unix_now(),
         };
         let keys = &keys.get().inner;
+        if let Some(user) = self
+            .cache
+            .get(text, keys, &self.policy, now, |user| user.clone_ref(py))?
+        {
+            return Ok(user);
+        }
         // Signature verification is the slow part: let other threads run meanwhile.
         let verified = py.detach(|| self.policy.validate(text, keys, now))?;
-        Ok(AuthenticatedUser::new(verified))
+        let (exp, nbf, key_digest) = (verified.exp, verified.nbf, verified.key_digest);
+        let user = Py::new(py, AuthenticatedUser::new(verified))?;
+        if text.len() <= MAX_CACHED_TOKEN_BYTES {
+            let entry = Entry {
+                value: user.clone_ref(py),
+                exp,
+                nbf,
+                key_digest,
+            };
+            self.cache.insert(text, entry);
+        }
+        Ok(user)
+    }
+
+    /// The verified-token cache's counters.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.cache.stats();
+        let info = PyDict::new(py);
+        info.set_item("size", stats.size)?;
+        info.set_item("capacity", stats.capacity)?;
+        info.set_item("hits", stats.hits)?;
+        info.set_item("misses", stats.misses)?;
+        info.set_item("evictions", stats.evictions)?;
+        Ok(info)
+    }
+
+    fn cache_clear(&self) {
+        self.cache.clear();
     }
 
     fn __repr__(&self) -> String {
