@@ -83,9 +83,9 @@ async def settle() -> None:
         await asyncio.sleep(0.01)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     """Wait (in real time) until a background refresh has had its effect."""
-    for _ in range(int(timeout / 0.02)):
+    for _ in range(int(seconds / 0.02)):
         if condition():
             return
         await asyncio.sleep(0.02)

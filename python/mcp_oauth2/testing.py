@@ -250,16 +250,19 @@ class _CountRequests:
 class _Server(uvicorn.Server):
     """A uvicorn server owned by a ``LocalIssuer``: quiet, stoppable, and signal-neutral.
 
-    uvicorn (0.29 and later) takes over SIGINT and SIGTERM in ``capture_signals`` while it runs
-    on the main thread (``serve_async`` in a test's event loop), and re-raises them afterwards.
-    This server is stopped by its owner, so it leaves the test runner's handlers alone.
+    uvicorn takes over SIGINT and SIGTERM while it runs on the main thread (``serve_async`` in a
+    test's event loop) and re-raises them afterwards. This server is stopped by its owner, so it
+    leaves the test runner's handlers alone. The hook is ``capture_signals`` since uvicorn 0.29
+    (the extra requires 0.30 or later); the older ``install_signal_handlers`` no longer exists.
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         # Set at shutdown: answers the "hang" requests, so shutdown need not wait for them.
         self.release = asyncio.Event()
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # set once listening; waited on from other threads
+        # For stop_listening() under serve_async: whether the task has begun at all, and whether
+        # the listeners must close as soon as uvicorn has opened them.
         self.running = False
         self.refuse_on_start = False
 
@@ -380,6 +383,7 @@ class LocalIssuer:
 
     @property
     def path(self) -> str:
+        """The issuer's URL path below the server root (``""`` or like ``"/tenant1"``)."""
         return self._path
 
     @property
