@@ -39,6 +39,14 @@ build: install ## Build the abi3 release wheel and install it into .venv
 develop: install ## Editable debug build into .venv (fast edit loop)
 	$(VENV)/bin/maturin develop --uv
 
+.PHONY: demo
+demo: build ## The main job: local issuer + protected MCP server, driven by the MCP SDK client
+	$(VENV)/bin/python -m mcp_oauth2.demo
+
+.PHONY: serve
+serve: build ## Keep the demo issuer and MCP server running; prints a token and a curl line
+	$(VENV)/bin/python -m mcp_oauth2.demo serve
+
 .PHONY: test
 test: build test-rust test-python test-python313 ## Build everything and run the whole test suite
 
