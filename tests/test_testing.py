@@ -564,3 +564,15 @@ async def test_serve_async_stop_and_start_listening() -> None:
             assert (await client.get(url)).json() == issuer.jwks()
     assert issuer.base_url == base_url
     assert issuer.jwks_requests == 2
+
+
+def test_issuer_with_a_port_listens_there() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    issuer = LocalIssuer(issuer=f"http://127.0.0.1:{port}")
+    with issuer.serve() as base:
+        assert base == f"http://127.0.0.1:{port}"
+        assert issuer.metadata()["jwks_uri"].startswith(base)

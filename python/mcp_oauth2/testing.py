@@ -33,6 +33,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -353,6 +354,10 @@ class LocalIssuer:
             self.rotate(algorithm)
 
         self._port: int | None = None
+        if self._issuer is not None:
+            given = urllib.parse.urlsplit(self._issuer)
+            if given.scheme == "http" and given.hostname == _HOST and given.port:
+                self._port = given.port  # listen where the issuer identifier says it is
         self._mode: Literal["thread", "task"] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: _Listener | None = None
