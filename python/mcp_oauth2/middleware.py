@@ -14,7 +14,6 @@ metadata document itself, and starts and stops the key caches with the applicati
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
@@ -42,7 +41,8 @@ __all__ = ["SCOPE_KEY", "OAuth2Middleware"]
 logger = logging.getLogger("mcp_oauth2.middleware")
 
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-B64TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
+# (checked with bytes.translate: several times faster than a regex over a 1 KB token).
+B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 # The ASGI scope key under which the middleware makes itself known to dependencies.
 SCOPE_KEY = "mcp_oauth2"
 # RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
@@ -190,7 +190,10 @@ def _app_path(scope: Scope) -> str:
 def bearer_token(scope: Scope) -> str | None:
     """The bearer token, None if there is none, or ``InvalidRequestError`` if the request is
     malformed (RFC 6750 section 3.1)."""
-    values = [value for name, value in scope.get("headers", ()) if name == b"authorization"]
+    values = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            values.append(value)
     if not values:
         query = scope.get("query_string", b"")
         if b"access_token" in query and any(
@@ -208,7 +211,8 @@ def bearer_token(scope: Scope) -> str | None:
     credentials = credentials.strip(b" ")
     if not credentials:
         raise InvalidRequestError("the Bearer credentials are empty")
-    if not B64TOKEN.fullmatch(credentials):
+    body = credentials.rstrip(b"=")
+    if not body or body.translate(None, B64TOKEN_CHARS):
         raise InvalidRequestError(
             "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)"
         )

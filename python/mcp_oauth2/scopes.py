@@ -29,10 +29,11 @@ class ScopePolicy:
 
     def effective(self, granted: Iterable[str]) -> frozenset[str]:
         """The granted scopes plus everything they imply."""
+        if not self._closure:
+            return granted if isinstance(granted, frozenset) else frozenset(granted)
         out = set(granted)
-        if self._closure:
-            for scope in list(out):
-                out |= self._closure.get(scope, frozenset())
+        for scope in list(out):
+            out |= self._closure.get(scope, frozenset())
         return frozenset(out)
 
     def missing(self, granted: Iterable[str], required: Iterable[str]) -> tuple[str, ...]:
