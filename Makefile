@@ -84,11 +84,31 @@ format: install ## Apply ruff and cargo formatting
 	$(VENV)/bin/ruff check --fix python tests benches
 	cargo fmt
 
+# BENCH_FULL=1 turns on the heavy loops of benches/test_comparison.py (without it, as in
+# `make test`, each case runs once); BENCH_COMMAND is what the results say was run.
+BENCH_ENV = BENCH_FULL=1 BENCH_COMMAND="make $@"
+
 .PHONY: bench
-bench: build ## Benchmarks against PyJWT (pytest-benchmark) and the Rust verify floor
-	$(VENV)/bin/pytest benches --benchmark-enable --benchmark-only -p no:randomly \
+bench: build ## Benchmarks: peers, threads, memory, middleware (3.11, and 3.13 if pyenv has it), Rust floor
+	$(UV) sync --locked --inexact --group bench
+	rm -f benches/results/suite-*.json
+	$(BENCH_ENV) $(VENV)/bin/pytest benches --benchmark-enable --benchmark-only -p no:randomly \
 		--benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
+ifneq ($(PY313),)
+	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --group bench --python $(PY313)/bin/python3
+	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+	$(BENCH_ENV) $(VENV313)/bin/pytest -p no:cacheprovider benches/test_comparison.py \
+		--benchmark-enable --benchmark-only -k "per_token or thread_scaling"
+endif
 	cargo bench --locked --features bench --bench verify_floor
+
+.PHONY: bench-e2e
+bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, wrk
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq wrk; } || \
+		echo "wrk is not available: benches/e2e.py falls back to its (much slower) httpx load"
+	$(UV) sync --locked --inexact --group bench
+	$(BENCH_ENV) $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6 --reps-stock 2
 
 .PHONY: bench-crypto
 bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
