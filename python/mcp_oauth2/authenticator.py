@@ -11,6 +11,7 @@ token is checked against the fresh set.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
 from mcp_oauth2.errors import (
@@ -19,7 +20,10 @@ from mcp_oauth2.errors import (
     InvalidSignatureError,
     KeyNotFoundError,
 )
-from mcp_oauth2.jwks import KeySource
+from mcp_oauth2.jwks import JWKSCache, KeySource
+
+if TYPE_CHECKING:
+    from mcp_oauth2.config import OAuth2Config
 
 __all__ = ["Authenticator"]
 
@@ -48,6 +52,28 @@ class Authenticator:
         self._single: KeySource | None = (
             next(iter(sources.values())) if len(distinct) == 1 else None
         )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: OAuth2Config,
+        key_sources: KeySource | Mapping[str, KeySource] | None = None,
+    ) -> Authenticator:
+        """The validator of ``config`` with ``key_sources``, or else the key caches it describes:
+        one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata."""
+        if key_sources is None:
+            settings = config.cache_settings()
+            prefetch = config.jwks_prefetch
+            if config.jwks_uri is not None:
+                key_sources = JWKSCache(
+                    jwks_uri=config.jwks_uri, settings=settings, prefetch=prefetch
+                )
+            else:
+                key_sources = {
+                    issuer: JWKSCache(issuer=issuer, settings=settings, prefetch=prefetch)
+                    for issuer in config.issuer
+                }
+        return cls(config.token_validator(), key_sources)
 
     def source_for(self, token: str | bytes) -> KeySource:
         """The key source of the token's (unverified) issuer."""

@@ -22,7 +22,7 @@ from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2.authenticator import Authenticator
 from mcp_oauth2.config import OAuth2Config
-from mcp_oauth2.jwks import JWKSCache, KeySource
+from mcp_oauth2.jwks import KeySource
 from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["MCPTokenVerifier"]
@@ -41,13 +41,7 @@ class MCPTokenVerifier:
     ) -> None:
         self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
         config = self.config
-        if key_sources is None:
-            settings = config.cache_settings()
-            if config.jwks_uri is not None:
-                key_sources = JWKSCache(jwks_uri=config.jwks_uri, settings=settings)
-            else:
-                key_sources = {i: JWKSCache(issuer=i, settings=settings) for i in config.issuer}
-        self.authenticator = Authenticator(config.token_validator(), key_sources)
+        self.authenticator = Authenticator.from_config(config, key_sources)
         self.scope_policy = ScopePolicy(config.scope_implications)
 
     async def verify_token(self, token: str) -> AccessToken | None:

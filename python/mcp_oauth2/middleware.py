@@ -32,7 +32,7 @@ from mcp_oauth2.errors import (
     JWKSUnavailableError,
 )
 from mcp_oauth2.exemptions import Exemptions
-from mcp_oauth2.jwks import JWKSCache, KeySource
+from mcp_oauth2.jwks import KeySource
 from mcp_oauth2.resource_metadata import ResourceMetadata
 from mcp_oauth2.scopes import ScopePolicy
 
@@ -65,20 +65,7 @@ class OAuth2Middleware:
         self.app = app
         self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
         config = self.config
-        if key_sources is None:
-            settings = config.cache_settings()
-            if config.jwks_uri is not None:
-                key_sources = JWKSCache(
-                    jwks_uri=config.jwks_uri, settings=settings, prefetch=config.jwks_prefetch
-                )
-            else:
-                key_sources = {
-                    issuer: JWKSCache(
-                        issuer=issuer, settings=settings, prefetch=config.jwks_prefetch
-                    )
-                    for issuer in config.issuer
-                }
-        self.authenticator = Authenticator(config.token_validator(), key_sources)
+        self.authenticator = Authenticator.from_config(config, key_sources)
         self.scope_policy = ScopePolicy(config.scope_implications)
         self.required_scopes = config.required_scopes
         self.exemptions = Exemptions(config.exempt_routes)
