@@ -24,8 +24,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.demo import build_demo_app
-from mcp_oauth2.testing import LocalIssuer
-from servers import UvicornThread, bind_loopback, url_of
+from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -77,7 +76,7 @@ def setup() -> Iterator[Setup]:
         mcp_url = url_of(sock) + "/mcp"
         config = OAuth2Config.model_validate({"issuer": [issuer.issuer], "audience": [mcp_url]})
         assert config.jwks_prefetch  # the default: the failed prefetch is part of the scenario
-        with UvicornThread(build_demo_app(config), sock) as server_url, httpx.Client() as http:
+        with AppServer(build_demo_app(config), sock) as server_url, httpx.Client() as http:
             setup = Setup(issuer, server_url, http)
             token = issuer.mint(audience=mcp_url)
             setup.while_issuer_down = setup.post(token)

@@ -31,8 +31,7 @@ from starlette.routing import Mount
 from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config, run_demo
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
-from mcp_oauth2.testing import DEFAULT_CLIENT_ID, LocalIssuer
-from servers import UvicornThread, bind_loopback, url_of
+from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -61,7 +60,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         sock = bind_loopback()
         config = demo_config(issuer.issuer, url_of(sock))
         app = build_demo_app(config, json_response=request.param)
-        with UvicornThread(app, sock) as url:
+        with AppServer(app, sock) as url:
             yield Stack(issuer, url, request.param)
 
 
@@ -311,7 +310,7 @@ async def sdk_auth() -> AsyncIterator[SDKAuthStack]:
     async with issuer.serve_async():
         sock = bind_loopback()
         app = sdk_auth_app(issuer, url_of(sock) + "/mcp")
-        async with UvicornThread(app, sock) as url:
+        async with AppServer(app, sock) as url:
             yield SDKAuthStack(issuer, url)
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from mcp_oauth2.demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config
-from mcp_oauth2.testing import DEFAULT_CLIENT_ID, LocalIssuer
-from servers import UvicornThread, bind_loopback, url_of
+from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = pytest.mark.timeout(150)  # the first run includes `npm ci`
 
@@ -66,7 +65,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     with issuer.serve():
         sock = bind_loopback()
         app = build_demo_app(demo_config(issuer.issuer, url_of(sock)), json_response=request.param)
-        with UvicornThread(app, sock) as url:
+        with AppServer(app, sock) as url:
             yield Stack(issuer, url)
 
 

@@ -30,17 +30,14 @@ import logging
 import re
 import shlex
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
 import httpx
 import httpx2
-import uvicorn
 from fastapi import FastAPI
 from mcp.client import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -51,12 +48,11 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from starlette.authentication import AuthCredentials
 from starlette.requests import Request
-from starlette.types import ASGIApp
 
 from mcp_oauth2._rust import AuthenticatedUser
 from mcp_oauth2.config import OAuth2Config
 from mcp_oauth2.middleware import OAuth2Middleware
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 from mcp_oauth2.tool_scopes import ToolScopes
 
 __all__ = [
@@ -82,11 +78,7 @@ TOOL_SCOPES: Final[Mapping[str, tuple[str, ...]]] = {"admin_reset": (ADMIN_SCOPE
 _HOST: Final = "127.0.0.1"
 _HEALTH: Final = "/health"
 _AS_METADATA: Final = "/.well-known/oauth-authorization-server"
-_START_TIMEOUT: Final = 10.0
-_STOP_TIMEOUT: Final = 5.0
 _CLIENT_TIMEOUT: Final = 30.0
-# Seconds uvicorn gives open responses (an SSE stream a client left open) at shutdown.
-_GRACEFUL_SHUTDOWN: Final = 2
 _CHALLENGE_PARAM: Final = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
 
 # -- the server -----------------------------------------------------------------------------------
@@ -194,64 +186,6 @@ def build_demo_app(config: OAuth2Config, *, json_response: bool = False) -> Fast
 # -- running servers on loopback ------------------------------------------------------------------
 
 
-def _bind(port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((_HOST, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    return f"http://{_HOST}:{sock.getsockname()[1]}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without signal handlers: its owner stops it (``should_exit``)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.contextmanager
-def _serve_in_thread(app: ASGIApp, sock: socket.socket) -> Iterator[str]:
-    """Serve ``app`` on the bound ``sock`` from a background thread; yields the base URL."""
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        loop="asyncio",
-        http="h11",
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
-    )
-    server = _Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="mcp-oauth2-demo", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo server did not start (see the log above)")
-            time.sleep(0.01)
-        yield _url(sock)
-    finally:
-        server.should_exit = True
-        thread.join(_STOP_TIMEOUT)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(_STOP_TIMEOUT)
-        sock.close()
-
-
 @dataclass
 class _Demo:
     issuer: LocalIssuer
@@ -272,10 +206,10 @@ def _running(*, port: int = 0, json_response: bool = False) -> Iterator[_Demo]:
     """A local issuer (on a free port) and the demo server, both listening on 127.0.0.1."""
     issuer = LocalIssuer()
     with issuer.serve():
-        sock = _bind(port)
-        server_url = _url(sock)
+        sock = bind_loopback(port)
+        server_url = url_of(sock)
         app = build_demo_app(demo_config(issuer.issuer, server_url), json_response=json_response)
-        with _serve_in_thread(app, sock):
+        with AppServer(app, sock):
             yield _Demo(issuer, server_url)
 
 

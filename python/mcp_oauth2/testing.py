@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypedDict, Unpack
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -64,7 +65,15 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "mcp_oauth2.testing needs the 'testing' extra: pip install 'mcp-oauth2[testing]'"
     ) from error
 
-__all__ = ["DEFAULT_CLIENT_ID", "HUGE_BODY_BYTES", "LocalIssuer", "MintOptions"]
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "HUGE_BODY_BYTES",
+    "AppServer",
+    "LocalIssuer",
+    "MintOptions",
+    "bind_loopback",
+    "url_of",
+]
 
 DEFAULT_CLIENT_ID: Final = "local-client"
 """The ``client_id`` claim of minted tokens (override it with ``claims=``)."""
@@ -961,3 +970,136 @@ def _padded(document: Mapping[str, Any]) -> bytes:
 async def _chunks(body: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(body), _STREAM_CHUNK):
         yield body[start : start + _STREAM_CHUNK]
+
+
+# -- serving any ASGI app on loopback ---------------------------------------------------------
+
+
+_APP_START_TIMEOUT: Final = 10.0
+_APP_STOP_TIMEOUT: Final = 5.0
+# Seconds uvicorn gives open responses (an SSE stream a client left open) once stopping.
+_APP_GRACEFUL_SHUTDOWN: Final = 1
+
+
+def bind_loopback(port: int = 0) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 (``port`` 0: a free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((_HOST, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://127.0.0.1:<port>`` of a bound socket."""
+    return f"http://{_HOST}:{sock.getsockname()[1]}"
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn that leaves signal handling alone: its owner stops it with ``should_exit``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class AppServer:
+    """``app`` served by uvicorn on ``sock`` (a fresh loopback socket if None) from a thread.
+
+        sock = bind_loopback()                  # the port is known before the app is built
+        app = build_app(audience=url_of(sock) + "/mcp")
+        with AppServer(app, sock) as base_url:  # or: async with ...
+            ...
+
+    Binding the socket first means no other process can take the port between choosing it and
+    listening on it. The server runs its own event loop in a daemon thread, with the app's
+    lifespan, without signal handlers. ``async with`` waits for start and stop in a worker
+    thread, so the app may call back into servers running in the caller's event loop.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        sock: socket.socket | None = None,
+        *,
+        lifespan: Literal["on", "off", "auto"] = "on",
+    ) -> None:
+        self.sock = sock if sock is not None else bind_loopback()
+        self.url = url_of(self.sock)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # leave the test run's logging configuration alone
+            lifespan=lifespan,
+            loop="asyncio",
+            http="h11",
+            timeout_graceful_shutdown=_APP_GRACEFUL_SHUTDOWN,
+        )
+        self.server = _QuietServer(config)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"uvicorn {self.url}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        except BaseException as error:  # reported by the waiting side
+            self.error = error
+
+    def start(self) -> str:
+        """Start and wait (blocking) until the server listens; returns its base URL."""
+        self.thread.start()
+        deadline = time.monotonic() + _APP_START_TIMEOUT
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the server at {self.url} did not start") from self.error
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the server at {self.url} did not start in {_APP_START_TIMEOUT} s"
+                )
+            time.sleep(0.005)
+        return self.url
+
+    async def start_async(self) -> str:
+        """Like ``start``, waiting in a worker thread so the event loop keeps running."""
+        return await anyio.to_thread.run_sync(self.start)
+
+    def stop(self) -> None:
+        """Stop the server (running the app's lifespan shutdown) and close the socket."""
+        if self.thread.is_alive():
+            self.server.should_exit = True
+            self.thread.join(_APP_STOP_TIMEOUT)
+            if self.thread.is_alive():
+                self.server.force_exit = True
+                self.thread.join(_APP_STOP_TIMEOUT)
+        self.sock.close()
+        if self.thread.is_alive():
+            raise RuntimeError(f"the server at {self.url} did not stop")
+
+    async def stop_async(self) -> None:
+        """Like ``stop``, waiting in a worker thread so the event loop keeps running."""
+        await anyio.to_thread.run_sync(self.stop)
+
+    def __enter__(self) -> str:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> str:
+        try:
+            return await self.start_async()
+        except BaseException:
+            await self.stop_async()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop_async()
