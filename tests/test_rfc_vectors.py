@@ -152,57 +152,36 @@ def test_complete_token_is_refused_at_the_claims_stage(vector: dict[str, Any]) -
 
 
 @pytest.mark.parametrize("path", RFC7515_FILES, ids=lambda path: path.stem)
-@pytest.mark.parametrize("required_claims", [("exp", "iss"), ("exp", "iss", "aud")])
-def test_rfc7515_token_lacks_only_an_audience(path: Path, required_claims: tuple[str, ...]) -> None:
-    """Right issuer, unexpired: the one thing wrong is the absent ``aud``.
-
-    The validator has an audience to check, so an absent ``aud`` is a missing claim even when
-    ``aud`` is not listed in ``required_claims``.
-    """
+@pytest.mark.parametrize(
+    ("required_claims", "leeway", "now", "code"),
+    [
+        # Right issuer, unexpired: the one thing wrong is the absent ``aud``. The validator has
+        # an audience to check, so an absent ``aud`` is a missing claim even when ``aud`` is not
+        # listed in ``required_claims``.
+        (("exp", "iss"), 60, RFC7515_EXP - 100, "missing_claim"),
+        (("exp", "iss", "aud"), 60, RFC7515_EXP - 100, "missing_claim"),
+        # Past ``exp`` without leeway: expired (checked before the absent audience).
+        (("exp", "iss"), 0, RFC7515_EXP + 1000, "expired"),
+        # 1000 s after ``exp`` with 3600 s of leeway is not expired: the absent ``aud`` remains.
+        (("exp", "iss"), 3600, RFC7515_EXP + 1000, "missing_claim"),
+    ],
+    ids=["no-aud", "no-aud-required", "expired", "leeway-covers-expiry"],
+)
+def test_rfc7515_token_at_the_claims_stage(
+    path: Path, required_claims: tuple[str, ...], leeway: int, now: int, code: str
+) -> None:
     vector = _load(path)
     keys = KeySet.from_jwks({"keys": [vector["jwk"]]})
     validator = TokenValidator(
         issuer=RFC7515_ISSUER,
         audience=SERVER_AUDIENCE,
         algorithms=[vector["alg"]],
+        leeway=leeway,
         required_claims=required_claims,
     )
     with pytest.raises(TokenValidationError) as info:
-        validator.validate(vector["token"], keys, now=RFC7515_EXP - 100)
-    assert info.value.code == "missing_claim"
-
-
-@pytest.mark.parametrize("path", RFC7515_FILES, ids=lambda path: path.stem)
-def test_rfc7515_token_is_expired(path: Path) -> None:
-    vector = _load(path)
-    keys = KeySet.from_jwks({"keys": [vector["jwk"]]})
-    validator = TokenValidator(
-        issuer=RFC7515_ISSUER,
-        audience=SERVER_AUDIENCE,
-        algorithms=[vector["alg"]],
-        leeway=0,
-        required_claims=("exp", "iss"),
-    )
-    with pytest.raises(TokenValidationError) as info:
-        validator.validate(vector["token"], keys, now=RFC7515_EXP + 1000)
-    assert info.value.code == "expired"
-
-
-@pytest.mark.parametrize("path", RFC7515_FILES, ids=lambda path: path.stem)
-def test_rfc7515_leeway_covers_a_recent_expiry(path: Path) -> None:
-    """1000 s after ``exp`` with 3600 s of leeway is not expired: the absent ``aud`` remains."""
-    vector = _load(path)
-    keys = KeySet.from_jwks({"keys": [vector["jwk"]]})
-    validator = TokenValidator(
-        issuer=RFC7515_ISSUER,
-        audience=SERVER_AUDIENCE,
-        algorithms=[vector["alg"]],
-        leeway=3600,
-        required_claims=("exp", "iss"),
-    )
-    with pytest.raises(TokenValidationError) as info:
-        validator.validate(vector["token"], keys, now=RFC7515_EXP + 1000)
-    assert info.value.code == "missing_claim"
+        validator.validate(vector["token"], keys, now=now)
+    assert info.value.code == code
 
 
 @pytest.mark.parametrize("path", RFC7520_FILES, ids=lambda path: path.stem)

@@ -17,22 +17,12 @@ import pytest
 
 from mcp_oauth2 import JWKSError, KeySet, TokenValidationError, TokenValidator
 from mcp_oauth2.testing import HUGE_BODY_BYTES, LocalIssuer
+from token_factory import ALGORITHMS
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://mcp.example.com/mcp"
 BOTH = ["RS256", "ES256"]
-EVERY_ALGORITHM = [
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-]
+EVERY_ALGORITHM = list(ALGORITHMS)
 DISCOVERY_PATHS = [
     "/.well-known/oauth-authorization-server",
     "/.well-known/oauth-authorization-server/tenant1",
