@@ -94,3 +94,35 @@ def test_frozen() -> None:
     config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(ValidationError):
         config.leeway = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("route", ["GET *", "POST *", "*", "DELETE *"])
+def test_star_exempts_only_options(monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    monkeypatch.setenv("MCP_OAUTH2_ISSUER", ISSUER)
+    monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("MCP_OAUTH2_EXEMPT_ROUTES", f"/health,{route}")
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config()  # type: ignore[call-arg]
+    message = str(caught.value)
+    assert "MCP_OAUTH2_EXEMPT_ROUTES" in message
+    assert "only 'OPTIONS *'" in message
+    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE, exempt_routes=["OPTIONS *"])
+    assert config.exempt_routes == ("OPTIONS *",)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://auth.localhost:9000",
+        "http://localhost.:9000",
+        "http://evil.example.com.localhost",
+        "http://localhost.example.com",
+    ],
+)
+def test_plain_http_only_to_literal_loopback_or_localhost(url: str) -> None:
+    with pytest.raises(ValidationError, match="plain http"):
+        OAuth2Config(issuer=url, audience=AUDIENCE)
+    with pytest.raises(ValidationError, match="plain http"):
+        OAuth2Config(issuer=ISSUER, audience=AUDIENCE, jwks_uri=url + "/jwks")
+    for allowed in ("http://localhost:9000", "http://127.0.0.2:9000", "http://[::1]:9000"):
+        assert OAuth2Config(issuer=allowed, audience=AUDIENCE).issuer == (allowed,)

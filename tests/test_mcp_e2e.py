@@ -121,7 +121,9 @@ async def test_no_token_401_then_discovery(stack: Stack) -> None:
     assert refusal.json()["code"] == "missing_token"
     params = challenge(refusal)
     assert "error" not in params  # RFC 6750 section 3.1: no error code without a token
-    assert params["scope"] == f"{TOOLS_SCOPE} {ADMIN_SCOPE}"
+    # The scopes this request needs (required_scopes), not every supported one: the SDK asks
+    # the authorization server for exactly these.
+    assert params["scope"] == TOOLS_SCOPE
     metadata_url = params["resource_metadata"]
     assert metadata_url == stack.url + "/.well-known/oauth-protected-resource/mcp"
 

@@ -155,9 +155,36 @@ async def test_missing_token_is_401_without_error(client: httpx.AsyncClient) -> 
     assert response.status_code == 401
     params = challenge_params(response.headers["www-authenticate"])
     assert params == {"resource_metadata": METADATA_URL, "scope": "read"}
-    body = response.json()
-    assert body["error"] == "unauthorized" and body["code"] == "missing_token"
+    # No token, no error: neither the header nor the body names one (RFC 6750 section 3.1).
+    assert response.json() == {
+        "error_description": "this resource needs a bearer token",
+        "code": "missing_token",
+    }
     assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("required", "expected"),
+    [(["mcp:tools"], {"scope": "mcp:tools"}), ([], {})],
+    ids=["required", "none-required"],
+)
+async def test_401_challenge_names_the_required_scopes_not_every_supported_one(
+    required: list[str], expected: dict[str, str]
+) -> None:
+    app = build_app(scopes_supported=["mcp:tools", "mcp:admin"], required_scopes=required)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        missing = await http.get("/mcp")
+        invalid = await http.get("/mcp", headers={"Authorization": "Bearer a.b.c"})
+        document = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+    assert missing.status_code == 401
+    assert challenge_params(missing.headers["www-authenticate"]) == {
+        "resource_metadata": METADATA_URL,
+        **expected,
+    }
+    params = challenge_params(invalid.headers["www-authenticate"])
+    assert params.get("scope") == expected.get("scope")
+    # Every supported scope stays advertised where it belongs: in the RFC 9728 document.
+    assert document["scopes_supported"] == ["mcp:tools", "mcp:admin"]
 
 
 async def test_other_schemes_count_as_no_token(client: httpx.AsyncClient) -> None:

@@ -8,14 +8,21 @@ new header line. Descriptions come from the errors' client-safe ``description``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from starlette.types import Send
 
 from mcp_oauth2.errors import AuthorizationError, JWKSUnavailableError
 
-__all__ = ["Challenge", "Refusal", "send_response"]
+__all__ = ["MISSING_TOKEN_BODY", "Challenge", "Refusal", "send_response"]
+
+MISSING_TOKEN_BODY: Final[Mapping[str, str]] = {
+    "error_description": "this resource needs a bearer token",
+    "code": "missing_token",
+}
+"""The JSON body of the 401 to a request without a token: no ``error`` member."""
 
 
 def quote(value: str) -> str:
@@ -33,7 +40,13 @@ class Refusal:
 
 
 class Challenge:
-    """Builds the 400/401/403/503 answers for one protected resource."""
+    """Builds the 400/401/403/503 answers for one protected resource.
+
+    ``scopes`` is the ``scope`` of a challenge that names no other: the scopes every request
+    needs (``required_scopes``), which a client then asks the authorization server for. Not
+    ``scopes_supported``: a least-privilege client that may not have every supported scope would
+    otherwise be refused by its authorization server and could never connect.
+    """
 
     def __init__(self, resource_metadata_url: str, scopes: Iterable[str] = ()) -> None:
         self.resource_metadata_url = resource_metadata_url
@@ -57,13 +70,9 @@ class Challenge:
         return "Bearer " + ", ".join(params)
 
     def missing_token(self) -> Refusal:
-        """401 without an ``error`` parameter (RFC 6750 section 3.1): the client sent no token."""
-        body = {
-            "error": "unauthorized",
-            "error_description": "this resource needs a bearer token",
-            "code": "missing_token",
-        }
-        return Refusal(401, self._headers(self.header()), _json(body))
+        """401 without an ``error`` (RFC 6750 section 3.1): the client sent no token, so there is
+        no error to name, in the header or in the JSON body."""
+        return Refusal(401, self._headers(self.header()), _json(MISSING_TOKEN_BODY))
 
     def for_error(self, error: AuthorizationError, scopes: Iterable[str] | None = None) -> Refusal:
         """401 ``invalid_token``, 403 ``insufficient_scope`` or 400 ``invalid_request``."""
@@ -93,7 +102,7 @@ class Challenge:
         return headers
 
 
-def _json(body: dict[str, str]) -> bytes:
+def _json(body: Mapping[str, str]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 

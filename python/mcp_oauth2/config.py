@@ -193,8 +193,14 @@ class OAuth2Config(BaseSettings):
                     f"exempt_routes ({env}): {route!r} has an invalid method; "
                     f"use e.g. {env}='/health,OPTIONS /mcp'"
                 )
-            if path == "*" and method:
-                continue  # every path for one method, e.g. OPTIONS for CORS preflight
+            if path == "*":
+                if method == "OPTIONS":
+                    continue  # every CORS preflight: OPTIONS never reaches a protected handler
+                raise ValueError(
+                    f"exempt_routes ({env}): {route!r} would exempt every path"
+                    f"{' for ' + method if method else ''}, the MCP endpoint included; only "
+                    f"'OPTIONS *' may use '*', e.g. {env}='/health,OPTIONS *'"
+                )
             if not path.startswith("/") or "*" in path[:-1] or path.endswith("**"):
                 raise ValueError(
                     f"exempt_routes ({env}): {route!r} must be a path starting with '/', "

@@ -26,7 +26,7 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
 from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.challenge import Challenge
+from mcp_oauth2.challenge import MISSING_TOKEN_BODY, Challenge
 from mcp_oauth2.errors import AuthorizationError, InsufficientScopeError
 from mcp_oauth2.middleware import SCOPE_KEY, OAuth2Middleware
 from mcp_oauth2.scopes import ScopePolicy
@@ -69,12 +69,7 @@ class OAuth2Bearer(SecurityBase):
         if not isinstance(user, AuthenticatedUser):
             # An exempt route that still asked for a user: answer as for a missing token.
             refusal = middleware.challenge.missing_token()
-            raise _http_error(
-                refusal.status,
-                "unauthorized",
-                "this resource needs a bearer token",
-                refusal.headers,
-            )
+            raise _http_exception(refusal.status, dict(MISSING_TOKEN_BODY), refusal.headers)
         needed = security_scopes.scopes
         missing = _missing(middleware.scope_policy, user, needed)
         if missing:
@@ -93,20 +88,14 @@ def _missing(policy: ScopePolicy, user: AuthenticatedUser, needed: list[str]) ->
 def _error_response(challenge: Challenge, error: AuthorizationError) -> HTTPException:
     scopes = error.required_scopes if isinstance(error, InsufficientScopeError) else None
     refusal = challenge.for_error(error, scopes=scopes)
-    return _http_error(
-        refusal.status, error.error, error.description, refusal.headers, code=error.code
-    )
+    detail = {"error": error.error, "error_description": error.description, "code": error.code}
+    return _http_exception(refusal.status, detail, refusal.headers)
 
 
-def _http_error(
-    status: int,
-    error: str,
-    description: str,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    code: str | None = None,
+def _http_exception(
+    status: int, detail: dict[str, str], headers: list[tuple[bytes, bytes]]
 ) -> HTTPException:
-    detail = {"error": error, "error_description": description, "code": code or error}
+    """The refusal as FastAPI raises it: the JSON body of the middleware's answer is ``detail``."""
     plain = {
         name.decode(): value.decode()
         for name, value in headers

@@ -70,9 +70,7 @@ class OAuth2Middleware:
         self.required_scopes = config.required_scopes
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
-        self.challenge = Challenge(
-            self.metadata.url, config.scopes_supported or config.required_scopes
-        )
+        self.challenge = Challenge(self.metadata.url, config.required_scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

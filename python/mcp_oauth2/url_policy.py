@@ -13,9 +13,14 @@ __all__ = ["is_loopback_host", "require_fetchable_url"]
 
 
 def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 and ``localhost`` (and its subdomains, RFC 6761 section 6.3)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    """A literal loopback address (127.0.0.0/8, ::1) or exactly the name ``localhost``.
+
+    Names below ``localhost`` (``auth.localhost``) are refused: RFC 6761 asks resolvers to keep
+    them on the machine, but not every resolver does, and one that asks DNS would send the key
+    request (in plain text) to whoever answers.
+    """
+    host = host.strip("[]").lower()
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
