@@ -12,9 +12,15 @@ import contextlib
 import logging
 import random
 import string
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from mcp_oauth2 import (
     Authenticator,
@@ -25,11 +31,13 @@ from mcp_oauth2 import (
     IssuerMismatchError,
     JWKSCache,
     JWKSUnavailableError,
+    OAuth2Config,
+    OAuth2Middleware,
     StaticKeys,
     TokenValidationError,
     TokenValidator,
 )
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.testing import BOMB_DECODED_BYTES, AppServer, LocalIssuer
 
 pytestmark = pytest.mark.anyio
 
@@ -150,7 +158,6 @@ async def test_random_unknown_kids_cost_one_fetch_per_cooldown(
     def random_kid() -> str:
         return "".join(rng.choices(string.ascii_letters, k=16))
 
-    clock.advance(31)  # the prefetch opened a cooldown window of its own
     for window in range(3):
         results = await asyncio.gather(
             *(auth.authenticate(issuer.mint(kid=random_kid())) for _ in range(1000)),
@@ -176,7 +183,7 @@ async def test_new_kid_validates_after_one_refetch(
     issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
 ) -> None:
     auth = authenticator_for(issuer, cache)
-    clock.advance(31)  # out of the prefetch's cooldown window
+    # Right after the startup prefetch: scheduled and startup fetches leave the miss budget.
     new_kid = issuer.rotate("RS256")
     user = await auth.authenticate(issuer.mint(kid=new_kid))
     assert user.subject == "user-1"
@@ -206,7 +213,6 @@ async def test_key_replaced_under_the_same_kid(
 ) -> None:
     auth = authenticator_for(issuer, cache)
     kid = issuer.jwks()["keys"][0]["kid"]
-    clock.advance(31)
     issuer.replace_key(kid)  # a development issuer restarted with a new key, same id
     user = await auth.authenticate(issuer.mint())
     assert user.subject == "user-1"
@@ -471,3 +477,247 @@ async def test_logs_never_contain_tokens(
     for token in tokens:
         for part in token.split("."):
             assert part not in caplog.text
+
+
+# -- the miss budget: only key misses use it up -------------------------------------------------
+
+
+async def test_rotation_right_after_a_scheduled_refresh_is_picked_up(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    clock.advance(0.85 * 600)  # refresh-ahead: a scheduled fetch in the background
+    await cache.get_keys()
+    await until(lambda: issuer.jwks_requests == 2 and cache.stats().age == 0)
+    new_kid = issuer.rotate("ES256")
+    user = await auth.authenticate(issuer.mint(kid=new_kid))  # its first token
+    assert user.subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+async def test_miss_budget_is_one_miss_fetch_per_cooldown_window(
+    issuer: LocalIssuer, cache: JWKSCache, clock: FakeClock
+) -> None:
+    auth = authenticator_for(issuer, cache)
+    first = issuer.rotate("RS256")
+    assert (await auth.authenticate(issuer.mint(kid=first))).subject == "user-1"
+    assert issuer.jwks_requests == 2  # prefetch + the miss
+    second = issuer.rotate("RS256")
+    clock.advance(10)
+    with pytest.raises(TokenValidationError) as caught:
+        await auth.authenticate(issuer.mint(kid=second))  # within the window: no fetch
+    assert caught.value.code == "key_not_found"
+    assert issuer.jwks_requests == 2
+    # A scheduled refresh in between neither uses nor renews the miss budget...
+    clock.advance(0.85 * 600 - 10)
+    await cache.get_keys()
+    await until(lambda: issuer.jwks_requests == 3)
+    third = issuer.rotate("RS256")
+    assert (await auth.authenticate(issuer.mint(kid=third))).subject == "user-1"
+    assert issuer.jwks_requests == 4
+    # ... and the window of that miss fetch bounds the next one.
+    fourth = issuer.rotate("RS256")
+    with pytest.raises(TokenValidationError):
+        await auth.authenticate(issuer.mint(kid=fourth))
+    assert issuer.jwks_requests == 4
+    assert cache.stats().rejected_misses == 2
+
+
+# -- every failure is a counted failed refresh --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault"),
+    [
+        ("jwks", "bad_encoding"),
+        ("jwks", "gzip_bomb"),
+        ("jwks", "nested_json"),
+        ("metadata", "bad_encoding"),
+        ("metadata", "nested_json"),
+    ],
+)
+async def test_decoding_and_parsing_failures_are_counted_failed_refreshes(
+    endpoint: str, fault: str
+) -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    clock = FakeClock()
+    async with local.serve_async():
+        if endpoint == "jwks":
+            local.fault = fault
+        else:
+            local.metadata_fault = fault
+        settings = CacheSettings(timeout=2.0, retries=0)
+        async with JWKSCache(issuer=local.issuer, settings=settings, clock=clock) as cache:
+            # start() logged the failed prefetch and returned; nothing escaped.
+            assert cache.stats().failures == 1
+            assert cache.stats().state == "failing"
+            auth = authenticator_for(local, cache)
+            served = sum(local.requests.values())
+            for _ in range(10):  # inside the backoff pause: refused without the network
+                with pytest.raises(JWKSUnavailableError) as caught:
+                    await auth.authenticate(local.mint())
+                assert caught.value.retry_after >= 1
+            assert sum(local.requests.values()) == served
+            assert cache.stats().failures == 1
+            local.fault = local.metadata_fault = None
+            clock.advance(3)  # past the first pause: the next request fetches and recovers
+            assert (await auth.authenticate(local.mint())).subject == "user-1"
+
+
+async def test_gzip_bomb_is_refused_unread_with_bounded_memory(issuer: LocalIssuer) -> None:
+    issuer.fault = "gzip_bomb"
+    settings = CacheSettings(timeout=5.0, retries=0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, prefetch=False) as cache:
+        tracemalloc.start()
+        try:
+            with pytest.raises(JWKSUnavailableError) as caught:
+                await cache.get_keys()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # The answer inflates to 64 MiB; the fetch never holds more than its byte cap and change.
+        assert peak < BOMB_DECODED_BYTES // 16, peak
+        assert "Content-Encoding" in caught.value.detail
+        assert cache.stats().failures == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "fresh_for"),
+    [
+        ("max-age=\u00b2", 600),  # "²".isdigit() is True, int("²") raises
+        ("max-age=\u00b9\u00b2", 600),  # more Latin-1 superscript digits
+        ("max-age=" + "9" * 5000, 3600),  # beyond int()'s digit limit: RFC 9111 says 2**31
+        ("max-age=-5", 600),
+        ("max-age=1e3", 600),
+        ('max-age="120"', 120),
+        ("no-cache", 60),
+    ],
+)
+async def test_odd_cache_control_values_never_break_a_refresh(
+    issuer: LocalIssuer, header: str, fresh_for: float
+) -> None:
+    clock = FakeClock()
+    issuer.cache_control = header
+    settings = CacheSettings(min_max_age=60, max_max_age=3600)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        assert cache.stats().failures == 0
+        clock.advance(fresh_for - 1)
+        assert cache.stats().state == "fresh"
+        clock.advance(2)
+        assert cache.stats().state == "stale"
+
+
+# -- skipped keys are logged when the key set changes, not on every refresh -----------------------
+
+
+def skip_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "mcp_oauth2.jwks" and r.levelno == logging.WARNING and "skipped" in r.message
+    ]
+
+
+async def refresh_now(cache: JWKSCache, clock: FakeClock, issuer: LocalIssuer) -> None:
+    before = issuer.jwks_requests
+    clock.advance(601)
+    await cache.get_keys()
+    await until(lambda: issuer.jwks_requests == before + 1 and cache.stats().age == 0)
+
+
+async def test_an_encryption_key_is_logged_once_not_on_every_refresh(
+    issuer: LocalIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mcp_oauth2")
+    rsa = issuer.jwks()["keys"][0]
+    # What Keycloak publishes beside its signing keys, on every response.
+    issuer.extra_keys = [{**rsa, "kid": "enc-1", "use": "enc", "alg": "RSA-OAEP"}]
+    async with JWKSCache(jwks_uri=jwks_url(issuer), clock=clock) as cache:
+        for _ in range(5):
+            await refresh_now(cache, clock, issuer)
+        assert issuer.jwks_requests == 6
+        warnings = skip_warnings(caplog)
+        assert len(warnings) == 1
+        assert "enc-1" in warnings[0].message or "enc" in warnings[0].message
+        issuer.rotate("ES256")  # the key set changed: its skipped keys are worth a line again
+        await refresh_now(cache, clock, issuer)
+        await refresh_now(cache, clock, issuer)
+        assert len(skip_warnings(caplog)) == 2
+
+
+async def test_a_flood_of_junk_keys_is_one_short_line_per_change(
+    issuer: LocalIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mcp_oauth2")
+    issuer.extra_keys = [{"kty": "junk"} for _ in range(3000)]
+    async with JWKSCache(jwks_uri=jwks_url(issuer), clock=clock) as cache:
+        assert len(await cache.get_keys()) == 2
+        for _ in range(3):
+            await refresh_now(cache, clock, issuer)
+    warnings = skip_warnings(caplog)
+    assert len(warnings) == 1
+    assert len(warnings[0].message) < 2000
+    jwks_lines = [r for r in caplog.records if r.name == "mcp_oauth2.jwks"]
+    assert len(jwks_lines) <= 4 * 3  # a handful per refresh, never one per key
+
+
+# -- the application starts whatever the key server does -----------------------------------------
+
+
+def _protected_app(config: OAuth2Config, events: list[str]) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        events.append("startup")  # the application's own startup work
+        yield
+        events.append("shutdown")
+
+    async def ok(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/mcp", ok), Route("/health", ok)], lifespan=lifespan)
+    app.add_middleware(OAuth2Middleware, config=config)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault", "protected_status"),
+    [
+        ("jwks", "bad_encoding", 503),
+        ("jwks", "gzip_bomb", 503),
+        ("jwks", "status:500", 503),
+        ("metadata", "nested_json", 503),
+        ("cache-control", "max-age=\u00b2", 200),
+    ],
+)
+def test_uvicorn_lifespan_on_starts_and_serves_through_key_server_faults(
+    endpoint: str, fault: str, protected_status: int
+) -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        if endpoint == "jwks":
+            local.fault = fault
+        elif endpoint == "metadata":
+            local.metadata_fault = fault
+        else:
+            local.cache_control = fault
+        config = OAuth2Config.model_validate(
+            {
+                "issuer": [local.issuer],
+                "audience": [AUDIENCE],
+                "exempt_routes": ["/health"],
+                "jwks_timeout": 2,
+                "jwks_retries": 0,
+            }
+        )
+        events: list[str] = []
+        with AppServer(_protected_app(config, events), lifespan="on") as url:
+            assert events == ["startup"]
+            headers = {"Authorization": f"Bearer {local.mint()}"}
+            with httpx.Client(base_url=url, timeout=10) as http:
+                for _ in range(3):
+                    assert http.get("/health").status_code == 200
+                    protected = http.get("/mcp", headers=headers)
+                    assert protected.status_code == protected_status
+                    if protected_status == 503:
+                        assert protected.json()["code"] in ("jwks_unavailable", "discovery_failed")
+        assert events == ["startup", "shutdown"]

@@ -4,8 +4,9 @@ The ``Authenticator`` joins a ``TokenValidator`` (the policy) with one key sourc
 issuer. With several issuers, the token's unverified ``iss`` only picks which key set to try; the
 token is then verified in full, so a forged ``iss`` gains nothing. When the key set does not know
 the token's key (a rotation), or the signature fails under a known ``kid`` (an issuer that
-restarted with a new key under the same id), the source may refetch once, rate limited, and the
-token is checked against the fresh set.
+restarted with a new key under the same id), the source may refetch, rate limited, and the
+token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
+may predate the key).
 """
 
 from __future__ import annotations
@@ -95,7 +96,15 @@ class Authenticator:
             fresh = await source.refresh_after_miss(keys)
             if fresh is None:
                 raise miss from None
+        try:
             return self.validator.validate(token, fresh)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            # The newer set may come from a scheduled fetch that left before the key was
+            # published; the source decides (within its miss budget) whether to fetch again.
+            again = await source.refresh_after_miss(fresh)
+            if again is None:
+                raise miss from None
+            return self.validator.validate(token, again)
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""

@@ -90,6 +90,6 @@ async def discover_jwks_uri(
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         return None
     return value if isinstance(value, dict) else None

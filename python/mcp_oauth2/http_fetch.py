@@ -3,12 +3,18 @@
 Bounded in every way a hostile or broken server could stretch it: one total deadline across all
 attempts, a body cap enforced while streaming, no redirects, only status 200, and a few retries
 (with exponential backoff and jitter) for connection errors and 5xx answers only.
+
+The request asks for ``Accept-Encoding: identity`` and an answer in any other content coding is
+refused unread: the body is read raw, so the byte cap bounds what arrives and what is kept alike
+(a 600-byte ``Content-Encoding: gzip, gzip`` answer can otherwise inflate to hundreds of MB).
+Key and metadata documents are a few KB; compressing them saves nothing worth that risk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -17,6 +23,8 @@ __all__ = ["FetchError", "FetchedDocument", "fetch_document", "new_client"]
 
 ACCEPT = "application/jwk-set+json, application/json;q=0.9"
 USER_AGENT = "mcp-oauth2"
+# ASCII digits only, and few enough that int() is cheap ("²".isdigit() is True too).
+DECIMAL = re.compile(r"[0-9]{1,18}")
 # First retry after about 0.1 s, then 0.2 s, ... (times a jitter factor in [0.5, 1.5)).
 RETRY_BASE_DELAY = 0.1
 
@@ -41,7 +49,7 @@ def new_client(timeout: float) -> httpx.AsyncClient:
         follow_redirects=False,
         limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
         timeout=httpx.Timeout(timeout),
-        headers={"Accept": ACCEPT, "User-Agent": USER_AGENT},
+        headers={"Accept": ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT},
     )
 
 
@@ -79,14 +87,21 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetc
                 where = response.headers.get("location", "")
                 hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
                 raise FetchError(f"GET {url}: HTTP {status}{hint}", retryable=status >= 500)
+            coding = response.headers.get("content-encoding", "identity").strip().lower()
+            if coding not in ("", "identity"):
+                raise FetchError(
+                    f"GET {url}: Content-Encoding {coding[:100]!r} refused (identity was asked for)",
+                    retryable=False,
+                )
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if DECIMAL.fullmatch(declared) and int(declared) > max_bytes:
                 raise FetchError(
                     f"GET {url}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
                     retryable=False,
                 )
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            # Raw bytes: nothing is decoded, so the cap counts exactly what the server sent.
+            async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > max_bytes:
                     raise FetchError(
@@ -96,3 +111,6 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetc
     except httpx.TransportError as error:
         kind = type(error).__name__
         raise FetchError(f"GET {url}: {kind}: {error}", retryable=True) from error
+    except httpx.HTTPError as error:  # a protocol-level answer httpx cannot use
+        kind = type(error).__name__
+        raise FetchError(f"GET {url}: {kind}: {error}", retryable=False) from error

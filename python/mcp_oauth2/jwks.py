@@ -12,6 +12,7 @@ outages and floods:
   after it expired, then validation fails closed (``JWKSUnavailableError``, HTTP 503);
 - a token naming an unknown ``kid`` (or failing its signature under a known one) may trigger one
   refetch per ``cooldown`` window, across all kids; other misses in the window cost nothing;
+  scheduled and startup fetches do not count against that window;
 - after a failure, retries back off exponentially (with jitter) in the background.
 
 ``StaticKeys`` serves a fixed JWKS (a dict, JSON text, or a file) for offline use and tests.
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +50,10 @@ Clock = Callable[[], float]
 # backoff of the background retries.
 COLD_RETRY_INTERVAL = 1.0
 State = Literal["empty", "fresh", "stale", "failing", "static"]
+# RFC 9111 delta-seconds: ASCII digits only (str.isdigit also accepts "²" and other digits).
+DELTA_SECONDS = re.compile(r"[0-9]+")
+# Skipped keys named in one log line; the rest are counted.
+SKIPPED_IN_LOG = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +69,8 @@ class CacheSettings:
     max_stale: float = 3_600.0
     """How long an expired key set keeps serving while refreshes fail; then fail closed."""
     cooldown: float = 30.0
-    """At most one refetch per window for tokens whose key is not (or no longer) in the set."""
+    """At most one refetch per window triggered by tokens whose key is not (or no longer) in the
+    set; scheduled and startup fetches do not count."""
     timeout: float = 5.0
     """Total deadline of one refresh, retries included."""
     max_bytes: int = 65_536
@@ -105,9 +112,11 @@ class CacheSettings:
         if "no-store" in directives or "no-cache" in directives:
             return self.min_max_age
         raw = directives.get("max-age")
-        if raw is not None and raw.isdigit():
-            return float(min(max(int(raw), self.min_max_age), self.max_max_age))
-        return self.max_age
+        if raw is None or not DELTA_SECONDS.fullmatch(raw):
+            return self.max_age  # absent or not delta-seconds (ASCII digits only): the default
+        # RFC 9111 section 1.2.2: a value too large to represent counts as 2**31.
+        seconds = int(raw) if len(raw) <= 10 else 2**31
+        return float(min(max(seconds, self.min_max_age), self.max_max_age))
 
 
 def _cache_control(value: str) -> dict[str, str]:
@@ -117,6 +126,13 @@ def _cache_control(value: str) -> dict[str, str]:
         if name:
             directives[name.lower()] = argument.strip().strip('"')
     return directives
+
+
+def skipped_summary(reasons: tuple[str, ...]) -> str:
+    """One log line for the keys a document's parse skipped, however many there were."""
+    shown = "; ".join(reasons[:SKIPPED_IN_LOG])
+    more = len(reasons) - SKIPPED_IN_LOG
+    return f"skipped {len(reasons)} key(s): {shown}" + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +179,8 @@ class StaticKeys:
         if isinstance(jwks, Path):
             jwks = jwks.read_bytes()
         self._keys = KeySet.from_jwks(jwks)
-        for reason in self._keys.skipped:
-            logger.warning("static JWKS: skipped %s", reason)
+        if self._keys.skipped:
+            logger.warning("static JWKS: %s", skipped_summary(self._keys.skipped))
         self._hits = 0
 
     @property
@@ -250,11 +266,169 @@ class JWKSCache:
         self._clock = clock
         self._entry: _Entry | None = None
         self._inflight: asyncio.Task[_Entry] | None = None
+        self._inflight_for_miss = False  # whether the fetch in flight was started by a key miss
         self._retry_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._started_seq = 0
         self._applied_seq = 0
         self._last_fetch_started: float | None = None
+        self._last_miss_fetch: float | None = None  # when a key miss last started a fetch
+        self._next_attempt_at = -math.inf
+        self._consecutive_failures = 0
+        # The kind of the last failure (discovery_failed, issuer_mismatch, jwks_unavailable), so
+        # that requests refused without a new attempt report the same cause.
+        self._last_failure: type[JWKSUnavailableError] = JWKSUnavailableError
+        self._sync_lock = threading.Lock()
+        self._closed = False
+        self._hits = 0
+        self._misses = 0
+        self._rejected_misses = 0
+        self._fetches = 0
+        self._failures = 0
+
+    @property
+    def jwks_uri(self) -> str | None:
+        """The configured or discovered key URL (None until discovery succeeded)."""
+        return self._jwks_uri
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def get_keys(self) -> KeySet:
+        now = self._clock()
+        entry = self._entry
+        if entry is not None and now < entry.stale_until:
+            self._hits += 1
+            if now >= entry.refresh_at and now >= self._next_attempt_at:
+                self._start_refresh()
+            if now >= entry.fresh_until:
+                logger.debug("serving stale keys (%.0f s past freshness)", now - entry.fresh_until)
+            return entry.keys
+        # Cold, or expired beyond max_stale: nothing may be served until a fetch succeeds.
+        # Background retries back off; requests may still try, at most once per
+        # COLD_RETRY_INTERVAL, so a key server that comes up is used at once, never flooded.
+        if now < self._next_attempt_at and self._inflight is None:
+            last = self._last_fetch_started
+            if last is not None and now - last < COLD_RETRY_INTERVAL:
+                raise self._unavailable("the last refresh failed; not retrying yet")
+        entry = await self._await_refresh()
+        return entry.keys
+
+    async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
+        self._misses += 1
+        entry = self._entry
+        if entry is not None and entry.keys is not seen:
+            return entry.keys  # a newer set arrived since the caller read its keys
+        if self._inflight is not None and not self._inflight_for_miss:
+            # A scheduled or startup fetch in flight may have left before the key was published:
+            # wait for it, and if it does not know the key either, a miss fetch may follow.
+            newer = await self._join_refresh(seen)
+            if newer is not None:
+                return newer
+        if self._inflight is None:
+            # The miss budget: one miss-triggered fetch per cooldown window. Scheduled,
+            # refresh-ahead and startup fetches do not use it up, so a key rotated in just after
+            # one of them is fetched for its first token.
+            now = self._clock()
+            last = self._last_miss_fetch
+            cooling = last is not None and now - last < self.settings.cooldown
+            if cooling or now < self._next_attempt_at:
+                self._rejected_misses += 1
+                return None
+            self._last_miss_fetch = now
+            self._start_refresh(for_miss=True)
+        return await self._join_refresh(seen)
+
+    async def _join_refresh(self, seen: KeySet) -> KeySet | None:
+        """The outcome of the fetch in flight (or of a new one): its keys if they differ from
+        ``seen``, else None (also when it failed)."""
+        try:
+            fresh = await self._await_refresh()
+        except JWKSError:
+            return None
+        return None if fresh.keys.fingerprint == seen.fingerprint else fresh.keys
+
+    def get_keys_sync(self) -> KeySet:
+        return self._keys
+
+    async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
+        return None
+
+    def stats(self) -> KeySourceStats:
+        return KeySourceStats(
+            state="static",
+            key_count=len(self._keys),
+            hits=self._hits,
+            misses=0,
+            rejected_misses=0,
+            fetches=0,
+            failures=0,
+            last_success=None,
+            age=None,
+            consecutive_failures=0,
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    keys: KeySet
+    fetched_at: float
+    fresh_until: float
+    refresh_at: float
+    stale_until: float
+    wall_time: float
+
+
+class JWKSCache:
+    """A JWKS fetched from ``jwks_uri``, or discovered from ``issuer``'s metadata.
+
+    Use one per issuer and share it; call ``start()`` when the application starts (optionally
+    warming the cache) and ``aclose()`` when it stops. ``clock`` (monotonic seconds) is
+    injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        jwks_uri: str | None = None,
+        issuer: str | None = None,
+        settings: CacheSettings | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Clock = time.monotonic,
+        prefetch: bool = True,
+    ) -> None:
+        if (jwks_uri is None) == (issuer is None):
+            raise ConfigurationError(
+                "give exactly one of jwks_uri (fetch keys there) or issuer (discover jwks_uri "
+                "from its metadata), e.g. JWKSCache(issuer='https://auth.example.com')"
+            )
+        for name, value in (("jwks_uri", jwks_uri), ("issuer", issuer)):
+            if value is not None:
+                try:
+                    require_fetchable_url(value, name)
+                except ValueError as error:
+                    raise ConfigurationError(str(error)) from None
+        self.issuer = issuer
+        self.settings = settings or CacheSettings()
+        self.prefetch = prefetch
+        self._jwks_uri = jwks_uri
+        self._client = client
+        self._owns_client = client is None
+        self._clock = clock
+        self._entry: _Entry | None = None
+        self._inflight: asyncio.Task[_Entry] | None = None
+        self._inflight_for_miss = False  # whether the fetch in flight was started by a key miss
+        self._retry_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._started_seq = 0
+        self._applied_seq = 0
+        self._last_fetch_started: float | None = None
+        self._last_miss_fetch: float | None = None  # when a key miss last started a fetch
         self._next_attempt_at = -math.inf
         self._consecutive_failures = 0
         # The kind of the last failure (discovery_failed, issuer_mismatch, jwks_unavailable), so
@@ -301,14 +475,17 @@ class JWKSCache:
         if entry is not None and entry.keys is not seen:
             return entry.keys  # a newer set arrived since the caller read its keys
         if self._inflight is None:
+            # The miss budget: one miss-triggered fetch per cooldown window. Scheduled,
+            # refresh-ahead and startup fetches do not use it up, so a key rotated in just after
+            # one of them is fetched for its first token. (A miss joins a fetch in flight of any
+            # kind without using the budget.)
             now = self._clock()
-            cooling = (
-                self._last_fetch_started is not None
-                and now - self._last_fetch_started < self.settings.cooldown
-            )
+            last = self._last_miss_fetch
+            cooling = last is not None and now - last < self.settings.cooldown
             if cooling or now < self._next_attempt_at:
                 self._rejected_misses += 1
                 return None
+            self._last_miss_fetch = now
         try:
             fresh = await self._await_refresh()
         except JWKSError:
@@ -353,6 +530,10 @@ class JWKSCache:
             await self._await_refresh()
         except JWKSError as error:
             logger.warning("key prefetch failed; will retry in the background: %s", error.detail)
+        except Exception:
+            # _refresh turns every failure into a JWKSError; this is the last line of defence
+            # for the promise that the application starts whatever the key server does.
+            logger.exception("key prefetch failed; will retry in the background")
 
     async def aclose(self) -> None:
         self._closed = True
@@ -405,11 +586,12 @@ class JWKSCache:
 
     # -- fetching ----------------------------------------------------------------------------
 
-    def _start_refresh(self) -> asyncio.Task[_Entry]:
-        """The one in-flight refresh, started if none is running."""
+    def _start_refresh(self, *, for_miss: bool = False) -> asyncio.Task[_Entry]:
+        """The one in-flight refresh, started if none is running (``for_miss``: by a key miss)."""
         if self._inflight is None:
             task = asyncio.get_running_loop().create_task(self._refresh(self._shared_client()))
             self._inflight = task
+            self._inflight_for_miss = for_miss
             task.add_done_callback(self._refresh_done)
         return self._inflight
 
@@ -453,15 +635,21 @@ class JWKSCache:
                 retries=settings.retries,
             )
             keys = KeySet.from_jwks(document.body)
-        except (FetchError, JWKSError) as error:
-            detail = error.detail if isinstance(error, JWKSError) else str(error)
-            reasons = error.reasons if isinstance(error, JWKSError) else ()
+            lifetime = settings.freshness(document.headers)
+        except Exception as error:
+            # Every failure (fetch, decoding, discovery, parsing, freshness) is a counted
+            # failed refresh with backoff, never an exception of another kind.
+            if isinstance(error, JWKSError):
+                detail, reasons = error.detail, error.reasons
+            elif isinstance(error, FetchError):
+                detail, reasons = str(error), ()
+            else:
+                detail, reasons = f"{type(error).__name__}: {str(error)[:300]}", ()
             self._record_failure(detail)
             cls = type(error) if isinstance(error, JWKSUnavailableError) else JWKSUnavailableError
             self._last_failure = cls
             raise cls(f"refresh failed: {detail}", reasons, self._retry_after()) from None
         now = self._clock()
-        lifetime = settings.freshness(document.headers)
         entry = _Entry(
             keys=keys,
             fetched_at=now,
@@ -479,9 +667,14 @@ class JWKSCache:
         self._entry = entry
         self._consecutive_failures = 0
         self._next_attempt_at = -math.inf
-        for reason in keys.skipped:
-            logger.warning("JWKS %s: skipped %s", self._jwks_uri, reason)
-        if previous is None or previous.keys.fingerprint != keys.fingerprint:
+        changed = previous is None or previous.keys.fingerprint != keys.fingerprint
+        skips_changed = previous is None or previous.keys.skipped != keys.skipped
+        if keys.skipped:
+            # At WARNING once per change of the key set, not on every refresh: an issuer that
+            # always publishes a key this library cannot use (an encryption key) is not news.
+            level = logging.WARNING if changed or skips_changed else logging.DEBUG
+            logger.log(level, "JWKS %s: %s", self._jwks_uri, skipped_summary(keys.skipped))
+        if changed:
             logger.info(
                 "fetched %d key(s) %s from %s (fresh for %.0f s)",
                 len(keys),

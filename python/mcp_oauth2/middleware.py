@@ -155,7 +155,12 @@ class OAuth2Middleware:
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.authenticator.start()
+                try:
+                    await self.authenticator.start()
+                except Exception:
+                    # The application must start whatever the key server does: requests fail
+                    # closed (503) until keys can be had, and exempt routes keep working.
+                    logger.exception("key prefetch at startup failed; requests answer 503")
             elif message["type"] == "lifespan.shutdown":
                 await self.authenticator.aclose()
             return message

@@ -27,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import gzip
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,11 +68,13 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 __all__ = [
+    "BOMB_DECODED_BYTES",
     "DEFAULT_CLIENT_ID",
     "HUGE_BODY_BYTES",
     "AppServer",
     "LocalIssuer",
     "MintOptions",
+    "NESTED_JSON_DEPTH",
     "bind_loopback",
     "url_of",
 ]
@@ -80,6 +84,12 @@ DEFAULT_CLIENT_ID: Final = "local-client"
 
 HUGE_BODY_BYTES: Final = 1024 * 1024
 """Body size of the ``"huge"`` fault: well above any sane limit for a JWKS or metadata document."""
+
+BOMB_DECODED_BYTES: Final = 64 * 1024 * 1024
+"""What the ``"gzip_bomb"`` fault's body (about a kilobyte on the wire) inflates to when decoded."""
+
+NESTED_JSON_DEPTH: Final = 20_000
+"""Array nesting of the ``"nested_json"`` fault: deeper than Python's recursion limit, 40 KB."""
 
 JWKS_MEDIA_TYPE: Final = "application/jwk-set+json"
 
@@ -98,7 +108,17 @@ _STOP_TIMEOUT: Final = 5.0
 _GRACEFUL_SHUTDOWN: Final = 2
 _PATH_RE: Final = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 _STATUS_FAULT_RE: Final = re.compile(r"status:([0-9]{3})")
-_NAMED_FAULTS: Final = ("html", "invalid_json", "empty", "huge", "redirect", "hang")
+_NAMED_FAULTS: Final = (
+    "html",
+    "invalid_json",
+    "empty",
+    "huge",
+    "redirect",
+    "hang",
+    "gzip_bomb",
+    "bad_encoding",
+    "nested_json",
+)
 _JWKS_ONLY_FAULTS: Final = ("no_usable_keys",)
 
 _PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -347,6 +367,12 @@ class LocalIssuer:
         self.scopes_supported = tuple(scopes_supported) if scopes_supported is not None else None
         self.cache_max_age = cache_max_age
         """When not None, JWKS responses carry ``Cache-Control: max-age=<this>``."""
+        self.cache_control: str | None = None
+        """When not None, the ``Cache-Control`` header of JWKS responses, as given (any text;
+        it takes precedence over ``cache_max_age``)."""
+        self.extra_keys: list[dict[str, Any]] = []
+        """JWKs published after the signing keys, as given: keys a verifier must skip, such as
+        the RSA-OAEP encryption key (``"use": "enc"``) many identity providers publish."""
         self.metadata_issuer: str | None = None
         """When set, the ``issuer`` member of the metadata (for issuer-mismatch tests)."""
         self.requests: Counter[str] = Counter()
@@ -428,7 +454,7 @@ class LocalIssuer:
         """The public JWKS document (a fresh dict each call): every published key."""
         with self._lock:
             keys = list(self._keys.values())
-        return {"keys": [key.public_jwk() for key in keys]}
+        return {"keys": [*(key.public_jwk() for key in keys), *self.extra_keys]}
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization-server metadata, as served.
@@ -654,7 +680,10 @@ class LocalIssuer:
         ``"no_usable_keys"`` (an ``oct`` key and an RSA-1024 key), ``"huge"`` (200, a valid
         JWKS padded to ``HUGE_BODY_BYTES``, streamed without Content-Length), ``"redirect"``
         (302 to a URL on this server that serves the real JWKS), ``"hang"`` (no answer until
-        the server stops; use a client timeout).
+        the server stops; use a client timeout), ``"gzip_bomb"`` (``Content-Encoding: gzip,
+        gzip``, about a kilobyte that inflates to ``BOMB_DECODED_BYTES`` of zeros),
+        ``"bad_encoding"`` (``Content-Encoding: gzip`` over a body that is not gzip),
+        ``"nested_json"`` (200, a JSON array nested ``NESTED_JSON_DEPTH`` deep).
         """
         return self._fault
 
@@ -716,6 +745,8 @@ class LocalIssuer:
             headers = {}
             if jwks and self.cache_max_age is not None:
                 headers["Cache-Control"] = f"max-age={self.cache_max_age}"
+            if jwks and self.cache_control is not None:
+                headers["Cache-Control"] = self.cache_control
             return JSONResponse(self._document(jwks), media_type=media_type, headers=headers)
         if status := _STATUS_FAULT_RE.fullmatch(fault):
             code = int(status.group(1))
@@ -736,6 +767,15 @@ class LocalIssuer:
         if fault == "redirect":
             target = request.url.replace(path=_MOVED + request.url.path)
             return RedirectResponse(str(target), status_code=302)
+        if fault == "gzip_bomb":
+            headers = {"Content-Encoding": "gzip, gzip"}
+            return Response(_gzip_bomb(), media_type=media_type, headers=headers)
+        if fault == "bad_encoding":
+            headers = {"Content-Encoding": "gzip"}
+            return Response(_json(self._document(jwks)), media_type=media_type, headers=headers)
+        if fault == "nested_json":
+            nested = b"[" * NESTED_JSON_DEPTH + b"]" * NESTED_JSON_DEPTH
+            return Response(nested, media_type=media_type)
         # "hang": wait for the server to stop (a client gives up long before).
         listener = self._listener
         await (listener.server.release if listener is not None else asyncio.Event()).wait()
@@ -965,6 +1005,16 @@ def _padded(document: Mapping[str, Any]) -> bytes:
     """``document`` as JSON, padded with a junk member to exactly ``HUGE_BODY_BYTES``."""
     bare = _json({**document, "padding": ""})
     return _json({**document, "padding": "A" * (HUGE_BODY_BYTES - len(bare))})
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """``BOMB_DECODED_BYTES`` of zeros, gzipped twice (for ``Content-Encoding: gzip, gzip``)."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    parts = [inner.compress(zeros) for _ in range(BOMB_DECODED_BYTES // len(zeros))]
+    once = b"".join(parts) + inner.flush()
+    return gzip.compress(once, compresslevel=9)
 
 
 async def _chunks(body: bytes) -> AsyncIterator[bytes]:
