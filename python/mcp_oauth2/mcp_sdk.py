@@ -12,22 +12,34 @@
 ``verify_token`` never raises: any failure is None, which the SDK answers with 401. The audience
 has been checked already; ``AccessToken.resource`` is the configured audience the token was issued
 for, so the SDK's own resource check (``validate_token_resource``) agrees.
+
+The SDK's contract has no way to say "cannot check right now": where ``OAuth2Middleware`` answers
+503 with ``Retry-After`` while the key server is unreachable, the SDK answers 401, as for a bad
+token. So that an outage is not mistaken for bad tokens, each refusal caused by unavailable keys
+(``JWKSError``) is logged at WARNING, at most one line per ``OUTAGE_LOG_INTERVAL`` seconds per
+verifier, counting the refusals in between.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2.authenticator import Authenticator
 from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2.errors import JWKSError
 from mcp_oauth2.jwks import KeySource
 from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["MCPTokenVerifier"]
 
 logger = logging.getLogger("mcp_oauth2.mcp")
+
+OUTAGE_LOG_INTERVAL = 60.0
+"""Seconds between two WARNING lines about tokens refused because keys are unavailable."""
 
 
 class MCPTokenVerifier:
@@ -38,15 +50,23 @@ class MCPTokenVerifier:
         config: OAuth2Config | None = None,
         *,
         key_sources: KeySource | dict[str, KeySource] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (monotonic seconds) paces the outage log lines; injectable for tests."""
         self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources)
         self.scope_policy = ScopePolicy(config.scope_implications)
+        self._clock = clock
+        self._outage_logged_at: float | None = None
+        self._outages_unlogged = 0
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             user = await self.authenticator.authenticate(token)
+        except JWKSError as error:  # keys unavailable: the SDK will still say 401
+            self._log_outage(error)
+            return None
         except Exception as error:  # the protocol says: None for any invalid token, never raise
             logger.debug("token refused: %s", getattr(error, "code", type(error).__name__))
             return None
@@ -67,3 +87,19 @@ class MCPTokenVerifier:
 
     async def aclose(self) -> None:
         await self.authenticator.aclose()
+
+    def _log_outage(self, error: JWKSError) -> None:
+        now = self._clock()
+        last = self._outage_logged_at
+        if last is not None and now - last < OUTAGE_LOG_INTERVAL:
+            self._outages_unlogged += 1
+            return
+        unlogged, self._outages_unlogged = self._outages_unlogged, 0
+        self._outage_logged_at = now
+        logger.warning(
+            "token refused because the keys are unavailable (%s; the MCP SDK answers 401, not "
+            "503)%s: %s",
+            error.code,
+            f", {unlogged} more since the last line" if unlogged else "",
+            error.detail,
+        )

@@ -1,0 +1,74 @@
+"""``MCPTokenVerifier`` against a real key server: outages are logged, not only refused.
+
+The SDK's ``TokenVerifier`` contract answers None for every failure, which the SDK turns into 401;
+so a key-server outage would look like a run of bad tokens. The verifier logs it at WARNING, rate
+limited per verifier.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mcp_oauth2 import CacheSettings, JWKSCache, OAuth2Config
+from mcp_oauth2.mcp_sdk import OUTAGE_LOG_INTERVAL, MCPTokenVerifier
+from mcp_oauth2.testing import LocalIssuer
+
+pytestmark = pytest.mark.anyio
+
+AUDIENCE = "https://mcp.example.com/mcp"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "mcp_oauth2.mcp" and r.levelno == logging.WARNING
+    ]
+
+
+async def test_key_server_outage_is_logged_at_warning_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mcp_oauth2")
+    issuer = LocalIssuer(default_audience=AUDIENCE)
+    clock = FakeClock()
+    async with issuer.serve_async():
+        config = OAuth2Config.model_validate({"issuer": [issuer.issuer], "audience": [AUDIENCE]})
+        # Keys never fetched: every token meets an empty cache and a key server answering 503.
+        issuer.fault = "status:503"
+        cache = JWKSCache(
+            jwks_uri=issuer.metadata()["jwks_uri"],
+            settings=CacheSettings(timeout=1.0, retries=0),
+            clock=clock,
+        )
+        verifier = MCPTokenVerifier(config, key_sources=cache, clock=clock)
+        try:
+            for _ in range(10):
+                assert await verifier.verify_token(issuer.mint()) is None
+            lines = outage_lines(caplog)
+            assert len(lines) == 1
+            assert "keys are unavailable" in lines[0].message and "401" in lines[0].message
+            clock.now += OUTAGE_LOG_INTERVAL + 1
+            assert await verifier.verify_token(issuer.mint()) is None
+            lines = outage_lines(caplog)
+            assert len(lines) == 2
+            assert "9 more since the last line" in lines[1].message
+            # Bad tokens with keys at hand are not an outage: no WARNING for them.
+            issuer.fault = None
+            clock.now += 120  # past any backoff
+            assert await verifier.verify_token(issuer.mint(audience="https://other")) is None
+            assert await verifier.verify_token(issuer.mint_expired()) is None
+            assert len(outage_lines(caplog)) == 2
+            assert await verifier.verify_token(issuer.mint()) is not None
+        finally:
+            await verifier.aclose()
+        for record in caplog.records:  # and a log line never carries a token
+            assert "eyJ" not in record.getMessage()
