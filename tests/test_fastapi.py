@@ -95,7 +95,10 @@ async def test_exempt_route_asking_for_a_user_gets_401(client: httpx.AsyncClient
     assert response.headers["www-authenticate"].startswith("Bearer resource_metadata=")
     # The middleware's missing-token body (no `error`), as FastAPI's `detail`.
     assert response.json() == {
-        "detail": {"error_description": "this resource needs a bearer token", "code": "missing_token"}
+        "detail": {
+            "error_description": "this resource needs a bearer token",
+            "code": "missing_token",
+        }
     }
     assert (await client.get("/health")).status_code == 200
 

@@ -6,6 +6,7 @@ described, over real loopback HTTP."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 import time
@@ -16,7 +17,12 @@ import httpx
 import pytest
 
 from mcp_oauth2 import JWKSError, KeySet, TokenValidationError, TokenValidator
-from mcp_oauth2.testing import HUGE_BODY_BYTES, LocalIssuer
+from mcp_oauth2.testing import (
+    BOMB_DECODED_BYTES,
+    HUGE_BODY_BYTES,
+    NESTED_JSON_DEPTH,
+    LocalIssuer,
+)
 from token_factory import ALGORITHMS
 
 ISSUER = "https://auth.example.com"
@@ -450,6 +456,38 @@ def test_metadata_faults(served: LocalIssuer) -> None:
     served.metadata_issuer = "https://elsewhere.example.com"
     assert httpx.get(url).json()["issuer"] == "https://elsewhere.example.com"
     assert httpx.get(served.metadata()["jwks_uri"]).status_code == 200  # JWKS unaffected
+
+
+def test_encoding_faults_send_what_they_say(served: LocalIssuer) -> None:
+    url = served.metadata()["jwks_uri"]
+    served.fault = "gzip_bomb"
+    with httpx.stream("GET", url) as response:
+        assert response.headers["content-encoding"] == "gzip, gzip"
+        wire = b"".join(response.iter_raw())
+    assert len(wire) < 2048
+    assert len(gzip.decompress(gzip.decompress(wire))) == BOMB_DECODED_BYTES
+    served.fault = "bad_encoding"
+    with httpx.stream("GET", url) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        assert json.loads(b"".join(response.iter_raw())) == served.jwks()
+    served.fault = "nested_json"
+    body = httpx.get(url).content
+    assert body == b"[" * NESTED_JSON_DEPTH + b"]" * NESTED_JSON_DEPTH
+
+
+def test_cache_control_text_and_extra_keys(served: LocalIssuer) -> None:
+    url = served.metadata()["jwks_uri"]
+    served.cache_max_age = 300
+    served.cache_control = "max-age=\u00b2"
+    assert httpx.get(url).headers["cache-control"] == "max-age=\u00b2"
+    served.cache_control = served.cache_max_age = None
+    enc = {**served.jwks()["keys"][0], "kid": "enc-1", "use": "enc", "alg": "RSA-OAEP"}
+    served.extra_keys = [enc]
+    document = httpx.get(url).json()
+    assert document["keys"][-1] == enc
+    keys = KeySet.from_jwks(document)
+    assert "enc-1" not in keys and len(keys.skipped) == 1
+    served.extra_keys = []
 
 
 def test_stop_listening_refuses_and_start_listening_restores_the_port(

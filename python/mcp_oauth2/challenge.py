@@ -16,7 +16,7 @@ from starlette.types import Send
 
 from mcp_oauth2.errors import AuthorizationError, JWKSUnavailableError
 
-__all__ = ["MISSING_TOKEN_BODY", "Challenge", "Refusal", "send_response"]
+__all__ = ["MISSING_TOKEN_BODY", "Challenge", "Refusal", "json_refusal", "send_response"]
 
 MISSING_TOKEN_BODY: Final[Mapping[str, str]] = {
     "error_description": "this resource needs a bearer token",
@@ -100,6 +100,12 @@ class Challenge:
         if www_authenticate is not None:
             headers.append((b"www-authenticate", www_authenticate.encode("ascii")))
         return headers
+
+
+def json_refusal(status: int, error: str, description: str, code: str) -> Refusal:
+    """A refusal that is not about the token (no ``WWW-Authenticate``), in the same JSON shape."""
+    body = {"error": error, "error_description": description, "code": code}
+    return Refusal(status, Challenge._headers(None), _json(body))
 
 
 def _json(body: Mapping[str, str]) -> bytes:

@@ -90,7 +90,7 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetc
             coding = response.headers.get("content-encoding", "identity").strip().lower()
             if coding not in ("", "identity"):
                 raise FetchError(
-                    f"GET {url}: Content-Encoding {coding[:100]!r} refused (identity was asked for)",
+                    f"GET {url}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
                     retryable=False,
                 )
             declared = response.headers.get("content-length", "")

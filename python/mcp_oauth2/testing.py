@@ -71,10 +71,10 @@ __all__ = [
     "BOMB_DECODED_BYTES",
     "DEFAULT_CLIENT_ID",
     "HUGE_BODY_BYTES",
+    "NESTED_JSON_DEPTH",
     "AppServer",
     "LocalIssuer",
     "MintOptions",
-    "NESTED_JSON_DEPTH",
     "bind_loopback",
     "url_of",
 ]

@@ -1,26 +1,49 @@
 """Per-tool scopes for an MCP endpoint, enforced at the HTTP layer.
 
 A JSON-RPC ``tools/call`` travels in a POST body, so the middleware alone cannot tell which tool
-is called. ``ToolScopes`` wraps the MCP app: for a POST it reads the body (bounded), and when a
-call names a tool whose scopes the token lacks it answers 403 ``insufficient_scope`` with
-``WWW-Authenticate: Bearer ... scope="<all scopes needed>"``, the step-up challenge of the MCP
-authorization specification. Otherwise it replays the body to the MCP app unchanged.
+is called. ``ToolScopes`` wraps the MCP app: for a POST from an authenticated caller it reads the
+body (bounded), and when a call names a tool whose scopes the token lacks it answers 403
+``insufficient_scope`` with ``WWW-Authenticate: Bearer ... scope="<all scopes needed>"``, the
+step-up challenge of the MCP authorization specification. Otherwise it replays the body to the
+MCP app unchanged.
+
+It fails closed: a body it cannot inspect is never forwarded.
+
+- Over ``max_body_bytes``: 413 ``body_too_large`` (the body is not read further).
+- The client went away before the body was complete: nothing is forwarded.
+- Nested too deeply for Python's JSON parser to finish: 400 ``invalid_request``.
+- Otherwise the body is parsed twice, by ``json.loads`` and by ``pydantic_core.from_json``, the
+  two parsers the MCP SDK's transports use, and every value either produces is checked. Only a
+  body that both refuse as invalid JSON goes on unchecked, since the SDK cannot read a tool call
+  from it either; it answers its own JSON-RPC parse error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.challenge import send_response
+from mcp_oauth2.challenge import json_refusal, send_response
 from mcp_oauth2.errors import InsufficientScopeError
 from mcp_oauth2.middleware import SCOPE_KEY, OAuth2Middleware
 
 __all__ = ["ToolScopes"]
+
+
+class _UnreadableBodyError(Exception):
+    """The body cannot be inspected; carries the refusal's status, description and code."""
+
+    def __init__(self, status: int, description: str, code: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.code = code
 
 
 class ToolScopes:
@@ -46,63 +69,92 @@ class ToolScopes:
         ):
             await self.app(scope, receive, send)
             return
-        messages, body, complete = await _read_body(receive, self.max_body_bytes)
-        if complete:
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+            if body is None:
+                return  # the client disconnected mid-body: nothing to check, nothing to forward
             needed = self._needed(body)
-            if needed:
-                effective = set(scope["auth"].scopes)
-                missing = [s for s in needed if s not in effective]
-                if missing:
-                    all_needed = tuple(dict.fromkeys((*middleware.required_scopes, *needed)))
-                    error = InsufficientScopeError(
-                        f"this tool needs the scope(s): {' '.join(missing)}", all_needed
-                    )
-                    refusal = middleware.challenge.for_error(error, scopes=all_needed)
-                    await send_response(send, refusal.status, refusal.headers, refusal.body)
-                    return
-        await self.app(scope, _replay(messages, receive), send)
+        except _UnreadableBodyError as unreadable:
+            refusal = json_refusal(
+                unreadable.status, "invalid_request", unreadable.description, unreadable.code
+            )
+            await send_response(send, refusal.status, refusal.headers, refusal.body)
+            return
+        if needed:
+            effective = set(scope["auth"].scopes)
+            missing = [s for s in needed if s not in effective]
+            if missing:
+                all_needed = tuple(dict.fromkeys((*middleware.required_scopes, *needed)))
+                error = InsufficientScopeError(
+                    f"this tool needs the scope(s): {' '.join(missing)}", all_needed
+                )
+                refusal = middleware.challenge.for_error(error, scopes=all_needed)
+                await send_response(send, refusal.status, refusal.headers, refusal.body)
+                return
+        await self.app(scope, _replay(body, receive), send)
 
     def _needed(self, body: bytes) -> tuple[str, ...]:
-        try:
-            payload: Any = json.loads(body)
-        except ValueError:
-            return ()  # not JSON: the MCP app answers with its own error
-        calls = payload if isinstance(payload, list) else [payload]
         needed: list[str] = []
-        for call in calls:
-            if isinstance(call, dict) and call.get("method") == "tools/call":
-                params = call.get("params")
-                name = params.get("name") if isinstance(params, dict) else None
-                if isinstance(name, str):
-                    needed.extend(self.tool_scopes.get(name, ()))
+        for payload in _parsed(body):
+            calls = payload if isinstance(payload, list) else [payload]
+            for call in calls:
+                if isinstance(call, dict) and call.get("method") == "tools/call":
+                    params = call.get("params")
+                    name = params.get("name") if isinstance(params, dict) else None
+                    if isinstance(name, str):
+                        needed.extend(self.tool_scopes.get(name, ()))
         return tuple(dict.fromkeys(needed))
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes, bool]:
-    """Read request messages until the body is complete or over ``limit`` (then not inspected)."""
-    messages: list[Message] = []
+def _parsed(body: bytes) -> list[Any]:
+    """What each of the SDK's JSON parsers makes of ``body`` (nothing for a parser refusing it)."""
+    values: list[Any] = []
+    try:
+        values.append(json.loads(body))
+    except RecursionError:
+        raise _UnreadableBodyError(
+            400, "the request body is nested too deeply to be checked", "invalid_request"
+        ) from None
+    except ValueError:  # invalid JSON (UnicodeDecodeError included)
+        pass
+    with contextlib.suppress(ValueError):  # invalid JSON, or deeper than its recursion limit
+        values.append(pydantic_core.from_json(body))
+    return values
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body; None if the client disconnected before it was complete.
+
+    Raises ``_UnreadableBodyError`` (413) as soon as the body exceeds ``limit``.
+    """
     size = 0
     chunks: list[bytes] = []
     while True:
         message = await receive()
-        messages.append(message)
         if message["type"] != "http.request":
-            return messages, b"", False
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        chunks.append(chunk)
         if size > limit:
-            return messages, b"", False
+            raise _UnreadableBodyError(
+                413,
+                f"the request body exceeds the {limit}-byte limit of the tool-scope check",
+                "body_too_large",
+            )
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return messages, b"".join(chunks), True
+            return b"".join(chunks)
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app: the body that was read, as one message, then the real one."""
+    sent = False
 
     async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     return replay
