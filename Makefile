@@ -68,6 +68,14 @@ else
 	$(VENV313)/bin/pytest -p no:cacheprovider
 endif
 
+.PHONY: soak
+soak: build ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (about 2.5 minutes)
+	$(VENV)/bin/python tests/soak/soak.py
+
+.PHONY: soak-ci
+soak-ci: ## The same soak, short (under 2 minutes; CI runs it after `make test`)
+	$(VENV)/bin/python tests/soak/soak.py --short
+
 .PHONY: lint
 lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings
 	$(VENV)/bin/ruff check python tests benches
