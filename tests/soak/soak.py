@@ -50,6 +50,7 @@ FETCH_TIMEOUT = 5.0  # a request that waited for the hanging key server would sh
 RETRIES = 1
 SERVE_FD_ENV = "SOAK_SERVE_FD"
 STATS_PATH = "/_soak/keys"
+MAX_BACKOFF = 60.0  # CacheSettings.max_backoff
 
 
 # -- the server process ------------------------------------------------------------------------
@@ -229,6 +230,14 @@ class Soak:
             self.fault_phases += 1
 
     async def script(self, http: httpx.AsyncClient) -> None:
+        try:
+            await self.phases(http)
+        except Exception as error:
+            self.failures.append(f"the script stopped in phase {self.phase}: {error}")
+        finally:
+            self.running = False
+
+    async def phases(self, http: httpx.AsyncClient) -> None:
         issuer = self.issuer
         await self.hold("warm")
         # Rotation, keeping the old key: the new kid is fetched for its first token.
@@ -248,7 +257,10 @@ class Soak:
         await self.hold("hang", fault=True)
         issuer.fault = None
         self.phase = "recover"
-        await self.until_keys(http, lambda keys: keys["state"] == "fresh")
+        # The background retries back off (doubling up to 60 s), so recovery takes up to a pause.
+        back = time.monotonic()
+        await self.until_keys(http, lambda keys: keys["state"] == "fresh", MAX_BACKOFF + 15)
+        self.notes.append(f"keys fresh again {time.monotonic() - back:.1f} s after the recovery")
         await self.hold("recover")
         # Rotation that removes the old RS256 key: its tokens stop verifying once it is gone.
         old_rs = issuer.current_kid("RS256")
@@ -261,7 +273,6 @@ class Soak:
         self.pools.misses += old_tokens
         await self.hold("rotate-remove")
         await self.hold("final")
-        self.running = False
 
     # -- the run ---------------------------------------------------------------------------------
 
