@@ -306,7 +306,7 @@ class JWKSCache:
         # Cold, or expired beyond max_stale: nothing may be served until a fetch succeeds.
         # Background retries back off; requests may still try, at most once per
         # COLD_RETRY_INTERVAL, so a key server that comes up is used at once, never flooded.
-        if now < self._next_attempt_at and self._inflight is None:
+        if now < self._next_attempt_at and not self._fetching:
             last = self._last_fetch_started
             if last is not None and now - last < COLD_RETRY_INTERVAL:
                 raise self._unavailable("the last refresh failed; not retrying yet")
@@ -318,13 +318,13 @@ class JWKSCache:
         entry = self._entry
         if entry is not None and entry.keys is not seen:
             return entry.keys  # a newer set arrived since the caller read its keys
-        if self._inflight is not None and not self._inflight_for_miss:
+        if self._fetching and not self._inflight_for_miss:
             # A scheduled or startup fetch in flight may have left before the key was published:
             # wait for it, and if it does not know the key either, a miss fetch may follow.
             newer = await self._join_refresh(seen)
             if newer is not None:
                 return newer
-        if self._inflight is None:
+        if not self._fetching:
             # The miss budget: one miss-triggered fetch per cooldown window. Scheduled,
             # refresh-ahead and startup fetches do not use it up, so a key rotated in just after
             # one of them is fetched for its first token.
@@ -439,9 +439,14 @@ class JWKSCache:
 
     # -- fetching ----------------------------------------------------------------------------
 
+    @property
+    def _fetching(self) -> bool:
+        """Whether a fetch is running (a finished one may wait a loop turn for its callback)."""
+        return self._inflight is not None and not self._inflight.done()
+
     def _start_refresh(self, *, for_miss: bool = False) -> asyncio.Task[_Entry]:
         """The one in-flight refresh, started if none is running (``for_miss``: by a key miss)."""
-        if self._inflight is None:
+        if self._inflight is None or self._inflight.done():
             task = asyncio.get_running_loop().create_task(self._refresh(self._shared_client()))
             self._inflight = task
             self._inflight_for_miss = for_miss
