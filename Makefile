@@ -7,6 +7,9 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := build/tools
 UV := $(TOOLS)/bin/uv
+# actionlint checks the GitHub workflows; a Go program, built from the Go module proxy.
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(TOOLS)/bin/actionlint
 VENV := .venv
 # `make wheel` writes the release wheel and the sdist here; everything else installs that wheel.
 DIST := build/dist
@@ -15,6 +18,8 @@ MANYLINUX := manylinux2014
 # A CPython 3.13 from pyenv, when the machine has one: the suite runs under it too.
 PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
+# Every folder of Python code the linters check.
+PY_SOURCES := python tests benches examples dist_tests
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
@@ -27,6 +32,9 @@ help: ## List the targets
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(ACTIONLINT):
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 .PHONY: install
 install: $(UV) ## Create .venv with the locked development dependencies
@@ -114,14 +122,18 @@ dist-suite: $(addprefix dist-suite-,$(DIST_PYTHONS)) ## The whole pytest suite a
 # with no Rust on PATH and checks (MCP_OAUTH2_EXPECT_INSTALLED) that it imports the installed copy.
 .PHONY: dist-suite-%
 dist-suite-%: $(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt
-	@prefix=$$(pyenv prefix $* 2>/dev/null) || { echo "CPython $* not found by pyenv: dist-test needs it"; exit 1; }; \
+	@if prefix=$$(pyenv prefix $* 2>/dev/null); then python=$$prefix/bin/python3; \
+	elif python=$$(command -v python$*); then :; \
+	else echo "CPython $* is needed: not found by pyenv nor as python$* on PATH"; exit 1; fi; \
+	$$python -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$*", sys.version'; \
 	rm -rf $(DIST_ENVS)/py$*; \
-	$(UV) venv --quiet --python $$prefix/bin/python3 $(DIST_ENVS)/py$*
+	echo "fresh venv $(DIST_ENVS)/py$* from $$python"; \
+	$(UV) venv --quiet --python $$python $(DIST_ENVS)/py$*
 	$(UV) pip install --quiet --python $(DIST_ENVS)/py$*/bin/python \
 		-c $(DIST_ENVS)/constraints.txt -r $(DIST_ENVS)/test-requirements.txt \
 		"mcp-oauth2[$(EXTRAS)] @ file://$(CURDIR)/$$(ls $(DIST)/*.whl)"
 	PATH="$(NO_RUST_PATH)" MCP_OAUTH2_EXPECT_INSTALLED=1 \
-		$(DIST_ENVS)/py$*/bin/pytest tests -p no:cacheprovider -q
+		$(DIST_ENVS)/py$*/bin/pytest tests -p no:cacheprovider
 
 .PHONY: dist-packaging
 dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's files and tag, imports per extra, a wheel built from the sdist
@@ -129,19 +141,21 @@ dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's
 		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
 
 .PHONY: lint
-lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings, actionlint, zizmor
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
+	$(ACTIONLINT) -no-color
+	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
 
 .PHONY: format
 format: install ## Apply ruff and cargo formatting
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format $(PY_SOURCES)
+	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 	cargo fmt
 
 # BENCH_FULL=1 turns on the heavy loops of benches/test_comparison.py (without it, as in

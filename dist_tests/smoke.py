@@ -6,7 +6,9 @@ Used by ``make dist-test`` (on the wheel built from the sdist) and by the releas
 each platform's wheel). It imports every module that needs no extra, then validates an RS256
 and an ES256 token against their keys, and checks that a tampered token and a wrong audience
 are refused. The tokens were signed once with pyca/cryptography and the private keys thrown
-away; a fixed ``now`` keeps them valid forever. Exits non-zero on the first failure.
+away; a fixed ``now`` keeps them valid forever. On free-threaded CPython it also checks that
+importing the extension left the GIL off (``gil_used = false``). Exits non-zero on the first
+failure.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import sysconfig
 
 import mcp_oauth2
 from mcp_oauth2 import KeySet, TokenValidator
@@ -110,12 +113,24 @@ def check_tokens() -> None:
             raise AssertionError(f"{alg}: a token for another audience was accepted")
 
 
+def check_free_threading() -> str:
+    """On a free-threaded build, CPython turns the GIL back on for an extension that does not
+    declare itself safe without it; ours does, so it must still be off."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "GIL build"
+    is_gil_enabled = getattr(sys, "_is_gil_enabled")  # noqa: B009 - 3.13+ only
+    assert not is_gil_enabled(), "importing mcp_oauth2 turned the GIL back on"
+    return "free-threaded, GIL still off"
+
+
 def main() -> int:
     modules = import_modules()
     check_tokens()
+    threading_mode = check_free_threading()
     print(
         f"mcp-oauth2 {mcp_oauth2.__version__} on Python {sys.version.split()[0]}: "
-        f"{len(modules)} modules imported, RS256 and ES256 validated, tampering refused"
+        f"{len(modules)} modules imported, RS256 and ES256 validated, tampering refused "
+        f"({threading_mode})"
     )
     return 0
 

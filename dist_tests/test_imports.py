@@ -12,7 +12,9 @@ import pytest
 
 from conftest import ROOT, Venv, run
 
-EXTRAS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+EXTRAS = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+)
 
 # The extra each optional module needs; every other module must import with the base install.
 MODULE_EXTRA = {

@@ -16,11 +16,24 @@ def sdist_files(sdist: Path) -> set[str]:
 
 def test_sdist_holds_sources_licences_and_tests(sdist: Path) -> None:
     files = sdist_files(sdist)
-    assert {"LICENSE", "README.md", "pyproject.toml", "Cargo.toml", "Cargo.lock", "PKG-INFO"} <= files
-    assert {"rust/src/lib.rs", "python/mcp_oauth2/__init__.py", "python/mcp_oauth2/_rust.pyi"} <= files
+    assert {
+        "LICENSE",
+        "README.md",
+        "pyproject.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+        "PKG-INFO",
+    } <= files
+    assert {
+        "rust/src/lib.rs",
+        "python/mcp_oauth2/__init__.py",
+        "python/mcp_oauth2/_rust.pyi",
+    } <= files
     assert "python/mcp_oauth2/py.typed" in files
     # Bundled test vectors travel with their licences.
-    vectors = {Path(f).parent for f in files if f.startswith("tests/vectors/") and f.endswith(".json")}
+    vectors = {
+        Path(f).parent for f in files if f.startswith("tests/vectors/") and f.endswith(".json")
+    }
     assert vectors == {Path("tests/vectors/wycheproof"), Path("tests/vectors/rfc")}
     for folder in vectors:
         assert f"{folder}/LICENSE" in files, folder

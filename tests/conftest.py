@@ -22,7 +22,6 @@ from token_factory import (
     private_key,
 )
 
-
 SOURCE_PACKAGE = Path(__file__).resolve().parent.parent / "python"
 
 
@@ -37,7 +36,9 @@ def installed_copy_problems() -> list[str]:
         problems.append(f"mcp_oauth2 comes from {package}, not from {site_packages}")
     if any(Path(entry or ".").resolve() == SOURCE_PACKAGE for entry in sys.path):
         problems.append(f"the source tree {SOURCE_PACKAGE} is on sys.path")
-    problems += [f"{tool} is on PATH" for tool in ("cargo", "rustc", "rustup") if shutil.which(tool)]
+    problems += [
+        f"{tool} is on PATH" for tool in ("cargo", "rustc", "rustup") if shutil.which(tool)
+    ]
     return problems
 
 
@@ -48,7 +49,9 @@ def pytest_report_header() -> str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """``MCP_OAUTH2_EXPECT_INSTALLED=1`` (``make dist-test``): refuse to run against anything
     but the wheel installed in this environment, with no Rust toolchain reachable."""
-    if os.environ.get("MCP_OAUTH2_EXPECT_INSTALLED") == "1" and (problems := installed_copy_problems()):
+    if os.environ.get("MCP_OAUTH2_EXPECT_INSTALLED") == "1" and (
+        problems := installed_copy_problems()
+    ):
         raise pytest.UsageError("not testing the installed wheel: " + "; ".join(problems))
 
 

@@ -28,8 +28,8 @@ from mcp_types import CallToolResult, TextContent
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from mcp_oauth2 import OAuth2Config
 from demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config, run_demo
+from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
 
