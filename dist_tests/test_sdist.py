@@ -6,6 +6,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, Venv, run
 
 
@@ -42,6 +44,7 @@ def test_sdist_holds_sources_licences_and_tests(sdist: Path) -> None:
     assert set(tracked) <= files, set(tracked) - files
 
 
+@pytest.mark.timeout(1200)  # a release build of the extension and AWS-LC from clean
 def test_pip_wheel_from_sdist_works(sdist: Path, make_venv: Venv, tmp_path: Path) -> None:
     builder = make_venv("sdist-build", [])
     run([builder, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", tmp_path, sdist])
