@@ -19,7 +19,7 @@ MANYLINUX := manylinux2014
 PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
 # Every folder of Python code the linters check.
-PY_SOURCES := python tests benches examples dist_tests
+PY_SOURCES := python tests benches examples dist_tests scripts
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
@@ -141,7 +141,7 @@ dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's
 		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
 
 .PHONY: lint
-lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings, actionlint, zizmor
+lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, actionlint, zizmor, licences
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
@@ -150,7 +150,12 @@ lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt --check,
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
 	$(ACTIONLINT) -no-color
+	$(VENV)/bin/python scripts/third_party_licenses.py --check
 	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+
+.PHONY: licenses
+licenses: ## Rewrite THIRD_PARTY_LICENSES.txt (the crates linked into the extension) from Cargo.lock
+	$(PYTHON) scripts/third_party_licenses.py
 
 .PHONY: format
 format: install ## Apply ruff and cargo formatting

@@ -20,6 +20,7 @@ def test_sdist_holds_sources_licences_and_tests(sdist: Path) -> None:
     files = sdist_files(sdist)
     assert {
         "LICENSE",
+        "THIRD_PARTY_LICENSES.txt",
         "README.md",
         "pyproject.toml",
         "Cargo.toml",

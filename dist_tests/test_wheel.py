@@ -32,6 +32,7 @@ def test_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
         f"{dist_info}/WHEEL",
         f"{dist_info}/RECORD",
         f"{dist_info}/licenses/LICENSE",
+        f"{dist_info}/licenses/THIRD_PARTY_LICENSES.txt",
         # The CycloneDX list of the Rust crates compiled into _rust (with their licences).
         f"{dist_info}/sboms/mcp-oauth2.cyclonedx.json",
     }
@@ -51,7 +52,7 @@ def test_wheel_metadata(wheel: Path) -> None:
     assert metadata["Name"] == "mcp-oauth2"
     assert metadata["Version"] == cargo_version()
     assert metadata["License-Expression"] == project["license"] == "Apache-2.0"
-    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata.get_all("License-File") == ["LICENSE", "THIRD_PARTY_LICENSES.txt"]
     assert metadata["Requires-Python"] == project["requires-python"]
     assert sorted(metadata.get_all("Provides-Extra")) == sorted(project["optional-dependencies"])
     assert "Root-Is-Purelib: false" in wheel_file
