@@ -22,12 +22,9 @@ import mcp_oauth2
 from mcp_oauth2 import KeySet, TokenValidator
 from mcp_oauth2.errors import InvalidAudienceError, InvalidSignatureError
 
-# Modules that need an extra (``pip install "mcp-oauth2[EXTRA]"``), and the package it brings.
-NEEDS_EXTRA = {
-    "mcp_oauth2.fastapi": "fastapi",
-    "mcp_oauth2.mcp_sdk": "mcp",
-    "mcp_oauth2.testing": "uvicorn",
-}
+# Modules that need an extra (``pip install "mcp-oauth2[EXTRA]"``); each says so with an
+# ImportError when it is missing. ``dist_tests/test_imports.py`` checks them extra by extra.
+NEEDS_EXTRA = frozenset({"mcp_oauth2.fastapi", "mcp_oauth2.mcp_sdk", "mcp_oauth2.testing"})
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://mcp.example.com/mcp"
@@ -81,8 +78,8 @@ def import_modules() -> list[str]:
     for info in pkgutil.iter_modules(mcp_oauth2.__path__, "mcp_oauth2."):
         try:
             importlib.import_module(info.name)
-        except ModuleNotFoundError as error:
-            if error.name != NEEDS_EXTRA.get(info.name):
+        except ImportError:
+            if info.name not in NEEDS_EXTRA:
                 raise
         else:
             imported.append(info.name)
