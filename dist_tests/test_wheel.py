@@ -36,6 +36,9 @@ def test_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
         # The CycloneDX list of the Rust crates compiled into _rust (with their licences).
         f"{dist_info}/sboms/mcp-oauth2.cyclonedx.json",
     }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    if project.get("scripts") or project.get("entry-points"):
+        expected.add(f"{dist_info}/entry_points.txt")  # console commands
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert "mcp_oauth2/demo.py" not in names
