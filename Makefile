@@ -7,11 +7,19 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := build/tools
 UV := $(TOOLS)/bin/uv
+# actionlint checks the GitHub workflows; a Go program, built from the Go module proxy.
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(TOOLS)/bin/actionlint
 VENV := .venv
-WHEELS := build/wheels
+# `make wheel` writes the release wheel and the sdist here; everything else installs that wheel.
+DIST := build/dist
+# manylinux2014 = glibc 2.17: zig links against that glibc's symbol versions (see README).
+MANYLINUX := manylinux2014
 # A CPython 3.13 from pyenv, when the machine has one: the suite runs under it too.
 PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
+# Every folder of Python code the linters check.
+PY_SOURCES := python tests benches examples dist_tests scripts
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
@@ -25,15 +33,26 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+$(ACTIONLINT):
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
 .PHONY: install
 install: $(UV) ## Create .venv with the locked development dependencies
 	$(UV) sync --locked --inexact --python $(PYTHON)
 
+# maturin's zig support runs `python3 -m ziglang`: .venv/bin leads PATH so the pinned ziglang
+# of the dev group is the one found.
+.PHONY: wheel
+wheel: install ## The release files: the manylinux2014 abi3 wheel (built with zig) and the sdist
+	rm -rf $(DIST)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/maturin build --release --locked --quiet \
+		--zig --compatibility $(MANYLINUX) --out $(DIST) --interpreter $(VENV)/bin/python
+	$(VENV)/bin/maturin sdist --out $(DIST)
+	@ls -l $(DIST)
+
 .PHONY: build
-build: install ## Build the abi3 release wheel and install it into .venv
-	rm -rf $(WHEELS)
-	$(VENV)/bin/maturin build --release --quiet --out $(WHEELS) --interpreter $(VENV)/bin/python
-	$(UV) pip install --quiet --python $(VENV)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+build: wheel ## Build the release files (make wheel) and install the wheel into .venv
+	$(UV) pip install --quiet --python $(VENV)/bin/python --reinstall --no-deps $(DIST)/*.whl
 
 .PHONY: develop
 develop: install ## Editable debug build into .venv (fast edit loop)
@@ -41,11 +60,11 @@ develop: install ## Editable debug build into .venv (fast edit loop)
 
 .PHONY: demo
 demo: build ## The main job: local issuer + protected MCP server, driven by the MCP SDK client
-	$(VENV)/bin/python -m mcp_oauth2.demo
+	$(VENV)/bin/python examples/demo.py
 
 .PHONY: serve
 serve: build ## Keep the demo issuer and MCP server running; prints a token and a curl line
-	$(VENV)/bin/python -m mcp_oauth2.demo serve
+	$(VENV)/bin/python examples/demo.py serve
 
 .PHONY: test
 test: build test-rust test-python test-python313 ## Build everything and run the whole test suite
@@ -64,7 +83,7 @@ ifeq ($(PY313),)
 	@echo "CPython 3.13 not found by pyenv: skipping the 3.13 run"
 else
 	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3
-	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
 	$(VENV313)/bin/pytest -p no:cacheprovider
 endif
 
@@ -76,20 +95,80 @@ soak: build ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (
 soak-ci: ## The same soak, short (under 2 minutes; CI runs it after `make test`)
 	$(VENV)/bin/python tests/soak/soak.py --short
 
+# -- the distribution, tested as installed ------------------------------------------------------
+DIST_ENVS := build/dist-test
+# The CPythons the whole suite runs under against the installed wheel (from pyenv).
+DIST_PYTHONS := 3.11 3.12 3.13
+# Every extra the package declares, read from pyproject.toml.
+EXTRAS := $(shell $(PYTHON) -c "import tomllib; print(','.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']))")
+# PATH without cargo, rustc and rustup: the installed wheel must need no Rust toolchain.
+NO_RUST_PATH := $(shell printf '%s' "$$PATH" | tr ':' '\n' | grep -v -e '/\.cargo/' -e '/\.rustup/' -e rustup | paste -sd: -)
+
+.PHONY: dist-test
+dist-test: wheel dist-check dist-suite dist-packaging ## Wheel checks, the suite against the installed wheel (3.11-3.13), imports per extra, the sdist
+	@echo "dist-test: passed"
+
+.PHONY: dist-check
+dist-check: install ## auditwheel, abi3audit and check-wheel-contents on the built wheel
+	$(VENV)/bin/auditwheel show $(DIST)/*.whl
+	$(VENV)/bin/abi3audit --strict --summary $(DIST)/*.whl
+	$(VENV)/bin/check-wheel-contents $(DIST)/*.whl
+
+# Locked versions for the fresh environments: the test group, and the constraints under which
+# the wheel's own dependencies and extras are installed.
+$(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt &: pyproject.toml uv.lock | $(UV)
+	mkdir -p $(DIST_ENVS)
+	$(UV) export --quiet --locked --only-group test --no-hashes --no-emit-project --no-header \
+		-o $(DIST_ENVS)/test-requirements.txt
+	$(UV) export --quiet --locked --no-dev --all-extras --no-hashes --no-emit-project --no-header \
+		-o $(DIST_ENVS)/constraints.txt
+
+.PHONY: dist-suite
+dist-suite: $(addprefix dist-suite-,$(DIST_PYTHONS)) ## The whole pytest suite against the installed wheel, per CPython
+
+# A fresh venv per CPython holding the wheel with every extra plus the test group; pytest runs
+# with no Rust on PATH and checks (MCP_OAUTH2_EXPECT_INSTALLED) that it imports the installed copy.
+.PHONY: dist-suite-%
+dist-suite-%: $(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt
+	@if prefix=$$(pyenv prefix $* 2>/dev/null); then python=$$prefix/bin/python3; \
+	elif python=$$(command -v python$*); then :; \
+	else echo "CPython $* is needed: not found by pyenv nor as python$* on PATH"; exit 1; fi; \
+	$$python -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$*", sys.version'; \
+	rm -rf $(DIST_ENVS)/py$*; \
+	echo "fresh venv $(DIST_ENVS)/py$* from $$python"; \
+	$(UV) venv --quiet --python $$python $(DIST_ENVS)/py$*
+	$(UV) pip install --quiet --python $(DIST_ENVS)/py$*/bin/python \
+		-c $(DIST_ENVS)/constraints.txt -r $(DIST_ENVS)/test-requirements.txt \
+		"mcp-oauth2[$(EXTRAS)] @ file://$(CURDIR)/$$(ls $(DIST)/*.whl)"
+	PATH="$(NO_RUST_PATH)" MCP_OAUTH2_EXPECT_INSTALLED=1 \
+		$(DIST_ENVS)/py$*/bin/pytest tests -p no:cacheprovider
+
+.PHONY: dist-packaging
+dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's files and tag, imports per extra, a wheel built from the sdist
+	MCP_OAUTH2_DIST=$(DIST) MCP_OAUTH2_UV=$(UV) MCP_OAUTH2_CONSTRAINTS=$(DIST_ENVS)/constraints.txt \
+		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
+
 .PHONY: lint
-lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, actionlint, zizmor, licences
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
+	$(ACTIONLINT) -no-color
+	$(VENV)/bin/python scripts/third_party_licenses.py --check
+	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+
+.PHONY: licenses
+licenses: ## Rewrite THIRD_PARTY_LICENSES.txt (the crates linked into the extension) from Cargo.lock
+	$(PYTHON) scripts/third_party_licenses.py
 
 .PHONY: format
 format: install ## Apply ruff and cargo formatting
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format $(PY_SOURCES)
+	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 	cargo fmt
 
 # BENCH_FULL=1 turns on the heavy loops of benches/test_comparison.py (without it, as in
@@ -104,7 +183,7 @@ bench: build ## Benchmarks: peers, threads, memory, middleware (3.11, and 3.13 i
 		--benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
 ifneq ($(PY313),)
 	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --group bench --python $(PY313)/bin/python3
-	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(WHEELS)/*.whl
+	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
 	$(BENCH_ENV) $(VENV313)/bin/pytest -p no:cacheprovider benches/test_comparison.py \
 		--benchmark-enable --benchmark-only -k "per_token or thread_scaling"
 endif

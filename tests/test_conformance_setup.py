@@ -22,8 +22,8 @@ import httpx
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from demo import build_demo_app
 from mcp_oauth2 import OAuth2Config
-from mcp_oauth2.demo import build_demo_app
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = pytest.mark.timeout(30)

@@ -28,8 +28,8 @@ from mcp_types import CallToolResult, TextContent
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config, run_demo
 from mcp_oauth2 import OAuth2Config
-from mcp_oauth2.demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config, run_demo
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
 
@@ -354,7 +354,7 @@ async def test_sdk_auth_refuses_an_invalid_token(sdk_auth: SDKAuthStack, case: s
 
 @pytest.mark.parametrize("json_response", [True, False], ids=["json", "sse"])
 def test_demo_transcript(json_response: bool, capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m mcp_oauth2.demo`` checks its own expectations; every one must hold."""
+    """``python examples/demo.py`` checks its own expectations; every one must hold."""
     assert run_demo(json_response=json_response) == 0
     transcript = capsys.readouterr().out
     assert "FAIL" not in transcript

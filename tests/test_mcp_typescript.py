@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mcp_oauth2.demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config
+from demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config
 from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = pytest.mark.timeout(150)  # the first run includes `npm ci`

@@ -5,11 +5,12 @@ authorization server's keys once with :class:`KeySet`, describe what you accept 
 :class:`TokenValidator`, and call :meth:`TokenValidator.validate` per request.
 """
 
+from importlib.metadata import version as _distribution_version
+
 from mcp_oauth2._rust import (
     AuthenticatedUser,
     KeySet,
     TokenValidator,
-    __version__,
     peek_header,
     peek_issuer,
 )
@@ -44,6 +45,9 @@ from mcp_oauth2.errors import (
 from mcp_oauth2.jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
 from mcp_oauth2.middleware import OAuth2Middleware
 from mcp_oauth2.tool_scopes import ToolScopes
+
+# The installed distribution's version, which maturin takes from Cargo.toml (the one source).
+__version__: str = _distribution_version("mcp-oauth2")
 
 __all__ = [
     "AlgorithmNotAllowedError",

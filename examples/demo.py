@@ -1,7 +1,7 @@
 """A protected MCP server, a local issuer, and a client that drives both: the runnable demo.
 
-    python -m mcp_oauth2.demo          # transcript: no token, missing scope, valid token
-    python -m mcp_oauth2.demo serve    # keep it running; prints a token and a curl line
+    python examples/demo.py          # transcript: no token, missing scope, valid token
+    python examples/demo.py serve    # keep it running; prints a token and a curl line
 
 ``build_demo_app`` is also the reference for wiring mcp-oauth2 into a FastAPI app that serves the
 official ``mcp`` SDK's ``MCPServer`` over streamable HTTP:
@@ -17,7 +17,10 @@ The MCP app is mounted at ``/`` with ``streamable_http_path="/mcp"``, so it serv
 does not run, so the FastAPI lifespan runs the SDK's session manager.
 
 Needs the optional extras ``fastapi``, ``mcp`` and ``testing`` (uvicorn and cryptography):
-``pip install 'mcp-oauth2[fastapi,mcp,testing]'``. Everything binds 127.0.0.1 only.
+``pip install 'mcp-oauth2[fastapi,mcp,testing]'``. The client side also imports ``httpx2`` and
+``mcp_types``, which the ``mcp`` 2.x SDK itself depends on (its HTTP client and its protocol
+types), so that install brings them; the library never imports them, which is why the demo lives
+here and not in the package. Everything binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -49,11 +52,8 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from starlette.authentication import AuthCredentials
 from starlette.requests import Request
 
-from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.config import OAuth2Config
-from mcp_oauth2.middleware import OAuth2Middleware
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
-from mcp_oauth2.tool_scopes import ToolScopes
 
 __all__ = [
     "ADMIN_SCOPE",
@@ -505,9 +505,9 @@ def _wait_for_interrupt() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mcp_oauth2.demo [run|serve]``; returns the exit status."""
+    """``python examples/demo.py [run|serve]``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m mcp_oauth2.demo", description=__doc__.split("\n", 1)[0] if __doc__ else ""
+        prog="python examples/demo.py", description=__doc__.split("\n", 1)[0] if __doc__ else ""
     )
     parser.add_argument(
         "command", nargs="?", choices=["run", "serve"], default="run", help="default: run"
