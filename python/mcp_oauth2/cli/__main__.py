@@ -1,0 +1,5 @@
+"""``python -m mcp_oauth2.cli``: the same command as the ``mcp-oauth2`` console script."""
+
+from mcp_oauth2.cli.app import main
+
+raise SystemExit(main())
