@@ -69,7 +69,7 @@ else
 endif
 
 .PHONY: lint
-lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D warnings
+lint: install docs ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, the docs build
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy
@@ -77,6 +77,15 @@ lint: install ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy -D war
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
+
+.PHONY: docs
+docs: $(UV) ## Build the documentation site (mkdocs-material, --strict) into build/site
+	$(UV) sync --locked --inexact --group docs --python $(PYTHON)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+.PHONY: docs-serve
+docs-serve: docs ## Serve the documentation on http://127.0.0.1:8001 with live reload
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
 
 .PHONY: format
 format: install ## Apply ruff and cargo formatting

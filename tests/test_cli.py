@@ -665,3 +665,29 @@ def test_without_rich_the_output_is_plain_text(issuer: LocalIssuer, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert ANSI not in done.stdout
     assert re.search(r"rs256-1\s+RSA\s+RS256\s+2048-bit\s+sig\s+yes", done.stdout)
+
+
+def test_json_members_are_documented(issuer: LocalIssuer, tmp_path: Path) -> None:
+    """Every member of every ``--json`` document is named on the documentation's CLI page."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    env = {"MCP_OAUTH2_ISSUER": issuer.issuer, "MCP_OAUTH2_AUDIENCE": AUDIENCE}
+    documents = [
+        run_json("inspect", issuer.mint(), cwd=tmp_path, env=env)[1],
+        run_json("jwks", issuer.issuer, cwd=tmp_path)[1],
+        run_json("check", cwd=tmp_path, env=env)[1],
+        run_json("token", "--audience", AUDIENCE, cwd=tmp_path)[1],
+    ]
+    inspected, listed, checked, _ = documents
+    nested = [
+        inspected["keys"],
+        inspected["checks"][0],
+        inspected["verdict"],
+        inspected["user"],
+        listed["trail"][0],
+        listed["keys"][0],
+        listed["cache"],
+        checked["resource_metadata"],
+    ]
+    for document in [*documents, *nested]:
+        for member in document:
+            assert f"`{member}`" in page or f'"{member}"' in page, member

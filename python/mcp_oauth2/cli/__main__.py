@@ -2,4 +2,5 @@
 
 from mcp_oauth2.cli.app import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
