@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import token_factory
 from mcp_oauth2 import OAuth2Config, __version__
 from mcp_oauth2.resource_metadata import ResourceMetadata
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
@@ -219,6 +221,23 @@ def test_inspect_missing_sub_and_null_claims_follow_the_validator(
     assert (code == 1) == required_sub
     assert claims["status"] == ("fail" if required_sub else "pass")
 
+    # LocalIssuer drops None claims: sign a JSON null with the suite's PyJWT factory.
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(token_factory.jwks_for(["rsa-1"])))
+    now = int(time.time())
+    token = token_factory.mint(
+        "RS256", token_factory.make_claims(azp=None, iat=now, nbf=now, exp=now + 600), key="rsa-1"
+    )
+    code, document = run_json(
+        "inspect", token, "--issuer", token_factory.ISSUER, "--audience", token_factory.AUDIENCE,
+        "--jwks-file", str(keys), cwd=tmp_path,
+    )  # fmt: skip
+    claims = check_named(document, "claims")
+    assert "null azp" in claims["detail"]
+    # The validator's verdict decides: refused as invalid_claim, or accepted with a warning.
+    refused = document["verdict"]["code"] == "invalid_claim"
+    assert (code, claims["status"]) == ((1, "fail") if refused else (0, "warn"))
+
     token = issuer.mint(claims={"jti": 5})
     code, document = run_json("inspect", token, *verify_args(issuer), cwd=tmp_path)
     assert code == 1 and document["verdict"]["code"] == "invalid_claim"
@@ -236,8 +255,6 @@ def test_inspect_required_scope_is_the_middlewares_403(issuer: LocalIssuer, tmp_
 
 
 def test_inspect_clock_skew_beyond_the_leeway(issuer: LocalIssuer, tmp_path: Path) -> None:
-    import time
-
     future = int(time.time()) + 600
     token = issuer.mint(issued_at=future)
     code, document = run_json("inspect", token, *verify_args(issuer), cwd=tmp_path)
@@ -473,6 +490,18 @@ def test_check_configuration_errors_one_line_each(tmp_path: Path) -> None:
     assert code == 1 and len(document["problems"]) == 3
 
 
+def test_check_no_usable_keys_is_exit_code_3(tmp_path: Path) -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        local.fault = "no_usable_keys"
+        env = {"MCP_OAUTH2_ISSUER": local.issuer, "MCP_OAUTH2_AUDIENCE": AUDIENCE}
+        done = run("check", cwd=tmp_path, env=env)
+    assert done.returncode == 3
+    assert "jwks_invalid" in done.stdout
+    assert re.search(r"rsa-1024\s+RSA\s+RS256\s+1024-bit\s+sig\s+no: RSA modulus", done.stdout)
+    assert "FAILED: 1 problem; requests would be refused at run time" in done.stdout
+
+
 def test_check_unreachable_issuer_is_exit_code_3(tmp_path: Path) -> None:
     sock = bind_loopback()
     url = url_of(sock)
@@ -569,6 +598,7 @@ def test_token_without_the_testing_extra_says_how_to_install_it(tmp_path: Path) 
         (["frobnicate"], "invalid choice"),
         (["inspect"], "the following arguments are required: TOKEN"),
         (["inspect", "   "], "pass the token, or '-'"),
+        (["inspect", "a\udcff.b.c"], "not UTF-8 text"),
         (["inspect", "a.b.c", "--leeway", "-5"], "whole number of seconds from 0 to 3600"),
         (["inspect", "a.b.c", "--algorithm", "HS256"], "invalid choice"),
         (["inspect", "a.b.c", "--issuer", "https://a.example"], "MCP_OAUTH2_AUDIENCE"),
@@ -585,6 +615,8 @@ def test_token_without_the_testing_extra_says_how_to_install_it(tmp_path: Path) 
         (["token", "--audience", AUDIENCE, "--lifetime", "soon"], "use seconds (3600) or 90s"),
         (["token", "--audience", AUDIENCE, "--port", "80"], "--port works with --serve only"),
         (["token", "--audience", AUDIENCE, "--alg", "none"], "invalid choice"),
+        (["token", "--audience", AUDIENCE, "--issuer", "issuer"], "must be an absolute https://"),
+        (["token", "--audience", AUDIENCE, "--serve", "--issuer", AUDIENCE], "--port"),
         (["--colour"], "unrecognized arguments"),
     ],
 )

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from mcp_oauth2._rust import __version__
 from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import ColorChoice, render, write_json
+from mcp_oauth2.cli.output import ColorChoice, printable, render, write_json
 
 __all__ = ["build_parser", "main"]
 
@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _emit(result, args)
         return int(result.exit_code)
     except UsageError as error:
-        sys.stderr.write(f"{command}: error: {error}\n")
+        sys.stderr.write(f"{command}: error: {printable(error)}\n")
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         sys.stderr.write(f"{command}: interrupted\n")
@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.FAILED)
     except Exception as error:  # never a traceback for the user
         name = type(error).__name__
-        sys.stderr.write(f"{command}: internal error ({name}: {error}); please report it\n")
+        detail = printable(error)[:300]
+        sys.stderr.write(f"{command}: internal error ({name}: {detail}); please report it\n")
         return int(ExitCode.INTERNAL)
 
 

@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 from mcp_oauth2._rust import AuthenticatedUser, KeySet, TokenValidator, peek_header, peek_issuer
 from mcp_oauth2.cli.environment import ConfigError, load_config
 from mcp_oauth2.cli.human import duration, relative, timestamp
-from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_json
+from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_exit_code, fetch_json
 from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
 from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
 from mcp_oauth2.cli.output import (
@@ -111,7 +111,11 @@ def read_token(argument: str) -> str:
             raise UsageError("standard input is not UTF-8 text: give the token as text") from None
     else:
         text = argument
-        if len(text.encode("utf-8", "surrogateescape")) > MAX_INPUT_BYTES:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # bytes that are not UTF-8 on the command line
+            raise UsageError("the token is not UTF-8 text: give the token as text") from None
+        if size > MAX_INPUT_BYTES:
             raise UsageError("the argument is longer than 1 MiB: that is not a token")
     token = text.strip()
     scheme, _, rest = token.partition(" ")
@@ -231,7 +235,7 @@ def run_inspect(
     data["checks"] = [check.as_json() for check in checks]
 
     if fetch.keys is None:
-        code = ExitCode.FAILED if fetch.failure == "issuer_mismatch" else ExitCode.UNAVAILABLE
+        code = fetch_exit_code(fetch)
         report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
         data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
     elif error is not None:
@@ -387,8 +391,9 @@ class _Explainer:
             if name == failed:
                 final = "fail"
                 assert error is not None
-                said = error_description(error)
-                detail = f"{detail}: {said}" if status != "fail" and detail else detail or said
+                # Where this explanation saw no problem, the validator's own words say what it was.
+                if status != "fail" or not detail:
+                    detail = error_description(error)
             elif STAGE[name] >= unreached and status != "skip":
                 # Nothing verified the token this far: its claims are only what it says.
                 if status in ("pass", "fail", "warn"):

@@ -22,6 +22,7 @@ from typing import Any
 from mcp_oauth2.cli.human import duration, timestamp
 from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
 from mcp_oauth2.cli.output import Fields, Heading, Line, Report
+from mcp_oauth2.url_policy import require_fetchable_url
 
 __all__ = ["MISSING_EXTRA", "OFFLINE_ISSUER", "run_token"]
 
@@ -63,6 +64,11 @@ def run_token(
         issuer_url = f"http://127.0.0.1:{port}" if port else None
     elif port:
         raise UsageError("--port works with --serve only")
+    elif issuer_url is not None:
+        try:
+            require_fetchable_url(issuer_url, "--issuer")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     issuer = local_issuer(
         issuer_url if serve else issuer_url or OFFLINE_ISSUER,
         default_audience=list(audience),
