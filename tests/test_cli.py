@@ -244,6 +244,28 @@ def test_inspect_missing_sub_and_null_claims_follow_the_validator(
     assert "jti is not a string" in check_named(document, "claims")["detail"]
 
 
+def test_inspect_with_several_issuers_fetches_only_the_tokens(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    """As in the Authenticator, the token's iss picks the key source; an untrusted one is
+    refused before any key is fetched."""
+    gone = bind_loopback()
+    unreachable = url_of(gone)
+    gone.close()
+    issuers = ["--issuer", unreachable, "--issuer", issuer.issuer, "--audience", AUDIENCE]
+    code, document = run_json("inspect", issuer.mint(), *issuers, cwd=tmp_path)
+    assert code == 0, document["checks"]
+    assert document["keys"]["issuer"] == issuer.issuer
+
+    token = issuer.mint(claims={"iss": "https://elsewhere.example"})
+    code, document = run_json("inspect", token, *issuers, cwd=tmp_path)
+    assert code == 1
+    assert document["verdict"]["code"] == "invalid_issuer"
+    assert document["keys"] is None
+    assert check_named(document, "iss")["status"] == "fail"
+    assert check_named(document, "signature")["status"] == "not_reached"
+
+
 def test_inspect_required_scope_is_the_middlewares_403(issuer: LocalIssuer, tmp_path: Path) -> None:
     token = issuer.mint(scopes=["mcp:tools"])
     args = [*verify_args(issuer), "--require-scope", "mcp:admin"]

@@ -42,6 +42,7 @@ from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
 from mcp_oauth2.config import OAuth2Config
 from mcp_oauth2.errors import (
     InsufficientScopeError,
+    InvalidIssuerError,
     JWKSError,
     MCPOAuth2Error,
     TokenValidationError,
@@ -207,14 +208,27 @@ def run_inspect(
     except ConfigError as problem:
         raise UsageError("; ".join(problem.lines)) from None
     validator = config.token_validator()
-    fetch, source = _keys_for(token, config, jwks_file)
-    rows = key_rows(fetch)
-    cache = caching(fetch.headers, config.cache_settings())
-    add_key_blocks(report, fetch, rows, cache, title=source, compact=True)
-    data["keys"] = fetch_json(fetch, rows, cache)
-
     error: MCPOAuth2Error | None = None
     user: AuthenticatedUser | None = None
+    claimed = peek_issuer(token, max(len(token.encode()), 1))
+    if jwks_file is None and config.jwks_uri is None and claimed not in config.issuer:
+        # Like the Authenticator: an untrusted iss cannot pick a key source; it is refused
+        # before any key is fetched (with one issuer, the validator says so after the keys).
+        issuer = config.issuer[0]
+        if len(config.issuer) > 1:
+            error = InvalidIssuerError()
+    else:
+        issuer = claimed or config.issuer[0]
+    if error is None:
+        fetch, source = _keys_for(config, issuer, jwks_file)
+        rows = key_rows(fetch)
+        cache = caching(fetch.headers, config.cache_settings())
+        add_key_blocks(report, fetch, rows, cache, title=source, compact=True)
+        data["keys"] = fetch_json(fetch, rows, cache)
+    else:
+        fetch, source, rows = KeyFetch(issuer=None), "no issuer", []
+        data["keys"] = None
+
     if fetch.keys is not None:
         try:
             user = validator.validate(token, fetch.keys, now=now)
@@ -234,11 +248,7 @@ def run_inspect(
     report.add(Heading("Checks"), Checks(checks))
     data["checks"] = [check.as_json() for check in checks]
 
-    if fetch.keys is None:
-        code = fetch_exit_code(fetch)
-        report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
-        data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
-    elif error is not None:
+    if error is not None:
         code = ExitCode.FAILED
         status, kind = error_status(error)
         report.add(
@@ -253,6 +263,10 @@ def run_inspect(
             "code": error_code(error),
             "description": error_description(error),
         }
+    elif fetch.keys is None:
+        code = fetch_exit_code(fetch)
+        report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
+        data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
     else:
         assert user is not None
         code = ExitCode.OK
@@ -285,8 +299,8 @@ def error_description(error: MCPOAuth2Error) -> str:
     return str(getattr(error, "description", error))
 
 
-def _keys_for(token: str, config: OAuth2Config, jwks_file: Path | None) -> tuple[KeyFetch, str]:
-    """The key set the middleware would use for this token, and how to name it."""
+def _keys_for(config: OAuth2Config, issuer: str, jwks_file: Path | None) -> tuple[KeyFetch, str]:
+    """The key set the middleware would use for a token of ``issuer``, and how to name it."""
     settings = config.cache_settings()
     if jwks_file is not None:
         try:
@@ -301,10 +315,6 @@ def _keys_for(token: str, config: OAuth2Config, jwks_file: Path | None) -> tuple
         return fetch, f"the key file {jwks_file}"
     if config.jwks_uri is not None:
         return fetch_keys_sync(jwks_uri=config.jwks_uri, settings=settings), config.jwks_uri
-    # Like the Authenticator: the token's unverified iss picks among the trusted issuers; an
-    # untrusted iss is then refused by the validator itself.
-    claimed = peek_issuer(token, max(len(token.encode()), 1))
-    issuer = claimed if claimed in config.issuer else config.issuer[0]
     return fetch_keys_sync(issuer=issuer, settings=settings), issuer
 
 
