@@ -589,6 +589,17 @@ def test_token_serve_round_trip(tmp_path: Path) -> None:
             assert "Traceback" not in server.stderr.read()
 
 
+def test_token_serve_on_a_busy_port_is_a_usage_error(tmp_path: Path) -> None:
+    busy = bind_loopback()
+    try:
+        port = str(busy.getsockname()[1])
+        done = run("token", "--audience", AUDIENCE, "--serve", "--port", port, cwd=tmp_path)
+    finally:
+        busy.close()
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and f"--port {port}: cannot listen there" in done.stderr
+
+
 def test_token_without_the_testing_extra_says_how_to_install_it(tmp_path: Path) -> None:
     # The testing extra is missing when cryptography cannot be imported.
     program = (

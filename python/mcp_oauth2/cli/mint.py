@@ -17,12 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_oauth2.cli.human import duration, timestamp
 from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
 from mcp_oauth2.cli.output import Fields, Heading, Line, Report
 from mcp_oauth2.url_policy import require_fetchable_url
+
+if TYPE_CHECKING:
+    from mcp_oauth2.testing import LocalIssuer
 
 __all__ = ["MISSING_EXTRA", "OFFLINE_ISSUER", "run_token"]
 
@@ -32,7 +35,7 @@ OFFLINE_ISSUER = "https://local-issuer.invalid"
 MISSING_EXTRA = "mcp-oauth2 token needs the testing extra: pip install 'mcp-oauth2[testing]'"
 
 
-def _local_issuer_class() -> Any:
+def _local_issuer_class() -> type[LocalIssuer]:
     try:
         from mcp_oauth2.testing import LocalIssuer
     except ImportError:
@@ -84,13 +87,16 @@ def run_token(
             result = mint(serving=True)
             show(result)
             _wait_for_stop()
-    except OSError as error:
-        raise UsageError(f"--port {port}: cannot listen there ({error.strerror})") from None
+    except (OSError, RuntimeError) as error:
+        cause = error if isinstance(error, OSError) else error.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        raise UsageError(f"--port {port}: cannot listen there ({cause.strerror})") from None
     return Result(Report(), {}, ExitCode.OK, shown=True)
 
 
 def _minted(
-    issuer: Any,
+    issuer: LocalIssuer,
     audience: Sequence[str],
     scopes: Sequence[str],
     subject: str | None,
