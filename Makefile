@@ -149,7 +149,7 @@ dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's
 		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
 
 .PHONY: lint
-lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, actionlint, zizmor, licences
+lint: install docs $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, actionlint, zizmor, licences, the docs build
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
@@ -164,6 +164,15 @@ lint: install $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy 
 .PHONY: licenses
 licenses: ## Rewrite THIRD_PARTY_LICENSES.txt (the crates linked into the extension) from Cargo.lock
 	$(PYTHON) scripts/third_party_licenses.py
+
+.PHONY: docs
+docs: $(UV) ## Build the documentation site (mkdocs-material, --strict) into build/site
+	$(UV) sync --locked --inexact --group docs --python $(PYTHON)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+.PHONY: docs-serve
+docs-serve: docs ## Serve the documentation on http://127.0.0.1:8001 with live reload
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
 
 .PHONY: format
 format: install ## Apply ruff and cargo formatting
