@@ -69,7 +69,7 @@ class AuthenticatedUser:
 
     @property
     def subject(self) -> str | None:
-        """The ``sub`` claim."""
+        """The ``sub`` claim (None only when ``required_claims`` leaves ``sub`` out)."""
 
     @property
     def issuer(self) -> str:
@@ -101,7 +101,12 @@ class AuthenticatedUser:
 
     @property
     def claims(self) -> Mapping[str, Any]:
-        """The whole decoded payload (a read-only view of a dict)."""
+        """The whole decoded payload, read-only at every depth.
+
+        JSON objects are read-only mappings (``types.MappingProxyType``) and arrays are tuples,
+        also when nested, so no code can change what another request sees through the cache.
+        ``json.dumps(user.claims, default=dict)`` gives the JSON text.
+        """
 
     @property
     def is_authenticated(self) -> bool:
@@ -136,7 +141,7 @@ class TokenValidator:
         *,
         algorithms: Sequence[str] = ("RS256", "ES256"),
         leeway: int = 60,
-        required_claims: Sequence[str] = ("exp", "iss", "aud"),
+        required_claims: Sequence[str] = ("exp", "iss", "aud", "sub"),
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
