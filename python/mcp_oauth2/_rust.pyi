@@ -36,7 +36,11 @@ class KeySet:
 
     @property
     def skipped(self) -> tuple[str, ...]:
-        """One readable reason per key that was skipped (for diagnostics and logs)."""
+        """One readable reason per key that was skipped (for diagnostics and logs).
+
+        Only the first 100 entries of ``keys`` are read; any beyond them are summed up in one
+        last reason, ``"N more entries beyond the first 100 were not read"``.
+        """
 
     @property
     def fingerprint(self) -> bytes:
@@ -172,9 +176,9 @@ class TokenValidator:
         ``TokenValidationError`` on any failure.
 
         A token that validated before is answered from the verified-token cache (``cache_size``
-        entries; 0 disables it): ``exp`` and ``nbf`` are checked again against ``now``, and the
-        result holds only while the key that verified it is in ``keys``. The same immutable
-        ``AuthenticatedUser`` object is returned for each hit.
+        entries, least recently used out first; 0 disables it): ``exp`` and ``nbf`` are checked
+        again against ``now``, and the result holds only while the key that verified it is in
+        ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
         """
 
     def cache_info(self) -> dict[str, int]:
