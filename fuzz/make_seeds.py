@@ -22,7 +22,7 @@ from jwt.algorithms import get_default_algorithms
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from token_factory import b64u, public_jwk  # noqa: E402
+from token_factory import b64u, b64u_decode, public_jwk  # noqa: E402
 
 FUZZ = ROOT / "fuzz"
 SEEDS = FUZZ / "seeds"
@@ -154,7 +154,10 @@ def token_seeds() -> dict[str, str]:
         "ec-256",
     )
     seeds["malformed-huge-number"] = raw(
-        "ES256", {"alg": "ES256", "kid": "ec-256"}, (payload[:-1] + ',"n":1e400}').encode(), "ec-256"
+        "ES256",
+        {"alg": "ES256", "kid": "ec-256"},
+        (payload[:-1] + ',"n":1e400}').encode(),
+        "ec-256",
     )
     good = seeds["ok-ES256"]
     head, body, sig = good.split(".")
@@ -205,7 +208,9 @@ def jwks_seeds() -> dict[str, bytes]:
     out = {name: json.dumps(value).encode() for name, value in seeds.items()}
     text = json.dumps({"keys": [ec_key]})
     out["duplicate-keys"] = (text[:-1] + ', "keys": []}').encode()
-    out["duplicate-in-jwk"] = json.dumps({"keys": [ec_key]}).replace('"kty"', '"kty": "EC", "kty"', 1).encode()
+    out["duplicate-in-jwk"] = (
+        json.dumps({"keys": [ec_key]}).replace('"kty"', '"kty": "EC", "kty"', 1).encode()
+    )
     out["not-json"] = b"<html>oops</html>"
     out["deep-unread"] = b'{"keys": [], "x": ' + b"[" * 300 + b"]" * 300 + b"}"
     for path in sorted((ROOT / "tests/vectors/rfc").glob("*.json")):
@@ -218,11 +223,12 @@ def json_seeds(tokens: dict[str, str]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name in ("ok-EdDSA-nested", "ok-RS256", "malformed-duplicate-aud", "malformed-deep"):
         head, body, _ = tokens[name].split(".")
-        out[f"{name}-payload"] = base64_decode(body)
-        out[f"{name}-header"] = base64_decode(head)
+        out[f"{name}-payload"] = b64u_decode(body)
+        out[f"{name}-header"] = b64u_decode(head)
     texts = {
         "empty-object": "{}",
-        "numbers": '{"a": 0, "b": -0.0, "c": 1e308, "d": 18446744073709551616, "e": -9223372036854775809, "f": 5e-324, "g": 1.1579208923731604e77}',
+        "numbers": '{"a": 0, "b": -0.0, "c": 1e308, "d": 18446744073709551616, '
+        '"e": -9223372036854775809, "f": 5e-324, "g": 1.1579208923731604e77}',
         "huge-number": '{"n": 1e400}',
         "escapes": '{"s": "\\u0000\\ud83d\\udd11\\n\\"\\\\\\/", "t": "\\u00e9"}',
         "lone-surrogate": '{"s": "\\ud800"}',
@@ -257,12 +263,6 @@ def base64url_seeds(tokens: dict[str, str]) -> dict[str, bytes]:
         "whitespace": "AQ AB",
     }
     return {name: text.encode() for name, text in out.items()}
-
-
-def base64_decode(text: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def write(target: str, seeds: dict[str, bytes]) -> None:
