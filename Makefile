@@ -115,10 +115,10 @@ bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
 	cargo bench --locked --features compare-ring --bench verify_floor
 
 # Fuzzing of the native core (cargo-fuzz, libFuzzer; nightly Rust). Each target runs on its own,
-# one process, with a fresh working corpus in build/fuzz seeded from fuzz/seeds. Out-of-memory
-# (-rss_limit_mb, -malloc_limit_mb) and slow inputs (-timeout, seconds) count as findings;
-# findings land in build/fuzz/artifacts. A finding, once fixed, goes to fuzz/regressions/<target>,
-# which `cargo test` replays with the seeds.
+# one process, with a working corpus in build/fuzz (kept between runs) seeded from fuzz/seeds.
+# Out-of-memory (-rss_limit_mb, -malloc_limit_mb) and slow inputs (-timeout, seconds) count as
+# findings; findings land in build/fuzz/artifacts. A finding, once fixed, goes to
+# fuzz/regressions/<target>, which `cargo test` replays with the seeds.
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_TARGETS := token jwks json base64url
