@@ -210,6 +210,41 @@ bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/wit
 bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
 	cargo bench --locked --features compare-ring --bench verify_floor
 
+# Fuzzing of the native core (cargo-fuzz, libFuzzer; nightly Rust). Each target runs on its own,
+# one process, with a working corpus in build/fuzz (kept between runs) seeded from fuzz/seeds.
+# Out-of-memory (-rss_limit_mb, -malloc_limit_mb) and slow inputs (-timeout, seconds) count as
+# findings; findings land in build/fuzz/artifacts. A finding, once fixed, goes to
+# fuzz/regressions/<target>, which `cargo test` replays with the seeds.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+FUZZ_TARGETS := token jwks json base64url
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 45
+FUZZ_LIMITS := -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10
+
+$(CARGO_FUZZ):
+	cargo install --locked --quiet --root $(TOOLS) cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ) ## Fuzz the native core, each target for FUZZ_SECONDS (default 600) in turn
+	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=$(FUZZ_SECONDS)
+
+.PHONY: fuzz-ci
+fuzz-ci: $(CARGO_FUZZ) ## A short bounded fuzz run of every target (FUZZ_CI_SECONDS, default 45, each)
+	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=$(FUZZ_CI_SECONDS)
+
+.PHONY: fuzz-run
+fuzz-run:
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus/$$target build/fuzz/artifacts/$$target; \
+		echo "== fuzz $$target for $(FUZZ_TIME) s"; \
+		PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" cargo +nightly fuzz run --fuzz-dir fuzz \
+			--target-dir $(CURDIR)/build/fuzz/target $$target \
+			$(CURDIR)/build/fuzz/corpus/$$target $(CURDIR)/fuzz/seeds/$$target -- \
+			-max_total_time=$(FUZZ_TIME) $(FUZZ_LIMITS) -print_final_stats=1 \
+			-artifact_prefix=$(CURDIR)/build/fuzz/artifacts/$$target/; \
+	done
+
 .PHONY: clean
 clean: ## Remove build outputs and virtual environments
 	rm -rf build target $(VENV) $(VENV313) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mcp_oauth2 import OAuth2Config
-
-ISSUER = "https://auth.example.com"
-AUDIENCE = "https://mcp.example.com/mcp"
+from mcp_oauth2 import KeySet, MissingClaimError, OAuth2Config
+from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 
 def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +38,8 @@ def test_defaults() -> None:
     config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE)
     assert config.algorithms == ("RS256", "ES256")
     assert config.leeway == 60
+    assert config.required_claims == ("exp", "iss", "aud", "sub")
+    assert config.token_validator().required_claims == ("exp", "iss", "aud", "sub")
     assert config.jwks_uri is None
     assert config.jwks_prefetch is True
     assert config.cache_settings().cooldown == 30
@@ -56,6 +56,7 @@ def test_defaults() -> None:
         ("MCP_OAUTH2_SCOPE_IMPLICATIONS", "{not json", ["MCP_OAUTH2_SCOPE_IMPLICATIONS"]),
         ("MCP_OAUTH2_ALGORITHMS", "HS256", ["never accepted", "MCP_OAUTH2_"]),
         ("MCP_OAUTH2_LEEWAY", "-5", ["leeway"]),
+        ("MCP_OAUTH2_REQUIRED_CLAIMS", '["exp", ""]', ["required_claims", "MCP_OAUTH2_REQUIRED"]),
         ("MCP_OAUTH2_JWKS_TIMEOUT", "0", ["timeout", "MCP_OAUTH2_JWKS_"]),
     ],
 )
@@ -126,3 +127,24 @@ def test_plain_http_only_to_literal_loopback_or_localhost(url: str) -> None:
         OAuth2Config(issuer=ISSUER, audience=AUDIENCE, jwks_uri=url + "/jwks")
     for allowed in ("http://localhost:9000", "http://127.0.0.2:9000", "http://[::1]:9000"):
         assert OAuth2Config(issuer=allowed, audience=AUDIENCE).issuer == (allowed,)
+
+
+def test_required_claims_reach_the_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `sub` is required by default (RFC 9068); a deployment whose issuer omits it can say so.
+    keys = KeySet.from_jwks(jwks_for(["ec-256"]))
+    without_sub = mint("ES256", make_claims(drop=["sub"]))
+    default = OAuth2Config(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"])
+    with pytest.raises(MissingClaimError, match="'sub'"):
+        default.token_validator().validate(without_sub, keys, now=NOW)
+    monkeypatch.setenv("MCP_OAUTH2_ISSUER", ISSUER)
+    monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("MCP_OAUTH2_ALGORITHMS", "ES256")
+    monkeypatch.setenv("MCP_OAUTH2_REQUIRED_CLAIMS", "exp,jti")
+    config = OAuth2Config()  # type: ignore[call-arg]
+    assert config.required_claims == ("exp", "jti")
+    validator = config.token_validator()
+    assert validator.required_claims == ("exp", "jti")
+    assert validator.validate(without_sub, keys, now=NOW).subject is None
+    # `iss` and `aud` stay required whatever the list says.
+    with pytest.raises(MissingClaimError, match="'aud'"):
+        validator.validate(mint("ES256", make_claims(drop=["aud"])), keys, now=NOW)

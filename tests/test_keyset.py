@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,12 +124,76 @@ def test_a_key_without_use_or_with_sig_is_usable() -> None:
     assert keys.key_ids == ("bare", "sig")
 
 
-def test_more_than_a_hundred_keys_are_cut() -> None:
+def test_more_than_a_hundred_keys_are_cut_with_one_reason() -> None:
     jwk = public_jwk(private_key("ec-256"))
     keys = KeySet.from_jwks({"keys": [{**jwk, "kid": f"k{i}"} for i in range(150)]})
     assert len(keys) == 100
-    assert len(keys.skipped) == 50
-    assert "beyond the first 100" in keys.skipped[0]
+    assert keys.skipped == ("50 more entries beyond the first 100 were not read",)
+
+
+def test_junk_entries_beyond_the_limit_give_one_summary_reason() -> None:
+    # One key and 32,000 junk entries: the first 100 entries are read (99 reasons), the rest are
+    # counted, not parsed, and summed up in one reason.
+    key = json.dumps(public_jwk(private_key("ec-256"), "real"))
+    text = '{"keys": [' + key + ', {"kty": "junk"}' * 32_000 + "]}"
+    keys = KeySet.from_jwks(text)
+    assert keys.key_ids == ("real",)
+    assert len(keys.skipped) == 100
+    assert all("kty is not one of" in reason for reason in keys.skipped[:99])
+    assert keys.skipped[-1] == "31901 more entries beyond the first 100 were not read"
+    with pytest.raises(JWKSError) as caught:
+        KeySet.from_jwks('{"keys": [' + ", ".join(['{"kty": "junk"}'] * 5_000) + "]}")
+    assert len(caught.value.reasons) == 101
+    assert caught.value.reasons[-1] == "4900 more entries beyond the first 100 were not read"
+    assert "none of the 5000 keys" in caught.value.detail
+
+
+def test_entries_beyond_the_limit_are_not_built_in_memory() -> None:
+    # Run in a fresh interpreter so that its peak resident memory belongs to this parse alone.
+    # 300,000 entries of 20 bytes: parsed into values they would take a few hundred MB.
+    script = textwrap.dedent(
+        """
+        import json, resource
+        from mcp_oauth2 import KeySet
+        from token_factory import private_key, public_jwk
+
+        key = json.dumps(public_jwk(private_key("ec-256"), "real"))
+        text = '{"keys": [' + key + ', {"kty": "junk", "n": 1}' * 300_000 + ']}'
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        keys = KeySet.from_jwks(text)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(len(keys.skipped), grown)
+        """
+    )
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": str(tests)}
+    out = subprocess.run(  # noqa: S603 - our interpreter and our script
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    reasons, grown_kib = int(out[0]), int(out[1])
+    assert reasons == 100
+    assert grown_kib < 40_000, f"parsing grew resident memory by {grown_kib} KiB"
+
+
+@pytest.mark.parametrize(
+    ("kid", "alg", "reason"),
+    [
+        ("rsa-1", "ES256", "'alg' ES256 does not fit an RSA key"),
+        ("rsa-1", "ES512", "'alg' ES512 does not fit an RSA key"),
+        ("rsa-1", "EdDSA", "'alg' EdDSA does not fit an RSA key"),
+        ("ec-256", "RS256", "'alg' RS256 does not fit a P-256 EC key"),
+        ("ec-256", "ES384", "'alg' ES384 does not fit a P-256 EC key"),
+        ("ec-256", "EdDSA", "'alg' EdDSA does not fit a P-256 EC key"),
+        ("ed25519", "RS256", "'alg' RS256 does not fit an Ed25519 key"),
+        ("ed25519", "ES256", "'alg' ES256 does not fit an Ed25519 key"),
+    ],
+)
+def test_a_jwk_alg_that_does_not_fit_the_key_is_skipped(kid: str, alg: str, reason: str) -> None:
+    # The key type is checked before the JWK's own `alg` selects anything for it.
+    misfit = public_jwk(private_key(kid), "misfit", alg=alg)
+    keys = KeySet.from_jwks({"keys": [public_jwk(private_key("ec-384"), "ok"), misfit]})
+    assert keys.key_ids == ("ok",)
+    assert keys.skipped == (f'key 1 (kid "misfit"): {reason}',)
 
 
 def test_shared_between_threads() -> None:

@@ -537,3 +537,44 @@ def test_descriptions_never_echo_token_contents(keyset: KeySet) -> None:
         text = f"{caught.value} {caught.value.description} {caught.value!r}"
         assert "ATTACKER" not in text
         assert len(caught.value.description) < 200
+
+
+# -- null claims and the subject -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claim", ["sub", "jti", "client_id", "azp", "scope", "scp", "iss", "aud", "exp", "nbf", "iat"]
+)
+def test_a_null_typed_claim_is_invalid_not_absent(keyset: KeySet, claim: str) -> None:
+    # JSON null is a value, not an absence: every claim with a type is refused when null, whether
+    # it is required or not.
+    header = {"alg": "ES256", "kid": "ec-256"}
+    token = sign_raw("ES256", header, make_claims(**{claim: None}), "ec-256")
+    assert code_of(token, keyset) == "invalid_claim"
+    lenient = default_validator(required_claims=())
+    assert code_of(token, keyset, lenient) == "invalid_claim"
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp", "tenant", "iss", "aud"])
+def test_a_required_claim_given_as_null_is_invalid(keyset: KeySet, claim: str) -> None:
+    validator = default_validator(required_claims=("exp", "sub", "tenant"))
+    header = {"alg": "ES256", "kid": "ec-256"}
+    null = sign_raw("ES256", header, {**make_claims(tenant="t1"), claim: None}, "ec-256")
+    with pytest.raises(TokenValidationError) as caught:
+        validator.validate(null, keyset, now=NOW)
+    assert caught.value.code == "invalid_claim"
+    assert f"'{claim}'" in caught.value.description
+    absent = mint("ES256", make_claims(tenant="t1", drop=[claim]))
+    assert code_of(absent, keyset, validator) == "missing_claim"
+    assert validator.validate(mint("ES256", make_claims(tenant="t1")), keyset, now=NOW)
+
+
+def test_sub_is_required_by_default(keyset: KeySet) -> None:
+    # RFC 9068 section 2.2: `sub` is REQUIRED in a JWT access token, so an application never sees
+    # an anonymous "authenticated" user unless it opts out.
+    token = mint("ES256", make_claims(drop=["sub"]))
+    with pytest.raises(TokenValidationError, match="'sub'") as caught:
+        default_validator().validate(token, keyset, now=NOW)
+    assert caught.value.code == "missing_claim"
+    opted_out = default_validator(required_claims=("exp",))
+    assert opted_out.validate(token, keyset, now=NOW).subject is None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2 import (
     AuthenticatedUser,
@@ -19,7 +22,7 @@ from mcp_oauth2 import (
     TokenValidator,
     errors,
 )
-from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint
+from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint, plain_json
 
 
 def test_defaults() -> None:
@@ -28,7 +31,7 @@ def test_defaults() -> None:
     assert validator.audiences == (AUDIENCE,)
     assert validator.algorithms == ("RS256", "ES256")
     assert validator.leeway == 60
-    assert validator.required_claims == ("exp", "iss", "aud")
+    assert validator.required_claims == ("exp", "iss", "aud", "sub")
     assert validator.required_scopes == ()
     assert validator.accepted_types is None
     assert validator.max_token_bytes == 8192
@@ -99,7 +102,7 @@ def test_authenticated_user_fields(keyset: KeySet, validator: TokenValidator) ->
     assert user.expires_at == NOW + 3600
     assert user.issued_at == NOW - 60
     assert user.token_id == "token-1"
-    assert dict(user.claims) == claims
+    assert plain_json(user.claims) == claims
     assert user.is_authenticated is True
     assert user.display_name == user.identity == "user-1"
     assert user.has_scopes("read", "extra") and not user.has_scopes("read", "admin")
@@ -107,8 +110,9 @@ def test_authenticated_user_fields(keyset: KeySet, validator: TokenValidator) ->
     assert "user-1" in repr(user)
 
 
-def test_authenticated_user_optional_fields(keyset: KeySet, validator: TokenValidator) -> None:
+def test_authenticated_user_optional_fields(keyset: KeySet) -> None:
     claims = make_claims(drop=["sub", "client_id", "scope", "jti", "iat"], azp="azp-client")
+    validator = TokenValidator(ISSUER, AUDIENCE, algorithms=["ES256"], required_claims=["exp"])
     user = validator.validate(mint("ES256", claims), keyset, now=NOW)
     assert user.subject is None and user.token_id is None and user.issued_at is None
     assert user.client_id == "azp-client"
@@ -127,6 +131,44 @@ def test_authenticated_user_is_frozen(keyset: KeySet, validator: TokenValidator)
     assert user == again and hash(user) == hash(again)
     other = validator.validate(mint("ES256", make_claims(sub="u2")), keyset, now=NOW)
     assert user != other and user != "user-1"
+
+
+def test_claims_are_deeply_read_only(keyset: KeySet, validator: TokenValidator) -> None:
+    # The user object is cached and handed to every request with the same token: nothing one
+    # request does to its claims may reach the next. Objects are read-only mappings at every
+    # depth and arrays are tuples.
+    claims = make_claims(
+        roles=["reader"],
+        realm_access={"roles": ["viewer"], "meta": {"path": [1, {"depth": 2}]}},
+    )
+    token = mint("ES256", claims)
+    user = validator.validate(token, keyset, now=NOW)
+    roles = user.claims["roles"]
+    assert roles == ("reader",)
+    with pytest.raises(AttributeError):
+        roles.append("admin")
+    realm = user.claims["realm_access"]
+    assert isinstance(realm, Mapping)
+    with pytest.raises(TypeError):
+        realm["roles"] = ["admin"]
+    with pytest.raises(AttributeError):
+        realm["roles"].append("admin")
+    with pytest.raises(TypeError):
+        realm["meta"]["path"][1]["depth"] = 3
+    again = validator.validate(token, keyset, now=NOW)
+    assert again is user  # the cached object
+    assert plain_json(again.claims) == claims
+    # Plain copies for JSON or for code that wants dicts and lists:
+    assert json.loads(json.dumps(user.claims, default=dict)) == claims
+
+
+def test_claims_fit_the_mcp_sdk_access_token(keyset: KeySet, validator: TokenValidator) -> None:
+    # mcp_oauth2.mcp_sdk hands dict(user.claims) to the SDK's AccessToken (a pydantic model).
+    claims = make_claims(realm_access={"roles": ["viewer"]}, groups=["a", "b"])
+    user = validator.validate(mint("ES256", claims), keyset, now=NOW)
+    access = AccessToken(token="t", client_id="c", scopes=[], claims=dict(user.claims))
+    assert access.claims is not None and access.claims["realm_access"]["roles"] == ("viewer",)
+    assert access.claims["iss"] == ISSUER
 
 
 def test_required_scopes(keyset: KeySet) -> None:

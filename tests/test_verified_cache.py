@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import threading
 
 import pytest
 
@@ -105,6 +106,45 @@ def test_the_cache_is_bounded(keys: KeySet) -> None:
         v.validate(mint("ES256", make_claims(jti=f"t{i}")), keys, now=NOW)
     info = v.cache_info()
     assert info["size"] == 10 and info["evictions"] == 90
+
+
+def test_recently_used_entries_survive_a_stream_of_new_tokens(keys: KeySet) -> None:
+    # More distinct valid tokens than the cache holds: the ones in use stay cached, and the
+    # least recently used give way.
+    v = validator(cache_size=256)
+    hot = [mint("ES256", make_claims(jti=f"hot{i}")) for i in range(16)]
+    first = {token: v.validate(token, keys, now=NOW) for token in hot}
+    for i in range(1024):
+        v.validate(mint("ES256", make_claims(jti=f"cold{i}")), keys, now=NOW)
+        if i % 8 == 7:
+            for token in hot:
+                assert v.validate(token, keys, now=NOW) is first[token], f"evicted after {i}"
+    info = v.cache_info()
+    assert info["size"] == 256
+    assert info["hits"] == 16 * 128
+    assert info["misses"] == 16 + 1024
+    assert info["evictions"] == 16 + 1024 - 256
+
+
+def test_counters_stay_exact_under_threads(keys: KeySet) -> None:
+    v = validator(cache_size=64)
+    tokens = [mint("ES256", make_claims(jti=f"c{i}")) for i in range(96)]
+    calls_per_thread = 600
+
+    def work(seed: int) -> None:
+        for i in range(calls_per_thread):
+            v.validate(tokens[(seed * 31 + i * 7) % len(tokens)], keys, now=NOW)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    info = v.cache_info()
+    assert info["hits"] + info["misses"] == 4 * calls_per_thread
+    assert info["size"] == 64
+    # Every miss inserts; two threads missing the same token at once replace, not evict.
+    assert info["evictions"] <= info["misses"] - info["size"]
 
 
 def test_cache_size_is_checked() -> None:

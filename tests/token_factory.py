@@ -168,6 +168,20 @@ def json_equal(actual: Any, expected: Any) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
+def plain_json(claims: Any) -> Any:
+    """``AuthenticatedUser.claims`` as plain JSON values (dicts and lists), for comparisons.
+
+    Fails when any level is mutable: objects must be read-only mappings and arrays tuples.
+    """
+    if isinstance(claims, dict | list):
+        raise AssertionError(f"a mutable {type(claims).__name__} inside the claims")
+    if isinstance(claims, Mapping):
+        return {name: plain_json(value) for name, value in claims.items()}
+    if isinstance(claims, tuple):
+        return [plain_json(item) for item in claims]
+    return claims
+
+
 def make_claims(*, drop: Iterable[str] = (), **overrides: Any) -> dict[str, Any]:
     """A valid access-token claims set at ``NOW`` for ``ISSUER``/``AUDIENCE``, with changes."""
     claims: dict[str, Any] = {

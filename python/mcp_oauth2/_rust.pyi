@@ -36,7 +36,11 @@ class KeySet:
 
     @property
     def skipped(self) -> tuple[str, ...]:
-        """One readable reason per key that was skipped (for diagnostics and logs)."""
+        """One readable reason per key that was skipped (for diagnostics and logs).
+
+        Only the first 100 entries of ``keys`` are read; any beyond them are summed up in one
+        last reason, ``"N more entries beyond the first 100 were not read"``.
+        """
 
     @property
     def fingerprint(self) -> bytes:
@@ -69,7 +73,7 @@ class AuthenticatedUser:
 
     @property
     def subject(self) -> str | None:
-        """The ``sub`` claim."""
+        """The ``sub`` claim (None only when ``required_claims`` leaves ``sub`` out)."""
 
     @property
     def issuer(self) -> str:
@@ -101,7 +105,12 @@ class AuthenticatedUser:
 
     @property
     def claims(self) -> Mapping[str, Any]:
-        """The whole decoded payload (a read-only view of a dict)."""
+        """The whole decoded payload, read-only at every depth.
+
+        JSON objects are read-only mappings (``types.MappingProxyType``) and arrays are tuples,
+        also when nested, so no code can change what another request sees through the cache.
+        ``json.dumps(user.claims, default=dict)`` gives the JSON text.
+        """
 
     @property
     def is_authenticated(self) -> bool:
@@ -136,7 +145,7 @@ class TokenValidator:
         *,
         algorithms: Sequence[str] = ("RS256", "ES256"),
         leeway: int = 60,
-        required_claims: Sequence[str] = ("exp", "iss", "aud"),
+        required_claims: Sequence[str] = ("exp", "iss", "aud", "sub"),
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
@@ -167,9 +176,9 @@ class TokenValidator:
         ``TokenValidationError`` on any failure.
 
         A token that validated before is answered from the verified-token cache (``cache_size``
-        entries; 0 disables it): ``exp`` and ``nbf`` are checked again against ``now``, and the
-        result holds only while the key that verified it is in ``keys``. The same immutable
-        ``AuthenticatedUser`` object is returned for each hit.
+        entries, least recently used out first; 0 disables it): ``exp`` and ``nbf`` are checked
+        again against ``now``, and the result holds only while the key that verified it is in
+        ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
         """
 
     def cache_info(self) -> dict[str, int]:

@@ -64,6 +64,10 @@ class OAuth2Config(BaseSettings):
     )
     algorithms: StringList = Field(("RS256", "ES256"), description="Accepted JWS algorithms.")
     leeway: int = Field(60, description="Clock skew allowed for exp, nbf and iat, in seconds.")
+    required_claims: StringList = Field(
+        ("exp", "iss", "aud", "sub"),
+        description="Claims every token must carry (`iss` and `aud` always are).",
+    )
     required_scopes: StringList = Field((), description="Scopes every request needs.")
     scope_implications: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
         default_factory=dict,
@@ -105,6 +109,7 @@ class OAuth2Config(BaseSettings):
         "issuer",
         "audience",
         "algorithms",
+        "required_claims",
         "required_scopes",
         "exempt_routes",
         "accepted_types",
@@ -154,6 +159,17 @@ class OAuth2Config(BaseSettings):
                 raise ValueError(
                     f"{error} ({_env(name)}), e.g. {_env(name)}=https://auth.example.com/jwks"
                 ) from None
+        return value
+
+    @field_validator("required_claims")
+    @classmethod
+    def _claim_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        env = _env("required_claims")
+        if any(not name for name in value):
+            raise ValueError(
+                f"required_claims ({env}) holds an empty name; list claim names, "
+                f"e.g. {env}=exp,iss,aud,sub"
+            )
         return value
 
     @field_validator("required_scopes", "scopes_supported")
@@ -235,6 +251,7 @@ class OAuth2Config(BaseSettings):
             self.audience,
             algorithms=self.algorithms,
             leeway=self.leeway,
+            required_claims=self.required_claims,
             accepted_types=self.accepted_types,
             max_token_bytes=self.max_token_bytes,
         )

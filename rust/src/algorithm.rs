@@ -130,6 +130,20 @@ impl Algorithm {
         self as usize
     }
 
+    /// Position among the six RSA algorithms (RS*, PS*), for per-algorithm RSA key slots;
+    /// `None` for every other algorithm.
+    pub fn rsa_slot(self) -> Option<usize> {
+        match self {
+            Self::RS256 => Some(0),
+            Self::RS384 => Some(1),
+            Self::RS512 => Some(2),
+            Self::PS256 => Some(3),
+            Self::PS384 => Some(4),
+            Self::PS512 => Some(5),
+            _ => None,
+        }
+    }
+
     pub fn key_kind(self) -> KeyKind {
         match self {
             Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {

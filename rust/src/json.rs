@@ -31,14 +31,26 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonProblem> {
     match serde_json::from_slice::<Strict>(bytes) {
         Ok(Strict(Value::Object(map))) => Ok(map),
         Ok(_) => Err(JsonProblem::NotAnObject),
-        Err(err) if err.is_data() && err.to_string().starts_with(DUPLICATE) => {
-            Err(JsonProblem::DuplicateMember)
-        }
-        Err(_) => Err(JsonProblem::Invalid),
+        Err(err) => Err(problem(&err)),
     }
 }
 
-struct Strict(Value);
+/// What a serde_json error from a parse that used [`Strict`] means.
+pub(crate) fn problem(err: &serde_json::Error) -> JsonProblem {
+    if err.is_data() && err.to_string().starts_with(DUPLICATE) {
+        JsonProblem::DuplicateMember
+    } else {
+        JsonProblem::Invalid
+    }
+}
+
+/// The error a visitor reports for a repeated member name (see [`problem`]).
+pub(crate) fn duplicate<E: de::Error>() -> E {
+    E::custom(DUPLICATE)
+}
+
+/// One JSON value read strictly: duplicate member names at any depth are an error.
+pub(crate) struct Strict(pub Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -101,7 +113,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut map = Map::new();
         while let Some(name) = access.next_key::<String>()? {
             if map.contains_key(&name) {
-                return Err(de::Error::custom(DUPLICATE));
+                return Err(duplicate());
             }
             let Strict(value) = access.next_value()?;
             map.insert(name, value);

@@ -73,7 +73,9 @@ impl PublicKey {
         match &self.material {
             Material::Single(key) => key.verify_sig(message, signature).is_ok(),
             Material::Rsa { der, parsed } => {
-                let slot = &parsed[alg.index()];
+                let Some(slot) = alg.rsa_slot().and_then(|i| parsed.get(i)) else {
+                    return false;
+                };
                 match slot.get_or_init(|| ParsedPublicKey::new(alg.verification(), der).ok()) {
                     Some(key) => key.verify_sig(message, signature).is_ok(),
                     None => false,
@@ -121,18 +123,30 @@ pub fn parse_jwk(jwk: &Map<String, Value>) -> Result<PublicKey, String> {
         Some(_) => return Err("member 'alg' is not a string".into()),
     };
 
+    // The key type is known before any key material is read, and the JWK's own `alg` must fit
+    // it before it selects anything for the key (an RSA key's per-algorithm slot, say).
     let (kind, material, canonical) = match kty {
-        "RSA" => parse_rsa(jwk, alg)?,
-        "EC" => parse_ec(jwk)?,
-        "OKP" => parse_okp(jwk)?,
+        "RSA" => {
+            fits(alg, KeyKind::Rsa, "an RSA key")?;
+            parse_rsa(jwk, alg)?
+        }
+        "EC" => {
+            let curve = ec_curve(jwk)?;
+            fits(
+                alg,
+                KeyKind::Ec(curve),
+                &format!("a {} EC key", curve.name()),
+            )?;
+            parse_ec(jwk, curve)?
+        }
+        "OKP" => {
+            okp_curve(jwk)?;
+            fits(alg, KeyKind::Ed25519, "an Ed25519 key")?;
+            parse_okp(jwk)?
+        }
         "oct" => return Err("kty 'oct' is a symmetric key and cannot verify signatures".into()),
         _ => return Err("kty is not one of RSA, EC, OKP".into()),
     };
-    if let Some(alg) = alg {
-        if alg.key_kind() != kind {
-            return Err(format!("'alg' {} does not fit the key type", alg.name()));
-        }
-    }
     let digest = key_digest(kid.as_deref(), alg, &canonical);
     Ok(PublicKey {
         kid,
@@ -141,6 +155,16 @@ pub fn parse_jwk(jwk: &Map<String, Value>) -> Result<PublicKey, String> {
         material,
         digest,
     })
+}
+
+/// Whether the JWK's own `alg` (if any) suits a key of this kind; `key` names the kind.
+fn fits(alg: Option<Algorithm>, kind: KeyKind, key: &str) -> Result<(), String> {
+    match alg {
+        Some(alg) if alg.key_kind() != kind => {
+            Err(format!("'alg' {} does not fit {key}", alg.name()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn key_digest(kid: Option<&str>, alg: Option<Algorithm>, canonical: &[u8]) -> [u8; 32] {
@@ -178,6 +202,7 @@ fn member_bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String>
 
 type Parsed = (KeyKind, Material, Vec<u8>);
 
+/// `alg`, when given, is an RSA algorithm (the caller has checked).
 fn parse_rsa(jwk: &Map<String, Value>, alg: Option<Algorithm>) -> Result<Parsed, String> {
     refuse_private_members(jwk, &["d", "p", "q", "dp", "dq", "qi", "oth"])?;
     let n = member_bytes(jwk, "n")?;
@@ -208,7 +233,12 @@ fn parse_rsa(jwk: &Map<String, Value>, alg: Option<Algorithm>) -> Result<Parsed,
     let key = ParsedPublicKey::new(first.verification(), &der)
         .map_err(|err| format!("RSA key refused by the crypto library ({err})"))?;
     let parsed: Box<[OnceLock<Option<ParsedPublicKey>>; RSA_ALGORITHMS]> = Box::default();
-    let _ = parsed[first.index()].set(Some(key));
+    match first.rsa_slot().and_then(|i| parsed.get(i)) {
+        Some(slot) => {
+            let _ = slot.set(Some(key));
+        }
+        None => return Err(format!("'alg' {} does not fit an RSA key", first.name())),
+    }
     let mut canonical = b"RSA".to_vec();
     canonical.extend_from_slice(&der);
     Ok((
@@ -221,15 +251,18 @@ fn parse_rsa(jwk: &Map<String, Value>, alg: Option<Algorithm>) -> Result<Parsed,
     ))
 }
 
-fn parse_ec(jwk: &Map<String, Value>) -> Result<Parsed, String> {
-    refuse_private_members(jwk, &["d"])?;
-    let curve = match jwk.get("crv") {
+fn ec_curve(jwk: &Map<String, Value>) -> Result<Curve, String> {
+    match jwk.get("crv") {
         Some(Value::String(crv)) => {
-            Curve::from_name(crv).ok_or("EC curve is not one of P-256, P-384, P-521")?
+            Curve::from_name(crv).ok_or_else(|| "EC curve is not one of P-256, P-384, P-521".into())
         }
-        Some(_) => return Err("member 'crv' is not a string".into()),
-        None => return Err("member 'crv' is missing".into()),
-    };
+        Some(_) => Err("member 'crv' is not a string".into()),
+        None => Err("member 'crv' is missing".into()),
+    }
+}
+
+fn parse_ec(jwk: &Map<String, Value>, curve: Curve) -> Result<Parsed, String> {
+    refuse_private_members(jwk, &["d"])?;
     let x = member_bytes(jwk, "x")?;
     let y = member_bytes(jwk, "y")?;
     let len = curve.coordinate_len();
@@ -256,14 +289,17 @@ fn parse_ec(jwk: &Map<String, Value>) -> Result<Parsed, String> {
     Ok((KeyKind::Ec(curve), Material::Single(key), canonical))
 }
 
+fn okp_curve(jwk: &Map<String, Value>) -> Result<(), String> {
+    match jwk.get("crv") {
+        Some(Value::String(crv)) if crv == "Ed25519" => Ok(()),
+        Some(Value::String(_)) => Err("OKP curve is not Ed25519".into()),
+        Some(_) => Err("member 'crv' is not a string".into()),
+        None => Err("member 'crv' is missing".into()),
+    }
+}
+
 fn parse_okp(jwk: &Map<String, Value>) -> Result<Parsed, String> {
     refuse_private_members(jwk, &["d"])?;
-    match jwk.get("crv") {
-        Some(Value::String(crv)) if crv == "Ed25519" => {}
-        Some(Value::String(_)) => return Err("OKP curve is not Ed25519".into()),
-        Some(_) => return Err("member 'crv' is not a string".into()),
-        None => return Err("member 'crv' is missing".into()),
-    }
     let x = member_bytes(jwk, "x")?;
     if x.len() != 32 {
         return Err("Ed25519 public key must be 32 bytes".into());
@@ -387,6 +423,59 @@ mod tests {
         let mut hs = p256();
         hs["alg"] = json!("HS256");
         assert!(parse_jwk(&obj(hs)).expect_err("hs").contains("symmetric"));
+    }
+
+    #[test]
+    fn an_alg_that_does_not_fit_the_key_type_is_refused_before_use() {
+        // 2048-bit modulus (0xc5 followed by ones) with e = 65537.
+        let mut n = vec![0xc5u8];
+        n.extend_from_slice(&[0xff; 255]);
+        let rsa = json!({"kty": "RSA", "n": base64url::encode(&n), "e": "AQAB"});
+        let okp = json!({"kty": "OKP", "crv": "Ed25519",
+                         "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let cases = [
+            (rsa.clone(), "ES256", "'alg' ES256 does not fit an RSA key"),
+            (rsa.clone(), "ES512", "'alg' ES512 does not fit an RSA key"),
+            (rsa.clone(), "EdDSA", "'alg' EdDSA does not fit an RSA key"),
+            (p256(), "RS256", "'alg' RS256 does not fit a P-256 EC key"),
+            (p256(), "ES384", "'alg' ES384 does not fit a P-256 EC key"),
+            (p256(), "EdDSA", "'alg' EdDSA does not fit a P-256 EC key"),
+            (
+                okp.clone(),
+                "PS256",
+                "'alg' PS256 does not fit an Ed25519 key",
+            ),
+            (
+                okp.clone(),
+                "ES256",
+                "'alg' ES256 does not fit an Ed25519 key",
+            ),
+        ];
+        for (mut jwk, alg, reason) in cases {
+            jwk["alg"] = json!(alg);
+            assert_eq!(parse_jwk(&obj(jwk)).expect_err(alg), reason);
+        }
+        for alg in Algorithm::ALL {
+            let mut jwk = rsa.clone();
+            jwk["alg"] = json!(alg.name());
+            assert_eq!(parse_jwk(&obj(jwk)).is_ok(), alg.key_kind() == KeyKind::Rsa);
+        }
+        assert!(parse_jwk(&obj(okp)).is_ok());
+    }
+
+    #[test]
+    fn rsa_slots_cover_exactly_the_rsa_algorithms() {
+        let mut seen = [false; RSA_ALGORITHMS];
+        for alg in Algorithm::ALL {
+            match alg.rsa_slot() {
+                Some(slot) => {
+                    assert_eq!(alg.key_kind(), KeyKind::Rsa);
+                    assert!(!std::mem::replace(&mut seen[slot], true), "{alg:?}");
+                }
+                None => assert_ne!(alg.key_kind(), KeyKind::Rsa),
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
     }
 
     #[test]

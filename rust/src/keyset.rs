@@ -2,13 +2,17 @@
 
 use crate::algorithm::Algorithm;
 use crate::error::{JwksError, KeyMiss, TokenError};
-use crate::json::{self, JsonProblem};
+use crate::json;
 use crate::jwk::{parse_jwk, PublicKey};
 use aws_lc_rs::digest;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
 
-/// More keys than this in one document is not a key set anyone publishes; the rest are skipped
-/// so a hostile or broken document cannot make every refresh parse thousands of keys.
+/// More keys than this in one document is not a key set anyone publishes: the entries after
+/// them are counted (their JSON syntax checked) but not read, so a hostile or broken document
+/// costs neither a parsed value nor a skip reason per entry.
 pub const MAX_KEYS: usize = 100;
 
 #[derive(Debug)]
@@ -26,21 +30,23 @@ impl KeySet {
             detail,
             reasons: Vec::new(),
         };
-        let document = json::parse_object(bytes).map_err(|problem| match problem {
-            JsonProblem::NotAnObject => fail("the JWKS document is not a JSON object".into()),
-            other => fail(format!("the JWKS document {}", other.describe())),
-        })?;
-        let Some(Value::Array(entries)) = document.get("keys") else {
+        let document = match serde_json::from_slice::<Document>(bytes) {
+            Ok(Document::Object(keys)) => keys,
+            Ok(Document::Other) => {
+                return Err(fail("the JWKS document is not a JSON object".into()))
+            }
+            Err(err) => {
+                let problem = json::problem(&err);
+                return Err(fail(format!("the JWKS document {}", problem.describe())));
+            }
+        };
+        let Some(Keys::Array { entries, unread }) = document else {
             return Err(fail("the JWKS document has no 'keys' array".into()));
         };
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let label = key_label(index, entry);
-            if index >= MAX_KEYS {
-                skipped.push(format!("{label}: beyond the first {MAX_KEYS} keys"));
-                continue;
-            }
             let Value::Object(jwk) = entry else {
                 skipped.push(format!("{label}: not a JSON object"));
                 continue;
@@ -50,11 +56,17 @@ impl KeySet {
                 Err(reason) => skipped.push(format!("{label}: {reason}")),
             }
         }
+        if unread > 0 {
+            skipped.push(format!(
+                "{unread} more entries beyond the first {MAX_KEYS} were not read"
+            ));
+        }
         if keys.is_empty() {
             let detail = if entries.is_empty() {
                 "the JWKS document has an empty 'keys' array".to_string()
             } else {
-                format!("none of the {} keys in the JWKS is usable", entries.len())
+                let total = entries.len() + unread;
+                format!("none of the {total} keys in the JWKS is usable")
             };
             return Err(JwksError {
                 detail,
@@ -159,6 +171,122 @@ fn key_label(index: usize, entry: &Value) -> String {
     }
 }
 
+/// A JWKS document as far as it is read: the top level must be an object whose member names are
+/// unique; of its members only `keys` is read, and of that array only the first `MAX_KEYS`
+/// entries (strictly, see `json`). Everything else is checked for JSON syntax and skipped
+/// without building values.
+enum Document {
+    Object(Option<Keys>),
+    Other,
+}
+
+enum Keys {
+    Array { entries: Vec<Value>, unread: usize },
+    Other,
+}
+
+/// Visitor methods for the JSON types a shape does not want: each gives `$other` (containers
+/// are skipped without building values).
+macro_rules! other_shapes {
+    ($other:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWKS document")
+    }
+
+    other_shapes!(Document::Other);
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Document, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Document::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Document, A::Error> {
+        let mut names = HashSet::new();
+        let mut keys = None;
+        while let Some(name) = access.next_key::<String>()? {
+            if name == "keys" {
+                keys = Some(access.next_value::<Keys>()?);
+            } else {
+                access.next_value::<IgnoredAny>()?;
+            }
+            if !names.insert(name) {
+                return Err(json::duplicate());
+            }
+        }
+        Ok(Document::Object(keys))
+    }
+}
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeysVisitor)
+    }
+}
+
+struct KeysVisitor;
+
+impl<'de> Visitor<'de> for KeysVisitor {
+    type Value = Keys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of JWKs")
+    }
+
+    other_shapes!(Keys::Other);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Keys, A::Error> {
+        while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Keys::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Keys, A::Error> {
+        let mut entries = Vec::new();
+        while entries.len() < MAX_KEYS {
+            match seq.next_element::<json::Strict>()? {
+                Some(json::Strict(entry)) => entries.push(entry),
+                None => return Ok(Keys::Array { entries, unread: 0 }),
+            }
+        }
+        let mut unread = 0;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            unread += 1;
+        }
+        Ok(Keys::Array { entries, unread })
+    }
+}
+
 fn fingerprint(keys: &[PublicKey]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for key in keys {
@@ -204,6 +332,89 @@ mod tests {
         for doc in [&b"[]"[..], b"{}", b"{\"keys\":{}}", b"<html>"] {
             assert!(KeySet::from_json(doc).is_err());
         }
+    }
+
+    #[test]
+    fn entries_beyond_the_limit_are_counted_not_read() {
+        let key = format!("{P256},\"kid\":\"real\"}}");
+        let mut entries = vec![key];
+        entries.extend(std::iter::repeat_n(r#"{"kty":"junk"}"#.to_string(), 40_000));
+        let ks = set(&entries).expect("one key");
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks.skipped().len(), MAX_KEYS);
+        assert_eq!(
+            ks.skipped().last().map(String::as_str),
+            Some("39901 more entries beyond the first 100 were not read")
+        );
+        // Unread entries are still JSON: a syntax error anywhere refuses the document.
+        let broken = format!(r#"{{"keys":[{}, {{"kty": }}]}}"#, entries[..150].join(","));
+        assert!(KeySet::from_json(broken.as_bytes()).is_err());
+        // Exactly the limit: nothing unread, no summary.
+        let hundred = set(&entries[..MAX_KEYS]).expect("ok");
+        assert_eq!(hundred.skipped().len(), MAX_KEYS - 1);
+        // Nothing usable: every read reason plus the summary, and the total in the detail.
+        let junk = set(&entries[1..251]).expect_err("none usable");
+        assert_eq!(junk.reasons.len(), MAX_KEYS + 1);
+        assert!(
+            junk.detail.contains("none of the 250 keys"),
+            "{}",
+            junk.detail
+        );
+    }
+
+    #[test]
+    fn document_shape() {
+        let key = format!("{P256},\"kid\":\"a\"}}");
+        // Other top-level members are allowed and skipped; a repeated name is refused anywhere
+        // the validator reads, including the top level.
+        let extra = format!(r#"{{"x": {{"y": [1, 2]}}, "keys": [{key}], "z": null}}"#);
+        assert_eq!(KeySet::from_json(extra.as_bytes()).expect("ok").len(), 1);
+        for doc in [
+            format!(r#"{{"keys": [{key}], "keys": [{key}]}}"#),
+            format!(r#"{{"keys": [{key}], "x": 1, "x": 2}}"#),
+            format!(r#"{{"keys": [{{"kty": "EC", "kty": "EC"}}, {key}]}}"#),
+        ] {
+            let err = KeySet::from_json(doc.as_bytes()).expect_err(&doc);
+            assert!(
+                err.detail.contains("duplicate member name"),
+                "{}",
+                err.detail
+            );
+        }
+        for (doc, detail) in [
+            (&b"[]"[..], "not a JSON object"),
+            (b"\"keys\"", "not a JSON object"),
+            (b"null", "not a JSON object"),
+            (b"{}", "no 'keys' array"),
+            (b"{\"keys\": {\"a\": [1]}}", "no 'keys' array"),
+            (b"{\"keys\": \"x\"}", "no 'keys' array"),
+            (b"{\"keys\": null}", "no 'keys' array"),
+            (b"{\"keys\": []}", "empty 'keys' array"),
+            (b"{\"keys\": [] } x", "not valid JSON"),
+            (b"{\"keys\": [1e400]}", "not valid JSON"),
+            (b"<html>", "not valid JSON"),
+        ] {
+            let err = KeySet::from_json(doc).expect_err(detail);
+            assert!(err.detail.contains(detail), "{doc:?}: {}", err.detail);
+        }
+        // Deep nesting in unread parts ends cleanly too.
+        let deep = format!(
+            r#"{{"keys": [{key}], "x": {}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(KeySet::from_json(deep.as_bytes()).map(|k| k.len()), Ok(1));
+        let entries: Vec<String> = std::iter::repeat_n(key.clone(), MAX_KEYS).collect();
+        let deep_entry = format!(
+            r#"{{"keys": [{}, {}1{}]}}"#,
+            entries.join(","),
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            KeySet::from_json(deep_entry.as_bytes()).map(|k| k.skipped().len()),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod algorithm;
 pub mod base64url;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod json;
 pub mod jwk;
 pub mod keyset;

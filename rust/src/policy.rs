@@ -31,7 +31,9 @@ impl Default for PolicyOptions {
             audiences: Vec::new(),
             algorithms: vec!["RS256".into(), "ES256".into()],
             leeway: 60,
-            required_claims: vec!["exp".into(), "iss".into(), "aud".into()],
+            // RFC 9068 section 2.2 requires `sub` (and `iat`, `jti` and `client_id`, which
+            // issuers omit often enough that requiring them would refuse real tokens).
+            required_claims: vec!["exp".into(), "iss".into(), "aud".into(), "sub".into()],
             required_scopes: Vec::new(),
             accepted_types: None,
             max_token_bytes: 8192,
@@ -266,12 +268,17 @@ impl Policy {
             }
         }
         // The issuer and audience are always checked, so `iss` and `aud` are always required.
+        // JSON null is a value, not an absence: a required claim given as null is invalid.
         for name in ["iss", "aud"]
             .into_iter()
             .chain(self.required_claims.iter().map(String::as_str))
         {
-            if claims.get(name).is_none_or(Value::is_null) {
-                return Err(TokenError::MissingClaim(name.to_owned()));
+            match claims.get(name) {
+                None => return Err(TokenError::MissingClaim(name.to_owned())),
+                Some(Value::Null) => {
+                    return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+                }
+                Some(_) => {}
             }
         }
         match claims.get("iss") {
@@ -348,13 +355,10 @@ fn numeric_date(
     }
 }
 
-fn string_claim(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, TokenError> {
+/// A claim that is absent or a string; anything else, null included, is invalid.
+fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<(), TokenError> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(Value::String(_)) => Ok(()),
         Some(_) => Err(TokenError::InvalidClaim(
             format!("'{name}' must be a string").into(),
         )),
@@ -371,12 +375,12 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
         }
     };
     match claims.get("scope") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::String(s)) => s.split(' ').for_each(&mut add),
         Some(_) => return Err(invalid("'scope' must be a space-separated string")),
     }
     match claims.get("scp") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::String(s)) => s.split(' ').for_each(&mut add),
         Some(Value::Array(items)) => {
             for item in items {
@@ -408,7 +412,8 @@ mod tests {
     }
 
     fn claims(extra: Value) -> Map<String, Value> {
-        let mut base = json!({"iss": "https://as", "aud": "https://rs/mcp", "exp": NOW + 300.0});
+        let mut base =
+            json!({"iss": "https://as", "aud": "https://rs/mcp", "sub": "u", "exp": NOW + 300.0});
         if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
             b.extend(e);
         }
@@ -484,6 +489,72 @@ mod tests {
         assert_eq!(
             policy().check_claims(no_aud, NOW).expect_err("aud").code(),
             "missing_claim"
+        );
+    }
+
+    #[test]
+    fn null_is_a_value_not_an_absence() {
+        for name in [
+            "sub",
+            "jti",
+            "client_id",
+            "azp",
+            "scope",
+            "scp",
+            "iss",
+            "aud",
+            "exp",
+            "nbf",
+            "iat",
+        ] {
+            let err = policy()
+                .check_claims(claims(json!({ name: null })), NOW)
+                .expect_err(name);
+            assert_eq!(err.code(), "invalid_claim", "{name}");
+            assert!(err.description().contains(&format!("'{name}'")), "{err}");
+        }
+        let tenant = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            required_claims: vec!["exp".into(), "tenant".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            tenant
+                .check_claims(claims(json!({"tenant": null})), NOW)
+                .expect_err("null"),
+            TokenError::InvalidClaim("'tenant' is null".into())
+        );
+        assert_eq!(
+            tenant
+                .check_claims(claims(json!({})), NOW)
+                .expect_err("absent"),
+            TokenError::MissingClaim("tenant".into())
+        );
+        assert!(tenant
+            .check_claims(claims(json!({"tenant": "t"})), NOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn sub_is_required_by_default() {
+        let mut no_sub = claims(json!({}));
+        no_sub.remove("sub");
+        assert_eq!(
+            policy().check_claims(no_sub.clone(), NOW).expect_err("sub"),
+            TokenError::MissingClaim("sub".into())
+        );
+        let optional = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            required_claims: vec!["exp".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            optional.check_claims(no_sub, NOW).expect("ok").subject(),
+            None
         );
     }
 

@@ -197,8 +197,9 @@ struct AuthenticatedUser {
     // no dict, and a cached user object builds each view once.
     audience: PyOnceLock<Py<PyTuple>>,
     scopes: PyOnceLock<Py<PyFrozenSet>>,
-    /// A read-only `types.MappingProxyType` over the claims dict: the user object may be shared
-    /// (and cached), so no request may change what another one sees.
+    /// The claims, read-only at every depth (objects as `types.MappingProxyType`, arrays as
+    /// tuples): the user object is shared through the cache, so no request may change what
+    /// another one sees.
     claims: PyOnceLock<Py<PyAny>>,
 }
 
@@ -274,8 +275,7 @@ impl AuthenticatedUser {
     fn claims(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.claims
             .get_or_try_init(py, || {
-                let dict = object_to_py(py, &self.verified.claims)?;
-                mapping_proxy(py)?.call1((dict,)).map(Bound::unbind)
+                frozen_object(py, &self.verified.claims).map(Bound::unbind)
             })
             .map(|c| c.clone_ref(py))
     }
@@ -379,7 +379,7 @@ impl PyTokenValidator {
         cache_size = None,
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
-        required_claims=('exp', 'iss', 'aud'), required_scopes=(), accepted_types=None, \
+        required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
         max_token_bytes=8192, cache_size=1024)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -612,6 +612,29 @@ fn object_to_py<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Boun
         dict.set_item(name, value_to_py(py, value)?)?;
     }
     Ok(dict.into_any())
+}
+
+/// A JSON object as a read-only mapping whose objects and arrays are read-only too.
+fn frozen_object<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    for (name, value) in map {
+        dict.set_item(name, frozen_value(py, value)?)?;
+    }
+    mapping_proxy(py)?.call1((dict,))
+}
+
+fn frozen_value<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|item| frozen_value(py, item))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        Value::Object(map) => frozen_object(py, map),
+        scalar => value_to_py(py, scalar),
+    }
 }
 
 fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {

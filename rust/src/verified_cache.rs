@@ -1,4 +1,4 @@
-//! A bounded cache of verified tokens.
+//! A bounded cache of verified tokens, least recently used out first.
 //!
 //! MCP clients send the same bearer token on every request of a session, so most validations
 //! repeat one that already succeeded. Only successes are stored, so a flood of invalid tokens
@@ -7,13 +7,27 @@
 //! the token text decides, so no other token can ever match an entry. Every hit re-checks `exp`
 //! and `nbf` against the caller's clock, and holds only while the key that verified the
 //! signature is still in the key set the caller passes in.
+//!
+//! When full, the least recently used entry gives way (O(1), the `lru` crate), so the tokens of
+//! live sessions stay while a stream of new ones passes through. Large caches are split into
+//! shards, each with its own lock and its own LRU order, so that threads validating different
+//! tokens do not queue on one lock; the shard sizes add up to the configured capacity exactly.
 
 use crate::error::TokenError;
 use crate::keyset::KeySet;
 use crate::policy::Policy;
 use foldhash::quality::RandomState;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use lru::LruCache;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard};
+
+/// A shard holds at least this many entries: below it, LRU order per shard would stray too far
+/// from one global order, and a small cache gains nothing from more locks.
+const MIN_SHARD_CAPACITY: usize = 64;
+const MAX_SHARDS: usize = 16;
+/// Shards are chosen by a hash of the token's last bytes (its signature, which differs between
+/// any two tokens in practice); the exact lookup inside the shard compares the whole token.
+const ROUTING_BYTES: usize = 32;
 
 pub struct Entry<V> {
     pub value: V,
@@ -33,35 +47,74 @@ pub struct CacheStats {
 
 pub struct VerifiedCache<V> {
     capacity: usize,
-    state: Mutex<State<V>>,
+    shards: Box<[Mutex<Shard<V>>]>,
+    router: RandomState,
 }
 
-struct State<V> {
-    entries: HashMap<Box<str>, Entry<V>, RandomState>,
+struct Shard<V> {
+    entries: LruCache<Box<str>, Entry<V>, RandomState>,
+    capacity: usize,
     hits: u64,
     misses: u64,
     evictions: u64,
 }
 
+impl<V> Shard<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            // Unbounded in the crate's sense: this shard enforces `capacity` itself, so that
+            // nothing is allocated up front for entries that may never come.
+            entries: LruCache::unbounded_with_hasher(RandomState::default()),
+            capacity,
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+        }
+    }
+}
+
+enum Lookup<R> {
+    Miss,
+    KeyGone,
+    Stale(TokenError),
+    Hit(R),
+}
+
 impl<V> VerifiedCache<V> {
     pub fn new(capacity: usize) -> Self {
+        let count = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        let (base, extra) = (capacity / count, capacity % count);
+        let shards = (0..count)
+            .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
+            .collect();
         Self {
             capacity,
-            state: Mutex::new(State {
-                entries: HashMap::with_capacity_and_hasher(
-                    capacity.min(4096),
-                    RandomState::default(),
-                ),
-                hits: 0,
-                misses: 0,
-                evictions: 0,
-            }),
+            shards,
+            router: RandomState::default(),
         }
+    }
+
+    fn shard(&self, token: &str) -> MutexGuard<'_, Shard<V>> {
+        let index = if self.shards.len() == 1 {
+            0
+        } else {
+            let bytes = token.as_bytes();
+            let tail = &bytes[bytes.len().saturating_sub(ROUTING_BYTES)..];
+            // The high bits, scaled to the shard count (the hash map inside uses the low ones).
+            let high = self.router.hash_one(tail) >> 32;
+            ((high * self.shards.len() as u64) >> 32) as usize
+        };
+        // A panic while holding the lock cannot leave a shard half-updated in a way that
+        // matters (each operation is one insert, promotion or removal), so a poisoned lock is
+        // still usable.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `Ok(Some(read(value)))` on a hit that still holds at `now` under `keys`; `Ok(None)` on a
     /// miss (or an entry whose key has left the set); `Err` when the cached token has expired
-    /// or is not valid yet (the entry is dropped).
+    /// or is not valid yet (the entry is dropped). A hit makes the entry the most recently used.
     pub fn get<R>(
         &self,
         token: &str,
@@ -70,62 +123,82 @@ impl<V> VerifiedCache<V> {
         now: f64,
         read: impl FnOnce(&V) -> R,
     ) -> Result<Option<R>, TokenError> {
-        let mut state = self.lock();
-        let Some(entry) = state.entries.get(token) else {
-            state.misses += 1;
-            return Ok(None);
+        let mut shard = self.shard(token);
+        let lookup = match shard.entries.get(token) {
+            None => Lookup::Miss,
+            Some(entry) if !keys.contains_key(&entry.key_digest) => Lookup::KeyGone,
+            Some(entry) => match policy.check_lifetime(entry.exp, entry.nbf, now) {
+                Err(error) => Lookup::Stale(error),
+                Ok(()) => Lookup::Hit(read(&entry.value)),
+            },
         };
-        if !keys.contains_key(&entry.key_digest) {
-            state.entries.remove(token);
-            state.misses += 1;
-            return Ok(None);
-        }
-        if let Err(error) = policy.check_lifetime(entry.exp, entry.nbf, now) {
-            state.entries.remove(token);
-            return Err(error);
-        }
-        let value = read(&entry.value);
-        state.hits += 1;
-        Ok(Some(value))
+        let dropped;
+        let result = match lookup {
+            Lookup::Hit(value) => {
+                shard.hits += 1;
+                return Ok(Some(value));
+            }
+            Lookup::Miss => {
+                shard.misses += 1;
+                return Ok(None);
+            }
+            Lookup::KeyGone => {
+                dropped = shard.entries.pop(token);
+                shard.misses += 1;
+                Ok(None)
+            }
+            Lookup::Stale(error) => {
+                dropped = shard.entries.pop(token);
+                Err(error)
+            }
+        };
+        // The value goes after the lock is released: dropping it may run other code.
+        drop(shard);
+        drop(dropped);
+        result
     }
 
     pub fn insert(&self, token: &str, entry: Entry<V>) {
         if self.capacity == 0 {
             return;
         }
-        let mut state = self.lock();
-        if state.entries.len() >= self.capacity && !state.entries.contains_key(token) {
-            // Evict one entry. Iteration order follows the random per-process hash seed, so
-            // which entry goes cannot be steered from outside.
-            if let Some(victim) = state.entries.keys().next().cloned() {
-                state.entries.remove(&victim);
-                state.evictions += 1;
-            }
-        }
-        state.entries.insert(token.into(), entry);
+        let mut shard = self.shard(token);
+        let replaced = shard.entries.put(token.into(), entry);
+        let evicted = if replaced.is_none() && shard.entries.len() > shard.capacity {
+            shard.evictions += 1;
+            shard.entries.pop_lru()
+        } else {
+            None
+        };
+        drop(shard);
+        drop((replaced, evicted));
     }
 
     pub fn clear(&self) {
-        self.lock().entries.clear();
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        let state = self.lock();
-        CacheStats {
-            size: state.entries.len(),
-            capacity: self.capacity,
-            hits: state.hits,
-            misses: state.misses,
-            evictions: state.evictions,
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let old = std::mem::replace(
+                &mut shard.entries,
+                LruCache::unbounded_with_hasher(RandomState::default()),
+            );
+            drop(shard);
+            drop(old);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<V>> {
-        // A panic while holding the lock cannot leave the map half-updated in a way that
-        // matters (each operation is one insert or remove), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats {
+            capacity: self.capacity,
+            ..CacheStats::default()
+        };
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            stats.size += shard.entries.len();
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+            stats.evictions += shard.evictions;
+        }
+        stats
     }
 }
 
@@ -184,6 +257,104 @@ mod tests {
     }
 
     #[test]
+    fn least_recently_used_goes_first() {
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::new(3);
+        for (i, t) in ["a", "b", "c"].iter().enumerate() {
+            cache.insert(t, entry(&ks, i as u32, 200.0));
+        }
+        // "a" is used again, so "b" is now the least recently used.
+        assert_eq!(cache.get("a", &ks, &p, 100.0, |v| *v), Ok(Some(0)));
+        cache.insert("d", entry(&ks, 3, 200.0));
+        assert_eq!(cache.get("b", &ks, &p, 100.0, |v| *v), Ok(None));
+        for (t, v) in [("a", 0), ("c", 2), ("d", 3)] {
+            assert_eq!(cache.get(t, &ks, &p, 100.0, |v| *v), Ok(Some(v)), "{t}");
+        }
+        // Replacing an entry is not an eviction and does not grow the cache.
+        cache.insert("d", entry(&ks, 4, 200.0));
+        assert_eq!(cache.get("d", &ks, &p, 100.0, |v| *v), Ok(Some(4)));
+        let stats = cache.stats();
+        assert_eq!((stats.size, stats.evictions), (3, 1));
+    }
+
+    #[test]
+    fn hot_entries_survive_many_more_tokens_than_the_capacity() {
+        let (ks, p) = (keys(), policy());
+        let capacity = 1024;
+        let cache = VerifiedCache::new(capacity);
+        assert_eq!(cache.shards.len(), 16);
+        let hot: Vec<String> = (0..256).map(|i| format!("hot-token-{i}")).collect();
+        for (i, t) in hot.iter().enumerate() {
+            cache.insert(t, entry(&ks, i as u32, 200.0));
+        }
+        for i in 0..20 * capacity {
+            cache.insert(&format!("cold-token-{i}"), entry(&ks, 0, 200.0));
+            if i % 16 == 15 {
+                for (n, t) in hot.iter().enumerate() {
+                    assert_eq!(cache.get(t, &ks, &p, 100.0, |v| *v), Ok(Some(n as u32)));
+                }
+            }
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.size, capacity);
+        assert_eq!(stats.evictions as usize, 256 + 20 * capacity - capacity);
+        assert_eq!(stats.hits as usize, 256 * 20 * capacity / 16);
+    }
+
+    #[test]
+    fn shards_add_up_to_the_capacity() {
+        for capacity in [0, 1, 63, 64, 127, 128, 1000, 1024, 1025, 1 << 20] {
+            let cache: VerifiedCache<u32> = VerifiedCache::new(capacity);
+            let total: usize = cache
+                .shards
+                .iter()
+                .map(|s| s.lock().expect("lock").capacity)
+                .sum();
+            assert_eq!(total, capacity, "{capacity}");
+            assert!(cache.shards.len() <= MAX_SHARDS);
+            if cache.shards.len() > 1 {
+                assert!(cache
+                    .shards
+                    .iter()
+                    .all(|s| s.lock().expect("lock").capacity >= MIN_SHARD_CAPACITY));
+            }
+        }
+        // Full means full: every shard fills to its own share, and no further.
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::new(1000);
+        for i in 0..50_000 {
+            cache.insert(&format!("t{i}"), entry(&ks, 0, 200.0));
+        }
+        assert_eq!(cache.stats().size, 1000);
+        assert_eq!(cache.stats().evictions, 49_000);
+        assert_eq!(cache.get("t49999", &ks, &p, 100.0, |v| *v), Ok(Some(0)));
+    }
+
+    #[test]
+    fn counters_are_exact_across_threads() {
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::new(256);
+        let tokens: Vec<String> = (0..400).map(|i| format!("token-{i}")).collect();
+        std::thread::scope(|scope| {
+            for worker in 0..4 {
+                let (cache, tokens, ks, p) = (&cache, &tokens, &ks, &p);
+                scope.spawn(move || {
+                    for i in 0..5000 {
+                        let t = &tokens[(worker * 97 + i * 13) % tokens.len()];
+                        if cache.get(t, ks, p, 100.0, |v| *v) == Ok(None) {
+                            cache.insert(t, entry(ks, 1, 200.0));
+                        }
+                    }
+                });
+            }
+        });
+        let stats = cache.stats();
+        assert_eq!(stats.hits + stats.misses, 4 * 5000);
+        assert_eq!(stats.size, 256);
+        assert!(stats.evictions <= stats.misses - 256);
+    }
+
+    #[test]
     fn entries_die_with_their_key() {
         let (ks, p) = (keys(), policy());
         let cache = VerifiedCache::new(8);
@@ -200,5 +371,17 @@ mod tests {
         let cache = VerifiedCache::new(0);
         cache.insert("t", entry(&ks, 1, 200.0));
         assert_eq!(cache.get("t", &ks, &p, 100.0, |v| *v), Ok(None));
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::new(512);
+        for i in 0..100 {
+            cache.insert(&format!("t{i}"), entry(&ks, 0, 200.0));
+        }
+        cache.clear();
+        assert_eq!(cache.stats().size, 0);
+        assert_eq!(cache.get("t1", &ks, &p, 100.0, |v| *v), Ok(None));
     }
 }
