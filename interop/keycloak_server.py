@@ -43,7 +43,7 @@ _HOST: Final = "127.0.0.1"
 _JVM_DIRS: Final = (Path("/usr/lib/jvm"), Path("/usr/local/lib/jvm"), Path("/opt/java"))
 _VERSION_RE: Final = re.compile(r'version "(\d+)(?:\.(\d+))?')
 _START_TIMEOUT: Final = 300.0
-_STOP_TIMEOUT: Final = 30.0
+_STOP_TIMEOUT: Final = 15.0
 _KEY_PROVIDER: Final = "org.keycloak.keys.KeyProvider"
 
 
