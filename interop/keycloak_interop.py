@@ -654,7 +654,8 @@ def run(distribution: Path) -> int:
                 },
             )
         )
-        out.step(f"starting Keycloak on {keycloak.base_url} (kc.sh {' '.join(keycloak.arguments())})")
+        arguments = " ".join(keycloak.arguments())
+        out.step(f"starting Keycloak on {keycloak.base_url} (kc.sh {arguments})")
         try:
             seconds = keycloak.start()
         except RuntimeError as error:
