@@ -19,7 +19,7 @@ MANYLINUX := manylinux2014
 PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
 # Every folder of Python code the linters check.
-PY_SOURCES := python tests benches examples dist_tests scripts
+PY_SOURCES := python tests benches examples dist_tests scripts interop
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
@@ -94,6 +94,28 @@ soak: build ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (
 .PHONY: soak-ci
 soak-ci: ## The same soak, short (under 2 minutes; CI runs it after `make test`)
 	$(VENV)/bin/python tests/soak/soak.py --short
+
+# -- a real identity provider --------------------------------------------------------------------
+# `make interop` runs the protected MCP server against Keycloak (interop/keycloak_interop.py). The
+# server distribution comes from Maven Central, pinned by version and SHA-256 (the .sha256
+# published beside it says the same), and is kept in build/interop between runs. Keycloak 26
+# needs Java 21 or newer: the driver uses JAVA_HOME when it is one, else the newest JDK under
+# /usr/lib/jvm.
+KEYCLOAK_VERSION := 26.7.3
+KEYCLOAK_SHA256 := 27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f
+KEYCLOAK_ZIP := build/interop/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+KEYCLOAK_URL := https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/$(KEYCLOAK_VERSION)/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+
+$(KEYCLOAK_ZIP):
+	mkdir -p $(@D)
+	curl --fail --silent --show-error --location --retry 3 --output $@.part $(KEYCLOAK_URL)
+	echo "$(KEYCLOAK_SHA256)  $@.part" | sha256sum --check --quiet
+	mv $@.part $@
+
+.PHONY: interop
+interop: build $(KEYCLOAK_ZIP) ## mcp-oauth2 against a real Keycloak: discovery, tokens, scopes, key rotation, outage
+	echo "$(KEYCLOAK_SHA256)  $(KEYCLOAK_ZIP)" | sha256sum --check --quiet
+	$(VENV)/bin/python interop/keycloak_interop.py --distribution $(KEYCLOAK_ZIP)
 
 # -- the distribution, tested as installed ------------------------------------------------------
 DIST_ENVS := build/dist-test
