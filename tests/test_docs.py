@@ -89,7 +89,7 @@ def blocks(path: Path) -> list[Block]:
 
 
 def doc_pages() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    return sorted(DOCS.rglob("*.md"))
 
 
 def runnable_blocks() -> list[Block]:
