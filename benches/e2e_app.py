@@ -15,10 +15,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from mcp_oauth2 import OAuth2Config, OAuth2Middleware
-from mcp_oauth2.middleware import SCOPE_KEY
 
 PING_PATH = "/ping"
 STATS_PATH = "/_bench/stats"
+
+
+def oauth2_middleware(app: Any) -> OAuth2Middleware | None:
+    """The ``OAuth2Middleware`` of ``app`` (a Starlette app builds its stack at the first
+    request), or None."""
+    layer = getattr(app, "middleware_stack", None) or app
+    while layer is not None and not isinstance(layer, OAuth2Middleware):
+        layer = getattr(layer, "app", None)
+    return layer
 
 
 def build_app(config: OAuth2Config | None, *, protected: bool) -> FastAPI:
@@ -33,7 +41,7 @@ def build_app(config: OAuth2Config | None, *, protected: bool) -> FastAPI:
 
     @app.get(STATS_PATH)
     async def stats(request: Request) -> dict[str, Any]:
-        middleware = request.scope.get(SCOPE_KEY)
+        middleware = oauth2_middleware(request.app)
         report: dict[str, Any] = {
             "pid": os.getpid(),
             "protected": middleware is not None,

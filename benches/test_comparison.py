@@ -28,7 +28,7 @@ import memory_probe
 import report
 import scaling_probe
 from bench_material import Material, mint_many
-from e2e_app import PING_PATH, STATS_PATH, build_app
+from e2e_app import PING_PATH, STATS_PATH, build_app, oauth2_middleware
 from harness import (
     QUIET_CORES,
     Batch,
@@ -41,7 +41,6 @@ from harness import (
     wait_for_quiet,
 )
 from mcp_oauth2 import Authenticator, KeySet, OAuth2Config, OAuth2Middleware, TokenValidator
-from mcp_oauth2.middleware import SCOPE_KEY
 from mcp_oauth2.testing import LocalIssuer
 from peers import (
     AUDIENCE,
@@ -528,9 +527,8 @@ def _middleware_cases(loop: asyncio.AbstractEventLoop, issuer: LocalIssuer, full
         return both
 
     async def first_call(app: Any) -> Any:
-        seen = dict(scope)
-        await app(seen, receive, send)
-        return seen.get(SCOPE_KEY)
+        await app(dict(scope), receive, send)
+        return oauth2_middleware(app)
 
     # The first request builds the middleware stack and fills the key cache from the issuer.
     loop.run_until_complete(first_call(plain))

@@ -28,8 +28,8 @@ import pytest
 from pydantic_core import PydanticUndefined
 
 from mcp_oauth2 import OAuth2Config
-from mcp_oauth2.cli.app import build_parser
-from mcp_oauth2.cli.outcome import ExitCode
+from mcp_oauth2.cli._app import build_parser
+from mcp_oauth2.cli._outcome import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -7,6 +7,10 @@ authorization server's keys once with :class:`KeySet`, describe what you accept 
 
 from importlib.metadata import version as _distribution_version
 
+from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
+from mcp_oauth2._middleware import OAuth2Middleware
 from mcp_oauth2._rust import (
     AuthenticatedUser,
     KeySet,
@@ -14,8 +18,7 @@ from mcp_oauth2._rust import (
     peek_header,
     peek_issuer,
 )
-from mcp_oauth2.authenticator import Authenticator
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2._tool_scopes import ToolScopes
 from mcp_oauth2.errors import (
     AlgorithmNotAllowedError,
     AuthorizationError,
@@ -42,9 +45,6 @@ from mcp_oauth2.errors import (
     TokenValidationError,
     UnsupportedAlgorithmError,
 )
-from mcp_oauth2.jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
-from mcp_oauth2.middleware import OAuth2Middleware
-from mcp_oauth2.tool_scopes import ToolScopes
 
 # The installed distribution's version, which maturin takes from Cargo.toml (the one source).
 __version__: str = _distribution_version("mcp-oauth2")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mcp_oauth2._jwks import JWKSCache, KeySource
 from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
 from mcp_oauth2.errors import (
     ConfigurationError,
@@ -21,10 +22,9 @@ from mcp_oauth2.errors import (
     InvalidSignatureError,
     KeyNotFoundError,
 )
-from mcp_oauth2.jwks import JWKSCache, KeySource
 
 if TYPE_CHECKING:
-    from mcp_oauth2.config import OAuth2Config
+    from mcp_oauth2._config import OAuth2Config
 
 __all__ = ["Authenticator"]
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mcp_oauth2.cli.environment import (
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._resource_metadata import ResourceMetadata
+from mcp_oauth2.cli._environment import (
     ConfigError,
     load_config,
     load_env_file,
     unknown_variables,
 )
-from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_exit_code, fetch_json
-from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import Document, Fields, Heading, Line, Report, Verdict
-from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
-from mcp_oauth2.config import OAuth2Config
-from mcp_oauth2.resource_metadata import ResourceMetadata
+from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
+from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import Document, Fields, Heading, Line, Report, Verdict
+from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 
 __all__ = ["DEFAULT_ENV_FILE", "run_check"]
 

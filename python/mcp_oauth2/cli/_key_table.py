@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from mcp_oauth2.cli.human import duration
-from mcp_oauth2.cli.trail import KeyFetch
-from mcp_oauth2.jwks import CacheSettings
+from mcp_oauth2._jwks import CacheSettings
+from mcp_oauth2.cli._human import duration
+from mcp_oauth2.cli._trail import KeyFetch
 
 __all__ = ["KeyRow", "caching", "key_rows"]
 

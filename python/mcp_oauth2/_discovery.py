@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from mcp_oauth2._http_fetch import FetchError, fetch_document
+from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import DiscoveryError, IssuerMismatchError
-from mcp_oauth2.http_fetch import FetchError, fetch_document
-from mcp_oauth2.url_policy import require_fetchable_url
 
 __all__ = ["discover_jwks_uri", "metadata_urls"]
 

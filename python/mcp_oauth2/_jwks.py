@@ -35,11 +35,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
+from mcp_oauth2._discovery import discover_jwks_uri
+from mcp_oauth2._http_fetch import FetchError, fetch_document, new_client
 from mcp_oauth2._rust import KeySet
-from mcp_oauth2.discovery import discover_jwks_uri
+from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import ConfigurationError, JWKSError, JWKSUnavailableError
-from mcp_oauth2.http_fetch import FetchError, fetch_document, new_client
-from mcp_oauth2.url_policy import require_fetchable_url
 
 __all__ = ["CacheSettings", "JWKSCache", "KeySource", "KeySourceStats", "StaticKeys"]
 

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from mcp_oauth2._access import AccessControl
+from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import AuthenticatedUser, KeySet, TokenValidator, peek_header, peek_issuer
-from mcp_oauth2.cli.environment import ConfigError, load_config
-from mcp_oauth2.cli.human import duration, relative, timestamp
-from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_exit_code, fetch_json
-from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import (
+from mcp_oauth2.cli._environment import ConfigError, load_config
+from mcp_oauth2.cli._human import duration, relative, timestamp
+from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
+from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import (
     Check,
     Checks,
     Document,
@@ -38,8 +40,7 @@ from mcp_oauth2.cli.output import (
     Status,
     Verdict,
 )
-from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 from mcp_oauth2.errors import (
     InsufficientScopeError,
     InvalidIssuerError,
@@ -47,7 +48,6 @@ from mcp_oauth2.errors import (
     MCPOAuth2Error,
     TokenValidationError,
 )
-from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["MAX_INPUT_BYTES", "read_token", "run_inspect"]
 
@@ -232,14 +232,10 @@ def run_inspect(
     if fetch.keys is not None:
         try:
             user = validator.validate(token, fetch.keys, now=now)
-            missing = ScopePolicy(config.scope_implications).missing(
-                user.scopes, config.required_scopes
-            )
-            if missing:  # the middleware's rule for required_scopes
-                error = InsufficientScopeError(
-                    f"token lacks the required scope(s): {' '.join(missing)}",
-                    config.required_scopes,
-                )
+            access = AccessControl.from_config(config)  # the middleware's rule
+            missing = access.missing_scopes(user.scopes, access.required_scopes)
+            if missing:
+                error = InsufficientScopeError.lacking(missing, access.every_scope_needed())
                 user = None
         except TokenValidationError as failure:
             error = failure
@@ -682,7 +678,7 @@ class _Explainer:
         has = " ".join(granted) or "none"
         if not required:
             return "skip", f"no scopes required (MCP_OAUTH2_REQUIRED_SCOPES); the token has {has}"
-        missing = ScopePolicy(self.config.scope_implications).missing(granted, required)
+        missing = AccessControl.from_config(self.config).missing_scopes(granted, required)
         if missing:
             return "fail", (
                 f"the token has {has}; this server requires {' '.join(required)}; "

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mcp_oauth2._rust import __version__
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import ColorChoice, printable, render, write_json
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import ColorChoice, printable, render, write_json
 
 __all__ = ["build_parser", "main"]
 
@@ -324,15 +324,15 @@ def _dispatch(args: argparse.Namespace, show: Callable[[Result], None]) -> Resul
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "jwks":
-        from mcp_oauth2.cli.jwks_report import run_jwks
+        from mcp_oauth2.cli._jwks_report import run_jwks
 
         return run_jwks(args.source, timeout=args.timeout)
     if args.command == "check":
-        from mcp_oauth2.cli.check_config import DEFAULT_ENV_FILE, run_check
+        from mcp_oauth2.cli._check_config import DEFAULT_ENV_FILE, run_check
 
         explicit = args.env_file is not None
         return run_check(args.env_file or DEFAULT_ENV_FILE, explicit_env_file=explicit)
-    from mcp_oauth2.cli.mint import run_token
+    from mcp_oauth2.cli._mint import run_token
 
     audience = args.audience or _env_list("MCP_OAUTH2_AUDIENCE")
     if not audience:
@@ -356,8 +356,8 @@ def _dispatch(args: argparse.Namespace, show: Callable[[Result], None]) -> Resul
 
 
 def _inspect(args: argparse.Namespace) -> Result:
-    from mcp_oauth2.cli.environment import ConfigError, load_env_file
-    from mcp_oauth2.cli.inspect_token import run_inspect
+    from mcp_oauth2.cli._environment import ConfigError, load_env_file
+    from mcp_oauth2.cli._inspect_token import run_inspect
 
     if args.env_file is not None:
         if not args.env_file.is_file():
