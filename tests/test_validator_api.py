@@ -126,7 +126,7 @@ def test_authenticated_user_optional_fields(keyset: KeySet) -> None:
     assert user.display_name == "azp-client"
     # Without `sub` there is no subject; the client id is shown as what it is.
     assert repr(user) == (
-        f"AuthenticatedUser(subject=None, client_id=\"azp-client\", issuer=\"{ISSUER}\", "
+        f'AuthenticatedUser(subject=None, client_id="azp-client", issuer="{ISSUER}", '
         f"scopes=[], expires_at={NOW + 3600})"
     )
 

@@ -8,8 +8,9 @@ authorization server's keys once with :class:`KeySet`, describe what you accept 
 from importlib.metadata import version as _distribution_version
 
 from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._config import OAuth2Config
-from mcp_oauth2._jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
+from mcp_oauth2._jwks import JWKSCache, KeySource, KeySourceStats, StaticKeys
 from mcp_oauth2._middleware import OAuth2Middleware
 from mcp_oauth2._rust import (
     AuthenticatedUser,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mcp_oauth2._jwks import CacheSettings
+from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._rust import TokenValidator
 from mcp_oauth2._url_rules import require_fetchable_url
 

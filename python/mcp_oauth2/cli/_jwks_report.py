@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_oauth2._jwks import CacheSettings
+from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.cli._human import duration
 from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import httpx
 
+from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._discovery import discover_jwks_uri, metadata_urls
 from mcp_oauth2._http_fetch import FetchError, fetch_document, new_client
-from mcp_oauth2._jwks import CacheSettings
 from mcp_oauth2._rust import KeySet
 from mcp_oauth2.errors import IssuerMismatchError, JWKSError
 
