@@ -23,7 +23,9 @@ def cargo_version() -> str:
 
 def test_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
     dist_info = f"mcp_oauth2-{cargo_version()}.dist-info"
-    expected = {f"mcp_oauth2/{source.name}" for source in PACKAGE.glob("*.py")}
+    expected = {
+        f"mcp_oauth2/{source.relative_to(PACKAGE).as_posix()}" for source in PACKAGE.rglob("*.py")
+    }
     expected |= {
         "mcp_oauth2/_rust.abi3.so",
         "mcp_oauth2/_rust.pyi",
