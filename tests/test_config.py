@@ -45,6 +45,25 @@ def test_defaults() -> None:
     assert config.cache_settings().cooldown == 30
 
 
+def test_every_jwks_setting_reaches_the_key_cache() -> None:
+    values = {
+        "jwks_max_age": 301.0,
+        "jwks_min_max_age": 61.0,
+        "jwks_max_max_age": 86_401.0,
+        "jwks_max_stale": 3_601.0,
+        "jwks_cooldown": 31.0,
+        "jwks_timeout": 6.0,
+        "jwks_max_bytes": 65_537,
+        "jwks_retries": 3,
+    }
+    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE, **values)
+    settings = config.cache_settings()
+    assert {name: getattr(settings, name.removeprefix("jwks_")) for name in values} == values
+    # Every jwks_* field but the prefetch switch is a CacheSettings knob of the same name.
+    knobs = {name for name in OAuth2Config.model_fields if name.startswith("jwks_")}
+    assert knobs - {"jwks_uri", "jwks_prefetch"} == set(values)
+
+
 @pytest.mark.parametrize(
     ("env", "value", "needles"),
     [

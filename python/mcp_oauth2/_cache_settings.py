@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mcp_oauth2._http_fetch import FetchLimits
 from mcp_oauth2.errors import ConfigurationError
 
 __all__ = ["CacheSettings"]
@@ -48,6 +49,11 @@ class CacheSettings:
                 )
         if self.min_max_age > self.max_max_age:
             raise ConfigurationError("min_max_age must not exceed max_max_age")
+
+    @property
+    def fetch_limits(self) -> FetchLimits:
+        """The bounds of each fetch of a refresh (metadata, then the JWKS)."""
+        return FetchLimits(deadline=self.timeout, max_bytes=self.max_bytes, retries=self.retries)
 
 
 # Each setting's range, and a valid example for the error message.

@@ -7,6 +7,7 @@ object. Every error names the field, its environment variable, and a valid examp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Annotated, Any
@@ -257,16 +258,13 @@ class OAuth2Config(BaseSettings):
         )
 
     def cache_settings(self) -> CacheSettings:
-        return CacheSettings(
-            max_age=self.jwks_max_age,
-            min_max_age=self.jwks_min_max_age,
-            max_max_age=self.jwks_max_max_age,
-            max_stale=self.jwks_max_stale,
-            cooldown=self.jwks_cooldown,
-            timeout=self.jwks_timeout,
-            max_bytes=self.jwks_max_bytes,
-            retries=self.jwks_retries,
-        )
+        """The key caches' settings: each ``jwks_<name>`` setting is ``CacheSettings.<name>``."""
+        given = {
+            knob.name: getattr(self, "jwks_" + knob.name)
+            for knob in dataclasses.fields(CacheSettings)
+            if "jwks_" + knob.name in type(self).model_fields
+        }
+        return CacheSettings(**given)
 
     @property
     def resource_uri(self) -> str:

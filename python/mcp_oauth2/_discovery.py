@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from mcp_oauth2._http_fetch import FetchError, fetch_document
+from mcp_oauth2._http_fetch import FetchError, FetchLimits, fetch_document
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import DiscoveryError, IssuerMismatchError
 
@@ -41,22 +41,13 @@ def metadata_urls(issuer: str) -> list[str]:
     return [at(OAUTH + path), at(OIDC + path), at(path + OIDC)]
 
 
-async def discover_jwks_uri(
-    client: httpx.AsyncClient,
-    issuer: str,
-    *,
-    deadline: float,
-    max_bytes: int,
-    retries: int,
-) -> str:
+async def discover_jwks_uri(client: httpx.AsyncClient, issuer: str, limits: FetchLimits) -> str:
     """Fetch the issuer's metadata and return its validated ``jwks_uri``."""
     problems: list[str] = []
     mismatched = False
     for url in metadata_urls(issuer):
         try:
-            document = await fetch_document(
-                client, url, deadline=deadline, max_bytes=max_bytes, retries=retries
-            )
+            document = await fetch_document(client, url, limits)
         except FetchError as error:
             problems.append(str(error))
             continue

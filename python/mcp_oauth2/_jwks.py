@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import httpx
 
@@ -46,6 +46,8 @@ __all__ = ["JWKSCache", "KeySource", "KeySourceStats", "StaticKeys", "skipped_su
 logger = logging.getLogger("mcp_oauth2.jwks")
 
 Clock = Callable[[], float]
+# What a JWKSCache counts (named as in KeySourceStats).
+Counted = Literal["hits", "misses", "rejected_misses", "fetches", "failures"]
 # Skipped keys named in one log line; the rest are counted.
 SKIPPED_IN_LOG = 5
 
@@ -64,15 +66,15 @@ class KeySourceStats:
     state: State
     key_count: int
     hits: int
-    misses: int
-    rejected_misses: int
-    fetches: int
-    failures: int
-    last_success: float | None
+    misses: int = 0
+    rejected_misses: int = 0
+    fetches: int = 0
+    failures: int = 0
+    last_success: float | None = None
     """Wall-clock time (unix seconds) of the last successful fetch."""
-    age: float | None
+    age: float | None = None
     """Seconds since the current key set was fetched."""
-    consecutive_failures: int
+    consecutive_failures: int = 0
 
 
 @runtime_checkable
@@ -117,33 +119,13 @@ class StaticKeys:
         return None
 
     def stats(self) -> KeySourceStats:
-        return KeySourceStats(
-            state="static",
-            key_count=len(self._keys),
-            hits=self._hits,
-            misses=0,
-            rejected_misses=0,
-            fetches=0,
-            failures=0,
-            last_success=None,
-            age=None,
-            consecutive_failures=0,
-        )
+        return KeySourceStats(state="static", key_count=len(self._keys), hits=self._hits)
 
     async def start(self) -> None:
         return None
 
     async def aclose(self) -> None:
         return None
-
-
-@dataclass(slots=True)
-class _Counters:
-    hits: int = 0
-    misses: int = 0
-    rejected_misses: int = 0
-    fetches: int = 0
-    failures: int = 0
 
 
 class JWKSCache:
@@ -195,7 +177,7 @@ class JWKSCache:
         self._last_failure: type[JWKSUnavailableError] = JWKSUnavailableError
         self._sync_lock = threading.Lock()
         self._closed = False
-        self._counts = _Counters()
+        self._counts: dict[Counted, int] = dict.fromkeys(get_args(Counted), 0)
 
     @property
     def jwks_uri(self) -> str | None:
@@ -208,7 +190,7 @@ class JWKSCache:
         now = self._clock()
         schedule = self._schedule
         if self._keys is not None and schedule.servable(now):
-            self._counts.hits += 1
+            self._counts["hits"] += 1
             if schedule.refresh_due(now):
                 self._start_refresh()
             if schedule.state(now) == "stale":
@@ -224,7 +206,7 @@ class JWKSCache:
         return await self._await_refresh()
 
     async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
-        self._counts.misses += 1
+        self._counts["misses"] += 1
         if self._keys is not None and self._keys is not seen:
             return self._keys  # a newer set arrived since the caller read its keys
         if self._fetching and not self._inflight_for_miss:
@@ -236,7 +218,7 @@ class JWKSCache:
         if not self._fetching:
             now = self._clock()
             if not self._schedule.miss_fetch_allowed(now):
-                self._counts.rejected_misses += 1
+                self._counts["rejected_misses"] += 1
                 return None
             self._schedule.miss_fetch_started(now)
             self._start_refresh(for_miss=True)
@@ -259,7 +241,7 @@ class JWKSCache:
         """
         window = self._schedule.window
         if self._keys is not None and window is not None and self._clock() < window.fresh_until:
-            self._counts.hits += 1
+            self._counts["hits"] += 1
             return self._keys
         with self._sync_lock:
 
@@ -314,11 +296,11 @@ class JWKSCache:
         return KeySourceStats(
             state=self._schedule.state(now),
             key_count=len(self._keys) if self._keys is not None else 0,
-            hits=counts.hits,
-            misses=counts.misses,
-            rejected_misses=counts.rejected_misses,
-            fetches=counts.fetches,
-            failures=counts.failures,
+            hits=counts["hits"],
+            misses=counts["misses"],
+            rejected_misses=counts["rejected_misses"],
+            fetches=counts["fetches"],
+            failures=counts["failures"],
             last_success=self._fetched_wall_time,
             age=now - window.fetched_at if window is not None else None,
             consecutive_failures=self._schedule.consecutive_failures,
@@ -356,7 +338,7 @@ class JWKSCache:
         self._started_seq += 1
         seq = self._started_seq
         self._schedule.fetch_started(self._clock())
-        self._counts.fetches += 1
+        self._counts["fetches"] += 1
         try:
             fetched = await self._fetcher.fetch(client)
         except JWKSUnavailableError as failure:
@@ -371,7 +353,7 @@ class JWKSCache:
     def _failed(self, failure: JWKSUnavailableError) -> JWKSUnavailableError:
         """Count and log a failed refresh, back off, and say when to retry."""
         now = self._clock()
-        self._counts.failures += 1
+        self._counts["failures"] += 1
         self._schedule.fetch_failed(now)
         state = "serving cached keys" if self._keys is not None else "no keys cached"
         logger.warning(

@@ -53,26 +53,14 @@ class KeyFetcher:
         """One refresh on ``client`` (default: the shared one); raises ``JWKSUnavailableError``
         or a subclass, and nothing else, for every failure."""
         client = client if client is not None else self.shared_client()
-        settings = self.settings
+        limits = self.settings.fetch_limits
         try:
             if self.jwks_uri is None:
                 assert self.issuer is not None
-                self.jwks_uri = await discover_jwks_uri(
-                    client,
-                    self.issuer,
-                    deadline=settings.timeout,
-                    max_bytes=settings.max_bytes,
-                    retries=settings.retries,
-                )
-            document = await fetch_document(
-                client,
-                self.jwks_uri,
-                deadline=settings.timeout,
-                max_bytes=settings.max_bytes,
-                retries=settings.retries,
-            )
+                self.jwks_uri = await discover_jwks_uri(client, self.issuer, limits)
+            document = await fetch_document(client, self.jwks_uri, limits)
             keys = KeySet.from_jwks(document.body)
-            lifetime = freshness(document.headers.get("cache-control"), settings).seconds
+            lifetime = freshness(document.headers.get("cache-control"), self.settings).seconds
         except JWKSUnavailableError:
             raise
         except JWKSError as error:  # the document parsed, but no key in it is usable

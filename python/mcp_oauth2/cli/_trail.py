@@ -175,13 +175,7 @@ async def _discover(
     result: KeyFetch,
 ) -> str | None:
     try:
-        jwks_uri = await discover_jwks_uri(
-            client,
-            issuer,
-            deadline=settings.timeout,
-            max_bytes=settings.max_bytes,
-            retries=settings.retries,
-        )
+        jwks_uri = await discover_jwks_uri(client, issuer, settings.fetch_limits)
     except JWKSError as error:
         jwks_uri = None
         result.failure = (
@@ -219,13 +213,7 @@ async def _fetch_jwks(
     result: KeyFetch,
 ) -> None:
     try:
-        document = await fetch_document(
-            client,
-            jwks_uri,
-            deadline=settings.timeout,
-            max_bytes=settings.max_bytes,
-            retries=settings.retries,
-        )
+        document = await fetch_document(client, jwks_uri, settings.fetch_limits)
     except FetchError as error:
         attempt = recorder.attempt(jwks_uri, "jwks")
         prefix = f"GET {jwks_uri}: "
