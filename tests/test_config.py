@@ -167,3 +167,22 @@ def test_required_claims_reach_the_validator(monkeypatch: pytest.MonkeyPatch) ->
     # `iss` and `aud` stay required whatever the list says.
     with pytest.raises(MissingClaimError, match="'aud'"):
         validator.validate(mint("ES256", make_claims(drop=["aud"])), keys, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("field", "example"),
+    [
+        ("issuer", "https://auth.example.com"),
+        ("jwks_uri", "https://auth.example.com/jwks"),
+        ("audience", "https://mcp.example.com/mcp"),
+        ("resource", "https://mcp.example.com/mcp"),
+        ("resource_documentation", "https://mcp.example.com/docs"),
+    ],
+)
+def test_each_url_setting_is_refused_with_an_example_of_its_own(field: str, example: str) -> None:
+    settings = {"issuer": ISSUER, "audience": AUDIENCE, field: "http://10.0.0.1/x"}
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config.model_validate(settings)
+    message = str(caught.value)
+    assert "plain http:// for a non-loopback host" in message
+    assert f"e.g. MCP_OAUTH2_{field.upper()}={example}" in message

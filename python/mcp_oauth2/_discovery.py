@@ -4,7 +4,8 @@ The well-known locations are tried in the order the MCP authorization specificat
 (revisions 2025-11-25 and 2026-07-28): RFC 8414 OAuth 2.0 Authorization Server Metadata first,
 then OpenID Connect Discovery; for an issuer with a path, the path-insertion forms first and the
 OIDC path-appending form last. The document's ``issuer`` must equal the configured issuer exactly
-(RFC 8414 section 3.3), and the ``jwks_uri`` must be fetchable under ``url_policy``.
+(RFC 8414 section 3.3), and the ``jwks_uri`` must be a URL keys may be fetched from
+(``_url_rules``).
 """
 
 from __future__ import annotations

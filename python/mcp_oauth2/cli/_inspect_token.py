@@ -606,8 +606,8 @@ class _Explainer:
             isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
         ):
             problems.append("aud is not a string or an array of strings")
-        scope = self.claims.get("scope")
-        if scope is not None and not isinstance(scope, str):
+        scope_claim = self.claims.get("scope")
+        if scope_claim is not None and not isinstance(scope_claim, str):
             problems.append("scope is not a space-separated string")
         scp = self.claims.get("scp")
         if scp is not None and not (
@@ -665,9 +665,9 @@ class _Explainer:
 
     def scopes(self) -> tuple[Status, str]:
         granted: list[str] = []
-        scope = self.claims.get("scope")
-        if isinstance(scope, str):
-            granted += [s for s in scope.split(" ") if s]
+        scope_claim = self.claims.get("scope")
+        if isinstance(scope_claim, str):
+            granted += [name for name in scope_claim.split(" ") if name]
         scp = self.claims.get("scp")
         if isinstance(scp, str):
             granted += [s for s in scp.split(" ") if s]

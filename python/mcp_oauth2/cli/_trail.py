@@ -1,8 +1,8 @@
 """Fetching an issuer's metadata and keys the way the middleware does, recording every URL tried.
 
 The work is done by the library's own code, so the command sees what a server would see:
-``discovery.discover_jwks_uri`` (same URL order, same ``issuer`` rule, same URL policy),
-``http_fetch.fetch_document`` (same bounds, retries and refusals) and ``KeySet.from_jwks``. An
+``_discovery.discover_jwks_uri`` (same URL order, same ``issuer`` rule, same URL rules),
+``_http_fetch.fetch_document`` (same bounds, retries and refusals) and ``KeySet.from_jwks``. An
 httpx event hook only listens: it notes each request and the status of each answer, which the
 report shows as the discovery trail.
 """
