@@ -66,4 +66,4 @@ def plain_app() -> FastAPI:
 
 def protected_app() -> FastAPI:
     # MCP_OAUTH2_ISSUER, MCP_OAUTH2_AUDIENCE, MCP_OAUTH2_JWKS_URI, MCP_OAUTH2_EXEMPT_ROUTES
-    return build_app(OAuth2Config(), protected=True)  # type: ignore[call-arg]
+    return build_app(OAuth2Config(), protected=True)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +338,7 @@ def test_thread_scaling(benchmark: Any, issuer: LocalIssuer) -> None:
             }
             if name == MCP_UNCACHED:
                 # Each thread ratio against the process ratio measured right after it.
-                process = ceiling_summary[alg]["ratios"]
+                process: list[float] = ceiling_summary[alg]["ratios"]  # type: ignore[assignment]
                 cases[alg][name]["vs_processes"] = statistics.median(
                     t / p for t, p in zip(ratios, process, strict=True)
                 )
@@ -512,7 +512,7 @@ def _middleware_cases(loop: asyncio.AbstractEventLoop, issuer: LocalIssuer, full
     async def receive() -> dict[str, Any]:
         return request
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses[message["status"]] += 1
 

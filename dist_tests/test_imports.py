@@ -32,6 +32,7 @@ def extra_of(module: str) -> str | None:
             return extra
     return None
 
+
 # Runs inside the fresh environment: try every module, report what happened to each.
 PROBE = """
 import importlib, json, sys

@@ -340,11 +340,12 @@ methods_jsonrpc = st.sampled_from(["tools/call", "tools/list", "initialize", "TO
 
 @st.composite
 def body(draw: st.DrawFn) -> bytes:
-    call = {
+    name = draw(tool_names)
+    call: dict[str, Any] = {
         "jsonrpc": "2.0",
         "id": draw(st.integers(0, 2**31)),
         "method": draw(methods_jsonrpc),
-        "params": {"name": draw(tool_names), "arguments": draw(json_values)},
+        "params": {"name": name, "arguments": draw(json_values)},
     }
     kind = draw(
         st.sampled_from(
@@ -359,7 +360,7 @@ def body(draw: st.DrawFn) -> bytes:
         return json.dumps(draw(json_values)).encode()
     if kind == "nested":
         depth = draw(st.integers(1, 7_000))
-        text = json.dumps({**call, "params": {"name": call["params"]["name"], "x": "@"}})
+        text = json.dumps({**call, "params": {"name": name, "x": "@"}})
         return text.replace('"@"', "[" * depth + "]" * depth).encode()
     if kind == "huge":
         padding = "p" * draw(st.integers(BODY_LIMIT - 200, BODY_LIMIT + 200))

@@ -62,7 +62,7 @@ def run_json(*args: str, cwd: Path, **options: Any) -> tuple[int, dict[str, Any]
 
 def check_named(document: dict[str, Any], name: str) -> dict[str, str]:
     (check,) = [c for c in document["checks"] if c["name"] == name]
-    return check
+    return dict(check)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCP_OAUTH2_JWKS_MAX_AGE", "300")
     monkeypatch.setenv("MCP_OAUTH2_JWKS_PREFETCH", "false")
     monkeypatch.setenv("MCP_OAUTH2_RESOURCE_NAME", "Demo")
-    config = OAuth2Config()  # type: ignore[call-arg]
+    config = OAuth2Config()
     assert config.issuer == (ISSUER, "https://second.example.com")
     assert config.audience == (AUDIENCE,)
     assert config.algorithms == ("ES256", "EdDSA")
@@ -56,7 +56,7 @@ def test_every_jwks_setting_reaches_the_key_cache() -> None:
         "jwks_max_bytes": 65_537,
         "jwks_retries": 3,
     }
-    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE, **values)
+    config = OAuth2Config.model_validate({"issuer": ISSUER, "audience": AUDIENCE, **values})
     settings = config.cache_settings()
     assert {name: getattr(settings, name.removeprefix("jwks_")) for name in values} == values
     # Every jwks_* field but the prefetch switch is a CacheSettings knob of the same name.
@@ -86,7 +86,7 @@ def test_errors_name_the_field_and_variable(
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     message = str(caught.value)
     for needle in needles:
         assert needle in message, (needle, message)
@@ -96,7 +96,7 @@ def test_issuer_and_audience_are_required(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("MCP_OAUTH2_ISSUER", raising=False)
     monkeypatch.delenv("MCP_OAUTH2_AUDIENCE", raising=False)
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     assert {e["loc"][0] for e in caught.value.errors()} == {"issuer", "audience"}
 
 
@@ -122,7 +122,7 @@ def test_star_exempts_only_options(monkeypatch: pytest.MonkeyPatch, route: str) 
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv("MCP_OAUTH2_EXEMPT_ROUTES", f"/health,{route}")
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     message = str(caught.value)
     assert "MCP_OAUTH2_EXEMPT_ROUTES" in message
     assert "only 'OPTIONS *'" in message
@@ -159,7 +159,7 @@ def test_required_claims_reach_the_validator(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv("MCP_OAUTH2_ALGORITHMS", "ES256")
     monkeypatch.setenv("MCP_OAUTH2_REQUIRED_CLAIMS", "exp,jti")
-    config = OAuth2Config()  # type: ignore[call-arg]
+    config = OAuth2Config()
     assert config.required_claims == ("exp", "jti")
     validator = config.token_validator()
     assert validator.required_claims == ("exp", "jti")

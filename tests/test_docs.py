@@ -247,10 +247,10 @@ def test_documented_command_lines_parse(
     if error is None:
         try:
             parser.parse_args(args)
-        except SystemExit as exit:  # argparse exits on a bad argument (or --help)
-            pytest.fail(f"{where}: exit {exit.code}")
+        except SystemExit as stopped:  # argparse exits on a bad argument (or --help)
+            pytest.fail(f"{where}: exit {stopped.code}")
         return
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exited:
         parser.parse_args(args)
-    assert exit.value.code == ExitCode.USAGE
+    assert exited.value.code == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == error

@@ -70,7 +70,7 @@ async def issuer() -> AsyncIterator[LocalIssuer]:
 
 
 def jwks_url(issuer: LocalIssuer) -> str:
-    return issuer.metadata()["jwks_uri"]
+    return str(issuer.metadata()["jwks_uri"])
 
 
 @pytest.fixture

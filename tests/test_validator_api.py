@@ -161,7 +161,7 @@ def test_claims_are_deeply_read_only(keyset: KeySet, validator: TokenValidator) 
     realm = user.claims["realm_access"]
     assert isinstance(realm, Mapping)
     with pytest.raises(TypeError):
-        realm["roles"] = ["admin"]
+        realm["roles"] = ["admin"]  # type: ignore[index]  # read-only: the point of the test
     with pytest.raises(AttributeError):
         realm["roles"].append("admin")
     with pytest.raises(TypeError):

@@ -58,7 +58,7 @@ class OAuth2Middleware:
         ``StaticKeys`` in tests, or caches shared between several apps).
         """
         self.app = app
-        self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
+        self.config = config if config is not None else OAuth2Config()
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources)
         self.access = AccessControl.from_config(config)

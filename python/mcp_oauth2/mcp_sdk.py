@@ -60,7 +60,7 @@ class MCPTokenVerifier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock`` (monotonic seconds) paces the outage log lines; injectable for tests."""
-        self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
+        self.config = config if config is not None else OAuth2Config()
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources)
         self.access = AccessControl.from_config(config)

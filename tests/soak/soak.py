@@ -66,7 +66,7 @@ def serve(fd: int) -> None:
 
     from mcp_oauth2 import AuthenticatedUser, Authenticator, OAuth2Config, OAuth2Middleware
 
-    config = OAuth2Config()  # type: ignore[call-arg]  # from the MCP_OAUTH2_* variables
+    config = OAuth2Config()  # from the MCP_OAUTH2_* variables
     # The key cache the configuration describes, built here so the soak can read its stats.
     (source,) = set(Authenticator.from_config(config).sources.values())
 
@@ -89,8 +89,8 @@ def serve(fd: int) -> None:
 
     app = Starlette(routes=[Route("/mcp", protected), Route(STATS_PATH, keys)])
     app.add_middleware(OAuth2Middleware, config=config, key_sources=source)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+    server = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(server).run(sockets=[socket.socket(fileno=fd)])
 
 
 # -- the driver ----------------------------------------------------------------------------------
