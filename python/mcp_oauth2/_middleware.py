@@ -9,6 +9,10 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
 metadata document itself, and starts and stops the key caches with the application's lifespan.
+
+Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
+middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
+``OAuth2Bearer`` raises from inside a FastAPI app.
 """
 
 from __future__ import annotations
