@@ -110,6 +110,9 @@ class AccessControl:
 
     def missing_scopes(self, granted: Iterable[str], needed: Iterable[str]) -> tuple[str, ...]:
         """The needed scopes the granted ones (with implications) do not cover, in order."""
+        needed = tuple(needed)
+        if not needed:
+            return ()  # the common case on every request: no scope required
         effective = self.effective_scopes(granted)
         return tuple(dict.fromkeys(name for name in needed if name not in effective))
 
