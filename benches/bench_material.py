@@ -37,12 +37,15 @@ class Material:
     def __init__(self, alg: str) -> None:
         self.alg = alg
         self.kid = f"{alg.lower()}-key"
+        self.private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if alg == "RS256":
-            self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            jwk = json.loads(RSAAlgorithm.to_jwk(self.private.public_key()))
+            rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+            self.private = rsa_key
         else:
-            self.private = ec.generate_private_key(ec.SECP256R1())
-            jwk = json.loads(ECAlgorithm.to_jwk(self.private.public_key()))
+            ec_key = ec.generate_private_key(ec.SECP256R1())
+            jwk = json.loads(ECAlgorithm.to_jwk(ec_key.public_key()))
+            self.private = ec_key
         self.public = self.private.public_key()
         self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig"}]}
         self.token = self.mint()

@@ -15,10 +15,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from mcp_oauth2 import OAuth2Config, OAuth2Middleware
-from mcp_oauth2.middleware import SCOPE_KEY
 
 PING_PATH = "/ping"
 STATS_PATH = "/_bench/stats"
+
+
+def oauth2_middleware(app: Any) -> OAuth2Middleware | None:
+    """The ``OAuth2Middleware`` of ``app`` (a Starlette app builds its stack at the first
+    request), or None."""
+    layer = getattr(app, "middleware_stack", None) or app
+    while layer is not None and not isinstance(layer, OAuth2Middleware):
+        layer = getattr(layer, "app", None)
+    return layer
 
 
 def build_app(config: OAuth2Config | None, *, protected: bool) -> FastAPI:
@@ -33,7 +41,7 @@ def build_app(config: OAuth2Config | None, *, protected: bool) -> FastAPI:
 
     @app.get(STATS_PATH)
     async def stats(request: Request) -> dict[str, Any]:
-        middleware = request.scope.get(SCOPE_KEY)
+        middleware = oauth2_middleware(request.app)
         report: dict[str, Any] = {
             "pid": os.getpid(),
             "protected": middleware is not None,
@@ -58,4 +66,4 @@ def plain_app() -> FastAPI:
 
 def protected_app() -> FastAPI:
     # MCP_OAUTH2_ISSUER, MCP_OAUTH2_AUDIENCE, MCP_OAUTH2_JWKS_URI, MCP_OAUTH2_EXEMPT_ROUTES
-    return build_app(OAuth2Config(), protected=True)  # type: ignore[call-arg]
+    return build_app(OAuth2Config(), protected=True)

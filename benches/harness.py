@@ -260,6 +260,7 @@ class OtherCpu:
     def __init__(self, pids: Callable[[], list[int]] | None = None) -> None:
         self.pids = pids or (lambda: [])
         self.cores: float | None = None
+        self._start: tuple[float, float, float] | None = None
 
     def _ours(self) -> float:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import memory_probe
 import report
 import scaling_probe
 from bench_material import Material, mint_many
-from e2e_app import PING_PATH, STATS_PATH, build_app
+from e2e_app import PING_PATH, STATS_PATH, build_app, oauth2_middleware
 from harness import (
     QUIET_CORES,
     Batch,
@@ -41,7 +41,6 @@ from harness import (
     wait_for_quiet,
 )
 from mcp_oauth2 import Authenticator, KeySet, OAuth2Config, OAuth2Middleware, TokenValidator
-from mcp_oauth2.middleware import SCOPE_KEY
 from mcp_oauth2.testing import LocalIssuer
 from peers import (
     AUDIENCE,
@@ -339,7 +338,7 @@ def test_thread_scaling(benchmark: Any, issuer: LocalIssuer) -> None:
             }
             if name == MCP_UNCACHED:
                 # Each thread ratio against the process ratio measured right after it.
-                process = ceiling_summary[alg]["ratios"]
+                process: list[float] = ceiling_summary[alg]["ratios"]  # type: ignore[assignment]
                 cases[alg][name]["vs_processes"] = statistics.median(
                     t / p for t, p in zip(ratios, process, strict=True)
                 )
@@ -513,7 +512,7 @@ def _middleware_cases(loop: asyncio.AbstractEventLoop, issuer: LocalIssuer, full
     async def receive() -> dict[str, Any]:
         return request
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses[message["status"]] += 1
 
@@ -528,9 +527,8 @@ def _middleware_cases(loop: asyncio.AbstractEventLoop, issuer: LocalIssuer, full
         return both
 
     async def first_call(app: Any) -> Any:
-        seen = dict(scope)
-        await app(seen, receive, send)
-        return seen.get(SCOPE_KEY)
+        await app(dict(scope), receive, send)
+        return oauth2_middleware(app)
 
     # The first request builds the middleware stack and fills the key cache from the issuer.
     loop.run_until_complete(first_call(plain))

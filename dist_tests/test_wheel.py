@@ -59,7 +59,9 @@ def test_wheel_metadata(wheel: Path) -> None:
     assert metadata["License-Expression"] == project["license"] == "Apache-2.0"
     assert metadata.get_all("License-File") == ["LICENSE", "THIRD_PARTY_LICENSES.txt"]
     assert metadata["Requires-Python"] == project["requires-python"]
-    assert sorted(metadata.get_all("Provides-Extra")) == sorted(project["optional-dependencies"])
+    assert sorted(metadata.get_all("Provides-Extra") or []) == sorted(
+        project["optional-dependencies"]
+    )
     assert "Root-Is-Purelib: false" in wheel_file
     assert f"Tag: cp311-abi3-{PLATFORM_TAG}" in wheel_file
 

@@ -9,11 +9,6 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
-pub fn decode_into(text: &str, out: &mut Vec<u8>) -> bool {
-    out.clear();
-    URL_SAFE_NO_PAD.decode_vec(text, out).is_ok()
-}
-
 pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

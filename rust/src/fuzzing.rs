@@ -180,11 +180,7 @@ pub fn json(data: &[u8]) {
 /// every byte string encodes to such a text.
 pub fn base64url(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let decoded = base64url::decode(text);
-        let mut buffer = vec![1, 2, 3];
-        assert_eq!(base64url::decode_into(text, &mut buffer), decoded.is_some());
-        if let Some(bytes) = decoded {
-            assert_eq!(buffer, bytes);
+        if let Some(bytes) = base64url::decode(text) {
             assert_eq!(base64url::encode(&bytes), text);
         }
     }

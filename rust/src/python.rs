@@ -66,6 +66,31 @@ impl From<TokenError> for PyErr {
     }
 }
 
+/// Each error code with its fixed, client-safe words: where `errors.py` takes the
+/// `default_description` of every class the core raises.
+#[pyfunction]
+fn token_error_descriptions(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let table = PyDict::new(py);
+    for error in TokenError::examples() {
+        table.set_item(error.code(), error.fixed_description())?;
+    }
+    Ok(table)
+}
+
+/// One error of every kind the core raises, as `(code, description, exception)`, the exception
+/// made by the one conversion above: the tests hold the Python classes to the same codes and words.
+#[pyfunction]
+fn token_error_examples(py: Python<'_>) -> Vec<(&'static str, String, Py<PyAny>)> {
+    TokenError::examples()
+        .into_iter()
+        .map(|error| {
+            let (code, description) = (error.code(), error.description());
+            let exception = PyErr::from(error).into_value(py).into_any();
+            (code, description, exception)
+        })
+        .collect()
+}
+
 impl From<JwksError> for PyErr {
     fn from(err: JwksError) -> PyErr {
         errors::JWKSError::new_err((err.detail, err.reasons))
@@ -316,9 +341,11 @@ impl AuthenticatedUser {
     fn __repr__(&self) -> String {
         let mut scopes: Vec<&str> = self.verified.scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();
+        let text = |value: Option<&str>| value.map_or("None".to_string(), |v| format!("{v:?}"));
         format!(
-            "AuthenticatedUser(subject={:?}, issuer={:?}, scopes={:?}, expires_at={})",
-            self.identity_text(),
+            "AuthenticatedUser(subject={}, client_id={}, issuer={:?}, scopes={:?}, expires_at={})",
+            text(self.verified.subject()),
+            text(self.verified.client_id()),
             self.verified.issuer(),
             scopes,
             self.verified
@@ -670,5 +697,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AuthenticatedUser>()?;
     m.add_function(wrap_pyfunction!(peek_header, m)?)?;
     m.add_function(wrap_pyfunction!(peek_issuer, m)?)?;
+    m.add_function(wrap_pyfunction!(token_error_descriptions, m)?)?;
+    m.add_function(wrap_pyfunction!(token_error_examples, m)?)?;
     Ok(())
 }

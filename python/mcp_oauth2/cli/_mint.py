@@ -19,10 +19,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from mcp_oauth2.cli.human import duration, timestamp
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import Fields, Heading, Line, Report
-from mcp_oauth2.url_policy import require_fetchable_url
+from mcp_oauth2._url_rules import require_identifier_url
+from mcp_oauth2.cli._human import duration, timestamp
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import Fields, Heading, Line, Report
 
 if TYPE_CHECKING:
     from mcp_oauth2.testing import LocalIssuer
@@ -69,7 +69,7 @@ def run_token(
         raise UsageError("--port works with --serve only")
     elif issuer_url is not None:
         try:
-            require_fetchable_url(issuer_url, "--issuer")
+            require_identifier_url(issuer_url, "--issuer")  # the iss claim; nothing is fetched
         except ValueError as error:
             raise UsageError(str(error)) from None
     issuer = local_issuer(

@@ -7,16 +7,18 @@ object. Every error names the field, its environment variable, and a valid examp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._rust import TokenValidator
-from mcp_oauth2.jwks import CacheSettings
-from mcp_oauth2.url_policy import require_fetchable_url
+from mcp_oauth2._url_rules import require_fetchable_url, require_identifier_url
 
 __all__ = ["OAuth2Config"]
 
@@ -29,6 +31,25 @@ METHOD = re.compile(r"^[A-Z]+$")
 
 def _env(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+# Each URL setting: its rule (keys are fetched from some; the others only name something) and a
+# valid example for the error message.
+_URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
+    "issuer": (require_fetchable_url, "https://auth.example.com"),
+    "jwks_uri": (require_fetchable_url, "https://auth.example.com/jwks"),
+    "audience": (require_identifier_url, "https://mcp.example.com/mcp"),
+    "resource": (require_identifier_url, "https://mcp.example.com/mcp"),
+    "resource_documentation": (require_identifier_url, "https://mcp.example.com/docs"),
+}
+
+
+def _check_url(name: str, url: str) -> None:
+    rule, example = _URL_SETTINGS[name]
+    try:
+        rule(url, name)
+    except ValueError as error:
+        raise ValueError(f"{error} ({_env(name)}), e.g. {_env(name)}={example}") from None
 
 
 def _split(value: Any) -> Any:
@@ -136,29 +157,20 @@ class OAuth2Config(BaseSettings):
 
     @field_validator("issuer", "audience")
     @classmethod
-    def _urls(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
+    def _required_urls(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
         name = info.field_name
-        example = "https://auth.example.com" if name == "issuer" else "https://mcp.example.com/mcp"
         if not value:
+            example = _URL_SETTINGS[name][1]
             raise ValueError(f"{name} ({_env(name)}) is required, e.g. {_env(name)}={example}")
         for url in value:
-            try:
-                require_fetchable_url(url, name)
-            except ValueError as error:
-                raise ValueError(f"{error} ({_env(name)}), e.g. {_env(name)}={example}") from None
+            _check_url(name, url)
         return value
 
     @field_validator("jwks_uri", "resource", "resource_documentation")
     @classmethod
     def _optional_url(cls, value: str | None, info: Any) -> str | None:
         if value is not None:
-            name = info.field_name
-            try:
-                require_fetchable_url(value, name)
-            except ValueError as error:
-                raise ValueError(
-                    f"{error} ({_env(name)}), e.g. {_env(name)}=https://auth.example.com/jwks"
-                ) from None
+            _check_url(info.field_name, value)
         return value
 
     @field_validator("required_claims")
@@ -175,11 +187,11 @@ class OAuth2Config(BaseSettings):
     @field_validator("required_scopes", "scopes_supported")
     @classmethod
     def _scopes(cls, value: tuple[str, ...] | None, info: Any) -> tuple[str, ...] | None:
-        for scope in value or ():
-            if not SCOPE_TOKEN.match(scope):
+        for listed in value or ():
+            if not SCOPE_TOKEN.match(listed):
                 name = info.field_name
                 raise ValueError(
-                    f"{name} ({_env(name)}) holds {scope[:60]!r}, which is not a scope token "
+                    f"{name} ({_env(name)}) holds {listed[:60]!r}, which is not a scope token "
                     f"(printable ASCII, no spaces, quotes or backslashes), e.g. "
                     f"{_env(name)}=mcp:tools,mcp:read"
                 )
@@ -189,11 +201,11 @@ class OAuth2Config(BaseSettings):
     @classmethod
     def _implied(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         for broad, narrow in value.items():
-            for scope in (broad, *narrow):
-                if not SCOPE_TOKEN.match(scope):
+            for named in (broad, *narrow):
+                if not SCOPE_TOKEN.match(named):
                     raise ValueError(
                         f"scope_implications ({_env('scope_implications')}) holds "
-                        f"{scope[:60]!r}, which is not a scope token"
+                        f"{named[:60]!r}, which is not a scope token"
                     )
         return value
 
@@ -230,7 +242,7 @@ class OAuth2Config(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _policy(self) -> OAuth2Config:
+    def _checked_by_the_native_validator(self) -> OAuth2Config:
         # The native validator checks algorithms, leeway, sizes and scopes once more, with the
         # same rules it applies at runtime; name the environment variables in its message.
         try:
@@ -257,16 +269,13 @@ class OAuth2Config(BaseSettings):
         )
 
     def cache_settings(self) -> CacheSettings:
-        return CacheSettings(
-            max_age=self.jwks_max_age,
-            min_max_age=self.jwks_min_max_age,
-            max_max_age=self.jwks_max_max_age,
-            max_stale=self.jwks_max_stale,
-            cooldown=self.jwks_cooldown,
-            timeout=self.jwks_timeout,
-            max_bytes=self.jwks_max_bytes,
-            retries=self.jwks_retries,
-        )
+        """The key caches' settings: each ``jwks_<name>`` setting is ``CacheSettings.<name>``."""
+        given = {
+            knob.name: getattr(self, "jwks_" + knob.name)
+            for knob in dataclasses.fields(CacheSettings)
+            if "jwks_" + knob.name in type(self).model_fields
+        }
+        return CacheSettings(**given)
 
     @property
     def resource_uri(self) -> str:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_oauth2.cli.human import duration
-from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import Fields, Heading, Line, Report, Style, Table, Verdict
-from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
-from mcp_oauth2.jwks import CacheSettings
-from mcp_oauth2.url_policy import require_fetchable_url
+from mcp_oauth2._cache_settings import CacheSettings
+from mcp_oauth2._url_rules import require_fetchable_url
+from mcp_oauth2.cli._human import duration
+from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import Fields, Heading, Line, Report, Style, Table, Verdict
+from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 
 __all__ = ["add_key_blocks", "fetch_exit_code", "fetch_json", "run_jwks"]
 

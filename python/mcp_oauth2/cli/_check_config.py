@@ -11,19 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mcp_oauth2.cli.environment import (
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._resource_metadata import ResourceMetadata
+from mcp_oauth2.cli._environment import (
     ConfigError,
     load_config,
     load_env_file,
     unknown_variables,
 )
-from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_exit_code, fetch_json
-from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import Document, Fields, Heading, Line, Report, Verdict
-from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
-from mcp_oauth2.config import OAuth2Config
-from mcp_oauth2.resource_metadata import ResourceMetadata
+from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
+from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import Document, Fields, Heading, Line, Report, Verdict
+from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 
 __all__ = ["DEFAULT_ENV_FILE", "run_check"]
 
@@ -32,69 +32,17 @@ DEFAULT_ENV_FILE = Path(".env")
 
 def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
     report = Report()
-    data: dict[str, Any] = {"command": "check", "env_file": None}
-    problems: list[str] = []
-    warnings: list[str] = []
-    if env_file is not None:
-        if not env_file.is_file():
-            if explicit_env_file:
-                raise UsageError(f"--env-file: {env_file} is not a file")
-        else:
-            try:
-                load_env_file(env_file)
-            except ConfigError as problem:
-                raise UsageError(problem.lines[0]) from None
-            data["env_file"] = str(env_file)
-    warnings += unknown_variables()
-
+    data: dict[str, Any] = {"command": "check", "env_file": _load(env_file, explicit_env_file)}
+    warnings = unknown_variables()
     report.add(Heading("Configuration"))
     if data["env_file"]:
         report.add(Line(f"environment, then {data['env_file']} (the environment wins)", "dim"))
     try:
         config = load_config()
     except ConfigError as problem:
-        for line in problem.lines:
-            report.add(Line(line, "fail"))
-        for line in warnings:
-            report.add(Line(line, "warn"))
-        report.add(Verdict(False, f"FAILED: {len(problem.lines)} configuration problem(s)"))
-        data.update(
-            exit_code=int(ExitCode.FAILED),
-            ok=False,
-            config=None,
-            problems=problem.lines,
-            warnings=warnings,
-            sources=[],
-            resource_metadata=None,
-        )
-        return Result(report, data, ExitCode.FAILED)
+        return _unusable(report, data, problem, warnings)
     report.add(Fields(_summary(config)))
-
-    exit_code = ExitCode.OK
-    sources = []
-    settings = config.cache_settings()
-    targets: list[tuple[str, KeyFetch]] = []
-    if config.jwks_uri is not None:
-        targets.append(
-            (config.jwks_uri, fetch_keys_sync(jwks_uri=config.jwks_uri, settings=settings))
-        )
-    else:
-        for issuer in config.issuer:
-            targets.append((issuer, fetch_keys_sync(issuer=issuer, settings=settings)))
-    for title, fetch in targets:
-        rows = key_rows(fetch)
-        cache = caching(fetch.headers, settings)
-        add_key_blocks(report, fetch, rows, cache, title=title)
-        source_problems = _source_problems(fetch, rows, config, title)
-        for line in source_problems:
-            report.add(Line(line, "fail"))
-        problems += source_problems
-        sources.append({"source": title, **fetch_json(fetch, rows, cache)})
-        code = fetch_exit_code(fetch)
-        if code == ExitCode.OK and source_problems:
-            code = ExitCode.FAILED
-        exit_code = max(exit_code, code)
-
+    exit_code, problems, sources = _check_sources(report, config)
     metadata = ResourceMetadata(config)
     report.add(Heading(f"Protected resource metadata (RFC 9728), served at {metadata.url}"))
     report.add(Document(metadata.document))
@@ -119,6 +67,69 @@ def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
         resource_metadata={"url": metadata.url, "document": metadata.document},
     )
     return Result(report, data, exit_code)
+
+
+def _load(env_file: Path | None, explicit: bool) -> str | None:
+    """Read ``env_file`` into the environment; its name, or None when there is none to read."""
+    if env_file is None:
+        return None
+    if not env_file.is_file():
+        if explicit:
+            raise UsageError(f"--env-file: {env_file} is not a file")
+        return None
+    try:
+        load_env_file(env_file)
+    except ConfigError as problem:
+        raise UsageError(problem.lines[0]) from None
+    return str(env_file)
+
+
+def _unusable(
+    report: Report, data: dict[str, Any], problem: ConfigError, warnings: list[str]
+) -> Result:
+    """The configuration does not validate: one line per problem, and nothing fetched."""
+    for line in problem.lines:
+        report.add(Line(line, "fail"))
+    for line in warnings:
+        report.add(Line(line, "warn"))
+    report.add(Verdict(False, f"FAILED: {len(problem.lines)} configuration problem(s)"))
+    data.update(
+        exit_code=int(ExitCode.FAILED),
+        ok=False,
+        config=None,
+        problems=problem.lines,
+        warnings=warnings,
+        sources=[],
+        resource_metadata=None,
+    )
+    return Result(report, data, ExitCode.FAILED)
+
+
+def _check_sources(
+    report: Report, config: OAuth2Config
+) -> tuple[ExitCode, list[str], list[dict[str, Any]]]:
+    """Fetch the keys of each source the middleware would use (the jwks_uri, or each issuer),
+    report them, and say what would fail."""
+    settings = config.cache_settings()
+    if config.jwks_uri is not None:
+        targets = [(config.jwks_uri, fetch_keys_sync(jwks_uri=config.jwks_uri, settings=settings))]
+    else:
+        targets = [(url, fetch_keys_sync(issuer=url, settings=settings)) for url in config.issuer]
+    exit_code, problems, sources = ExitCode.OK, [], []
+    for title, fetch in targets:
+        rows = key_rows(fetch)
+        cache = caching(fetch.headers, settings)
+        add_key_blocks(report, fetch, rows, cache, title=title)
+        source_problems = _source_problems(fetch, rows, config, title)
+        for line in source_problems:
+            report.add(Line(line, "fail"))
+        problems += source_problems
+        sources.append({"source": title, **fetch_json(fetch, rows, cache)})
+        code = fetch_exit_code(fetch)
+        if code == ExitCode.OK and source_problems:
+            code = ExitCode.FAILED
+        exit_code = max(exit_code, code)
+    return exit_code, problems, sources
 
 
 def _summary(config: OAuth2Config) -> list[tuple[str, str]]:

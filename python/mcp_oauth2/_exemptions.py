@@ -40,9 +40,6 @@ class Exemptions:
                 rules.append(_Rule(method or None, path.rstrip("/") or "/", False, pattern))
         self._rules = tuple(rules)
 
-    def __bool__(self) -> bool:
-        return bool(self._rules)
-
     def match(self, method: str, path: str) -> str | None:
         """The pattern exempting this request, or None."""
         if not self._rules or not _is_canonical(path):

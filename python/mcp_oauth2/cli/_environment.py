@@ -19,7 +19,7 @@ from typing import Any
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2._config import OAuth2Config
 
 __all__ = [
     "PREFIX",

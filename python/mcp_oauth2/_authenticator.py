@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mcp_oauth2._jwks import JWKSCache, KeySource
 from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
 from mcp_oauth2.errors import (
     ConfigurationError,
@@ -21,12 +22,14 @@ from mcp_oauth2.errors import (
     InvalidSignatureError,
     KeyNotFoundError,
 )
-from mcp_oauth2.jwks import JWKSCache, KeySource
 
 if TYPE_CHECKING:
-    from mcp_oauth2.config import OAuth2Config
+    from mcp_oauth2._config import OAuth2Config
 
 __all__ = ["Authenticator"]
+
+# After a key miss, how many newer key sets a token is tried against.
+MISS_REFETCHES = 2
 
 
 class Authenticator:
@@ -90,21 +93,18 @@ class Authenticator:
         """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
         source = self.source_for(token)
         keys = await source.get_keys()
-        try:
-            return self.validator.validate(token, keys)
-        except (KeyNotFoundError, InvalidSignatureError) as miss:
-            fresh = await source.refresh_after_miss(keys)
-            if fresh is None:
-                raise miss from None
-        try:
-            return self.validator.validate(token, fresh)
-        except (KeyNotFoundError, InvalidSignatureError) as miss:
-            # The newer set may come from a scheduled fetch that left before the key was
-            # published; the source decides (within its miss budget) whether to fetch again.
-            again = await source.refresh_after_miss(fresh)
-            if again is None:
-                raise miss from None
-            return self.validator.validate(token, again)
+        # A key miss may bring a newer set, twice at most: the first may come from a scheduled
+        # fetch that left before the key was published; the source decides (within its miss
+        # budget) whether to fetch again.
+        for _ in range(MISS_REFETCHES):
+            try:
+                return self.validator.validate(token, keys)
+            except (KeyNotFoundError, InvalidSignatureError) as miss:
+                fresh = await source.refresh_after_miss(keys)
+                if fresh is None:
+                    raise miss from None
+            keys = fresh
+        return self.validator.validate(token, keys)
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from mcp_oauth2._access import AccessControl
+from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import AuthenticatedUser, KeySet, TokenValidator, peek_header, peek_issuer
-from mcp_oauth2.cli.environment import ConfigError, load_config
-from mcp_oauth2.cli.human import duration, relative, timestamp
-from mcp_oauth2.cli.jwks_report import add_key_blocks, fetch_exit_code, fetch_json
-from mcp_oauth2.cli.key_table import KeyRow, caching, key_rows
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import (
+from mcp_oauth2.cli._environment import ConfigError, load_config
+from mcp_oauth2.cli._human import duration, relative, timestamp
+from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
+from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import (
     Check,
     Checks,
     Document,
@@ -38,8 +40,7 @@ from mcp_oauth2.cli.output import (
     Status,
     Verdict,
 )
-from mcp_oauth2.cli.trail import KeyFetch, fetch_keys_sync
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 from mcp_oauth2.errors import (
     InsufficientScopeError,
     InvalidIssuerError,
@@ -47,7 +48,6 @@ from mcp_oauth2.errors import (
     MCPOAuth2Error,
     TokenValidationError,
 )
-from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["MAX_INPUT_BYTES", "read_token", "run_inspect"]
 
@@ -191,100 +191,117 @@ def run_inspect(
     }
     _add_decoded(report, decoded, now)
     if not verify:
-        ok = decoded.problem is None
-        report.add(
-            Line(
-                "Not verified. To validate it as a server would, give --issuer and --audience "
-                "(or set MCP_OAUTH2_ISSUER and MCP_OAUTH2_AUDIENCE).",
-                "dim",
-            )
-        )
-        code = ExitCode.OK if ok else ExitCode.FAILED
-        data.update(exit_code=int(code), checks=[], verdict=None, keys=None, user=None)
-        return Result(report, data, code)
-
+        return _unverified(report, data, decoded)
     try:
         config = load_config(overrides, flags)
     except ConfigError as problem:
         raise UsageError("; ".join(problem.lines)) from None
     validator = config.token_validator()
-    error: MCPOAuth2Error | None = None
+    fetch, source, rows, error = _key_source(report, data, config, token, jwks_file)
     user: AuthenticatedUser | None = None
-    claimed = peek_issuer(token, max(len(token.encode()), 1))
-    if jwks_file is None and config.jwks_uri is None and claimed not in config.issuer:
-        # Like the Authenticator: an untrusted iss cannot pick a key source; it is refused
-        # before any key is fetched (with one issuer, the validator says so after the keys).
-        issuer = config.issuer[0]
-        if len(config.issuer) > 1:
-            error = InvalidIssuerError()
-    else:
-        issuer = claimed or config.issuer[0]
-    if error is None:
-        fetch, source = _keys_for(config, issuer, jwks_file)
-        rows = key_rows(fetch)
-        cache = caching(fetch.headers, config.cache_settings())
-        add_key_blocks(report, fetch, rows, cache, title=source, compact=True)
-        data["keys"] = fetch_json(fetch, rows, cache)
-    else:
-        fetch, source, rows = KeyFetch(issuer=None), "no issuer", []
-        data["keys"] = None
-
     if fetch.keys is not None:
-        try:
-            user = validator.validate(token, fetch.keys, now=now)
-            missing = ScopePolicy(config.scope_implications).missing(
-                user.scopes, config.required_scopes
-            )
-            if missing:  # the middleware's rule for required_scopes
-                error = InsufficientScopeError(
-                    f"token lacks the required scope(s): {' '.join(missing)}",
-                    config.required_scopes,
-                )
-                user = None
-        except TokenValidationError as failure:
-            error = failure
+        user, error = _validate(token, config, validator, fetch.keys, now)
     explainer = _Explainer(token, decoded, config, validator, fetch, rows, source, now)
     checks = explainer.checks(error, keys_available=fetch.keys is not None)
     report.add(Heading("Checks"), Checks(checks))
     data["checks"] = [check.as_json() for check in checks]
-
-    if error is not None:
-        code = ExitCode.FAILED
-        status, kind = error_status(error)
-        report.add(
-            Verdict(
-                False,
-                f"INVALID: {status} {kind}, code {error_code(error)}: {error_description(error)}",
-            )
-        )
-        data["verdict"] = {
-            "status": status,
-            "error": kind,
-            "code": error_code(error),
-            "description": error_description(error),
-        }
-    elif fetch.keys is None:
-        code = fetch_exit_code(fetch)
-        report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
-        data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
-    else:
-        assert user is not None
-        code = ExitCode.OK
-        who = user.subject or user.client_id or "no subject"
-        scopes = " ".join(sorted(user.scopes)) or "no scopes"
-        report.add(Verdict(True, f"VALID: this server would accept the token ({who}; {scopes})"))
-        data["verdict"] = {"status": 200, "code": "ok"}
-        data["user"] = {
-            "subject": user.subject,
-            "client_id": user.client_id,
-            "issuer": user.issuer,
-            "audience": list(user.audience),
-            "scopes": sorted(user.scopes),
-            "expires_at": user.expires_at,
-        }
+    code = _verdict(report, data, error, fetch, user)
     data.setdefault("user", None)
     data.update(verified=fetch.keys is not None, valid=code == ExitCode.OK, exit_code=int(code))
     return Result(report, data, code)
+
+
+def _unverified(report: Report, data: dict[str, Any], decoded: Decoded) -> Result:
+    """Decoding only: no issuer or audience to validate against."""
+    report.add(
+        Line(
+            "Not verified. To validate it as a server would, give --issuer and --audience "
+            "(or set MCP_OAUTH2_ISSUER and MCP_OAUTH2_AUDIENCE).",
+            "dim",
+        )
+    )
+    code = ExitCode.OK if decoded.problem is None else ExitCode.FAILED
+    data.update(exit_code=int(code), checks=[], verdict=None, keys=None, user=None)
+    return Result(report, data, code)
+
+
+def _key_source(
+    report: Report,
+    data: dict[str, Any],
+    config: OAuth2Config,
+    token: str,
+    jwks_file: Path | None,
+) -> tuple[KeyFetch, str, list[KeyRow], MCPOAuth2Error | None]:
+    """The keys the middleware would use for ``token`` (reported), or why there are none."""
+    claimed = peek_issuer(token, max(len(token.encode()), 1))
+    if jwks_file is None and config.jwks_uri is None and claimed not in config.issuer:
+        # Like the Authenticator: an untrusted iss cannot pick a key source; it is refused
+        # before any key is fetched (with one issuer, the validator says so after the keys).
+        if len(config.issuer) > 1:
+            data["keys"] = None
+            return KeyFetch(issuer=None), "no issuer", [], InvalidIssuerError()
+        issuer = config.issuer[0]
+    else:
+        issuer = claimed or config.issuer[0]
+    fetch, source = _keys_for(config, issuer, jwks_file)
+    rows = key_rows(fetch)
+    cache = caching(fetch.headers, config.cache_settings())
+    add_key_blocks(report, fetch, rows, cache, title=source, compact=True)
+    data["keys"] = fetch_json(fetch, rows, cache)
+    return fetch, source, rows, None
+
+
+def _validate(
+    token: str, config: OAuth2Config, validator: TokenValidator, keys: KeySet, now: float
+) -> tuple[AuthenticatedUser | None, MCPOAuth2Error | None]:
+    """The validator's verdict, then the middleware's rule for ``required_scopes``."""
+    try:
+        user = validator.validate(token, keys, now=now)
+    except TokenValidationError as failure:
+        return None, failure
+    access = AccessControl.from_config(config)
+    missing = access.missing_scopes(user.scopes, access.required_scopes)
+    if missing:
+        return None, InsufficientScopeError.lacking(missing, access.every_scope_needed())
+    return user, None
+
+
+def _verdict(
+    report: Report,
+    data: dict[str, Any],
+    error: MCPOAuth2Error | None,
+    fetch: KeyFetch,
+    user: AuthenticatedUser | None,
+) -> ExitCode:
+    """The last line: invalid (and why), not verified (no keys), or valid (and for whom)."""
+    if error is not None:
+        status, kind = error_status(error)
+        code, description = error_code(error), error_description(error)
+        report.add(Verdict(False, f"INVALID: {status} {kind}, code {code}: {description}"))
+        data["verdict"] = {
+            "status": status,
+            "error": kind,
+            "code": code,
+            "description": description,
+        }
+        return ExitCode.FAILED
+    if fetch.keys is None or user is None:
+        report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
+        data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
+        return fetch_exit_code(fetch)
+    who = user.subject or user.client_id or "no subject"
+    scopes = " ".join(sorted(user.scopes)) or "no scopes"
+    report.add(Verdict(True, f"VALID: this server would accept the token ({who}; {scopes})"))
+    data["verdict"] = {"status": 200, "code": "ok"}
+    data["user"] = {
+        "subject": user.subject,
+        "client_id": user.client_id,
+        "issuer": user.issuer,
+        "audience": list(user.audience),
+        "scopes": sorted(user.scopes),
+        "expires_at": user.expires_at,
+    }
+    return ExitCode.OK
 
 
 def error_status(error: MCPOAuth2Error) -> tuple[int, str]:
@@ -610,8 +627,8 @@ class _Explainer:
             isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
         ):
             problems.append("aud is not a string or an array of strings")
-        scope = self.claims.get("scope")
-        if scope is not None and not isinstance(scope, str):
+        scope_claim = self.claims.get("scope")
+        if scope_claim is not None and not isinstance(scope_claim, str):
             problems.append("scope is not a space-separated string")
         scp = self.claims.get("scp")
         if scp is not None and not (
@@ -669,9 +686,9 @@ class _Explainer:
 
     def scopes(self) -> tuple[Status, str]:
         granted: list[str] = []
-        scope = self.claims.get("scope")
-        if isinstance(scope, str):
-            granted += [s for s in scope.split(" ") if s]
+        scope_claim = self.claims.get("scope")
+        if isinstance(scope_claim, str):
+            granted += [name for name in scope_claim.split(" ") if name]
         scp = self.claims.get("scp")
         if isinstance(scp, str):
             granted += [s for s in scp.split(" ") if s]
@@ -682,7 +699,7 @@ class _Explainer:
         has = " ".join(granted) or "none"
         if not required:
             return "skip", f"no scopes required (MCP_OAUTH2_REQUIRED_SCOPES); the token has {has}"
-        missing = ScopePolicy(self.config.scope_implications).missing(granted, required)
+        missing = AccessControl.from_config(self.config).missing_scopes(granted, required)
         if missing:
             return "fail", (
                 f"the token has {has}; this server requires {' '.join(required)}; "

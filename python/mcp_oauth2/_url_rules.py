@@ -1,7 +1,6 @@
-"""Which URLs mcp-oauth2 will fetch keys and metadata from: HTTPS, or plain HTTP to loopback only.
-
-Key material fetched over plain HTTP from another host could be swapped by anyone on the path, so
-such a URL is refused when it is configured (or discovered), never at the first token.
+"""Which URLs mcp-oauth2 accepts: those it fetches keys and metadata from, and those that only name
+something (an audience, a resource, a documentation link). Both must be ``https://``, or plain
+``http://`` to a loopback host; the reasons differ, and each rule says its own.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["is_loopback_host", "require_fetchable_url"]
+__all__ = ["is_loopback_host", "require_fetchable_url", "require_identifier_url"]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -29,10 +28,29 @@ def is_loopback_host(host: str) -> bool:
 
 
 def require_fetchable_url(url: str, what: str) -> str:
-    """Return ``url`` if keys may be fetched from it; otherwise raise ``ValueError`` saying why.
+    """Return ``url`` if keys or metadata may be fetched from it (an issuer, a ``jwks_uri``);
+    otherwise raise ``ValueError`` saying why, naming the setting ``what``.
 
-    ``what`` names the setting in the message (for example ``"jwks_uri"``).
+    Key material fetched over plain HTTP from another host could be swapped by anyone on the
+    path, so such a URL is refused when it is configured (or discovered), never at the first
+    token.
     """
+    return _https_or_loopback(url, what)
+
+
+def require_identifier_url(url: str, what: str) -> str:
+    """Return ``url`` if it may name this server or a page about it (``audience``, ``resource``,
+    ``resource_documentation``, a minted token's ``iss``); otherwise raise ``ValueError``.
+
+    Nothing is fetched from these. They are compared with what tokens and clients say, and
+    RFC 9728 and the MCP specification make a resource identifier an ``https`` URL without a
+    fragment; plain ``http`` is kept for servers on loopback, as for fetched URLs, so that a
+    development setup needs no certificate.
+    """
+    return _https_or_loopback(url, what)
+
+
+def _https_or_loopback(url: str, what: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname

@@ -28,22 +28,18 @@ from typing import Any
 import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl
 from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.challenge import json_refusal, send_response
-from mcp_oauth2.errors import InsufficientScopeError
-from mcp_oauth2.middleware import SCOPE_KEY, OAuth2Middleware
 
 __all__ = ["ToolScopes"]
 
 
-class _UnreadableBodyError(Exception):
-    """The body cannot be inspected; carries the refusal's status, description and code."""
+class _BodyTooLargeError(Exception):
+    """The body exceeds the limit: it cannot be checked (413)."""
 
-    def __init__(self, status: int, description: str, code: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.code = code
+
+class _BodyTooDeepError(Exception):
+    """The body is nested too deeply for Python's JSON parser to finish (400)."""
 
 
 class ToolScopes:
@@ -59,12 +55,12 @@ class ToolScopes:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        middleware = scope.get(SCOPE_KEY)
+        access = scope.get(ACCESS_SCOPE_KEY)
         user = scope.get("user")
         if (
             scope["type"] != "http"
             or scope.get("method") != "POST"
-            or not isinstance(middleware, OAuth2Middleware)
+            or not isinstance(access, AccessControl)
             or not isinstance(user, AuthenticatedUser)
         ):
             await self.app(scope, receive, send)
@@ -74,26 +70,20 @@ class ToolScopes:
             if body is None:
                 return  # the client disconnected mid-body: nothing to check, nothing to forward
             needed = self._needed(body)
-        except _UnreadableBodyError as unreadable:
-            refusal = json_refusal(
-                unreadable.status, "invalid_request", unreadable.description, unreadable.code
-            )
-            await send_response(send, refusal.status, refusal.headers, refusal.body)
+        except _BodyTooLargeError:
+            await access.body_too_large(self.max_body_bytes).send(send)
             return
-        if needed:
-            effective = set(scope["auth"].scopes)
-            missing = [s for s in needed if s not in effective]
-            if missing:
-                all_needed = tuple(dict.fromkeys((*middleware.required_scopes, *needed)))
-                error = InsufficientScopeError(
-                    f"this tool needs the scope(s): {' '.join(missing)}", all_needed
-                )
-                refusal = middleware.challenge.for_error(error, scopes=all_needed)
-                await send_response(send, refusal.status, refusal.headers, refusal.body)
-                return
+        except _BodyTooDeepError:
+            await access.body_too_deep().send(send)
+            return
+        refusal = access.scope_refusal(user.scopes, needed)
+        if refusal is not None:
+            await refusal.send(send)
+            return
         await self.app(scope, _replay(body, receive), send)
 
     def _needed(self, body: bytes) -> tuple[str, ...]:
+        """The scopes of every tool the body calls, each once."""
         needed: list[str] = []
         for payload in _parsed(body):
             calls = payload if isinstance(payload, list) else [payload]
@@ -112,9 +102,7 @@ def _parsed(body: bytes) -> list[Any]:
     try:
         values.append(json.loads(body))
     except RecursionError:
-        raise _UnreadableBodyError(
-            400, "the request body is nested too deeply to be checked", "invalid_request"
-        ) from None
+        raise _BodyTooDeepError from None
     except ValueError:  # invalid JSON (UnicodeDecodeError included)
         pass
     with contextlib.suppress(ValueError):  # invalid JSON, or deeper than its recursion limit
@@ -125,7 +113,7 @@ def _parsed(body: bytes) -> list[Any]:
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body; None if the client disconnected before it was complete.
 
-    Raises ``_UnreadableBodyError`` (413) as soon as the body exceeds ``limit``.
+    Raises ``_BodyTooLargeError`` as soon as the body exceeds ``limit``.
     """
     size = 0
     chunks: list[bytes] = []
@@ -136,11 +124,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _UnreadableBodyError(
-                413,
-                f"the request body exceeds the {limit}-byte limit of the tool-scope check",
-                "body_too_large",
-            )
+            raise _BodyTooLargeError
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

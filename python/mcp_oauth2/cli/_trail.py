@@ -1,8 +1,8 @@
 """Fetching an issuer's metadata and keys the way the middleware does, recording every URL tried.
 
 The work is done by the library's own code, so the command sees what a server would see:
-``discovery.discover_jwks_uri`` (same URL order, same ``issuer`` rule, same URL policy),
-``http_fetch.fetch_document`` (same bounds, retries and refusals) and ``KeySet.from_jwks``. An
+``_discovery.discover_jwks_uri`` (same URL order, same ``issuer`` rule, same URL rules),
+``_http_fetch.fetch_document`` (same bounds, retries and refusals) and ``KeySet.from_jwks``. An
 httpx event hook only listens: it notes each request and the status of each answer, which the
 report shows as the discovery trail.
 """
@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import httpx
 
+from mcp_oauth2._cache_settings import CacheSettings
+from mcp_oauth2._discovery import discover_jwks_uri, metadata_urls
+from mcp_oauth2._http_fetch import FetchError, fetch_document, new_client
 from mcp_oauth2._rust import KeySet
-from mcp_oauth2.discovery import discover_jwks_uri, metadata_urls
 from mcp_oauth2.errors import IssuerMismatchError, JWKSError
-from mcp_oauth2.http_fetch import FetchError, fetch_document, new_client
-from mcp_oauth2.jwks import CacheSettings
 
 __all__ = ["Attempt", "KeyFetch", "fetch_keys"]
 
@@ -175,13 +175,7 @@ async def _discover(
     result: KeyFetch,
 ) -> str | None:
     try:
-        jwks_uri = await discover_jwks_uri(
-            client,
-            issuer,
-            deadline=settings.timeout,
-            max_bytes=settings.max_bytes,
-            retries=settings.retries,
-        )
+        jwks_uri = await discover_jwks_uri(client, issuer, settings.fetch_limits)
     except JWKSError as error:
         jwks_uri = None
         result.failure = (
@@ -219,13 +213,7 @@ async def _fetch_jwks(
     result: KeyFetch,
 ) -> None:
     try:
-        document = await fetch_document(
-            client,
-            jwks_uri,
-            deadline=settings.timeout,
-            max_bytes=settings.max_bytes,
-            retries=settings.retries,
-        )
+        document = await fetch_document(client, jwks_uri, settings.fetch_limits)
     except FetchError as error:
         attempt = recorder.attempt(jwks_uri, "jwks")
         prefix = f"GET {jwks_uri}: "

@@ -4,7 +4,8 @@ The well-known locations are tried in the order the MCP authorization specificat
 (revisions 2025-11-25 and 2026-07-28): RFC 8414 OAuth 2.0 Authorization Server Metadata first,
 then OpenID Connect Discovery; for an issuer with a path, the path-insertion forms first and the
 OIDC path-appending form last. The document's ``issuer`` must equal the configured issuer exactly
-(RFC 8414 section 3.3), and the ``jwks_uri`` must be fetchable under ``url_policy``.
+(RFC 8414 section 3.3), and the ``jwks_uri`` must be a URL keys may be fetched from
+(``_url_rules``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from mcp_oauth2._http_fetch import FetchError, FetchLimits, fetch_document
+from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import DiscoveryError, IssuerMismatchError
-from mcp_oauth2.http_fetch import FetchError, fetch_document
-from mcp_oauth2.url_policy import require_fetchable_url
 
 __all__ = ["discover_jwks_uri", "metadata_urls"]
 
@@ -41,22 +42,13 @@ def metadata_urls(issuer: str) -> list[str]:
     return [at(OAUTH + path), at(OIDC + path), at(path + OIDC)]
 
 
-async def discover_jwks_uri(
-    client: httpx.AsyncClient,
-    issuer: str,
-    *,
-    deadline: float,
-    max_bytes: int,
-    retries: int,
-) -> str:
+async def discover_jwks_uri(client: httpx.AsyncClient, issuer: str, limits: FetchLimits) -> str:
     """Fetch the issuer's metadata and return its validated ``jwks_uri``."""
     problems: list[str] = []
     mismatched = False
     for url in metadata_urls(issuer):
         try:
-            document = await fetch_document(
-                client, url, deadline=deadline, max_bytes=max_bytes, retries=retries
-            )
+            document = await fetch_document(client, url, limits)
         except FetchError as error:
             problems.append(str(error))
             continue

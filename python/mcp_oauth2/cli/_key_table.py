@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from mcp_oauth2.cli.human import duration
-from mcp_oauth2.cli.trail import KeyFetch
-from mcp_oauth2.jwks import CacheSettings
+from mcp_oauth2._cache_settings import CacheSettings
+from mcp_oauth2._key_schedule import freshness
+from mcp_oauth2.cli._human import duration
+from mcp_oauth2.cli._trail import KeyFetch
 
 __all__ = ["KeyRow", "caching", "key_rows"]
 
@@ -132,33 +133,23 @@ def caching(headers: httpx.Headers | None, settings: CacheSettings) -> dict[str,
     """The caching headers of the JWKS answer and the freshness ``JWKSCache`` would give it."""
     if headers is None:
         return {}
-    fresh = settings.freshness(headers)
     cache_control = headers.get("cache-control")
-    directives = {
-        part.strip().partition("=")[0].lower(): part.strip().partition("=")[2].strip('"')
-        for part in (cache_control or "").split(",")
-        if part.strip()
-    }
-    max_age = directives.get("max-age", "")
-    if "no-store" in directives or "no-cache" in directives:
-        why = f"no-cache/no-store: kept for jwks_min_max_age ({duration(fresh)})"
-    elif max_age.isdigit():
-        sent = int(max_age)
-        if fresh > sent:
-            why = f"max-age={sent} raised to jwks_min_max_age ({duration(fresh)})"
-        elif fresh < sent:
-            why = f"max-age={sent} capped at jwks_max_max_age ({duration(fresh)})"
-        else:
-            why = f"max-age={sent} ({duration(fresh)})"
-    else:
-        why = f"no max-age: the default jwks_max_age ({duration(fresh)})"
+    fresh = freshness(cache_control, settings)
+    seconds = duration(fresh.seconds)
+    why = {
+        "no-cache": f"no-cache/no-store: kept for jwks_min_max_age ({seconds})",
+        "raised": f"max-age={fresh.sent} raised to jwks_min_max_age ({seconds})",
+        "capped": f"max-age={fresh.sent} capped at jwks_max_max_age ({seconds})",
+        "max-age": f"max-age={fresh.sent} ({seconds})",
+        "default": f"no max-age: the default jwks_max_age ({seconds})",
+    }[fresh.basis]
     return {
         "cache_control": cache_control,
         "expires": headers.get("expires"),
         "etag": headers.get("etag"),
         "age": headers.get("age"),
-        "fresh_for": fresh,
-        "refresh_after": fresh * settings.refresh_ahead,
+        "fresh_for": fresh.seconds,
+        "refresh_after": fresh.seconds * settings.refresh_ahead,
         "stale_for": settings.max_stale,
         "explanation": why,
     }

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["FetchError", "FetchedDocument", "fetch_document", "new_client"]
+__all__ = ["FetchError", "FetchLimits", "FetchedDocument", "fetch_document", "new_client"]
 
 ACCEPT = "application/jwk-set+json, application/json;q=0.9"
 USER_AGENT = "mcp-oauth2"
@@ -27,6 +27,18 @@ USER_AGENT = "mcp-oauth2"
 DECIMAL = re.compile(r"[0-9]{1,18}")
 # First retry after about 0.1 s, then 0.2 s, ... (times a jitter factor in [0.5, 1.5)).
 RETRY_BASE_DELAY = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """The bounds of one fetch."""
+
+    deadline: float
+    """Seconds for the whole fetch, retries included."""
+    max_bytes: int
+    """Largest body accepted, counted as received."""
+    retries: int
+    """Extra attempts after a connection error or a 5xx answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +66,18 @@ def new_client(timeout: float) -> httpx.AsyncClient:
 
 
 async def fetch_document(
-    client: httpx.AsyncClient,
-    url: str,
-    *,
-    deadline: float,
-    max_bytes: int,
-    retries: int,
+    client: httpx.AsyncClient, url: str, limits: FetchLimits
 ) -> FetchedDocument:
-    """GET ``url``; raise ``FetchError`` unless it answers 200 within ``deadline`` s in all."""
+    """GET ``url``; raise ``FetchError`` unless it answers 200 within the limits."""
+    deadline = limits.deadline
     try:
         async with asyncio.timeout(deadline):
             attempt = 0
             while True:
                 try:
-                    return await _get_once(client, url, max_bytes)
+                    return await _get_once(client, url, limits.max_bytes)
                 except FetchError as error:
-                    if not error.retryable or attempt >= retries:
+                    if not error.retryable or attempt >= limits.retries:
                         raise
                 delay = RETRY_BASE_DELAY * (2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311
                 attempt += 1

@@ -180,52 +180,54 @@ def _json_text(value: Any) -> str:
 
 
 def _render_plain(report: Report, out: IO[str]) -> None:
-    first = True
-    for block in report.blocks:
-        if isinstance(block, Heading):
-            if not first:
-                out.write("\n")
-            out.write(printable(block.text) + "\n")
-        elif isinstance(block, Line):
-            out.write("  " + printable(block.text) + "\n")
-        elif isinstance(block, Fields):
-            width = max((len(name) for name, _ in block.rows), default=0)
-            for name, value in block.rows:
-                out.write(f"  {printable(name).ljust(width)}  {printable(value)}\n")
-        elif isinstance(block, Table):
-            _plain_table(block, out)
-        elif isinstance(block, Checks):
-            width = max((len(check.name) for check in block.items), default=0)
-            for check in block.items:
-                status = _PLAIN_STATUS[check.status]
-                name = printable(check.name).ljust(width)
-                out.write(f"  {status:<4}  {name}  {printable(check.detail)}\n")
-        elif isinstance(block, Document):
-            for line in _json_text(block.value).splitlines():
-                out.write("    " + line + "\n")
-        else:
-            out.write(("\n" if not first else "") + printable(block.text) + "\n")
-        first = False
+    for index, block in enumerate(report.blocks):
+        if isinstance(block, Heading | Verdict) and index:
+            out.write("\n")  # a blank line before each heading and the verdict
+        out.write(_plain_block(block))
 
 
-def _plain_table(table: Table, out: IO[str]) -> None:
+def _plain_block(block: Block) -> str:
+    """``block`` as lines of plain text, indented under its heading."""
+    if isinstance(block, Heading | Verdict):
+        return printable(block.text) + "\n"
+    if isinstance(block, Line):
+        return "  " + printable(block.text) + "\n"
+    if isinstance(block, Fields):
+        return _plain_rows([(printable(name), printable(value)) for name, value in block.rows])
+    if isinstance(block, Table):
+        return _plain_table(block)
+    if isinstance(block, Checks):
+        rows = [
+            (f"{_PLAIN_STATUS[check.status]:<4}  {printable(check.name)}", printable(check.detail))
+            for check in block.items
+        ]
+        width = max((len(check.name) for check in block.items), default=0) + 6
+        return "".join(f"  {left.ljust(width)}  {right}\n" for left, right in rows)
+    return "".join("    " + line + "\n" for line in _json_text(block.value).splitlines())
+
+
+def _plain_rows(rows: list[tuple[str, str]]) -> str:
+    width = max((len(name) for name, _ in rows), default=0)
+    return "".join(f"  {name.ljust(width)}  {value}\n" for name, value in rows)
+
+
+def _plain_table(table: Table) -> str:
     cells = [[printable(c) for c in table.columns]]
     cells += [[printable(c) for c in row] for row in table.rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    lines = []
     for row in cells:
         padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        out.write("  " + "  ".join(padded).rstrip() + "\n")
+        lines.append("  " + "  ".join(padded).rstrip() + "\n")
+    return "".join(lines)
 
 
 # -- rich --------------------------------------------------------------------------------------
 
 
 def _render_rich(report: Report, out: IO[str], *, force: bool) -> None:
-    from rich import box
     from rich.console import Console
     from rich.padding import Padding
-    from rich.table import Table as RichTable
-    from rich.text import Text
 
     console = Console(
         file=out,
@@ -235,49 +237,58 @@ def _render_rich(report: Report, out: IO[str], *, force: bool) -> None:
         emoji=False,
         soft_wrap=False,
     )
-
-    def text(value: str, style: Style = "plain") -> Text:
-        return Text(printable(value), style=_RICH_STYLE[style])
-
-    first = True
-    for block in report.blocks:
-        if isinstance(block, Heading):
-            if not first:
-                console.print()
-            console.print(Text(printable(block.text), style="bold"))
-        elif isinstance(block, Line):
-            console.print(Padding(text(block.text, block.style), (0, 0, 0, 2)))
-        elif isinstance(block, Fields):
-            grid = RichTable.grid(padding=(0, 2))
-            grid.add_column(style="cyan", no_wrap=True)
-            grid.add_column()
-            for name, value in block.rows:
-                grid.add_row(text(name), text(value))
-            console.print(Padding(grid, (0, 0, 0, 2)))
-        elif isinstance(block, Table):
-            table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-            for column in block.columns:
-                table.add_column(printable(column), header_style="bold")
-            for index, row in enumerate(block.rows):
-                style = block.row_styles[index] if index < len(block.row_styles) else "plain"
-                table.add_row(*(text(cell) for cell in row), style=_RICH_STYLE[style])
-            console.print(Padding(table, (0, 0, 0, 2)))
-        elif isinstance(block, Checks):
-            grid = RichTable.grid(padding=(0, 2))
-            grid.add_column(no_wrap=True)
-            grid.add_column(style="bold", no_wrap=True)
-            grid.add_column()
-            for check in block.items:
-                style = _STATUS_STYLE[check.status]
-                grid.add_row(
-                    text(_RICH_STATUS[check.status], style), text(check.name), text(check.detail)
-                )
-            console.print(Padding(grid, (0, 0, 0, 2)))
-        elif isinstance(block, Document):
-            console.print(Padding(Text(_json_text(block.value)), (0, 0, 0, 4)))
+    for index, block in enumerate(report.blocks):
+        if isinstance(block, Heading | Verdict):
+            if index:
+                console.print()  # a blank line before each heading and the verdict
+            console.print(_rich_heading(block))
         else:
-            if not first:
-                console.print()
-            verdict_style = "bold green" if block.ok else "bold red"
-            console.print(Text(printable(block.text), style=verdict_style))
-        first = False
+            indent = 4 if isinstance(block, Document) else 2
+            console.print(Padding(_rich_block(block), (0, 0, 0, indent)))
+
+
+def _rich_text(value: str, style: Style = "plain") -> Any:
+    from rich.text import Text
+
+    return Text(printable(value), style=_RICH_STYLE[style])
+
+
+def _rich_heading(block: Heading | Verdict) -> Any:
+    from rich.text import Text
+
+    style = "bold" if isinstance(block, Heading) else "bold green" if block.ok else "bold red"
+    return Text(printable(block.text), style=style)
+
+
+def _rich_block(block: Line | Fields | Table | Checks | Document) -> Any:
+    """``block`` as a rich renderable (``rich`` is imported only when drawing with it)."""
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    if isinstance(block, Line):
+        return _rich_text(block.text, block.style)
+    if isinstance(block, Document):
+        return Text(_json_text(block.value))
+    if isinstance(block, Table):
+        table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in block.columns:
+            table.add_column(printable(column), header_style="bold")
+        for index, row in enumerate(block.rows):
+            style = block.row_styles[index] if index < len(block.row_styles) else "plain"
+            table.add_row(*(_rich_text(cell) for cell in row), style=_RICH_STYLE[style])
+        return table
+    grid = RichTable.grid(padding=(0, 2))
+    if isinstance(block, Fields):
+        grid.add_column(style="cyan", no_wrap=True)
+        grid.add_column()
+        for name, value in block.rows:
+            grid.add_row(_rich_text(name), _rich_text(value))
+        return grid
+    grid.add_column(no_wrap=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for check in block.items:
+        status = _rich_text(_RICH_STATUS[check.status], _STATUS_STYLE[check.status])
+        grid.add_row(status, _rich_text(check.name), _rich_text(check.detail))
+    return grid

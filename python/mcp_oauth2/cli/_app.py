@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mcp_oauth2._rust import __version__
-from mcp_oauth2.cli.outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli.output import ColorChoice, printable, render, write_json
+from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
+from mcp_oauth2.cli._output import ColorChoice, printable, render, write_json
 
 __all__ = ["build_parser", "main"]
 
@@ -87,6 +87,220 @@ def _port(text: str) -> int:
     return int(text)
 
 
+# An argument: its names, and the keywords of ``add_argument``.
+_Argument = tuple[tuple[str, ...], dict[str, Any]]
+
+_OUTPUT: tuple[_Argument, ...] = (
+    (
+        ("--json",),
+        dict(
+            action="store_true",
+            help="print one JSON document (the documented schema) instead of text",
+        ),
+    ),
+    (
+        ("--color",),
+        dict(
+            choices=("auto", "always", "never"),
+            default="auto",
+            help="colour and tables: auto (on a terminal, with rich), always, never",
+        ),
+    ),
+)
+
+_INSPECT: tuple[_Argument, ...] = (
+    (
+        ("token",),
+        dict(
+            metavar="TOKEN",
+            help="the token ('Bearer ' prefix allowed), or - to read standard input",
+        ),
+    ),
+    (
+        ("--issuer",),
+        dict(
+            action="append",
+            metavar="URL",
+            help="trusted issuer (repeatable); default MCP_OAUTH2_ISSUER",
+        ),
+    ),
+    (
+        ("--audience",),
+        dict(
+            action="append",
+            metavar="URL",
+            help="this server's resource URI (repeatable); default MCP_OAUTH2_AUDIENCE",
+        ),
+    ),
+    (
+        ("--jwks-uri",),
+        dict(metavar="URL", help="fetch the keys here instead of discovering them from the issuer"),
+    ),
+    (
+        ("--jwks-file",),
+        dict(type=Path, metavar="FILE", help="verify with the keys in this JWKS file (no network)"),
+    ),
+    (
+        ("--algorithm",),
+        dict(
+            action="append",
+            choices=ALGORITHMS,
+            metavar="ALG",
+            help="allowed algorithm (repeatable); default MCP_OAUTH2_ALGORITHMS",
+        ),
+    ),
+    (
+        ("--leeway",),
+        dict(
+            type=_leeway,
+            metavar="SECONDS",
+            help="clock skew allowed for exp, nbf, iat; default MCP_OAUTH2_LEEWAY",
+        ),
+    ),
+    (
+        ("--require-scope",),
+        dict(
+            action="append",
+            metavar="SCOPE",
+            help="scope every request needs (repeatable); default MCP_OAUTH2_REQUIRED_SCOPES",
+        ),
+    ),
+    (
+        ("--env-file",),
+        dict(type=Path, metavar="FILE", help="read MCP_OAUTH2_* settings from this file too"),
+    ),
+)
+
+_JWKS: tuple[_Argument, ...] = (
+    (("source",), dict(metavar="ISSUER_OR_URL", help="an issuer, or a JWKS URL")),
+    (
+        ("--timeout",),
+        dict(
+            type=_seconds,
+            default=5.0,
+            metavar="SECONDS",
+            help="total deadline of each fetch, retries included (default 5)",
+        ),
+    ),
+)
+
+_CHECK: tuple[_Argument, ...] = (
+    (
+        ("--env-file",),
+        dict(
+            type=Path,
+            metavar="FILE",
+            help="read MCP_OAUTH2_* lines from this file (default: .env if present); "
+            "variables already in the environment win",
+        ),
+    ),
+)
+
+_TOKEN: tuple[_Argument, ...] = (
+    (
+        ("--audience",),
+        dict(
+            action="append",
+            metavar="URL",
+            help="aud of the token (repeatable); default MCP_OAUTH2_AUDIENCE",
+        ),
+    ),
+    (
+        ("--scope",),
+        dict(
+            action="append",
+            metavar="SCOPE",
+            default=[],
+            help="scope to grant (repeatable, or space-separated)",
+        ),
+    ),
+    (
+        ("--sub",),
+        dict(default="user-1", metavar="SUBJECT", help="sub of the token (default user-1)"),
+    ),
+    (
+        ("--lifetime",),
+        dict(
+            type=_duration,
+            default=3600,
+            metavar="DURATION",
+            help="validity: seconds, or 90s, 15m, 2h, 1d (default 1h)",
+        ),
+    ),
+    (
+        ("--alg",),
+        dict(
+            choices=ALGORITHMS,
+            default="RS256",
+            metavar="ALG",
+            help=f"signing algorithm: {', '.join(ALGORITHMS)} (default RS256)",
+        ),
+    ),
+    (
+        ("--issuer",),
+        dict(
+            metavar="URL",
+            help="iss of the token without --serve (default https://local-issuer.invalid)",
+        ),
+    ),
+    (
+        ("--serve",),
+        dict(action="store_true", help="keep the issuer running on 127.0.0.1 and print its URL"),
+    ),
+    (
+        ("--port",),
+        dict(
+            type=_port,
+            default=0,
+            metavar="PORT",
+            help="with --serve: the port to listen on (default: a free one)",
+        ),
+    ),
+    (
+        ("--jwks-out",),
+        dict(
+            type=Path,
+            metavar="FILE",
+            help="write the public keys (JWKS) that verify the token to FILE",
+        ),
+    ),
+)
+
+# Each command: its one-line help, its description, and its arguments.
+_COMMANDS: dict[str, tuple[str, str, tuple[_Argument, ...]]] = {
+    "inspect": (
+        "decode a token and, given a configuration, validate it and explain each check",
+        "Decode TOKEN (labelled UNVERIFIED). With --issuer and --audience, or the MCP_OAUTH2_* "
+        "variables, fetch the issuer's keys as the middleware does, validate the token with the "
+        "real validator, and explain every check.",
+        _INSPECT,
+    ),
+    "jwks": (
+        "show the discovery trail, the keys and their caching for an issuer or JWKS URL",
+        "Discover ISSUER_OR_URL's metadata (RFC 8414, then OpenID Connect), fetch its JWKS and "
+        "show each URL tried, each key (usable or why not) and the caching headers with the "
+        "freshness the key cache would apply. A URL with no metadata is fetched as a JWKS itself.",
+        _JWKS,
+    ),
+    "check": (
+        "pre-flight a deployment: configuration, discovery, keys, RFC 9728 metadata",
+        "Read the MCP_OAUTH2_* configuration from the environment and a .env file, validate it as "
+        "the middleware will, discover each issuer, fetch its keys, and print the RFC 9728 "
+        "document the server will serve. Exits non-zero when requests would fail.",
+        _CHECK,
+    ),
+    "token": (
+        "mint a development token from a local test issuer (needs the testing extra)",
+        "Mint a token signed by a local test issuer (mcp_oauth2.testing.LocalIssuer; pip install "
+        "'mcp-oauth2[testing]'). Without --serve the issuer exists only for this command: the "
+        "token goes to standard output, and --jwks-out writes the keys that verify it. With "
+        "--serve the issuer keeps serving its metadata and keys on 127.0.0.1 until Ctrl-C, so a "
+        "server configured with its URL accepts the token.",
+        _TOKEN,
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -94,187 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     output = _Parser(add_help=False)
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON document (the documented schema) instead of text",
-    )
-    output.add_argument(
-        "--color",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="colour and tables: auto (on a terminal, with rich), always, never",
-    )
+    _add_arguments(output, _OUTPUT)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    inspect = commands.add_parser(
-        "inspect",
-        parents=[output],
-        formatter_class=formatter,
-        epilog=EXIT_CODES,
-        help="decode a token and, given a configuration, validate it and explain each check",
-        description="Decode TOKEN (labelled UNVERIFIED). With --issuer and --audience, or the "
-        "MCP_OAUTH2_* variables, fetch the issuer's keys as the middleware does, validate the "
-        "token with the real validator, and explain every check.",
-    )
-    inspect.add_argument(
-        "token",
-        metavar="TOKEN",
-        help="the token ('Bearer ' prefix allowed), or - to read standard input",
-    )
-    inspect.add_argument(
-        "--issuer",
-        action="append",
-        metavar="URL",
-        help="trusted issuer (repeatable); default MCP_OAUTH2_ISSUER",
-    )
-    inspect.add_argument(
-        "--audience",
-        action="append",
-        metavar="URL",
-        help="this server's resource URI (repeatable); default MCP_OAUTH2_AUDIENCE",
-    )
-    inspect.add_argument(
-        "--jwks-uri",
-        metavar="URL",
-        help="fetch the keys here instead of discovering them from the issuer",
-    )
-    inspect.add_argument(
-        "--jwks-file",
-        type=Path,
-        metavar="FILE",
-        help="verify with the keys in this JWKS file (no network)",
-    )
-    inspect.add_argument(
-        "--algorithm",
-        action="append",
-        choices=ALGORITHMS,
-        metavar="ALG",
-        help="allowed algorithm (repeatable); default MCP_OAUTH2_ALGORITHMS",
-    )
-    inspect.add_argument(
-        "--leeway",
-        type=_leeway,
-        metavar="SECONDS",
-        help="clock skew allowed for exp, nbf, iat; default MCP_OAUTH2_LEEWAY",
-    )
-    inspect.add_argument(
-        "--require-scope",
-        action="append",
-        metavar="SCOPE",
-        help="scope every request needs (repeatable); default MCP_OAUTH2_REQUIRED_SCOPES",
-    )
-    inspect.add_argument(
-        "--env-file",
-        type=Path,
-        metavar="FILE",
-        help="read MCP_OAUTH2_* settings from this file too",
-    )
-
-    jwks = commands.add_parser(
-        "jwks",
-        parents=[output],
-        formatter_class=formatter,
-        epilog=EXIT_CODES,
-        help="show the discovery trail, the keys and their caching for an issuer or JWKS URL",
-        description="Discover ISSUER_OR_URL's metadata (RFC 8414, then OpenID Connect), fetch "
-        "its JWKS and show each URL tried, each key (usable or why not) and the caching headers "
-        "with the freshness the key cache would apply. A URL with no metadata is fetched as a "
-        "JWKS itself.",
-    )
-    jwks.add_argument("source", metavar="ISSUER_OR_URL", help="an issuer, or a JWKS URL")
-    jwks.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="total deadline of each fetch, retries included (default 5)",
-    )
-
-    check = commands.add_parser(
-        "check",
-        parents=[output],
-        formatter_class=formatter,
-        epilog=EXIT_CODES,
-        help="pre-flight a deployment: configuration, discovery, keys, RFC 9728 metadata",
-        description="Read the MCP_OAUTH2_* configuration from the environment and a .env file, "
-        "validate it as the middleware will, discover each issuer, fetch its keys, and print the "
-        "RFC 9728 document the server will serve. Exits non-zero when requests would fail.",
-    )
-    check.add_argument(
-        "--env-file",
-        type=Path,
-        metavar="FILE",
-        help="read MCP_OAUTH2_* lines from this file (default: .env if present); "
-        "variables already in the environment win",
-    )
-
-    token = commands.add_parser(
-        "token",
-        parents=[output],
-        formatter_class=formatter,
-        epilog=EXIT_CODES,
-        help="mint a development token from a local test issuer (needs the testing extra)",
-        description="Mint a token signed by a local test issuer (mcp_oauth2.testing.LocalIssuer; "
-        "pip install 'mcp-oauth2[testing]'). Without --serve the issuer exists only for this "
-        "command: the token goes to standard output, and --jwks-out writes the keys that verify "
-        "it. With --serve the issuer keeps serving its metadata and keys on 127.0.0.1 until "
-        "Ctrl-C, so a server configured with its URL accepts the token.",
-    )
-    token.add_argument(
-        "--audience",
-        action="append",
-        metavar="URL",
-        help="aud of the token (repeatable); default MCP_OAUTH2_AUDIENCE",
-    )
-    token.add_argument(
-        "--scope",
-        action="append",
-        metavar="SCOPE",
-        default=[],
-        help="scope to grant (repeatable, or space-separated)",
-    )
-    token.add_argument(
-        "--sub", default="user-1", metavar="SUBJECT", help="sub of the token (default user-1)"
-    )
-    token.add_argument(
-        "--lifetime",
-        type=_duration,
-        default=3600,
-        metavar="DURATION",
-        help="validity: seconds, or 90s, 15m, 2h, 1d (default 1h)",
-    )
-    token.add_argument(
-        "--alg",
-        choices=ALGORITHMS,
-        default="RS256",
-        metavar="ALG",
-        help=f"signing algorithm: {', '.join(ALGORITHMS)} (default RS256)",
-    )
-    token.add_argument(
-        "--issuer",
-        metavar="URL",
-        help="iss of the token without --serve (default https://local-issuer.invalid)",
-    )
-    token.add_argument(
-        "--serve",
-        action="store_true",
-        help="keep the issuer running on 127.0.0.1 and print its URL",
-    )
-    token.add_argument(
-        "--port",
-        type=_port,
-        default=0,
-        metavar="PORT",
-        help="with --serve: the port to listen on (default: a free one)",
-    )
-    token.add_argument(
-        "--jwks-out",
-        type=Path,
-        metavar="FILE",
-        help="write the public keys (JWKS) that verify the token to FILE",
-    )
+    for name, (summary, description, arguments) in _COMMANDS.items():
+        command = commands.add_parser(
+            name,
+            parents=[output],
+            formatter_class=formatter,
+            epilog=EXIT_CODES,
+            help=summary,
+            description=description,
+        )
+        _add_arguments(command, arguments)
     return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[_Argument]) -> None:
+    for names, options in arguments:
+        parser.add_argument(*names, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -324,15 +375,15 @@ def _dispatch(args: argparse.Namespace, show: Callable[[Result], None]) -> Resul
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "jwks":
-        from mcp_oauth2.cli.jwks_report import run_jwks
+        from mcp_oauth2.cli._jwks_report import run_jwks
 
         return run_jwks(args.source, timeout=args.timeout)
     if args.command == "check":
-        from mcp_oauth2.cli.check_config import DEFAULT_ENV_FILE, run_check
+        from mcp_oauth2.cli._check_config import DEFAULT_ENV_FILE, run_check
 
         explicit = args.env_file is not None
         return run_check(args.env_file or DEFAULT_ENV_FILE, explicit_env_file=explicit)
-    from mcp_oauth2.cli.mint import run_token
+    from mcp_oauth2.cli._mint import run_token
 
     audience = args.audience or _env_list("MCP_OAUTH2_AUDIENCE")
     if not audience:
@@ -356,8 +407,8 @@ def _dispatch(args: argparse.Namespace, show: Callable[[Result], None]) -> Resul
 
 
 def _inspect(args: argparse.Namespace) -> Result:
-    from mcp_oauth2.cli.environment import ConfigError, load_env_file
-    from mcp_oauth2.cli.inspect_token import run_inspect
+    from mcp_oauth2.cli._environment import ConfigError, load_env_file
+    from mcp_oauth2.cli._inspect_token import run_inspect
 
     if args.env_file is not None:
         if not args.env_file.is_file():

@@ -9,6 +9,10 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
 metadata document itself, and starts and stops the key caches with the application's lifespan.
+
+Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
+middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
+``OAuth2Bearer`` raises from inside a FastAPI app.
 """
 
 from __future__ import annotations
@@ -20,31 +24,26 @@ from urllib.parse import parse_qsl
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.authenticator import Authenticator
-from mcp_oauth2.challenge import Challenge, Refusal, send_response
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
+from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._exemptions import Exemptions
+from mcp_oauth2._jwks import KeySource
+from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
     AuthorizationError,
-    InsufficientScopeError,
     InvalidRequestError,
     JWKSError,
     JWKSUnavailableError,
 )
-from mcp_oauth2.exemptions import Exemptions
-from mcp_oauth2.jwks import KeySource
-from mcp_oauth2.resource_metadata import ResourceMetadata
-from mcp_oauth2.scopes import ScopePolicy
 
-__all__ = ["SCOPE_KEY", "OAuth2Middleware"]
+__all__ = ["OAuth2Middleware", "bearer_token"]
 
 logger = logging.getLogger("mcp_oauth2.middleware")
 
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 # (checked with bytes.translate: several times faster than a regex over a 1 KB token).
 B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
-# The ASGI scope key under which the middleware makes itself known to dependencies.
-SCOPE_KEY = "mcp_oauth2"
 # RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
 WS_POLICY_VIOLATION = 1008
 
@@ -63,91 +62,75 @@ class OAuth2Middleware:
         ``StaticKeys`` in tests, or caches shared between several apps).
         """
         self.app = app
-        self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
+        self.config = config if config is not None else OAuth2Config()
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources)
-        self.scope_policy = ScopePolicy(config.scope_implications)
-        self.required_scopes = config.required_scopes
+        self.access = AccessControl.from_config(config)
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
-        self.challenge = Challenge(self.metadata.url, config.required_scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind in ("http", "websocket"):
-            scope[SCOPE_KEY] = self
         if kind == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        scope[ACCESS_SCOPE_KEY] = self.access
         path = _app_path(scope)
         method = scope.get("method", "GET")
         if kind == "http" and path in self.metadata.paths:
-            await self._serve_metadata(method, send)
+            await self.metadata.send(method, send)
             return
         if self.exemptions.match(method, path) is not None:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
-            await self.app(scope, receive, send)
-            return
-        outcome = await self._authenticate(scope)
-        if isinstance(outcome, Refusal):
+        elif (refusal := await self._admit(scope)) is not None:
             if kind == "websocket":
-                await _refuse_websocket(receive, send, outcome.status)
+                await _refuse_websocket(receive, send, refusal.status)
             else:
-                await send_response(send, outcome.status, outcome.headers, outcome.body)
+                await refusal.send(send)
             return
-        user, effective = outcome
-        scope["user"] = user
-        scope["auth"] = AuthCredentials(sorted(effective))
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except RefusalRaised as raised:
+            # A refusal from within the app (the FastAPI dependency), before any response.
+            if kind != "http":
+                raise
+            await raised.refusal.send(send)
 
-    async def _authenticate(
-        self, scope: Scope
-    ) -> tuple[AuthenticatedUser, frozenset[str]] | Refusal:
+    async def _admit(self, scope: Scope) -> Refusal | None:
+        """Authenticate the request into ``scope["user"]`` and ``scope["auth"]`` (with the
+        effective scopes), or return the refusal."""
         try:
             token = bearer_token(scope)
             if token is None:
-                return self.challenge.missing_token()
+                return self.access.missing_token()
             user = await self.authenticator.authenticate(token)
-            effective = self.scope_policy.effective(user.scopes)
-            if self.required_scopes:
-                missing = [s for s in self.required_scopes if s not in effective]
-                if missing:
-                    raise InsufficientScopeError(
-                        f"token lacks the required scope(s): {' '.join(missing)}",
-                        self.required_scopes,
-                    )
-            return user, effective
-        except InsufficientScopeError as error:
-            logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
-            return self.challenge.for_error(error, scopes=error.required_scopes)
-        except AuthorizationError as error:
-            logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
-            return self.challenge.for_error(error)
-        except JWKSUnavailableError as error:
-            return self.challenge.unavailable(error)
-        except JWKSError as error:
-            logger.error("key set unusable: %s", error.detail)
-            return self.challenge.unavailable(JWKSUnavailableError(error.detail))
-        except Exception:
-            # Never a 500, never an accidental accept: log it and fail closed.
-            logger.exception("unexpected error while authenticating a request")
-            return self.challenge.unavailable(JWKSUnavailableError("internal error"))
+        except Exception as error:
+            return self._refusal_for(error, scope)
+        granted = self.access.effective_scopes(user.scopes)
+        refusal = self.access.scope_refusal(granted, self.access.required_scopes)
+        if refusal is not None:
+            logger.debug("refused %s: insufficient_scope", scope.get("path", "")[:200])
+            return refusal
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(sorted(granted))
+        return None
 
-    async def _serve_metadata(self, method: str, send: Send) -> None:
-        if method in ("GET", "HEAD"):
-            body = self.metadata.body if method == "GET" else b""
-            headers = self.metadata.headers(with_body=True)
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        elif method == "OPTIONS":
-            await send_response(send, 204, self.metadata.headers(with_body=False), b"")
-        else:
-            headers = [(b"allow", b"GET, HEAD, OPTIONS")]
-            await send_response(send, 405, headers, b"")
+    def _refusal_for(self, error: Exception, scope: Scope) -> Refusal:
+        if isinstance(error, AuthorizationError):
+            logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
+            return self.access.invalid(error)
+        if isinstance(error, JWKSUnavailableError):
+            return self.access.unavailable(error)
+        if isinstance(error, JWKSError):
+            logger.error("key set unusable: %s", error.detail)
+            return self.access.unavailable(JWKSUnavailableError(error.detail))
+        # Never a 500, never an accidental accept: log it and fail closed.
+        logger.error("unexpected error while authenticating a request", exc_info=error)
+        return self.access.unavailable(JWKSUnavailableError("internal error"))
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         """Warm the key caches at startup and close them at shutdown, then pass the message on."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from mcp_oauth2.cli.output import Report
+from mcp_oauth2.cli._output import Report
 
 __all__ = ["ExitCode", "Result", "UsageError"]
 
