@@ -6,7 +6,8 @@ token is then verified in full, so a forged ``iss`` gains nothing. When the key 
 the token's key (a rotation), or the signature fails under a known ``kid`` (an issuer that
 restarted with a new key under the same id), the source may refetch, rate limited, and the
 token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
-may predate the key).
+may predate the key). An unknown key while the key server cannot be reached is
+``JWKSUnavailableError`` (503, fail closed), not ``key_not_found``: the key may well exist.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
     InvalidSignatureError,
+    JWKSUnavailableError,
     KeyNotFoundError,
 )
 
@@ -100,7 +102,15 @@ class Authenticator:
             try:
                 return self.validator.validate(token, keys)
             except (KeyNotFoundError, InvalidSignatureError) as miss:
-                fresh = await source.refresh_after_miss(keys)
+                try:
+                    fresh = await source.refresh_after_miss(keys)
+                except JWKSUnavailableError:
+                    # An unknown key while the key server cannot be asked: unavailable (503),
+                    # not a verdict on the token. A signature that fails under a key in hand
+                    # stays a refusal of the token.
+                    if isinstance(miss, InvalidSignatureError):
+                        raise miss from None
+                    raise
                 if fresh is None:
                     raise miss from None
             keys = fresh

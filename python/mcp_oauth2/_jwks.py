@@ -14,7 +14,9 @@ changes:
   after it expired, then validation fails closed (``JWKSUnavailableError``, HTTP 503);
 - a token naming an unknown ``kid`` (or failing its signature under a known one) may trigger one
   refetch per ``cooldown`` window, across all kids; other misses in the window cost nothing;
-  scheduled and startup fetches do not count against that window.
+  scheduled and startup fetches do not count against that window; when that refetch fails (or
+  failures are backing off), the token is not refused as unknown: the answer is
+  ``JWKSUnavailableError`` (503), as the key may exist.
 
 ``StaticKeys`` serves a fixed JWKS (a dict, JSON text, or a file) for offline use and tests.
 """
@@ -86,7 +88,11 @@ class KeySource(Protocol):
         ...
 
     async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
-        """A newer key set after a key miss on ``seen``, or None (rate limited, or no change)."""
+        """A newer key set after a key miss on ``seen``, or None (rate limited, or no change).
+
+        Raises ``JWKSUnavailableError`` when the key server could not be asked (the refetch
+        failed, or failures are backing off): the key may exist, so the miss proves nothing.
+        """
         ...
 
     def stats(self) -> KeySourceStats: ...
@@ -219,6 +225,13 @@ class JWKSCache:
             now = self._clock()
             if not self._schedule.miss_fetch_allowed(now):
                 self._counts["rejected_misses"] += 1
+                if self._schedule.consecutive_failures:
+                    # Backing off after failures: whether the issuer has the key is unknown.
+                    raise self._last_failure(
+                        f"keys of {self.jwks_uri or self.issuer} unavailable: a token names a "
+                        "key not cached, and refreshes are failing",
+                        retry_after=self._schedule.retry_after(now),
+                    )
                 return None
             self._schedule.miss_fetch_started(now)
             self._start_refresh(for_miss=True)
@@ -226,11 +239,8 @@ class JWKSCache:
 
     async def _join_refresh(self, seen: KeySet) -> KeySet | None:
         """The outcome of the fetch in flight (or of a new one): its keys if they differ from
-        ``seen``, else None (also when it failed)."""
-        try:
-            fresh = await self._await_refresh()
-        except JWKSError:
-            return None
+        ``seen``, else None; its ``JWKSUnavailableError`` when it failed."""
+        fresh = await self._await_refresh()
         return None if fresh.fingerprint == seen.fingerprint else fresh
 
     def get_keys_sync(self) -> KeySet:
