@@ -18,7 +18,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._rust import TokenValidator
-from mcp_oauth2._url_rules import require_fetchable_url, require_identifier_url
+from mcp_oauth2._url_rules import (
+    require_audience,
+    require_fetchable_url,
+    require_identifier_url,
+)
 
 __all__ = ["OAuth2Config"]
 
@@ -38,7 +42,7 @@ def _env(field: str) -> str:
 _URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
     "issuer": (require_fetchable_url, "https://auth.example.com"),
     "jwks_uri": (require_fetchable_url, "https://auth.example.com/jwks"),
-    "audience": (require_identifier_url, "https://mcp.example.com/mcp"),
+    "audience": (require_audience, "https://mcp.example.com/mcp"),
     "resource": (require_identifier_url, "https://mcp.example.com/mcp"),
     "resource_documentation": (require_identifier_url, "https://mcp.example.com/docs"),
 }
@@ -78,7 +82,8 @@ class OAuth2Config(BaseSettings):
 
     issuer: StringList = Field(description="Trusted issuer(s); `iss` must equal one exactly.")
     audience: StringList = Field(
-        description="This server's canonical resource URI(s); `aud` must contain one."
+        description="This server's canonical resource URI(s), or an Entra ID application "
+        "(client) ID as a GUID; `aud` must contain one."
     )
     jwks_uri: str | None = Field(
         None, description="Where the keys are; discovered from the issuer's metadata if unset."
@@ -240,6 +245,21 @@ class OAuth2Config(BaseSettings):
                     f"public paths instead, e.g. {env}='/health,/public/*'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _resource_is_a_url(self) -> OAuth2Config:
+        # The RFC 9728 resource defaults to the first audience, which may be a GUID (Entra ID).
+        if self.resource is None:
+            try:
+                require_identifier_url(self.audience[0], "the first audience")
+            except ValueError as error:
+                env = _env("resource")
+                raise ValueError(
+                    f"resource ({env}) is required when the first audience is not a URL "
+                    f"({error}): it is this server's public URL for RFC 9728, "
+                    f"e.g. {env}=https://mcp.example.com/mcp"
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _checked_by_the_native_validator(self) -> OAuth2Config:
