@@ -31,6 +31,9 @@ StringList = Annotated[tuple[str, ...], NoDecode]
 # RFC 6749 section 3.3 scope-token: also keeps WWW-Authenticate values free of quotes.
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 METHOD = re.compile(r"^[A-Z]+$")
+# A readiness route: an absolute path of printable ASCII, no wildcard, query or fragment.
+PROBE_PATH = re.compile(r"^/[\x21-\x22\x24-\x29\x2b-\x3e\x40-\x7e]+$")
+WELL_KNOWN = "/.well-known/"
 
 
 def _env(field: str) -> str:
@@ -117,6 +120,11 @@ class OAuth2Config(BaseSettings):
     jwks_max_bytes: int = Field(65_536, description="Largest JWKS or metadata document.")
     jwks_retries: int = Field(2, description="Retries within a refresh (connection errors, 5xx).")
     jwks_prefetch: bool = Field(True, description="Fetch keys when the application starts.")
+    readiness_path: str | None = Field(
+        None,
+        description="If set, the middleware answers a readiness probe there without a token: "
+        "200 while usable keys are cached for every issuer, else 503.",
+    )
     resource: str | None = Field(
         None, description="RFC 9728 `resource`; defaults to the first audience."
     )
@@ -244,6 +252,17 @@ class OAuth2Config(BaseSettings):
                     f"exempt_routes ({env}): {route!r} would exempt every path; list the "
                     f"public paths instead, e.g. {env}='/health,/public/*'"
                 )
+        return value
+
+    @field_validator("readiness_path")
+    @classmethod
+    def _probe_path(cls, value: str | None) -> str | None:
+        if value is not None and (not PROBE_PATH.match(value) or value.startswith(WELL_KNOWN)):
+            env = _env("readiness_path")
+            raise ValueError(
+                f"readiness_path ({env}) must be a path below '/' without '*', '?' or '#', "
+                f"outside /.well-known/, e.g. {env}=/ready"
+            )
         return value
 
     @model_validator(mode="after")

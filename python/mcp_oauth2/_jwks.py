@@ -43,7 +43,14 @@ from mcp_oauth2._rust import KeySet
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import ConfigurationError, JWKSError, JWKSUnavailableError
 
-__all__ = ["JWKSCache", "KeySource", "KeySourceStats", "StaticKeys", "skipped_summary"]
+__all__ = [
+    "USABLE_STATES",
+    "JWKSCache",
+    "KeySource",
+    "KeySourceStats",
+    "StaticKeys",
+    "skipped_summary",
+]
 
 logger = logging.getLogger("mcp_oauth2.jwks")
 
@@ -77,6 +84,21 @@ class KeySourceStats:
     age: float | None = None
     """Seconds since the current key set was fetched."""
     consecutive_failures: int = 0
+    last_failure: str | None = None
+    """The ``code`` of the last failed refresh (``jwks_unavailable``, ``discovery_failed``,
+    ``issuer_mismatch``), kept after a success; the log line of the failure says more."""
+    last_failure_at: float | None = None
+    """Wall-clock time (unix seconds) of the last failed refresh."""
+
+    @property
+    def usable_key_count(self) -> int:
+        """The keys a request may be validated with now: ``key_count`` while the set is
+        ``fresh``, ``stale`` (within ``max_stale``) or ``static``, else 0."""
+        return self.key_count if self.state in USABLE_STATES else 0
+
+
+# The states in which a source serves its keys.
+USABLE_STATES: frozenset[State] = frozenset({"fresh", "stale", "static"})
 
 
 @runtime_checkable
@@ -181,6 +203,7 @@ class JWKSCache:
         # The kind of the last failure (discovery_failed, issuer_mismatch, jwks_unavailable), so
         # that requests refused without a new attempt report the same cause.
         self._last_failure: type[JWKSUnavailableError] = JWKSUnavailableError
+        self._last_failure_at: float | None = None  # wall-clock time, for stats()
         self._sync_lock = threading.Lock()
         self._closed = False
         self._counts: dict[Counted, int] = dict.fromkeys(get_args(Counted), 0)
@@ -314,6 +337,8 @@ class JWKSCache:
             last_success=self._fetched_wall_time,
             age=now - window.fetched_at if window is not None else None,
             consecutive_failures=self._schedule.consecutive_failures,
+            last_failure=self._last_failure.code if self._last_failure_at is not None else None,
+            last_failure_at=self._last_failure_at,
         )
 
     # -- fetching ----------------------------------------------------------------------------
@@ -373,6 +398,7 @@ class JWKSCache:
             failure.detail,
         )
         self._last_failure = type(failure)
+        self._last_failure_at = time.time()
         return type(failure)(
             f"refresh failed: {failure.detail}", failure.reasons, self._schedule.retry_after(now)
         )

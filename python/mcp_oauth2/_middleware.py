@@ -8,7 +8,8 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``scope["user"]`` (the ``AuthenticatedUser``) and ``scope["auth"]`` (Starlette
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
-metadata document itself, and starts and stops the key caches with the application's lifespan.
+metadata document itself (and, when ``readiness_path`` is set, a readiness probe), and starts
+and stops the key caches with the application's lifespan.
 
 Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
 middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
@@ -28,6 +29,7 @@ from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, Refusal
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._exemptions import Exemptions
+from mcp_oauth2._health import send_readiness
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
@@ -68,6 +70,7 @@ class OAuth2Middleware:
         self.access = AccessControl.from_config(config)
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
+        self.readiness_path = config.readiness_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -82,6 +85,9 @@ class OAuth2Middleware:
         method = scope.get("method", "GET")
         if kind == "http" and path in self.metadata.paths:
             await self.metadata.send(method, send)
+            return
+        if kind == "http" and path == self.readiness_path:
+            await send_readiness(method, await self.authenticator.readiness(), send)
             return
         if self.exemptions.match(method, path) is not None:
             scope["user"] = UnauthenticatedUser()
