@@ -120,6 +120,10 @@ class OAuth2Config(BaseSettings):
     jwks_max_bytes: int = Field(65_536, description="Largest JWKS or metadata document.")
     jwks_retries: int = Field(2, description="Retries within a refresh (connection errors, 5xx).")
     jwks_prefetch: bool = Field(True, description="Fetch keys when the application starts.")
+    telemetry: bool = Field(
+        False,
+        description="Record OpenTelemetry metrics and spans (the `opentelemetry` extra).",
+    )
     readiness_path: str | None = Field(
         None,
         description="If set, the middleware answers a readiness probe there without a token: "

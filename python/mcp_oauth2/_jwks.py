@@ -37,7 +37,7 @@ import httpx
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._http_fetch import new_client
-from mcp_oauth2._key_fetcher import FetchedKeys, KeyFetcher
+from mcp_oauth2._key_fetcher import FetchedKeys, KeyFetcher, SpanFactory
 from mcp_oauth2._key_schedule import KeySchedule, State
 from mcp_oauth2._rust import KeySet
 from mcp_oauth2._url_rules import require_fetchable_url
@@ -56,7 +56,7 @@ logger = logging.getLogger("mcp_oauth2.jwks")
 
 Clock = Callable[[], float]
 # What a JWKSCache counts (named as in KeySourceStats).
-Counted = Literal["hits", "misses", "rejected_misses", "fetches", "failures"]
+Counted = Literal["hits", "misses", "rejected_misses", "fetches", "successes", "failures"]
 # Skipped keys named in one log line; the rest are counted.
 SKIPPED_IN_LOG = 5
 
@@ -84,6 +84,8 @@ class KeySourceStats:
     age: float | None = None
     """Seconds since the current key set was fetched."""
     consecutive_failures: int = 0
+    successes: int = 0
+    """Fetches that succeeded (``fetches`` also counts those in flight)."""
     last_failure: str | None = None
     """The ``code`` of the last failed refresh (``jwks_unavailable``, ``discovery_failed``,
     ``issuer_mismatch``), kept after a success; the log line of the failure says more."""
@@ -213,6 +215,11 @@ class JWKSCache:
         """The configured or discovered key URL (None until discovery succeeded)."""
         return self._fetcher.jwks_uri
 
+    def trace_fetches(self, span: SpanFactory) -> None:
+        """Wrap each key fetch, and discovery, in ``span(name, attributes)`` (for tracing:
+        ``mcp_oauth2.telemetry`` passes OpenTelemetry spans)."""
+        self._fetcher.span = span
+
     # -- the request path -------------------------------------------------------------------
 
     async def get_keys(self) -> KeySet:
@@ -337,6 +344,7 @@ class JWKSCache:
             last_success=self._fetched_wall_time,
             age=now - window.fetched_at if window is not None else None,
             consecutive_failures=self._schedule.consecutive_failures,
+            successes=counts["successes"],
             last_failure=self._last_failure.code if self._last_failure_at is not None else None,
             last_failure_at=self._last_failure_at,
         )
@@ -378,6 +386,7 @@ class JWKSCache:
             fetched = await self._fetcher.fetch(client)
         except JWKSUnavailableError as failure:
             raise self._failed(failure) from None
+        self._counts["successes"] += 1
         if seq < self._applied_seq:
             assert self._keys is not None
             return self._keys  # a fetch that started later has landed: keep its newer keys

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -27,17 +28,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
 from mcp_oauth2._authenticator import Authenticator
-from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
 from mcp_oauth2._exemptions import Exemptions
 from mcp_oauth2._health import send_readiness
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
     AuthorizationError,
+    ConfigurationError,
     InvalidRequestError,
     JWKSError,
     JWKSUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from mcp_oauth2.telemetry import Admit, Telemetry
 
 __all__ = ["OAuth2Middleware", "bearer_token"]
 
@@ -57,11 +62,14 @@ class OAuth2Middleware:
         config: OAuth2Config | None = None,
         *,
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """``config`` defaults to ``OAuth2Config()`` read from ``MCP_OAUTH2_*`` variables.
 
         ``key_sources`` replaces the key caches built from the configuration (for example a
-        ``StaticKeys`` in tests, or caches shared between several apps).
+        ``StaticKeys`` in tests, or caches shared between several apps). ``telemetry`` records
+        metrics and spans (``mcp_oauth2.telemetry``); with ``config.telemetry`` and none given,
+        one on the global OpenTelemetry providers. Without either, nothing is recorded.
         """
         self.app = app
         self.config = config if config is not None else OAuth2Config()
@@ -71,6 +79,14 @@ class OAuth2Middleware:
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
         self.readiness_path = config.readiness_path
+        if telemetry is None and config.telemetry:
+            telemetry = _global_telemetry()
+        self.telemetry = telemetry
+        """Where an addition (token introspection, say) records what it does; None when off."""
+        # Off: the request path is the plain ``_admit``, with nothing recorded and nothing to check.
+        self._admit_request: Admit = self._admit
+        if telemetry is not None:
+            self._admit_request = telemetry.observe(self.authenticator, self._admit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -92,7 +108,7 @@ class OAuth2Middleware:
         if self.exemptions.match(method, path) is not None:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
-        elif (refusal := await self._admit(scope)) is not None:
+        elif (refusal := await self._admit_request(scope)) is not None:
             if kind == "websocket":
                 await _refuse_websocket(receive, send, refusal.status)
             else:
@@ -155,6 +171,17 @@ class OAuth2Middleware:
             return message
 
         return wrapped
+
+
+def _global_telemetry() -> Telemetry:
+    try:
+        from mcp_oauth2.telemetry import Telemetry  # only with the extra
+    except ImportError as error:
+        raise ConfigurationError(
+            f"telemetry ({ENV_PREFIX}TELEMETRY) needs OpenTelemetry: "
+            f'pip install "mcp-oauth2[opentelemetry]" ({error})'
+        ) from None
+    return Telemetry()
 
 
 def _app_path(scope: Scope) -> str:
