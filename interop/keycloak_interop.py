@@ -553,6 +553,10 @@ async def part_outage(run: Run, out: Transcript, admin: KeycloakAdmin, seen: str
         stats.state == "stale" and stats.failures > 0,
         "the cache serves its stale keys while refreshes fail",
     )
+    out.check(
+        stats.usable_key_count > 0 and stats.last_failure == "jwks_unavailable",
+        "its keys count as usable (a readiness probe stays ready); the last failure is recorded",
+    )
     return unseen_new_key
 
 
