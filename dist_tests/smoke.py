@@ -24,7 +24,9 @@ from mcp_oauth2.errors import InvalidAudienceError, InvalidSignatureError
 
 # Modules that need an extra (``pip install "mcp-oauth2[EXTRA]"``); each says so with an
 # ImportError when it is missing. ``dist_tests/test_imports.py`` checks them extra by extra.
-NEEDS_EXTRA = frozenset({"mcp_oauth2.fastapi", "mcp_oauth2.mcp_sdk", "mcp_oauth2.testing"})
+NEEDS_EXTRA = frozenset(
+    {"mcp_oauth2.fastapi", "mcp_oauth2.mcp_sdk", "mcp_oauth2.testing", "mcp_oauth2.telemetry"}
+)
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://mcp.example.com/mcp"

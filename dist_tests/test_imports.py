@@ -22,6 +22,7 @@ MODULE_EXTRA = {
     "mcp_oauth2.fastapi": "fastapi",
     "mcp_oauth2.mcp_sdk": "mcp",
     "mcp_oauth2.testing": "testing",
+    "mcp_oauth2.telemetry": "opentelemetry",
 }
 
 

@@ -541,14 +541,21 @@ async def part_outage(run: Run, out: Transcript, admin: KeycloakAdmin, seen: str
     answer = await run.post_initialize(unseen_new_key)
     out.step(f"a token of the key added before the stop: {_answer(answer)}")
     out.check(
-        answer.status_code == 401 and _code(answer) == "key_not_found",
-        "a token of a key the cache has not seen cannot be verified: 401 key_not_found",
+        answer.status_code == 503
+        and _code(answer) == "jwks_unavailable"
+        and "retry-after" in answer.headers,
+        "a token of a key the cache has not seen cannot be checked while Keycloak is down: "
+        "503 jwks_unavailable with Retry-After (fail closed, not a verdict on the token)",
     )
     stats = run.cache.stats()
     out.step(run.stats_line())
     out.check(
         stats.state == "stale" and stats.failures > 0,
         "the cache serves its stale keys while refreshes fail",
+    )
+    out.check(
+        stats.usable_key_count > 0 and stats.last_failure == "jwks_unavailable",
+        "its keys count as usable (a readiness probe stays ready); the last failure is recorded",
     )
     return unseen_new_key
 

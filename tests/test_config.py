@@ -186,3 +186,39 @@ def test_each_url_setting_is_refused_with_an_example_of_its_own(field: str, exam
     message = str(caught.value)
     assert "plain http:// for a non-loopback host" in message
     assert f"e.g. MCP_OAUTH2_{field.upper()}={example}" in message
+
+
+ENTRA_CLIENT_ID = "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"
+
+
+def test_an_entra_client_id_guid_is_an_audience_and_the_resource_stays_a_url() -> None:
+    config = OAuth2Config(
+        issuer=ISSUER, audience=ENTRA_CLIENT_ID, resource="https://mcp.example.com/mcp"
+    )
+    assert config.audience == (ENTRA_CLIENT_ID,)
+    assert config.resource_uri == "https://mcp.example.com/mcp"
+    assert config.token_validator().audiences == (ENTRA_CLIENT_ID,)
+    # The RFC 9728 resource defaults to the first audience: a GUID cannot be it.
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config(issuer=ISSUER, audience=ENTRA_CLIENT_ID)
+    assert "MCP_OAUTH2_RESOURCE" in str(caught.value)
+    with pytest.raises(ValidationError):
+        OAuth2Config(issuer=ISSUER, audience=AUDIENCE, resource=ENTRA_CLIENT_ID)
+    mixed = OAuth2Config(issuer=ISSUER, audience=[AUDIENCE, ENTRA_CLIENT_ID.upper()])
+    assert mixed.resource_uri == AUDIENCE
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        "1example23456789abcdefghij",  # a Cognito app client ID
+        "123-abc.apps.googleusercontent.com",  # a Google client ID
+        "mcp.example.com/mcp",  # a URL without its scheme
+        "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5",  # one digit short of a GUID
+        "{8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b}",
+    ],
+)
+def test_other_bare_audiences_are_still_refused(audience: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config(issuer=ISSUER, audience=audience, resource="https://mcp.example.com/mcp")
+    assert "GUID" in str(caught.value) and "MCP_OAUTH2_AUDIENCE" in str(caught.value)

@@ -470,7 +470,8 @@ async def test_logs_never_contain_tokens(
     issuer.fault = "status:500"
     clock.advance(700)
     for token in tokens:
-        with contextlib.suppress(TokenValidationError):
+        # (the unknown kid, while refreshes fail, is JWKSUnavailableError)
+        with contextlib.suppress(TokenValidationError, JWKSUnavailableError):
             await auth.authenticate(token)
     await settle()
     assert "refresh failed" in caplog.text
@@ -723,3 +724,36 @@ def test_uvicorn_lifespan_on_starts_and_serves_through_key_server_faults(
                     if protected_status == 503:
                         assert protected.json()["code"] in ("jwks_unavailable", "discovery_failed")
         assert events == ["startup", "shutdown"]
+
+
+async def test_unknown_kid_during_an_outage_is_unavailable_not_key_not_found(
+    issuer: LocalIssuer,
+) -> None:
+    clock = FakeClock()
+    settings = CacheSettings(timeout=1.0, retries=0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        auth = authenticator_for(issuer, cache)
+        seen = issuer.mint()
+        assert (await auth.authenticate(seen)).subject == "user-1"
+        new_kid = issuer.rotate("RS256")
+        issuer.fault = "status:503"
+        unknown = issuer.mint(kid=new_kid)
+        # The refetch the unknown kid triggers fails: the key may exist, so 503, not 401.
+        with pytest.raises(JWKSUnavailableError) as caught:
+            await auth.authenticate(unknown)
+        assert caught.value.code == "jwks_unavailable" and caught.value.retry_after >= 1
+        requests = issuer.jwks_requests
+        # While failures back off, another unknown kid is unavailable too, without a fetch.
+        with pytest.raises(JWKSUnavailableError):
+            await auth.authenticate(issuer.mint(kid=new_kid))
+        assert issuer.jwks_requests == requests
+        assert (await auth.authenticate(seen)).subject == "user-1"  # cached keys still serve
+        # A forged signature under a cached key stays a refusal of the token.
+        forged = issuer.mint_untrusted(kid=issuer.current_kid("ES256"), algorithm="ES256")
+        with pytest.raises(TokenValidationError) as refused:
+            await auth.authenticate(forged)
+        assert refused.value.code == "invalid_signature"
+        issuer.fault = None
+        clock.advance(120)
+        await until(lambda: cache.stats().state == "fresh")
+        assert (await auth.authenticate(unknown)).subject == "user-1"

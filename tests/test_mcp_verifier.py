@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from mcp_oauth2 import CacheSettings, JWKSCache, OAuth2Config
+from mcp_oauth2 import CacheSettings, JWKSCache, OAuth2Config, StaticKeys
 from mcp_oauth2.mcp_sdk import OUTAGE_LOG_INTERVAL, MCPTokenVerifier
 from mcp_oauth2.testing import LocalIssuer
 
@@ -72,3 +72,16 @@ async def test_key_server_outage_is_logged_at_warning_rate_limited(
             await verifier.aclose()
         for record in caplog.records:  # and a log line never carries a token
             assert "eyJ" not in record.getMessage()
+
+
+async def test_an_entra_client_id_audience_gives_the_resource_url() -> None:
+    client_id = "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"
+    issuer = LocalIssuer(issuer="https://login.example.com/tenant/v2.0")
+    config = OAuth2Config(
+        issuer=issuer.issuer, audience=client_id, resource="https://mcp.example.com/mcp"
+    )
+    verifier = MCPTokenVerifier(config, key_sources=StaticKeys(issuer.jwks()))
+    accepted = await verifier.verify_token(issuer.mint(audience=client_id))
+    assert accepted is not None
+    # The SDK's validate_token_resource compares this with its resource_server_url.
+    assert accepted.resource == "https://mcp.example.com/mcp"

@@ -463,3 +463,18 @@ async def test_descriptions_in_headers_parse_back(client: httpx.AsyncClient) -> 
     response = await client.get("/mcp", headers={"Authorization": "Bearer a.b.c"})
     params = challenge_params(response.headers["www-authenticate"])
     assert params["error_description"] == json.loads(response.text)["error_description"]
+
+
+async def test_an_entra_v2_audience_guid_is_checked_and_the_metadata_names_the_resource() -> None:
+    client_id = "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"
+    app = build_app(audience=[client_id], resource=f"{BASE}/mcp")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        accepted = await http.get(
+            "/mcp", headers={"Authorization": f"Bearer {token(aud=client_id)}"}
+        )
+        assert accepted.status_code == 200 and accepted.json()["subject"] == "user-1"
+        other = await http.get("/mcp", headers={"Authorization": f"Bearer {token()}"})
+        assert other.status_code == 401 and other.json()["code"] == "invalid_audience"
+        assert f'resource_metadata="{METADATA_URL}"' in other.headers["www-authenticate"]
+        metadata = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+        assert metadata["resource"] == f"{BASE}/mcp"

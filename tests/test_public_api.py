@@ -44,6 +44,7 @@ def test_the_readme_lists_the_public_modules() -> None:
         "mcp_oauth2.fastapi",
         "mcp_oauth2.mcp_sdk",
         "mcp_oauth2.testing",
+        "mcp_oauth2.telemetry",
         "mcp_oauth2.cli",
     }
 

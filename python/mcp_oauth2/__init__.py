@@ -11,6 +11,7 @@ from mcp_oauth2 import errors
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._health import AuthenticatorHealth
 from mcp_oauth2._jwks import JWKSCache, KeySource, KeySourceStats, StaticKeys
 from mcp_oauth2._middleware import OAuth2Middleware
 from mcp_oauth2._rust import (
@@ -29,6 +30,7 @@ __version__: str = _distribution_version("mcp-oauth2")
 __all__ = [
     "AuthenticatedUser",
     "Authenticator",
+    "AuthenticatorHealth",
     "CacheSettings",
     "JWKSCache",
     "KeySet",

@@ -48,6 +48,8 @@ class Refusal:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    code: str = ""
+    """The body's ``code`` (a fixed word: ``missing_token``, ``expired``, ...), for metrics."""
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
@@ -214,4 +216,4 @@ def _refusal(
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode("ascii")))
     headers += [*extra, (b"content-length", str(len(content)).encode())]
-    return Refusal(status, tuple(headers), content)
+    return Refusal(status, tuple(headers), content, body.get("code", ""))

@@ -6,20 +6,26 @@ token is then verified in full, so a forged ``iss`` gains nothing. When the key 
 the token's key (a rotation), or the signature fails under a known ``kid`` (an issuer that
 restarted with a new key under the same id), the source may refetch, rate limited, and the
 token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
-may predate the key).
+may predate the key). An unknown key while the key server cannot be reached is
+``JWKSUnavailableError`` (503, fail closed), not ``key_not_found``: the key may well exist.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mcp_oauth2._health import AuthenticatorHealth, summarize
 from mcp_oauth2._jwks import JWKSCache, KeySource
 from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
 from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
     InvalidSignatureError,
+    JWKSError,
+    JWKSUnavailableError,
     KeyNotFoundError,
 )
 
@@ -30,6 +36,8 @@ __all__ = ["Authenticator"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
+# How long a readiness check waits for a refresh it started (a probe's timeout is often 1 s).
+READINESS_WAIT = 0.5
 
 
 class Authenticator:
@@ -100,11 +108,35 @@ class Authenticator:
             try:
                 return self.validator.validate(token, keys)
             except (KeyNotFoundError, InvalidSignatureError) as miss:
-                fresh = await source.refresh_after_miss(keys)
+                try:
+                    fresh = await source.refresh_after_miss(keys)
+                except JWKSUnavailableError:
+                    # An unknown key while the key server cannot be asked: unavailable (503),
+                    # not a verdict on the token. A signature that fails under a key in hand
+                    # stays a refusal of the token.
+                    if isinstance(miss, InvalidSignatureError):
+                        raise miss from None
+                    raise
                 if fresh is None:
                     raise miss from None
             keys = fresh
         return self.validator.validate(token, keys)
+
+    def health(self) -> AuthenticatorHealth:
+        """Each issuer's key source's stats, and whether every one holds usable keys (no I/O)."""
+        stats = {id(source): source.stats() for source in self._distinct_sources()}
+        by_issuer = {issuer: stats[id(source)] for issuer, source in self.sources.items()}
+        return summarize(by_issuer, list(stats.values()))
+
+    async def readiness(self, wait: float = READINESS_WAIT) -> AuthenticatorHealth:
+        """``health()`` after asking each source for its keys as a request would: a source
+        whose keys are due or unusable starts a refresh (within its fetch rules), which is
+        waited for up to ``wait`` seconds. An idle process thus notices that its identity
+        provider came back (or went away) without a request carrying a token."""
+        for source in self._distinct_sources():
+            with contextlib.suppress(JWKSError, TimeoutError):
+                await asyncio.wait_for(source.get_keys(), wait)
+        return self.health()
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""

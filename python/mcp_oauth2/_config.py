@@ -18,7 +18,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._rust import TokenValidator
-from mcp_oauth2._url_rules import require_fetchable_url, require_identifier_url
+from mcp_oauth2._url_rules import (
+    require_audience,
+    require_fetchable_url,
+    require_identifier_url,
+)
 
 __all__ = ["OAuth2Config"]
 
@@ -27,6 +31,9 @@ StringList = Annotated[tuple[str, ...], NoDecode]
 # RFC 6749 section 3.3 scope-token: also keeps WWW-Authenticate values free of quotes.
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 METHOD = re.compile(r"^[A-Z]+$")
+# A readiness route: an absolute path of printable ASCII, no wildcard, query or fragment.
+PROBE_PATH = re.compile(r"^/[\x21-\x22\x24-\x29\x2b-\x3e\x40-\x7e]+$")
+WELL_KNOWN = "/.well-known/"
 
 
 def _env(field: str) -> str:
@@ -38,7 +45,7 @@ def _env(field: str) -> str:
 _URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
     "issuer": (require_fetchable_url, "https://auth.example.com"),
     "jwks_uri": (require_fetchable_url, "https://auth.example.com/jwks"),
-    "audience": (require_identifier_url, "https://mcp.example.com/mcp"),
+    "audience": (require_audience, "https://mcp.example.com/mcp"),
     "resource": (require_identifier_url, "https://mcp.example.com/mcp"),
     "resource_documentation": (require_identifier_url, "https://mcp.example.com/docs"),
 }
@@ -78,7 +85,8 @@ class OAuth2Config(BaseSettings):
 
     issuer: StringList = Field(description="Trusted issuer(s); `iss` must equal one exactly.")
     audience: StringList = Field(
-        description="This server's canonical resource URI(s); `aud` must contain one."
+        description="This server's canonical resource URI(s), or an Entra ID application "
+        "(client) ID as a GUID; `aud` must contain one."
     )
     jwks_uri: str | None = Field(
         None, description="Where the keys are; discovered from the issuer's metadata if unset."
@@ -112,6 +120,15 @@ class OAuth2Config(BaseSettings):
     jwks_max_bytes: int = Field(65_536, description="Largest JWKS or metadata document.")
     jwks_retries: int = Field(2, description="Retries within a refresh (connection errors, 5xx).")
     jwks_prefetch: bool = Field(True, description="Fetch keys when the application starts.")
+    telemetry: bool = Field(
+        False,
+        description="Record OpenTelemetry metrics and spans (the `opentelemetry` extra).",
+    )
+    readiness_path: str | None = Field(
+        None,
+        description="If set, the middleware answers a readiness probe there without a token: "
+        "200 while usable keys are cached for every issuer, else 503.",
+    )
     resource: str | None = Field(
         None, description="RFC 9728 `resource`; defaults to the first audience."
     )
@@ -240,6 +257,32 @@ class OAuth2Config(BaseSettings):
                     f"public paths instead, e.g. {env}='/health,/public/*'"
                 )
         return value
+
+    @field_validator("readiness_path")
+    @classmethod
+    def _probe_path(cls, value: str | None) -> str | None:
+        if value is not None and (not PROBE_PATH.match(value) or value.startswith(WELL_KNOWN)):
+            env = _env("readiness_path")
+            raise ValueError(
+                f"readiness_path ({env}) must be a path below '/' without '*', '?' or '#', "
+                f"outside /.well-known/, e.g. {env}=/ready"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _resource_is_a_url(self) -> OAuth2Config:
+        # The RFC 9728 resource defaults to the first audience, which may be a GUID (Entra ID).
+        if self.resource is None:
+            try:
+                require_identifier_url(self.audience[0], "the first audience")
+            except ValueError as error:
+                env = _env("resource")
+                raise ValueError(
+                    f"resource ({env}) is required when the first audience is not a URL "
+                    f"({error}): it is this server's public URL for RFC 9728, "
+                    f"e.g. {env}=https://mcp.example.com/mcp"
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _checked_by_the_native_validator(self) -> OAuth2Config:

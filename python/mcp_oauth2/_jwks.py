@@ -14,7 +14,9 @@ changes:
   after it expired, then validation fails closed (``JWKSUnavailableError``, HTTP 503);
 - a token naming an unknown ``kid`` (or failing its signature under a known one) may trigger one
   refetch per ``cooldown`` window, across all kids; other misses in the window cost nothing;
-  scheduled and startup fetches do not count against that window.
+  scheduled and startup fetches do not count against that window; when that refetch fails (or
+  failures are backing off), the token is not refused as unknown: the answer is
+  ``JWKSUnavailableError`` (503), as the key may exist.
 
 ``StaticKeys`` serves a fixed JWKS (a dict, JSON text, or a file) for offline use and tests.
 """
@@ -35,19 +37,26 @@ import httpx
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._http_fetch import new_client
-from mcp_oauth2._key_fetcher import FetchedKeys, KeyFetcher
+from mcp_oauth2._key_fetcher import FetchedKeys, KeyFetcher, SpanFactory
 from mcp_oauth2._key_schedule import KeySchedule, State
 from mcp_oauth2._rust import KeySet
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import ConfigurationError, JWKSError, JWKSUnavailableError
 
-__all__ = ["JWKSCache", "KeySource", "KeySourceStats", "StaticKeys", "skipped_summary"]
+__all__ = [
+    "USABLE_STATES",
+    "JWKSCache",
+    "KeySource",
+    "KeySourceStats",
+    "StaticKeys",
+    "skipped_summary",
+]
 
 logger = logging.getLogger("mcp_oauth2.jwks")
 
 Clock = Callable[[], float]
 # What a JWKSCache counts (named as in KeySourceStats).
-Counted = Literal["hits", "misses", "rejected_misses", "fetches", "failures"]
+Counted = Literal["hits", "misses", "rejected_misses", "fetches", "successes", "failures"]
 # Skipped keys named in one log line; the rest are counted.
 SKIPPED_IN_LOG = 5
 
@@ -75,6 +84,23 @@ class KeySourceStats:
     age: float | None = None
     """Seconds since the current key set was fetched."""
     consecutive_failures: int = 0
+    successes: int = 0
+    """Fetches that succeeded (``fetches`` also counts those in flight)."""
+    last_failure: str | None = None
+    """The ``code`` of the last failed refresh (``jwks_unavailable``, ``discovery_failed``,
+    ``issuer_mismatch``), kept after a success; the log line of the failure says more."""
+    last_failure_at: float | None = None
+    """Wall-clock time (unix seconds) of the last failed refresh."""
+
+    @property
+    def usable_key_count(self) -> int:
+        """The keys a request may be validated with now: ``key_count`` while the set is
+        ``fresh``, ``stale`` (within ``max_stale``) or ``static``, else 0."""
+        return self.key_count if self.state in USABLE_STATES else 0
+
+
+# The states in which a source serves its keys.
+USABLE_STATES: frozenset[State] = frozenset({"fresh", "stale", "static"})
 
 
 @runtime_checkable
@@ -86,7 +112,11 @@ class KeySource(Protocol):
         ...
 
     async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
-        """A newer key set after a key miss on ``seen``, or None (rate limited, or no change)."""
+        """A newer key set after a key miss on ``seen``, or None (rate limited, or no change).
+
+        Raises ``JWKSUnavailableError`` when the key server could not be asked (the refetch
+        failed, or failures are backing off): the key may exist, so the miss proves nothing.
+        """
         ...
 
     def stats(self) -> KeySourceStats: ...
@@ -175,6 +205,7 @@ class JWKSCache:
         # The kind of the last failure (discovery_failed, issuer_mismatch, jwks_unavailable), so
         # that requests refused without a new attempt report the same cause.
         self._last_failure: type[JWKSUnavailableError] = JWKSUnavailableError
+        self._last_failure_at: float | None = None  # wall-clock time, for stats()
         self._sync_lock = threading.Lock()
         self._closed = False
         self._counts: dict[Counted, int] = dict.fromkeys(get_args(Counted), 0)
@@ -183,6 +214,11 @@ class JWKSCache:
     def jwks_uri(self) -> str | None:
         """The configured or discovered key URL (None until discovery succeeded)."""
         return self._fetcher.jwks_uri
+
+    def trace_fetches(self, span: SpanFactory) -> None:
+        """Wrap each key fetch, and discovery, in ``span(name, attributes)`` (for tracing:
+        ``mcp_oauth2.telemetry`` passes OpenTelemetry spans)."""
+        self._fetcher.span = span
 
     # -- the request path -------------------------------------------------------------------
 
@@ -219,6 +255,13 @@ class JWKSCache:
             now = self._clock()
             if not self._schedule.miss_fetch_allowed(now):
                 self._counts["rejected_misses"] += 1
+                if self._schedule.consecutive_failures:
+                    # Backing off after failures: whether the issuer has the key is unknown.
+                    raise self._last_failure(
+                        f"keys of {self.jwks_uri or self.issuer} unavailable: a token names a "
+                        "key not cached, and refreshes are failing",
+                        retry_after=self._schedule.retry_after(now),
+                    )
                 return None
             self._schedule.miss_fetch_started(now)
             self._start_refresh(for_miss=True)
@@ -226,11 +269,8 @@ class JWKSCache:
 
     async def _join_refresh(self, seen: KeySet) -> KeySet | None:
         """The outcome of the fetch in flight (or of a new one): its keys if they differ from
-        ``seen``, else None (also when it failed)."""
-        try:
-            fresh = await self._await_refresh()
-        except JWKSError:
-            return None
+        ``seen``, else None; its ``JWKSUnavailableError`` when it failed."""
+        fresh = await self._await_refresh()
         return None if fresh.fingerprint == seen.fingerprint else fresh
 
     def get_keys_sync(self) -> KeySet:
@@ -304,6 +344,9 @@ class JWKSCache:
             last_success=self._fetched_wall_time,
             age=now - window.fetched_at if window is not None else None,
             consecutive_failures=self._schedule.consecutive_failures,
+            successes=counts["successes"],
+            last_failure=self._last_failure.code if self._last_failure_at is not None else None,
+            last_failure_at=self._last_failure_at,
         )
 
     # -- fetching ----------------------------------------------------------------------------
@@ -343,6 +386,7 @@ class JWKSCache:
             fetched = await self._fetcher.fetch(client)
         except JWKSUnavailableError as failure:
             raise self._failed(failure) from None
+        self._counts["successes"] += 1
         if seq < self._applied_seq:
             assert self._keys is not None
             return self._keys  # a fetch that started later has landed: keep its newer keys
@@ -363,6 +407,7 @@ class JWKSCache:
             failure.detail,
         )
         self._last_failure = type(failure)
+        self._last_failure_at = time.time()
         return type(failure)(
             f"refresh failed: {failure.detail}", failure.reasons, self._schedule.retry_after(now)
         )

@@ -5,10 +5,15 @@ The HTTP rules (deadline, size cap, no redirects, identity coding, retries) are 
 discovery is ``_discovery``'s; this module puts them together for ``JWKSCache`` and turns whatever
 goes wrong (connection, status, coding, size, JSON, discovery, key parsing, freshness) into a
 ``JWKSUnavailableError`` (``DiscoveryError``, ``IssuerMismatchError``) with the reason for the log.
+Each fetch, and the discovery within it, runs inside ``span(name, attributes)``: nothing by
+default, an OpenTelemetry span when ``mcp_oauth2.telemetry`` asks for one.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import httpx
@@ -20,7 +25,16 @@ from mcp_oauth2._key_schedule import freshness
 from mcp_oauth2._rust import KeySet
 from mcp_oauth2.errors import JWKSError, JWKSUnavailableError
 
-__all__ = ["FetchedKeys", "KeyFetcher"]
+__all__ = ["DISCOVERY_SPAN", "FETCH_SPAN", "FetchedKeys", "KeyFetcher", "SpanFactory", "no_span"]
+
+# A context manager around a unit of work, given its name and attributes (a tracing span).
+SpanFactory = Callable[[str, Mapping[str, str]], AbstractContextManager[object]]
+FETCH_SPAN = "mcp_oauth2.jwks.fetch"
+DISCOVERY_SPAN = "mcp_oauth2.discovery"
+
+
+def no_span(name: str, attributes: Mapping[str, str]) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +62,25 @@ class KeyFetcher:
         self.settings = settings
         self._client = client
         self._owns_client = client is None
+        self.span: SpanFactory = no_span
 
     async def fetch(self, client: httpx.AsyncClient | None = None) -> FetchedKeys:
         """One refresh on ``client`` (default: the shared one); raises ``JWKSUnavailableError``
         or a subclass, and nothing else, for every failure."""
+        attributes = {"mcp_oauth2.issuer": self.issuer} if self.issuer is not None else {}
+        if self.jwks_uri is not None:
+            attributes["url.full"] = self.jwks_uri
+        with self.span(FETCH_SPAN, attributes):
+            return await self._fetch(client)
+
+    async def _fetch(self, client: httpx.AsyncClient | None) -> FetchedKeys:
         client = client if client is not None else self.shared_client()
         limits = self.settings.fetch_limits
         try:
             if self.jwks_uri is None:
                 assert self.issuer is not None
-                self.jwks_uri = await discover_jwks_uri(client, self.issuer, limits)
+                with self.span(DISCOVERY_SPAN, {"mcp_oauth2.issuer": self.issuer}):
+                    self.jwks_uri = await discover_jwks_uri(client, self.issuer, limits)
             document = await fetch_document(client, self.jwks_uri, limits)
             keys = KeySet.from_jwks(document.body)
             lifetime = freshness(document.headers.get("cache-control"), self.settings).seconds

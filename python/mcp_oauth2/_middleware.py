@@ -8,7 +8,8 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``scope["user"]`` (the ``AuthenticatedUser``) and ``scope["auth"]`` (Starlette
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
-metadata document itself, and starts and stops the key caches with the application's lifespan.
+metadata document itself (and, when ``readiness_path`` is set, a readiness probe), and starts
+and stops the key caches with the application's lifespan.
 
 Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
 middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -26,16 +28,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
 from mcp_oauth2._authenticator import Authenticator
-from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
 from mcp_oauth2._exemptions import Exemptions
+from mcp_oauth2._health import send_readiness
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
     AuthorizationError,
+    ConfigurationError,
     InvalidRequestError,
     JWKSError,
     JWKSUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from mcp_oauth2.telemetry import Admit, Telemetry
 
 __all__ = ["OAuth2Middleware", "bearer_token"]
 
@@ -55,11 +62,14 @@ class OAuth2Middleware:
         config: OAuth2Config | None = None,
         *,
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """``config`` defaults to ``OAuth2Config()`` read from ``MCP_OAUTH2_*`` variables.
 
         ``key_sources`` replaces the key caches built from the configuration (for example a
-        ``StaticKeys`` in tests, or caches shared between several apps).
+        ``StaticKeys`` in tests, or caches shared between several apps). ``telemetry`` records
+        metrics and spans (``mcp_oauth2.telemetry``); with ``config.telemetry`` and none given,
+        one on the global OpenTelemetry providers. Without either, nothing is recorded.
         """
         self.app = app
         self.config = config if config is not None else OAuth2Config()
@@ -68,6 +78,15 @@ class OAuth2Middleware:
         self.access = AccessControl.from_config(config)
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
+        self.readiness_path = config.readiness_path
+        if telemetry is None and config.telemetry:
+            telemetry = _global_telemetry()
+        self.telemetry = telemetry
+        """Where an addition (token introspection, say) records what it does; None when off."""
+        # Off: the request path is the plain ``_admit``, with nothing recorded and nothing to check.
+        self._admit_request: Admit = self._admit
+        if telemetry is not None:
+            self._admit_request = telemetry.observe(self.authenticator, self._admit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,10 +102,13 @@ class OAuth2Middleware:
         if kind == "http" and path in self.metadata.paths:
             await self.metadata.send(method, send)
             return
+        if kind == "http" and path == self.readiness_path:
+            await send_readiness(method, await self.authenticator.readiness(), send)
+            return
         if self.exemptions.match(method, path) is not None:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
-        elif (refusal := await self._admit(scope)) is not None:
+        elif (refusal := await self._admit_request(scope)) is not None:
             if kind == "websocket":
                 await _refuse_websocket(receive, send, refusal.status)
             else:
@@ -149,6 +171,17 @@ class OAuth2Middleware:
             return message
 
         return wrapped
+
+
+def _global_telemetry() -> Telemetry:
+    try:
+        from mcp_oauth2.telemetry import Telemetry  # only with the extra
+    except ImportError as error:
+        raise ConfigurationError(
+            f"telemetry ({ENV_PREFIX}TELEMETRY) needs OpenTelemetry: "
+            f'pip install "mcp-oauth2[opentelemetry]" ({error})'
+        ) from None
+    return Telemetry()
 
 
 def _app_path(scope: Scope) -> str:

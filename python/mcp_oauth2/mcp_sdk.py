@@ -10,8 +10,9 @@
     )
 
 ``verify_token`` never raises: any failure is None. The audience has been checked already;
-``AccessToken.resource`` is the configured audience the token was issued for, so the SDK's own
-resource check (``validate_token_resource``) agrees. Which token passes, and with which scopes
+``AccessToken.resource`` is the configured audience the token was issued for (the configured
+``resource`` when that audience is an Entra ID client ID, a GUID), so the SDK's own resource
+check (``validate_token_resource``) agrees. Which token passes, and with which scopes
 (``AccessToken.scopes`` are the effective ones, ``scope_implications`` applied), is decided by
 the same ``AccessControl`` the middleware uses; the answers are the SDK's own. For every None
 the SDK's ``RequireAuthMiddleware`` answers 401 with the body ``{"error": "invalid_token",
@@ -39,6 +40,7 @@ from mcp_oauth2._access import AccessControl
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._jwks import KeySource
+from mcp_oauth2._url_rules import is_guid
 from mcp_oauth2.errors import JWKSError
 
 __all__ = ["MCPTokenVerifier"]
@@ -82,6 +84,9 @@ class MCPTokenVerifier:
             return None  # the SDK answers 401 (its own body); the middleware would say 403
         audiences = self.config.audience
         resource = next((aud for aud in audiences if aud in user.audience), None)
+        if resource is not None and is_guid(resource):
+            # An Entra ID client ID names this server too; the SDK compares a URL.
+            resource = self.config.resource_uri
         return AccessToken(
             token=token,
             client_id=user.client_id or "",

@@ -1,0 +1,94 @@
+"""The health of an authenticator: whether it can validate tokens now, from its key sources' stats.
+
+``AuthenticatorHealth`` sums up one ``KeySourceStats`` per trusted issuer: the authenticator is
+``ready`` when every issuer's source holds usable keys (``fresh``, ``stale`` within
+``max_stale``, or ``static``). ``send_readiness`` answers a Kubernetes readiness probe with it
+(200 or 503 and a small JSON body naming no URL, key id or token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from starlette.types import Send
+
+from mcp_oauth2._jwks import KeySourceStats
+from mcp_oauth2._key_schedule import State
+
+__all__ = ["AuthenticatorHealth", "send_readiness", "summarize"]
+
+# From the healthiest to the worst: the whole is as healthy as its worst source.
+_STATE_ORDER: tuple[State, ...] = ("static", "fresh", "stale", "empty", "failing")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatorHealth:
+    """A snapshot of ``Authenticator.health()``."""
+
+    ready: bool
+    """Whether every trusted issuer's source holds usable keys."""
+    state: State
+    """The worst state among the sources (``static`` < ``fresh`` < ``stale`` < ``empty`` <
+    ``failing``)."""
+    usable_key_count: int
+    """Usable keys over all sources (each source counted once)."""
+    age: float | None
+    """Seconds since the oldest cached key set was fetched (None when none was)."""
+    last_failure: str | None
+    """The ``code`` of the most recent failed refresh of any source."""
+    last_failure_at: float | None
+    """Wall-clock time (unix seconds) of that failure."""
+    sources: Mapping[str, KeySourceStats] = field(default_factory=dict)
+    """Each trusted issuer's source's stats."""
+
+    def as_dict(self) -> dict[str, object]:
+        """The summary a readiness route answers with (no URLs, no per-issuer details)."""
+        return {
+            "ready": self.ready,
+            "state": self.state,
+            "usable_keys": self.usable_key_count,
+            "age": None if self.age is None else round(self.age, 1),
+            "last_failure": self.last_failure,
+        }
+
+
+def summarize(
+    sources: Mapping[str, KeySourceStats], distinct: list[KeySourceStats]
+) -> AuthenticatorHealth:
+    """The health of an authenticator whose issuers have ``sources`` (``distinct``: each
+    source's stats once, for the sums)."""
+    states: list[State] = [s.state for s in distinct]
+    state: State = max(states, key=_STATE_ORDER.index) if states else "empty"
+    ages = [s.age for s in distinct if s.age is not None]
+    failures = [s for s in distinct if s.last_failure_at is not None]
+    latest = max(failures, key=lambda s: s.last_failure_at or 0.0, default=None)
+    return AuthenticatorHealth(
+        ready=bool(sources) and all(s.usable_key_count > 0 for s in sources.values()),
+        state=state,
+        usable_key_count=sum(s.usable_key_count for s in distinct),
+        age=max(ages, default=None),
+        last_failure=latest.last_failure if latest is not None else None,
+        last_failure_at=latest.last_failure_at if latest is not None else None,
+        sources=dict(sources),
+    )
+
+
+async def send_readiness(method: str, health: AuthenticatorHealth, send: Send) -> None:
+    """Answer a readiness probe: ``GET``/``HEAD`` 200 when ``ready``, else 503; others 405."""
+    if method in ("GET", "HEAD"):
+        status = 200 if health.ready else 503
+        body = json.dumps(health.as_dict(), separators=(",", ":")).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if method == "HEAD":
+            body = b""
+    else:
+        status, body = 405, b""
+        headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,159 @@
+"""Readiness: ``Authenticator.health()`` and the middleware's ``readiness_path``, over real uvicorn
+servers (the protected app and a ``LocalIssuer``) on loopback.
+
+The key caches run on the real clock with one-second freshness and no stale window, so losing the
+key server shows within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from mcp_oauth2 import (
+    Authenticator,
+    JWKSCache,
+    OAuth2Config,
+    OAuth2Middleware,
+    StaticKeys,
+    TokenValidator,
+)
+from mcp_oauth2.testing import AppServer, LocalIssuer
+
+AUDIENCE = "https://mcp.example.com/mcp"
+# Freshness of one second, nothing served stale, failures noticed fast.
+QUICK_KEYS: dict[str, Any] = {
+    "jwks_max_age": 1,
+    "jwks_min_max_age": 1,
+    "jwks_max_max_age": 1,
+    "jwks_max_stale": 0,
+    "jwks_timeout": 1,
+    "jwks_retries": 0,
+}
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+def protected_app(issuer: LocalIssuer, **options: Any) -> Starlette:
+    config = OAuth2Config.model_validate(
+        {"issuer": [issuer.issuer], "audience": [AUDIENCE], **options}
+    )
+    app = Starlette(routes=[Route("/mcp", hello), Route("/ready", hello)])
+    app.add_middleware(OAuth2Middleware, config=config)
+    return app
+
+
+def wait_for(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> httpx.Response:
+    """Poll (real time) until ``check`` returns a response."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = check()
+        if answer is not None:
+            return answer
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def probe_with(url: str, status: int) -> Callable[[], httpx.Response | None]:
+    def check() -> httpx.Response | None:
+        answer = httpx.get(url + "/ready")
+        return answer if answer.status_code == status else None
+
+    return check
+
+
+@pytest.fixture
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        yield local
+
+
+def test_readiness_flips_when_the_key_server_goes_away_and_comes_back(
+    issuer: LocalIssuer,
+) -> None:
+    app = protected_app(issuer, readiness_path="/ready", **QUICK_KEYS)
+    token = {"Authorization": f"Bearer {issuer.mint()}"}
+    with AppServer(app) as url:
+        ready = httpx.get(url + "/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.headers["cache-control"] == "no-store"
+        body = ready.json()
+        assert body["ready"] is True and body["state"] == "fresh"
+        assert body["usable_keys"] == len(issuer.key_ids) and body["last_failure"] is None
+        assert httpx.get(url + "/mcp", headers=token).status_code == 200
+        # Idle past freshness and stale window: the probe itself refreshes, no token needed.
+        time.sleep(2.5)
+        assert httpx.get(url + "/ready").status_code == 200
+
+        issuer.stop_listening()  # the key server goes away
+        down = wait_for(probe_with(url, 503))
+        body = down.json()
+        assert body["ready"] is False and body["state"] == "failing"
+        assert body["usable_keys"] == 0 and body["last_failure"] == "jwks_unavailable"
+        refused = httpx.get(url + "/mcp", headers=token)
+        assert refused.status_code == 503 and refused.json()["code"] == "jwks_unavailable"
+        assert "127.0.0.1" not in down.text  # no URL of the key server in the answer
+
+        issuer.start_listening()  # and comes back: the probe itself notices
+        up = wait_for(probe_with(url, 200))
+        assert up.json()["state"] == "fresh" and up.json()["usable_keys"] == len(issuer.key_ids)
+        assert httpx.get(url + "/mcp", headers=token).status_code == 200
+
+
+def test_not_ready_while_the_key_server_fails_at_startup(issuer: LocalIssuer) -> None:
+    issuer.fault = "status:503"
+    app = protected_app(issuer, readiness_path="/ready", **QUICK_KEYS)
+    with AppServer(app) as url:
+        first = httpx.get(url + "/ready")
+        assert first.status_code == 503
+        assert first.json()["state"] == "failing" and first.json()["usable_keys"] == 0
+        assert httpx.head(url + "/ready").status_code == 503
+        issuer.fault = None
+        up = wait_for(probe_with(url, 200))
+        assert up.json()["ready"] is True
+        assert httpx.head(url + "/ready").content == b""
+        assert httpx.post(url + "/ready").status_code == 405
+
+
+def test_without_readiness_path_the_path_is_the_apps(issuer: LocalIssuer) -> None:
+    with AppServer(protected_app(issuer, **QUICK_KEYS)) as url:
+        assert httpx.get(url + "/ready").status_code == 401  # an ordinary protected route
+
+
+@pytest.mark.parametrize(
+    "path", ["ready", "/", "/ready?x=1", "/re*dy", "/a b", "/.well-known/ready", "/ready#x"]
+)
+def test_readiness_path_must_be_a_plain_path(path: str) -> None:
+    with pytest.raises(ValueError, match="MCP_OAUTH2_READINESS_PATH"):
+        OAuth2Config(issuer="https://auth.example.com", audience=AUDIENCE, readiness_path=path)
+
+
+@pytest.mark.anyio
+async def test_health_needs_every_issuer_with_usable_keys(issuer: LocalIssuer) -> None:
+    other = "https://other.example.com"
+    static = StaticKeys(issuer.jwks())
+    validator = TokenValidator([issuer.issuer, other], AUDIENCE)
+    cache = JWKSCache(issuer=issuer.issuer, prefetch=False)
+    auth = Authenticator(validator, {issuer.issuer: cache, other: static})
+    try:
+        health = auth.health()
+        assert not health.ready and health.state == "empty"
+        assert health.sources[other].usable_key_count == len(issuer.key_ids)
+        assert health.sources[issuer.issuer].usable_key_count == 0
+        health = await auth.readiness()  # asks the empty cache for its keys
+        assert health.ready and health.state == "fresh"
+        assert health.usable_key_count == 2 * len(issuer.key_ids)
+        assert health.age is not None and health.age < 5
+    finally:
+        await auth.aclose()
