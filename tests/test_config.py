@@ -208,9 +208,23 @@ def test_an_entra_client_id_guid_is_an_audience_and_the_resource_stays_a_url() -
     assert mixed.resource_uri == AUDIENCE
 
 
+@pytest.mark.parametrize("audience", ["api://mcp-server", "api://" + ENTRA_CLIENT_ID])
+def test_an_application_id_uri_is_an_audience_and_the_resource_stays_a_url(audience: str) -> None:
+    # Entra ID v1.0 tokens carry the application ID URI, by default api://...
+    config = OAuth2Config(issuer=ISSUER, audience=audience, resource="https://mcp.example.com/mcp")
+    assert config.token_validator().audiences == (audience,)
+    assert config.resource_uri == "https://mcp.example.com/mcp"
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config(issuer=ISSUER, audience=audience)
+    assert "MCP_OAUTH2_RESOURCE" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "audience",
     [
+        "api://",  # no name
+        "api://mcp server",  # white space
+        "api://mcp#x",  # a fragment
         "1example23456789abcdefghij",  # a Cognito app client ID
         "123-abc.apps.googleusercontent.com",  # a Google client ID
         "mcp.example.com/mcp",  # a URL without its scheme

@@ -74,8 +74,11 @@ async def test_key_server_outage_is_logged_at_warning_rate_limited(
             assert "eyJ" not in record.getMessage()
 
 
-async def test_an_entra_client_id_audience_gives_the_resource_url() -> None:
-    client_id = "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"
+@pytest.mark.parametrize(
+    "client_id",
+    ["8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b", "api://8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"],
+)
+async def test_an_entra_client_id_audience_gives_the_resource_url(client_id: str) -> None:
     issuer = LocalIssuer(issuer="https://login.example.com/tenant/v2.0")
     config = OAuth2Config(
         issuer=issuer.issuer, audience=client_id, resource="https://mcp.example.com/mcp"

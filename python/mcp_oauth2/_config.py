@@ -85,8 +85,8 @@ class OAuth2Config(BaseSettings):
 
     issuer: StringList = Field(description="Trusted issuer(s); `iss` must equal one exactly.")
     audience: StringList = Field(
-        description="This server's canonical resource URI(s), or an Entra ID application "
-        "(client) ID as a GUID; `aud` must contain one."
+        description="This server's canonical resource URI(s), or an application ID (an Entra ID "
+        "client ID as a GUID, an `api://` application ID URI); `aud` must contain one."
     )
     jwks_uri: str | None = Field(
         None, description="Where the keys are; discovered from the issuer's metadata if unset."

@@ -1,7 +1,8 @@
 """Which URLs mcp-oauth2 accepts: those it fetches keys and metadata from, and those that only name
 something (an audience, a resource, a documentation link). Both must be ``https://``, or plain
 ``http://`` to a loopback host; the reasons differ, and each rule says its own. An audience may
-also be a bare GUID: the application (client) ID that Microsoft Entra ID v2.0 tokens carry.
+also be an application ID: a bare GUID (the client ID Microsoft Entra ID v2.0 tokens carry) or
+an ``api://`` application ID URI (Entra ID v1.0's default form, Okta's ``api://default``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from urllib.parse import urlsplit
 
 __all__ = [
-    "is_guid",
+    "is_application_id",
     "is_loopback_host",
     "require_audience",
     "require_fetchable_url",
@@ -20,6 +21,8 @@ __all__ = [
 
 # A GUID in its canonical 8-4-4-4-12 hex form, as Entra ID writes application (client) IDs.
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+# An application ID URI: ``api://`` and a visible-ASCII name without a fragment or white space.
+_API_URI = re.compile(r"api://[!-~]+")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -61,28 +64,34 @@ def require_identifier_url(url: str, what: str) -> str:
     return _https_or_loopback(url, what)
 
 
-def is_guid(value: str) -> bool:
-    """Whether ``value`` is a GUID in canonical form (``00000000-0000-0000-0000-000000000000``)."""
-    return _GUID.fullmatch(value) is not None
+def is_application_id(value: str) -> bool:
+    """Whether ``value`` names an application rather than a URL: a GUID in canonical form
+    (``00000000-0000-0000-0000-000000000000``) or an ``api://`` application ID URI."""
+    if _GUID.fullmatch(value) is not None:
+        return True
+    return _API_URI.fullmatch(value) is not None and "#" not in value
 
 
 def require_audience(value: str, what: str) -> str:
     """Return ``value`` if it may be an expected ``aud``: an identifier URL (as
-    ``require_identifier_url``), or a bare GUID; otherwise raise ``ValueError``.
+    ``require_identifier_url``) or an application ID (``is_application_id``); otherwise raise
+    ``ValueError``.
 
     An audience is compared with the token's ``aud``, never fetched. Microsoft Entra ID v2.0 access
-    tokens always carry the API's application (client) ID there, a GUID, so that form is accepted
-    too; other bare strings (a client ID of another shape, a host name without a scheme) are still
-    refused, as they are far more often a mistake than a resource identifier. The RFC 9728
-    ``resource`` stays a URL (``require_identifier_url``).
+    tokens always carry the API's application (client) ID there, a GUID, and v1.0 tokens the
+    application ID URI, by default ``api://...``, so those forms are accepted too; other bare
+    strings (a client ID of another shape, a host name without a scheme) are still refused, as
+    they are far more often a mistake than a resource identifier. The RFC 9728 ``resource`` stays
+    a URL (``require_identifier_url``).
     """
-    if is_guid(value):
+    if is_application_id(value):
         return value
     try:
         return _https_or_loopback(value, what)
     except ValueError as error:
         raise ValueError(
-            f"{error}, or an application (client) ID in GUID form (Microsoft Entra ID v2.0)"
+            f"{error}, or an application ID: a GUID (Microsoft Entra ID v2.0) or an api:// "
+            "application ID URI"
         ) from None
 
 

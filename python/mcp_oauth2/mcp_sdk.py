@@ -40,7 +40,7 @@ from mcp_oauth2._access import AccessControl
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._jwks import KeySource
-from mcp_oauth2._url_rules import is_guid
+from mcp_oauth2._url_rules import is_application_id
 from mcp_oauth2.errors import JWKSError
 
 __all__ = ["MCPTokenVerifier"]
@@ -84,8 +84,8 @@ class MCPTokenVerifier:
             return None  # the SDK answers 401 (its own body); the middleware would say 403
         audiences = self.config.audience
         resource = next((aud for aud in audiences if aud in user.audience), None)
-        if resource is not None and is_guid(resource):
-            # An Entra ID client ID names this server too; the SDK compares a URL.
+        if resource is not None and is_application_id(resource):
+            # An application ID names this server too; the SDK compares a URL.
             resource = self.config.resource_uri
         return AccessToken(
             token=token,
