@@ -7,20 +7,28 @@ the token's key (a rotation), or the signature fails under a known ``kid`` (an i
 restarted with a new key under the same id), the source may refetch, rate limited, and the
 token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
 may predate the key).
+
+With an ``Introspector`` (``token_format`` ``opaque`` or ``auto``), tokens are asked about at the
+authorization server instead (RFC 7662): every token under ``opaque``; under ``auto``, every token
+that is not a JWS compact serialization (three segments whose header decodes), while JWTs are
+still verified locally and a JWT that fails is refused, never introspected. Either way the result
+is the same ``AuthenticatedUser``, so everything after this point treats both kinds alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
+from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_header, peek_issuer
 from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
     InvalidSignatureError,
     KeyNotFoundError,
+    MalformedTokenError,
 )
 
 if TYPE_CHECKING:
@@ -30,22 +38,47 @@ __all__ = ["Authenticator"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
+TokenFormat = Literal["jwt", "opaque", "auto"]
 
 
 class Authenticator:
     """Authenticates bearer tokens: ``await authenticator.authenticate(token)``."""
 
     def __init__(
-        self, validator: TokenValidator, keys: KeySource | Mapping[str, KeySource]
+        self,
+        validator: TokenValidator,
+        keys: KeySource | Mapping[str, KeySource] | None = None,
+        *,
+        introspector: Introspector | None = None,
+        token_format: TokenFormat = "jwt",  # noqa: S107 - a format name, not a secret
     ) -> None:
+        """``keys`` are needed unless ``token_format`` is ``opaque``; ``introspector`` unless
+        it is ``jwt``."""
         self.validator = validator
+        self.token_format: TokenFormat = token_format
+        self.introspector = introspector
+        if token_format not in ("jwt", "opaque", "auto"):
+            raise ConfigurationError(
+                f"token_format must be 'jwt', 'opaque' or 'auto', not {token_format!r}"
+            )
+        local_only = token_format in ("jwt",)
+        if (introspector is None) != local_only:
+            raise ConfigurationError(
+                f"token_format={token_format!r} "
+                + ("needs an introspector" if introspector is None else "never introspects")
+            )
+        self._introspect_all = token_format in ("opaque",)
+        if keys is None:
+            if not self._introspect_all:
+                raise ConfigurationError(f"token_format={token_format!r} needs key sources")
+            keys = {}
         if isinstance(keys, Mapping):
             sources = dict(keys)
         else:
             sources = {issuer: keys for issuer in validator.issuers}
         unknown = set(sources) - set(validator.issuers)
-        missing = set(validator.issuers) - set(sources)
-        if unknown or missing:
+        missing = set(validator.issuers) - set(sources) if sources else set()
+        if unknown or missing or not (sources or self._introspect_all):
             raise ConfigurationError(
                 "key sources must match the validator's issuers exactly; "
                 f"without a source: {sorted(missing)}, not trusted: {sorted(unknown)}"
@@ -64,8 +97,13 @@ class Authenticator:
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
     ) -> Authenticator:
         """The validator of ``config`` with ``key_sources``, or else the key caches it describes:
-        one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata."""
-        if key_sources is None:
+        one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata
+        (none under ``token_format="opaque"``); and the introspector it describes, if any."""
+        validator = config.token_validator()
+        introspector = None
+        if config.token_format in ("opaque", "auto"):
+            introspector = Introspector(validator, IntrospectionSettings.from_config(config))
+        if key_sources is None and config.token_format in ("jwt", "auto"):
             settings = config.cache_settings()
             prefetch = config.jwks_prefetch
             if config.jwks_uri is not None:
@@ -77,7 +115,9 @@ class Authenticator:
                     issuer: JWKSCache(issuer=issuer, settings=settings, prefetch=prefetch)
                     for issuer in config.issuer
                 }
-        return cls(config.token_validator(), key_sources)
+        return cls(
+            validator, key_sources, introspector=introspector, token_format=config.token_format
+        )
 
     def source_for(self, token: str | bytes) -> KeySource:
         """The key source of the token's (unverified) issuer."""
@@ -90,7 +130,10 @@ class Authenticator:
         return source
 
     async def authenticate(self, token: str | bytes) -> AuthenticatedUser:
-        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
+        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``
+        (``IntrospectionUnavailableError`` when an introspection cannot be had)."""
+        if self.introspector is not None and (self._introspect_all or not self._is_jws(token)):
+            return await self.introspector.introspect(token)
         source = self.source_for(token)
         keys = await source.get_keys()
         # A key miss may bring a newer set, twice at most: the first may come from a scheduled
@@ -106,6 +149,18 @@ class Authenticator:
             keys = fresh
         return self.validator.validate(token, keys)
 
+    def _is_jws(self, token: str | bytes) -> bool:
+        """Whether ``token`` is shaped as a JWS (three segments, a decodable header): under
+        ``auto``, such a token is verified locally and everything else is introspected."""
+        dots = token.count(".") if isinstance(token, str) else token.count(b".")
+        if dots != 2:
+            return False
+        try:
+            peek_header(token, self.validator.max_token_bytes)
+        except MalformedTokenError:
+            return False
+        return True
+
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""
         for source in self._distinct_sources():
@@ -114,6 +169,8 @@ class Authenticator:
     async def aclose(self) -> None:
         for source in self._distinct_sources():
             await source.aclose()
+        if self.introspector is not None:
+            await self.introspector.aclose()
 
     def _distinct_sources(self) -> list[KeySource]:
         seen: dict[int, KeySource] = {}
