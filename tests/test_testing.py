@@ -292,6 +292,11 @@ def test_metadata_document() -> None:
     assert issuer.metadata() == {
         "issuer": ISSUER,
         "jwks_uri": f"{ISSUER}/jwks.json",
+        "introspection_endpoint": f"{ISSUER}/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "authorization_endpoint": f"{ISSUER}/authorize",
         "token_endpoint": f"{ISSUER}/token",
         "response_types_supported": ["code"],

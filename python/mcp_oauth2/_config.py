@@ -75,8 +75,14 @@ class OAuth2Config(BaseSettings):
     specification requires tokens to be issued for; audience checking cannot be switched off).
     """
 
+    # hide_input_in_errors: a model-level error would otherwise echo every setting given, the
+    # client secret included; each message names its setting and variable instead.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,
     )
 
     issuer: StringList = Field(description="Trusted issuer(s); `iss` must equal one exactly.")

@@ -261,8 +261,12 @@ class LocalIssuer:
         "Bearer"}`` with the claims ``mint`` would sign (``claims`` may change or remove any
         member, ``active`` too: ``claims={"active": "true"}``), until ``revoke`` or ``exp``.
         """
-        claims = {"active": True, "token_type": "Bearer", **(options.get("claims") or {})}
-        options["claims"] = {name: value for name, value in claims.items() if value is not None}
+        # None removes a member (claims_for drops them), "active" included.
+        options["claims"] = {
+            "active": True,
+            "token_type": "Bearer",
+            **(options.get("claims") or {}),
+        }
         payload = self._payload(options)
         token = "opq_" + secrets.token_urlsafe(32)
         self._opaque[token] = payload
