@@ -21,12 +21,12 @@ from fastapi import Security
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 from starlette.applications import Starlette
-from test_mcp_e2e import RecordingClient, challenge, sdk_auth_app
 
 from demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config
 from mcp_oauth2 import AuthenticatedUser, OAuth2Config
 from mcp_oauth2.fastapi import OAuth2Bearer
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
+from test_mcp_e2e import RecordingClient, challenge, sdk_auth_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -118,8 +118,9 @@ async def whoami(stack: Stack, token: str) -> dict[str, Any]:
     async with client.session() as session:
         await session.initialize()
         result = await session.call_tool("whoami", {})
-    assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
 
 
 async def refusal(stack: Stack, token: str) -> httpx.Response:
