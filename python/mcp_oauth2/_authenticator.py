@@ -34,7 +34,7 @@ from mcp_oauth2.errors import (
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
 
-__all__ = ["Authenticator"]
+__all__ = ["Authenticator", "introspected"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
@@ -132,7 +132,9 @@ class Authenticator:
     async def authenticate(self, token: str | bytes) -> AuthenticatedUser:
         """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``
         (``IntrospectionUnavailableError`` when an introspection cannot be had)."""
-        if self.introspector is not None and (self._introspect_all or not self._is_jws(token)):
+        if self.introspector is not None and introspected(
+            self.token_format, token, self.validator.max_token_bytes
+        ):
             return await self.introspector.introspect(token)
         source = self.source_for(token)
         keys = await source.get_keys()
@@ -148,18 +150,6 @@ class Authenticator:
                     raise miss from None
             keys = fresh
         return self.validator.validate(token, keys)
-
-    def _is_jws(self, token: str | bytes) -> bool:
-        """Whether ``token`` is shaped as a JWS (three segments, a decodable header): under
-        ``auto``, such a token is verified locally and everything else is introspected."""
-        dots = token.count(".") if isinstance(token, str) else token.count(b".")
-        if dots != 2:
-            return False
-        try:
-            peek_header(token, self.validator.max_token_bytes)
-        except MalformedTokenError:
-            return False
-        return True
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""
@@ -177,3 +167,23 @@ class Authenticator:
         for source in self.sources.values():
             seen.setdefault(id(source), source)
         return list(seen.values())
+
+
+def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:
+    """Whether ``token`` is asked about at the authorization server under ``token_format``:
+    every token under ``opaque``; under ``auto``, every token not shaped as a JWS."""
+    if token_format in ("jwt",):
+        return False
+    return token_format in ("opaque",) or not _is_jws(token, max_token_bytes)
+
+
+def _is_jws(token: str | bytes, max_token_bytes: int) -> bool:
+    """Three segments and a decodable header: what ``auto`` verifies locally."""
+    dots = token.count(".") if isinstance(token, str) else token.count(b".")
+    if dots != 2:
+        return False
+    try:
+        peek_header(token, max_token_bytes)
+    except MalformedTokenError:
+        return False
+    return True

@@ -222,6 +222,19 @@ class Introspector:
     async def _call(self, token: str, key: bytes) -> CachedResult:
         self._counts["calls"] += 1
         try:
+            result = self._checked(await self.ask(token))
+        except IntrospectionUnavailableError as failure:
+            raise self._failed(failure.detail) from None
+        self._failures = 0
+        self.cache.put(key, result, self._clock())
+        self._counts["refused" if isinstance(result, Refused) else "active"] += 1
+        return result
+
+    async def ask(self, token: str) -> bytes:
+        """One call to the endpoint (discovering it first if needed), past the cache and the
+        backoff: the body of its answer. Every failure is an ``IntrospectionUnavailableError``.
+        For diagnostics (``mcp-oauth2 inspect``); requests go through ``introspect``."""
+        try:
             endpoint = await self._endpoint()
             document = await fetch_document(
                 self.shared_client(),
@@ -230,28 +243,29 @@ class Introspector:
                 form={"token": token, "token_type_hint": "access_token", **self._form_auth},
                 headers=self._headers,
             )
-            result = self._checked(document.body)
         except FetchError as error:
-            raise self._failed(str(error)) from None
+            raise IntrospectionUnavailableError(str(error)) from None
         except JWKSUnavailableError as error:  # discovery
-            raise self._failed(error.detail) from None
-        except ValueError as error:  # not one JSON object
-            raise self._failed(f"POST {self.endpoint}: {error}") from None
-        self._failures = 0
-        self.cache.put(key, result, self._clock())
-        self._counts["refused" if isinstance(result, Refused) else "active"] += 1
-        return result
+            raise IntrospectionUnavailableError(error.detail) from None
+        return document.body
+
+    def check(self, body: bytes) -> AuthenticatedUser:
+        """The native claim rules on an answer (``TokenValidator.validate_introspection``):
+        the user, or ``TokenValidationError``; ``ValueError`` when it is not one JSON object."""
+        return self.validator.validate_introspection(
+            body,
+            now=self._clock(),
+            require_audience=self.settings.require_audience,
+            issuer=self.settings.issuer,
+        )
 
     def _checked(self, body: bytes) -> CachedResult:
         try:
-            return self.validator.validate_introspection(
-                body,
-                now=self._clock(),
-                require_audience=self.settings.require_audience,
-                issuer=self.settings.issuer,
-            )
+            return self.check(body)
         except TokenValidationError as refusal:
             return Refused(type(refusal), refusal.description)
+        except ValueError as error:  # not one JSON object: the endpoint misbehaved
+            raise IntrospectionUnavailableError(f"POST {self.endpoint}: {error}") from None
 
     async def _endpoint(self) -> str:
         if self.endpoint is None:
