@@ -359,7 +359,7 @@ def test_inspect_keys_unavailable_is_exit_code_3(tmp_path: Path) -> None:
     assert all(attempt["statuses"] == [] for attempt in document["keys"]["trail"])
 
 
-def introspection_env(issuer: LocalIssuer, token_format: str = "auto") -> dict[str, str]:
+def introspection_env(issuer: LocalIssuer, token_format: str = "auto") -> dict[str, str]:  # noqa: S107
     """The configuration of a server introspecting at ``issuer`` (the secret from the
     environment only, as the command takes it)."""
     return {
