@@ -17,10 +17,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from mcp_oauth2 import AuthenticatedUser, Authenticator, OAuth2Config
+from mcp_oauth2 import AuthenticatedUser, Authenticator, OAuth2Config, TokenValidator
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2.errors import (
     InactiveTokenError,
+    InsufficientScopeError,
     IntrospectionUnavailableError,
     InvalidAudienceError,
     InvalidClaimError,
@@ -163,6 +164,21 @@ async def test_answers_are_read_strictly(
     assert isinstance(error_seen, error)
     assert not isinstance(error_seen, IntrospectionUnavailableError)
     assert error_seen.status_code == 401  # type: ignore[attr-defined]
+
+
+async def test_a_validators_required_scopes_hold_from_the_cache_too(issuer: LocalIssuer) -> None:
+    validator = TokenValidator(issuer.issuer, AUDIENCE, required_scopes=["mcp:admin"])
+    settings = IntrospectionSettings.from_config(config(issuer))
+    introspector = Introspector(validator, settings)
+    token = issuer.mint_opaque(scopes=["mcp:tools"])
+    try:
+        for _ in range(2):  # the call, then the cached refusal
+            with pytest.raises(InsufficientScopeError) as caught:
+                await introspector.introspect(token)
+            assert caught.value.required_scopes == ("mcp:admin",)
+    finally:
+        await introspector.aclose()
+    assert issuer.introspection_requests == 1
 
 
 async def test_unknown_and_revoked_tokens_are_inactive(

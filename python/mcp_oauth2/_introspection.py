@@ -263,7 +263,7 @@ class Introspector:
         try:
             return self.check(body)
         except TokenValidationError as refusal:
-            return Refused(type(refusal), refusal.description)
+            return Refused.of(refusal)
         except ValueError as error:  # not one JSON object: the endpoint misbehaved
             raise IntrospectionUnavailableError(f"POST {self.endpoint}: {error}") from None
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.errors import InsufficientScopeError, TokenValidationError
 
 __all__ = ["CachedResult", "IntrospectionCache", "Refused"]
 
@@ -30,13 +30,21 @@ _KEY_BYTES: Final = 32
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A refusal to repeat: the error class and its client-safe words (a fresh exception is
-    raised each time, so tracebacks never pile up on a shared one)."""
+    """A refusal to repeat: the error class, its client-safe words and the scopes it challenges
+    for (a fresh exception is raised each time, so tracebacks never pile up on a shared one)."""
 
     error: type[TokenValidationError]
     description: str
+    required_scopes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, error: TokenValidationError) -> Refused:
+        scopes = error.required_scopes if isinstance(error, InsufficientScopeError) else ()
+        return cls(type(error), error.description, scopes)
 
     def exception(self) -> TokenValidationError:
+        if issubclass(self.error, InsufficientScopeError):
+            return self.error(self.description, self.required_scopes)
         return self.error(self.description)
 
 
