@@ -675,15 +675,15 @@ mod tests {
         assert_eq!(user.scopes, vec!["a", "b"]);
         // Only the JSON literal true is active.
         for active in [json!(false), json!("true"), json!(1), json!(null)] {
-            let err = introspected(json!({ "active": active }), true).unwrap_err();
+            let err = introspected(json!({ "active": active }), true).expect_err("inactive");
             assert_eq!(err.code(), "inactive_token", "{active}");
         }
         // iss and sub are optional; aud is required unless the configuration says otherwise.
         assert!(introspected(json!({"iss": null, "sub": null}), true).is_ok());
-        let missing = introspected(json!({"aud": null}), true).unwrap_err();
+        let missing = introspected(json!({"aud": null}), true).expect_err("no aud");
         assert_eq!(missing, TokenError::MissingClaim("aud".into()));
         assert!(introspected(json!({"aud": null}), false).is_ok());
-        let code = |extra: Value| introspected(extra, true).unwrap_err().code();
+        let code = |extra: Value| introspected(extra, true).expect_err("refused").code();
         assert_eq!(code(json!({"iss": "https://other"})), "invalid_issuer");
         assert_eq!(code(json!({"aud": ["https://other"]})), "invalid_audience");
         assert_eq!(code(json!({"exp": NOW - 61.0})), "expired");
