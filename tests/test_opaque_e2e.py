@@ -219,6 +219,12 @@ async def test_a_flood_of_unknown_tokens(healthy: Stack) -> None:
     assert stack.issuer.introspection_requests - before <= len(flood)
 
 
+async def test_a_slow_endpoint_within_the_deadline(healthy: Stack) -> None:
+    stack = healthy
+    stack.issuer.introspection_delay = 0.5  # the deadline is 1 s
+    assert (await whoami(stack, stack.opaque(TOOLS_SCOPE)))["subject"] == "opal"
+
+
 @pytest.mark.parametrize("fault", ["status:503", "hang"])
 async def test_never_accepts_while_the_endpoint_is_down(healthy: Stack, fault: str) -> None:
     stack = healthy
