@@ -525,6 +525,20 @@ def test_check_passes_and_prints_the_resource_metadata(issuer: LocalIssuer, tmp_
     assert document["sources"][0]["usable_keys"] == 2
 
 
+def test_check_asks_the_introspection_endpoint(issuer: LocalIssuer, tmp_path: Path) -> None:
+    code, document = run_json("check", cwd=tmp_path, env=introspection_env(issuer, "opaque"))
+    assert code == 0, document["problems"]
+    assert document["introspection"] == {"ok": True, "problems": []}
+    assert document["sources"] == []  # no keys are fetched when every token is introspected
+    assert issuer.introspection_client_secret not in json.dumps(document)
+    code, document = run_json("check", cwd=tmp_path, env=introspection_env(issuer, "auto"))
+    assert code == 0 and document["sources"][0]["usable_keys"] == 2
+    wrong = {**introspection_env(issuer, "opaque"), "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": "x"}
+    done = run("check", cwd=tmp_path, env=wrong)
+    assert done.returncode == 3
+    assert "introspection_unavailable" in done.stdout and "HTTP 401" in done.stdout
+
+
 def test_check_reads_a_dot_env_file(issuer: LocalIssuer, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         f"DATABASE_URL=postgres://elsewhere\nMCP_OAUTH2_ISSUER={issuer.issuer}\n"

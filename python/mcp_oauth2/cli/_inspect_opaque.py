@@ -28,7 +28,7 @@ from mcp_oauth2.errors import (
     TokenValidationError,
 )
 
-__all__ = ["run_inspect_opaque"]
+__all__ = ["ask_once", "run_inspect_opaque"]
 
 # Validator error code -> the check that explains it.
 CHECK_OF_CODE = {
@@ -48,18 +48,7 @@ def run_inspect_opaque(
     token: str, config: OAuth2Config, report: Report, data: dict[str, Any], now: float
 ) -> Result:
     """Ask the endpoint about ``token``, explain the answer, give the verdict."""
-    introspector = Introspector(config.token_validator(), IntrospectionSettings.from_config(config))
-    body, failure = asyncio.run(_ask(introspector, token))
-    settings = introspector.settings
-    report.add(
-        Heading("Introspection (RFC 7662)"),
-        Fields(
-            [
-                ("endpoint", introspector.endpoint or "not discovered"),
-                ("client", f"{settings.client_id} ({settings.auth_method})"),
-            ]
-        ),
-    )
+    introspector, body, failure = ask_once(config, token, report)
     data.update(verified=False, valid=False, user=None, checks=[], introspection=None)
     if failure is not None:
         report.add(Verdict(False, f"NOT VERIFIED: {failure.code}: {failure.detail}"))
@@ -79,6 +68,26 @@ def run_inspect_opaque(
     code = _verdict(report, data, error, user)
     data.update(verified=True, valid=code == ExitCode.OK, exit_code=int(code))
     return Result(report, data, code)
+
+
+def ask_once(
+    config: OAuth2Config, token: str, report: Report
+) -> tuple[Introspector, bytes | None, IntrospectionUnavailableError | None]:
+    """Ask the endpoint of ``config`` about ``token`` once, as the middleware would, and report
+    the endpoint and the client: the answer's body, or why there is none."""
+    introspector = Introspector(config.token_validator(), IntrospectionSettings.from_config(config))
+    body, failure = asyncio.run(_ask(introspector, token))
+    settings = introspector.settings
+    report.add(
+        Heading("Introspection (RFC 7662)"),
+        Fields(
+            [
+                ("endpoint", introspector.endpoint or "not discovered"),
+                ("client", f"{settings.client_id} ({settings.auth_method})"),
+            ]
+        ),
+    )
+    return introspector, body, failure
 
 
 async def _ask(
