@@ -240,6 +240,11 @@ bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/wit
 	$(UV) sync --locked --inexact --group bench
 	$(BENCH_ENV) $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6 --reps-stock 2
 
+.PHONY: bench-introspection
+bench-introspection: build ## Opaque tokens: warm-cache cost beside fastmcp's IntrospectionTokenVerifier; calls/s under a flood
+	$(UV) sync --locked --inexact --group bench
+	$(BENCH_ENV) $(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
+
 .PHONY: bench-crypto
 bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
 	cargo bench --locked --features compare-ring --bench verify_floor

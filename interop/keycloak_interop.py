@@ -7,7 +7,8 @@ and the protected MCP server (FastAPI + the ``mcp`` SDK's ``MCPServer``, ``OAuth
 ``ToolScopes``), then drives the server with the real MCP client and real Keycloak tokens from
 the client-credentials grant: discovery from the issuer URL alone, a valid token, a foreign
 audience, a missing scope (the step-up challenge), the Keycloak mistakes of the provider recipe,
-key rotation through the admin API, Keycloak stopped while the caches are warm, and recovery.
+key rotation through the admin API, Keycloak stopped while the caches are warm, recovery, and
+RFC 7662 introspection at Keycloak's endpoint (revocation included).
 It measures the first request with a cold cache and the latency of authenticated tool calls.
 
 Everything binds 127.0.0.1; everything started is stopped by process id (also on Ctrl-C and
@@ -51,7 +52,7 @@ from keycloak_server import (
     find_java_home,
     password_grant,
 )
-from mcp_oauth2 import JWKSCache, OAuth2Config
+from mcp_oauth2 import Authenticator, JWKSCache, OAuth2Config
 from mcp_oauth2.testing import AppServer, bind_loopback, url_of
 from protected_server import (
     ADMIN_SCOPE,
@@ -577,7 +578,83 @@ async def part_recovery(run: Run, out: Transcript, unseen_new_key: str) -> None:
     fresh = await run.token([TOOLS_SCOPE])
     answer = await run.post_initialize(fresh)
     out.check(answer.status_code == 200, "a new token from the restarted Keycloak is accepted")
-    out.step("introspection (opaque tokens): not supported by mcp-oauth2 yet, not exercised")
+
+
+async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) -> None:
+    """RFC 7662 against Keycloak's own introspection endpoint (its tokens are JWTs, but
+    ``token_format="opaque"`` asks the endpoint about every token, as for opaque ones)."""
+    out.part("10. introspection (RFC 7662): token_format=opaque against Keycloak's endpoint")
+    introspecting = _variant(
+        config,
+        token_format="opaque",  # noqa: S106 - a format name
+        # Keycloak answers only a client named in the token's audience: the server's own
+        # client, whose id is its resource URI (interop/keycloak/realm.json).
+        introspection_client_id=run.mcp_url,
+        introspection_client_secret=run.secret,
+        introspection_cache_ttl=1,
+        introspection_negative_ttl=1,
+    )
+    authenticator = Authenticator.from_config(introspecting)
+    introspector = authenticator.introspector
+    assert introspector is not None
+    try:
+        token = await run.token([TOOLS_SCOPE])
+        user = await authenticator.authenticate(token)
+        out.step(f"discovered introspection_endpoint {introspector.endpoint}")
+        out.check(
+            introspector.endpoint == run.issuer + "/protocol/openid-connect/token/introspect",
+            "the endpoint is discovered from Keycloak's metadata",
+        )
+        out.step(f"user: subject={user.subject} username={user.username} scopes={user.scopes}")
+        out.check(
+            TOOLS_SCOPE in user.scopes and run.mcp_url in user.audience,
+            "an active token: the user with its scopes and this server's audience",
+        )
+        foreign = await run.token([TOOLS_SCOPE], OTHER_CLIENT)
+        code = await _refusal_code(authenticator, foreign)
+        out.step(f"another service's token: {code}")
+        out.check(
+            code in ("invalid_audience", "inactive_token"),
+            "another service's token is refused (Keycloak itself answers inactive to a client "
+            "outside the audience)",
+        )
+        junk = "not-a-token-" + secrets.token_urlsafe(16)
+        out.check(
+            await _refusal_code(authenticator, junk) == "inactive_token",
+            "a token Keycloak never issued: inactive_token",
+        )
+        revoked = await run.token([TOOLS_SCOPE])
+        await authenticator.authenticate(revoked)
+        response = await run.http.post(
+            run.issuer + "/protocol/openid-connect/revoke",
+            data={"token": revoked, "token_type_hint": "access_token"},
+            auth=(CLIENT, run.secret),
+        )
+        out.step(f"RFC 7009 revocation at Keycloak: HTTP {response.status_code}")
+        await asyncio.sleep(1.2)  # past introspection_cache_ttl
+        out.check(
+            await _refusal_code(authenticator, revoked) == "inactive_token",
+            "a revoked token is refused once its cached result expires: inactive_token",
+        )
+        out.step(f"introspection stats: {introspector.stats()}")
+    finally:
+        await authenticator.aclose()
+    wrong = Authenticator.from_config(
+        _variant(introspecting, introspection_client_secret="not-the-secret")  # noqa: S106
+    )
+    try:
+        code = await _refusal_code(wrong, await run.token([TOOLS_SCOPE]))
+    finally:
+        await wrong.aclose()
+    out.check(code == "introspection_unavailable", "a wrong client secret: 503, never an accept")
+
+
+async def _refusal_code(authenticator: Authenticator, token: str) -> str | None:
+    try:
+        await authenticator.authenticate(token)
+    except Exception as error:
+        return getattr(error, "code", type(error).__name__)
+    return None
 
 
 async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
@@ -591,6 +668,7 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     seen = await part_rotation(run, out, admin)
     unseen = await part_outage(run, out, admin, seen)
     await part_recovery(run, out, unseen)
+    await part_introspection(run, out, config)
 
 
 # -- setting up ------------------------------------------------------------------------------

@@ -359,6 +359,67 @@ def test_inspect_keys_unavailable_is_exit_code_3(tmp_path: Path) -> None:
     assert all(attempt["statuses"] == [] for attempt in document["keys"]["trail"])
 
 
+def introspection_env(issuer: LocalIssuer, token_format: str = "auto") -> dict[str, str]:  # noqa: S107
+    """The configuration of a server introspecting at ``issuer`` (the secret from the
+    environment only, as the command takes it)."""
+    return {
+        "MCP_OAUTH2_ISSUER": issuer.issuer,
+        "MCP_OAUTH2_AUDIENCE": AUDIENCE,
+        "MCP_OAUTH2_TOKEN_FORMAT": token_format,
+        "MCP_OAUTH2_INTROSPECTION_CLIENT_ID": issuer.introspection_client_id,
+        "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": issuer.introspection_client_secret,
+    }
+
+
+def test_inspect_explains_an_introspection_result(issuer: LocalIssuer, tmp_path: Path) -> None:
+    token = issuer.mint_opaque(subject="olive", scopes=["read"])
+    code, document = run_json("inspect", token, cwd=tmp_path, env=introspection_env(issuer))
+    assert code == 0
+    assert document["kind"] == "opaque"
+    assert document["introspection"]["active"] is True
+    assert document["user"]["subject"] == "olive"
+    assert {c["name"]: c["status"] for c in document["checks"]} == {
+        "active": "pass",
+        "token_use": "skip",
+        "exp": "pass",
+        "nbf": "pass",
+        "iat": "pass",
+        "iss": "pass",
+        "aud": "pass",
+        "claims": "pass",
+        "scopes": "pass",
+    }
+    # JWTs are still inspected as JWTs under auto.
+    code, jwt_document = run_json(
+        "inspect", issuer.mint(), cwd=tmp_path, env=introspection_env(issuer)
+    )
+    assert (code, jwt_document.get("kind")) == (0, None)
+
+
+def test_inspect_an_inactive_or_audience_less_answer(issuer: LocalIssuer, tmp_path: Path) -> None:
+    env = introspection_env(issuer, "opaque")
+    code, document = run_json("inspect", "opq_never-issued", cwd=tmp_path, env=env)
+    assert code == 1
+    assert document["verdict"]["code"] == "inactive_token"
+    assert check_named(document, "active")["status"] == "fail"
+    assert check_named(document, "aud")["status"] == "not_reached"
+    done = run("inspect", issuer.mint_opaque(claims={"aud": None}), cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert "code missing_claim" in done.stdout
+    assert "INTROSPECTION_REQUIRE_AUDIENCE" in done.stdout
+    assert issuer.introspection_client_secret not in done.stdout + done.stderr
+
+
+def test_inspect_introspection_unavailable_is_exit_code_3(tmp_path: Path) -> None:
+    closed = LocalIssuer(default_audience=AUDIENCE)
+    with closed.serve():
+        token = closed.mint_opaque()
+    code, document = run_json("inspect", token, cwd=tmp_path, env=introspection_env(closed))
+    assert code == 3
+    assert document["verdict"]["code"] == "introspection_unavailable"
+    assert closed.introspection_client_secret not in json.dumps(document)
+
+
 # -- jwks ------------------------------------------------------------------------------------------
 
 
@@ -462,6 +523,20 @@ def test_check_passes_and_prints_the_resource_metadata(issuer: LocalIssuer, tmp_
     )
     assert document["resource_metadata"] == {"url": expected.url, "document": expected.document}
     assert document["sources"][0]["usable_keys"] == 2
+
+
+def test_check_asks_the_introspection_endpoint(issuer: LocalIssuer, tmp_path: Path) -> None:
+    code, document = run_json("check", cwd=tmp_path, env=introspection_env(issuer, "opaque"))
+    assert code == 0, document["problems"]
+    assert document["introspection"] == {"ok": True, "problems": []}
+    assert document["sources"] == []  # no keys are fetched when every token is introspected
+    assert issuer.introspection_client_secret not in json.dumps(document)
+    code, document = run_json("check", cwd=tmp_path, env=introspection_env(issuer, "auto"))
+    assert code == 0 and document["sources"][0]["usable_keys"] == 2
+    wrong = {**introspection_env(issuer, "opaque"), "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": "x"}
+    done = run("check", cwd=tmp_path, env=wrong)
+    assert done.returncode == 3
+    assert "introspection_unavailable" in done.stdout and "HTTP 401" in done.stdout
 
 
 def test_check_reads_a_dot_env_file(issuer: LocalIssuer, tmp_path: Path) -> None:

@@ -268,11 +268,19 @@ class SDKAuthStack:
         return self.url + "/mcp"
 
 
-def sdk_auth_app(issuer: LocalIssuer, mcp_url: str) -> Starlette:
-    """``MCPServer`` protected by the SDK's ``AuthSettings`` with ``MCPTokenVerifier``."""
+def sdk_auth_app(
+    issuer: LocalIssuer,
+    mcp_url: str,
+    *,
+    configure: Callable[[OAuth2Config], OAuth2Config] | None = None,
+) -> Starlette:
+    """``MCPServer`` protected by the SDK's ``AuthSettings`` with ``MCPTokenVerifier``
+    (``configure`` may change the verifier's configuration)."""
     config = OAuth2Config.model_validate(
         {"issuer": [issuer.issuer], "audience": [mcp_url], "required_scopes": [TOOLS_SCOPE]}
     )
+    if configure is not None:
+        config = configure(config)
     verifier = MCPTokenVerifier(config)
     server: MCPServer[Any] = MCPServer(
         "sdk auth",

@@ -88,3 +88,29 @@ async def test_an_entra_client_id_audience_gives_the_resource_url(client_id: str
     assert accepted is not None
     # The SDK's validate_token_resource compares this with its resource_server_url.
     assert accepted.resource == "https://mcp.example.com/mcp"
+
+
+async def test_an_introspection_outage_is_logged_as_one(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="mcp_oauth2")
+    issuer = LocalIssuer(default_audience=AUDIENCE)
+    async with issuer.serve_async():
+        config = OAuth2Config.model_validate(
+            {
+                "issuer": [issuer.issuer],
+                "audience": [AUDIENCE],
+                "token_format": "opaque",
+                "introspection_client_id": issuer.introspection_client_id,
+                "introspection_client_secret": issuer.introspection_client_secret,
+            }
+        )
+        issuer.introspection_fault = "status:503"
+        verifier = MCPTokenVerifier(config)
+        token = issuer.mint_opaque()
+        try:
+            assert await verifier.verify_token(token) is None
+        finally:
+            await verifier.aclose()
+    (line,) = outage_lines(caplog)
+    assert "introspection is unavailable" in line.message
+    assert "introspection_unavailable" in line.message
+    assert all(token not in record.getMessage() for record in caplog.records)

@@ -126,6 +126,30 @@ def test_not_ready_while_the_key_server_fails_at_startup(issuer: LocalIssuer) ->
         assert httpx.post(url + "/ready").status_code == 405
 
 
+def test_opaque_tokens_need_no_keys_to_be_ready(issuer: LocalIssuer) -> None:
+    # token_format="opaque" holds no keys: the probe must not keep the process out for ever.
+    # Introspection failures are reported, not made unready: no call can be tried without a
+    # token, so a process out of service would never see the endpoint come back.
+    issuer.fault = "status:503"  # the key server: not used at all
+    app = protected_app(
+        issuer,
+        readiness_path="/ready",
+        token_format="opaque",
+        introspection_client_id=issuer.introspection_client_id,
+        introspection_client_secret=issuer.introspection_client_secret,
+    )
+    with AppServer(app) as url:
+        ready = httpx.get(url + "/ready")
+        assert ready.status_code == 200
+        assert ready.json()["introspection_failures"] == 0
+        issuer.introspection_fault = "status:500"
+        token = issuer.mint_opaque()
+        assert (
+            httpx.get(url + "/mcp", headers={"Authorization": f"Bearer {token}"}).status_code == 503
+        )
+        assert httpx.get(url + "/ready").json()["introspection_failures"] == 1
+
+
 def test_without_readiness_path_the_path_is_the_apps(issuer: LocalIssuer) -> None:
     with AppServer(protected_app(issuer, **QUICK_KEYS)) as url:
         assert httpx.get(url + "/ready").status_code == 401  # an ordinary protected route

@@ -180,23 +180,42 @@ def test_off_by_default_and_on_from_the_configuration(issuer: LocalIssuer) -> No
     assert on._admit_request != on._admit
 
 
-def test_introspection_hook_records_calls() -> None:
+def test_introspection_calls_are_counted(issuer: LocalIssuer) -> None:
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
     telemetry = Telemetry(meter_provider=meters)
-    telemetry.introspected("active", 0.012)
-    telemetry.introspected("inactive", 0.010)
+    app = protected_app(
+        issuer,
+        telemetry,
+        token_format="auto",
+        introspection_client_id=issuer.introspection_client_id,
+        introspection_client_secret=issuer.introspection_client_secret,
+    )
+    active, revoked = issuer.mint_opaque(), issuer.mint_opaque()
+    issuer.revoke(revoked)
+    with AppServer(app) as url:
+
+        def status(token: str) -> int:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.get(url + "/mcp", headers=headers).status_code
+
+        assert [status(active), status(active), status(revoked)] == [200, 200, 401]
+        issuer.introspection_fault = "status:500"
+        assert status(issuer.mint_opaque()) == 503
     data = reader.get_metrics_data()
     assert data is not None
-    names = {
-        metric.name: [dict(p.attributes or {}) for p in metric.data.data_points]
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-    }
-    assert sorted(str(a["outcome"]) for a in names["mcp_oauth2.introspection.calls"]) == [
-        "active",
-        "inactive",
-    ]
-    assert "mcp_oauth2.introspection.duration" in names
+    calls: dict[str, int] = {}
+    durations: dict[str, int] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    outcome = str(dict(point.attributes or {}).get("outcome"))
+                    if metric.name == "mcp_oauth2.introspection.calls":
+                        calls[outcome] = int(getattr(point, "value", 0))
+                    elif metric.name == "mcp_oauth2.introspection.duration":
+                        durations[outcome] = int(getattr(point, "count", 0))
     meters.shutdown()
+    # The second request with the active token was answered from the cache: no call.
+    assert calls == {"active": 1, "refused": 1, "failed": 1}
+    assert durations == calls

@@ -9,6 +9,7 @@ import base64
 import gzip
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from mcp_oauth2.testing import (
     HUGE_BODY_BYTES,
     NESTED_JSON_DEPTH,
     LocalIssuer,
+    bind_loopback,
 )
 from token_factory import ALGORITHMS
 
@@ -292,6 +294,11 @@ def test_metadata_document() -> None:
     assert issuer.metadata() == {
         "issuer": ISSUER,
         "jwks_uri": f"{ISSUER}/jwks.json",
+        "introspection_endpoint": f"{ISSUER}/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "authorization_endpoint": f"{ISSUER}/authorize",
         "token_endpoint": f"{ISSUER}/token",
         "response_types_supported": ["code"],
@@ -606,3 +613,13 @@ def test_issuer_with_a_port_listens_there() -> None:
     with issuer.serve() as base:
         assert base == f"http://127.0.0.1:{port}"
         assert issuer.metadata()["jwks_uri"].startswith(base)
+
+
+def test_loopback_sockets_say_tcp_so_answers_are_not_held_by_nagle() -> None:
+    """asyncio sets TCP_NODELAY only on accepted sockets whose protocol is TCP: a socket made
+    with protocol 0 answers each keep-alive request about 40 ms late (delayed ACK)."""
+    sock = bind_loopback()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

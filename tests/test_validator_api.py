@@ -213,6 +213,7 @@ CODES = {
     "InvalidClaimError": "invalid_claim",
     "InsufficientScopeError": "insufficient_scope",
     "InvalidTokenTypeError": "invalid_type",
+    "InactiveTokenError": "inactive_token",
 }
 
 

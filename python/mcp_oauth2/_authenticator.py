@@ -8,6 +8,12 @@ restarted with a new key under the same id), the source may refetch, rate limite
 token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
 may predate the key). An unknown key while the key server cannot be reached is
 ``JWKSUnavailableError`` (503, fail closed), not ``key_not_found``: the key may well exist.
+
+With an ``Introspector`` (``token_format`` ``opaque`` or ``auto``), tokens are asked about at the
+authorization server instead (RFC 7662): every token under ``opaque``; under ``auto``, every token
+that is not a JWS compact serialization (three segments whose header decodes), while JWTs are
+still verified locally and a JWT that fails is refused, never introspected. Either way the result
+is the same ``AuthenticatedUser``, so everything after this point treats both kinds alike.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from mcp_oauth2._health import AuthenticatorHealth, summarize
+from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
+from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_header, peek_issuer
 from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
@@ -27,33 +34,59 @@ from mcp_oauth2.errors import (
     JWKSError,
     JWKSUnavailableError,
     KeyNotFoundError,
+    MalformedTokenError,
 )
 
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
 
-__all__ = ["Authenticator"]
+__all__ = ["Authenticator", "introspected"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
 # How long a readiness check waits for a refresh it started (a probe's timeout is often 1 s).
 READINESS_WAIT = 0.5
+TokenFormat = Literal["jwt", "opaque", "auto"]
 
 
 class Authenticator:
     """Authenticates bearer tokens: ``await authenticator.authenticate(token)``."""
 
     def __init__(
-        self, validator: TokenValidator, keys: KeySource | Mapping[str, KeySource]
+        self,
+        validator: TokenValidator,
+        keys: KeySource | Mapping[str, KeySource] | None = None,
+        *,
+        introspector: Introspector | None = None,
+        token_format: TokenFormat = "jwt",  # noqa: S107 - a format name, not a secret
     ) -> None:
+        """``keys`` are needed unless ``token_format`` is ``opaque``; ``introspector`` unless
+        it is ``jwt``."""
         self.validator = validator
+        self.token_format: TokenFormat = token_format
+        self.introspector = introspector
+        if token_format not in ("jwt", "opaque", "auto"):
+            raise ConfigurationError(
+                f"token_format must be 'jwt', 'opaque' or 'auto', not {token_format!r}"
+            )
+        local_only = token_format in ("jwt",)
+        if (introspector is None) != local_only:
+            raise ConfigurationError(
+                f"token_format={token_format!r} "
+                + ("needs an introspector" if introspector is None else "never introspects")
+            )
+        self._introspect_all = token_format in ("opaque",)
+        if keys is None:
+            if not self._introspect_all:
+                raise ConfigurationError(f"token_format={token_format!r} needs key sources")
+            keys = {}
         if isinstance(keys, Mapping):
             sources = dict(keys)
         else:
             sources = {issuer: keys for issuer in validator.issuers}
         unknown = set(sources) - set(validator.issuers)
-        missing = set(validator.issuers) - set(sources)
-        if unknown or missing:
+        missing = set(validator.issuers) - set(sources) if sources else set()
+        if unknown or missing or not (sources or self._introspect_all):
             raise ConfigurationError(
                 "key sources must match the validator's issuers exactly; "
                 f"without a source: {sorted(missing)}, not trusted: {sorted(unknown)}"
@@ -72,8 +105,13 @@ class Authenticator:
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
     ) -> Authenticator:
         """The validator of ``config`` with ``key_sources``, or else the key caches it describes:
-        one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata."""
-        if key_sources is None:
+        one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata
+        (none under ``token_format="opaque"``); and the introspector it describes, if any."""
+        validator = config.token_validator()
+        introspector = None
+        if config.token_format in ("opaque", "auto"):
+            introspector = Introspector(validator, IntrospectionSettings.from_config(config))
+        if key_sources is None and config.token_format in ("jwt", "auto"):
             settings = config.cache_settings()
             prefetch = config.jwks_prefetch
             if config.jwks_uri is not None:
@@ -85,7 +123,9 @@ class Authenticator:
                     issuer: JWKSCache(issuer=issuer, settings=settings, prefetch=prefetch)
                     for issuer in config.issuer
                 }
-        return cls(config.token_validator(), key_sources)
+        return cls(
+            validator, key_sources, introspector=introspector, token_format=config.token_format
+        )
 
     def source_for(self, token: str | bytes) -> KeySource:
         """The key source of the token's (unverified) issuer."""
@@ -98,7 +138,12 @@ class Authenticator:
         return source
 
     async def authenticate(self, token: str | bytes) -> AuthenticatedUser:
-        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
+        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``
+        (``IntrospectionUnavailableError`` when an introspection cannot be had)."""
+        if self.introspector is not None and introspected(
+            self.token_format, token, self.validator.max_token_bytes
+        ):
+            return await self.introspector.introspect(token)
         source = self.source_for(token)
         keys = await source.get_keys()
         # A key miss may bring a newer set, twice at most: the first may come from a scheduled
@@ -126,7 +171,10 @@ class Authenticator:
         """Each issuer's key source's stats, and whether every one holds usable keys (no I/O)."""
         stats = {id(source): source.stats() for source in self._distinct_sources()}
         by_issuer = {issuer: stats[id(source)] for issuer, source in self.sources.items()}
-        return summarize(by_issuer, list(stats.values()))
+        failures = None
+        if self.introspector is not None:
+            failures = self.introspector.stats().consecutive_failures
+        return summarize(by_issuer, list(stats.values()), failures)
 
     async def readiness(self, wait: float = READINESS_WAIT) -> AuthenticatorHealth:
         """``health()`` after asking each source for its keys as a request would: a source
@@ -146,9 +194,31 @@ class Authenticator:
     async def aclose(self) -> None:
         for source in self._distinct_sources():
             await source.aclose()
+        if self.introspector is not None:
+            await self.introspector.aclose()
 
     def _distinct_sources(self) -> list[KeySource]:
         seen: dict[int, KeySource] = {}
         for source in self.sources.values():
             seen.setdefault(id(source), source)
         return list(seen.values())
+
+
+def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:
+    """Whether ``token`` is asked about at the authorization server under ``token_format``:
+    every token under ``opaque``; under ``auto``, every token not shaped as a JWS."""
+    if token_format in ("jwt",):
+        return False
+    return token_format in ("opaque",) or not _is_jws(token, max_token_bytes)
+
+
+def _is_jws(token: str | bytes, max_token_bytes: int) -> bool:
+    """Three segments and a decodable header: what ``auto`` verifies locally."""
+    dots = token.count(".") if isinstance(token, str) else token.count(b".")
+    if dots != 2:
+        return False
+    try:
+        peek_header(token, max_token_bytes)
+    except MalformedTokenError:
+        return False
+    return True

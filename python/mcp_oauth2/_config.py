@@ -11,9 +11,9 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
@@ -48,7 +48,10 @@ _URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
     "audience": (require_audience, "https://mcp.example.com/mcp"),
     "resource": (require_identifier_url, "https://mcp.example.com/mcp"),
     "resource_documentation": (require_identifier_url, "https://mcp.example.com/docs"),
+    "introspection_endpoint": (require_fetchable_url, "https://auth.example.com/introspect"),
 }
+# The introspection settings that name a client, and the token formats that introspect.
+_INTROSPECTING = ("opaque", "auto")
 
 
 def _check_url(name: str, url: str) -> None:
@@ -79,8 +82,14 @@ class OAuth2Config(BaseSettings):
     specification requires tokens to be issued for; audience checking cannot be switched off).
     """
 
+    # hide_input_in_errors: a model-level error would otherwise echo every setting given, the
+    # client secret included; each message names its setting and variable instead.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,
     )
 
     issuer: StringList = Field(description="Trusted issuer(s); `iss` must equal one exactly.")
@@ -142,6 +151,54 @@ class OAuth2Config(BaseSettings):
     resource_documentation: str | None = Field(
         None, description="RFC 9728 `resource_documentation` (a URL)."
     )
+    token_format: Literal["jwt", "opaque", "auto"] = Field(
+        "jwt",
+        description="`jwt`: verify JWTs locally; `opaque`: introspect every token (RFC 7662); "
+        "`auto`: verify JWTs locally, introspect every other token.",
+    )
+    introspection_endpoint: str | None = Field(
+        None,
+        description="RFC 7662 endpoint; discovered from the issuer's metadata "
+        "(`introspection_endpoint`) if unset.",
+    )
+    introspection_client_id: str | None = Field(
+        None, description="This server's client id at the introspection endpoint."
+    )
+    introspection_client_secret: SecretStr | None = Field(
+        None, description="Its client secret (never logged nor shown in errors)."
+    )
+    introspection_auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
+        "client_secret_basic", description="How the client authenticates to the endpoint."
+    )
+    introspection_require_audience: bool = Field(
+        True,
+        description="Refuse an introspection response without `aud` (one with an `aud` must "
+        "always name this server).",
+    )
+    introspection_cache_ttl: float = Field(
+        60.0,
+        ge=0,
+        le=3_600,
+        description="Longest reuse of an active result (never past the token's `exp`).",
+    )
+    introspection_negative_ttl: float = Field(
+        10.0, ge=0, le=3_600, description="Reuse of an inactive (or refused) result."
+    )
+    introspection_cache_size: int = Field(
+        10_000, ge=0, le=10_000_000, description="Results kept in memory (least recently used out)."
+    )
+    introspection_timeout: float = Field(
+        5.0, ge=0.1, le=120, description="Total deadline of one introspection call."
+    )
+    introspection_max_bytes: int = Field(
+        16_384, ge=1_024, le=1_048_576, description="Largest introspection response."
+    )
+    introspection_max_pending: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Distinct tokens introspected at once; beyond that, 503 without a call.",
+    )
 
     @field_validator(
         "issuer",
@@ -183,7 +240,7 @@ class OAuth2Config(BaseSettings):
             _check_url(name, url)
         return value
 
-    @field_validator("jwks_uri", "resource", "resource_documentation")
+    @field_validator("jwks_uri", "resource", "resource_documentation", "introspection_endpoint")
     @classmethod
     def _optional_url(cls, value: str | None, info: Any) -> str | None:
         if value is not None:
@@ -282,6 +339,40 @@ class OAuth2Config(BaseSettings):
                     f"({error}): it is this server's public URL for RFC 9728, "
                     f"e.g. {env}=https://mcp.example.com/mcp"
                 ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _introspection_client(self) -> OAuth2Config:
+        if self.token_format not in _INTROSPECTING:
+            given = [
+                name
+                for name in ("introspection_endpoint", "introspection_client_id")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set but token_format ({_env('token_format')}) is 'jwt', "
+                    f"which never introspects; e.g. {_env('token_format')}=auto"
+                )
+            return self
+        for name, example in (
+            ("introspection_client_id", "mcp-server"),
+            ("introspection_client_secret", "..."),
+        ):
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not text:
+                raise ValueError(
+                    f"{name} ({_env(name)}) is required with token_format="
+                    f"{self.token_format!r}: introspection (RFC 7662) needs an authenticated "
+                    f"client, e.g. {_env(name)}={example}"
+                )
+        if self.introspection_endpoint is None and len(self.issuer) > 1:
+            env = _env("introspection_endpoint")
+            raise ValueError(
+                f"introspection_endpoint ({env}) is required with several issuers (which one's "
+                f"metadata would name it?), e.g. {env}=https://auth.example.com/introspect"
+            )
         return self
 
     @model_validator(mode="after")

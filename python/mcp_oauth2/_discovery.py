@@ -1,10 +1,11 @@
-"""Finding an issuer's ``jwks_uri`` from its published metadata.
+"""Finding an issuer's endpoints (``jwks_uri``, ``introspection_endpoint``) from its published
+metadata.
 
 The well-known locations are tried in the order the MCP authorization specification gives
 (revisions 2025-11-25 and 2026-07-28): RFC 8414 OAuth 2.0 Authorization Server Metadata first,
 then OpenID Connect Discovery; for an issuer with a path, the path-insertion forms first and the
 OIDC path-appending form last. The document's ``issuer`` must equal the configured issuer exactly
-(RFC 8414 section 3.3), and the ``jwks_uri`` must be a URL keys may be fetched from
+(RFC 8414 section 3.3), and the endpoint must be a URL that may be fetched from
 (``_url_rules``).
 """
 
@@ -21,7 +22,7 @@ from mcp_oauth2._http_fetch import FetchError, FetchLimits, fetch_document
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import DiscoveryError, IssuerMismatchError
 
-__all__ = ["discover_jwks_uri", "metadata_urls"]
+__all__ = ["discover_endpoint", "discover_jwks_uri", "metadata_urls"]
 
 logger = logging.getLogger("mcp_oauth2.discovery")
 
@@ -44,6 +45,13 @@ def metadata_urls(issuer: str) -> list[str]:
 
 async def discover_jwks_uri(client: httpx.AsyncClient, issuer: str, limits: FetchLimits) -> str:
     """Fetch the issuer's metadata and return its validated ``jwks_uri``."""
+    return await discover_endpoint(client, issuer, limits, "jwks_uri")
+
+
+async def discover_endpoint(
+    client: httpx.AsyncClient, issuer: str, limits: FetchLimits, member: str
+) -> str:
+    """Fetch the issuer's metadata and return its validated endpoint ``member``."""
     problems: list[str] = []
     mismatched = False
     for url in metadata_urls(issuer):
@@ -63,17 +71,17 @@ async def discover_jwks_uri(client: httpx.AsyncClient, issuer: str, limits: Fetc
                 f"GET {url}: metadata names issuer {str(metadata.get('issuer'))[:200]!r}"
             )
             continue
-        jwks_uri = metadata.get("jwks_uri")
-        if not isinstance(jwks_uri, str):
-            problems.append(f"GET {url}: metadata has no jwks_uri")
+        endpoint = metadata.get(member)
+        if not isinstance(endpoint, str):
+            problems.append(f"GET {url}: metadata has no {member}")
             continue
         try:
-            require_fetchable_url(jwks_uri, "the discovered jwks_uri")
+            require_fetchable_url(endpoint, f"the discovered {member}")
         except ValueError as error:
             problems.append(f"GET {url}: {error}")
             continue
-        logger.info("discovered jwks_uri %s for issuer %s", jwks_uri, issuer)
-        return jwks_uri
+        logger.info("discovered %s %s for issuer %s", member, endpoint, issuer)
+        return endpoint
     detail = f"discovery for issuer {issuer} failed: " + "; ".join(problems)
     error_class = IssuerMismatchError if mismatched else DiscoveryError
     raise error_class(detail, tuple(problems))

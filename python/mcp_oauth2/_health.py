@@ -42,6 +42,10 @@ class AuthenticatorHealth:
     """Wall-clock time (unix seconds) of that failure."""
     sources: Mapping[str, KeySourceStats] = field(default_factory=dict)
     """Each trusted issuer's source's stats."""
+    introspection_failures: int | None = None
+    """Failed introspection calls in a row (None without introspection). They do not make the
+    authenticator unready: no call can be tried without a token, so a process taken out of
+    service would never learn that the endpoint came back; requests meanwhile get 503."""
 
     def as_dict(self) -> dict[str, object]:
         """The summary a readiness route answers with (no URLs, no per-issuer details)."""
@@ -51,27 +55,35 @@ class AuthenticatorHealth:
             "usable_keys": self.usable_key_count,
             "age": None if self.age is None else round(self.age, 1),
             "last_failure": self.last_failure,
+            "introspection_failures": self.introspection_failures,
         }
 
 
 def summarize(
-    sources: Mapping[str, KeySourceStats], distinct: list[KeySourceStats]
+    sources: Mapping[str, KeySourceStats],
+    distinct: list[KeySourceStats],
+    introspection_failures: int | None = None,
 ) -> AuthenticatorHealth:
     """The health of an authenticator whose issuers have ``sources`` (``distinct``: each
-    source's stats once, for the sums)."""
+    source's stats once, for the sums); with no sources at all it introspects every token
+    (``introspection_failures`` is then a number) and needs no keys to be ready."""
+    keys_needed = bool(sources) or introspection_failures is None
     states: list[State] = [s.state for s in distinct]
     state: State = max(states, key=_STATE_ORDER.index) if states else "empty"
     ages = [s.age for s in distinct if s.age is not None]
     failures = [s for s in distinct if s.last_failure_at is not None]
     latest = max(failures, key=lambda s: s.last_failure_at or 0.0, default=None)
     return AuthenticatorHealth(
-        ready=bool(sources) and all(s.usable_key_count > 0 for s in sources.values()),
+        ready=(bool(sources) and all(s.usable_key_count > 0 for s in sources.values()))
+        if keys_needed
+        else True,
         state=state,
         usable_key_count=sum(s.usable_key_count for s in distinct),
         age=max(ages, default=None),
         last_failure=latest.last_failure if latest is not None else None,
         last_failure_at=latest.last_failure_at if latest is not None else None,
         sources=dict(sources),
+        introspection_failures=introspection_failures,
     )
 
 

@@ -1,4 +1,5 @@
-"""One bounded HTTP GET of a small document (a JWKS or authorization-server metadata).
+"""One bounded HTTP exchange for a small document: a GET of a JWKS or of authorization-server
+metadata, or the form POST of an RFC 7662 introspection.
 
 Bounded in every way a hostile or broken server could stretch it: one total deadline across all
 attempts, a body cap enforced while streaming, no redirects, only status 200, and a few retries
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -66,16 +68,23 @@ def new_client(timeout: float) -> httpx.AsyncClient:
 
 
 async def fetch_document(
-    client: httpx.AsyncClient, url: str, limits: FetchLimits
+    client: httpx.AsyncClient,
+    url: str,
+    limits: FetchLimits,
+    *,
+    form: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> FetchedDocument:
-    """GET ``url``; raise ``FetchError`` unless it answers 200 within the limits."""
+    """GET ``url`` (or POST ``form`` to it, form-encoded); raise ``FetchError`` unless it answers
+    200 within the limits. ``headers`` are added to the client's."""
     deadline = limits.deadline
+    method = "GET" if form is None else "POST"
     try:
         async with asyncio.timeout(deadline):
             attempt = 0
             while True:
                 try:
-                    return await _get_once(client, url, limits.max_bytes)
+                    return await _request_once(client, method, url, limits.max_bytes, form, headers)
                 except FetchError as error:
                     if not error.retryable or attempt >= limits.retries:
                         raise
@@ -83,28 +92,38 @@ async def fetch_document(
                 attempt += 1
                 await asyncio.sleep(delay)
     except TimeoutError:
-        detail = f"GET {url}: no complete answer within {deadline:g} s"
+        detail = f"{method} {url}: no complete answer within {deadline:g} s"
         raise FetchError(detail, retryable=False) from None
 
 
-async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> FetchedDocument:
+async def _request_once(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    max_bytes: int,
+    form: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+) -> FetchedDocument:
+    request = f"{method} {url}"
     try:
-        async with client.stream("GET", url, follow_redirects=False) as response:
+        async with client.stream(
+            method, url, data=form, headers=headers, follow_redirects=False
+        ) as response:
             status = response.status_code
             if status != 200:
                 where = response.headers.get("location", "")
                 hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
-                raise FetchError(f"GET {url}: HTTP {status}{hint}", retryable=status >= 500)
+                raise FetchError(f"{request}: HTTP {status}{hint}", retryable=status >= 500)
             coding = response.headers.get("content-encoding", "identity").strip().lower()
             if coding not in ("", "identity"):
                 raise FetchError(
-                    f"GET {url}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
+                    f"{request}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
                     retryable=False,
                 )
             declared = response.headers.get("content-length", "")
             if DECIMAL.fullmatch(declared) and int(declared) > max_bytes:
                 raise FetchError(
-                    f"GET {url}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
+                    f"{request}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
                     retryable=False,
                 )
             body = bytearray()
@@ -113,12 +132,12 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetc
                 body += chunk
                 if len(body) > max_bytes:
                     raise FetchError(
-                        f"GET {url}: body exceeds the {max_bytes}-byte limit", retryable=False
+                        f"{request}: body exceeds the {max_bytes}-byte limit", retryable=False
                     )
             return FetchedDocument(bytes(body), response.headers)
     except httpx.TransportError as error:
         kind = type(error).__name__
-        raise FetchError(f"GET {url}: {kind}: {error}", retryable=True) from error
+        raise FetchError(f"{request}: {kind}: {error}", retryable=True) from error
     except httpx.HTTPError as error:  # a protocol-level answer httpx cannot use
         kind = type(error).__name__
-        raise FetchError(f"GET {url}: {kind}: {error}", retryable=False) from error
+        raise FetchError(f"{request}: {kind}: {error}", retryable=False) from error

@@ -79,11 +79,16 @@ class AuthenticatedUser:
 
     @property
     def issuer(self) -> str:
-        """The ``iss`` claim (one of the configured issuers)."""
+        """The ``iss`` claim (one of the configured issuers); for an introspection response
+        without ``iss``, the issuer it was introspected for."""
 
     @property
     def audience(self) -> tuple[str, ...]:
         """Every value of the ``aud`` claim."""
+
+    @property
+    def username(self) -> str | None:
+        """The ``username`` member (RFC 7662 introspection responses carry it)."""
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -120,7 +125,7 @@ class AuthenticatedUser:
 
     @property
     def display_name(self) -> str:
-        """The subject, else the client id, else an empty string."""
+        """The subject, else the username, else the client id, else an empty string."""
 
     @property
     def identity(self) -> str:
@@ -181,6 +186,25 @@ class TokenValidator:
         entries, least recently used out first; 0 disables it): ``exp`` and ``nbf`` are checked
         again against ``now``, and the result holds only while the key that verified it is in
         ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
+        """
+
+    def validate_introspection(
+        self,
+        response: bytes,
+        *,
+        now: float | None = None,
+        require_audience: bool = True,
+        issuer: str | None = None,
+    ) -> AuthenticatedUser:
+        """Check an RFC 7662 introspection response (its JSON text) against this policy.
+
+        Only ``"active": true`` (exactly) is active, else ``InactiveTokenError``; a
+        ``token_use`` other than ``access_token`` is refused; ``exp``, ``nbf`` and ``iat`` follow
+        the JWT rules with the same leeway; ``iss``, when present, must be a configured issuer;
+        ``aud`` must name a configured audience and may be absent only when ``require_audience``
+        is False; ``required_claims`` do not apply. ``issuer`` (default: the first configured
+        one) is the user's ``issuer`` when the response has no ``iss``. Raises ``ValueError``
+        when the text is not one JSON object (duplicate member names refused).
         """
 
     def cache_info(self) -> dict[str, int]:

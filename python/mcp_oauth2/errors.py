@@ -22,7 +22,9 @@ __all__ = [
     "ConfigurationError",
     "DiscoveryError",
     "ExpiredTokenError",
+    "InactiveTokenError",
     "InsufficientScopeError",
+    "IntrospectionUnavailableError",
     "InvalidAudienceError",
     "InvalidClaimError",
     "InvalidIssuerError",
@@ -151,6 +153,13 @@ class InvalidTokenTypeError(TokenValidationError):
     code = "invalid_type"
 
 
+class InactiveTokenError(TokenValidationError):
+    """The authorization server's introspection endpoint (RFC 7662) answered that the token is
+    not active: revoked, expired, unknown, or not an access token it would vouch for."""
+
+    code = "inactive_token"
+
+
 class InsufficientScopeError(TokenValidationError):
     """The token is valid but lacks scopes. ``required_scopes`` lists every scope needed."""
 
@@ -224,3 +233,19 @@ class IssuerMismatchError(DiscoveryError):
     """The discovery document names another issuer (RFC 8414 section 3.3): it is refused."""
 
     code = "issuer_mismatch"
+
+
+class IntrospectionUnavailableError(JWKSUnavailableError):
+    """The token could not be introspected (RFC 7662): the endpoint failed, answered something
+    that is not an introspection response, is backing off after failures, or has more calls in
+    flight than allowed. The token is never accepted; the middleware answers 503 with
+    ``Retry-After: retry_after``.
+
+    A subclass of ``JWKSUnavailableError`` so that everything that handles an unreachable
+    authorization server (the middleware, ``MCPTokenVerifier``'s outage log) handles it alike.
+    """
+
+    code = "introspection_unavailable"
+    default_description = (
+        "the authorization server's token introspection is temporarily unavailable"
+    )

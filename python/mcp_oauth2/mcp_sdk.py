@@ -24,8 +24,9 @@ also for a token without a ``required_scopes`` scope, where the middleware answe
 The SDK's contract has no way to say "cannot check right now": where ``OAuth2Middleware`` answers
 503 with ``Retry-After`` while the key server is unreachable, the SDK answers 401, as for a bad
 token. So that an outage is not mistaken for bad tokens, each refusal caused by unavailable keys
-(``JWKSError``) is logged at WARNING, at most one line per ``OUTAGE_LOG_INTERVAL`` seconds per
-verifier, counting the refusals in between.
+(``JWKSError``) or introspection (``IntrospectionUnavailableError``, a subclass) is logged at
+WARNING, at most one line per ``OUTAGE_LOG_INTERVAL`` seconds per verifier, counting the refusals
+in between.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._url_rules import is_application_id
-from mcp_oauth2.errors import JWKSError
+from mcp_oauth2.errors import IntrospectionUnavailableError, JWKSError
 
 __all__ = ["MCPTokenVerifier"]
 
@@ -108,9 +109,14 @@ class MCPTokenVerifier:
             return
         unlogged, self._outages_unlogged = self._outages_unlogged, 0
         self._outage_logged_at = now
+        unavailable = (
+            "introspection is"
+            if isinstance(error, IntrospectionUnavailableError)
+            else "the keys are"
+        )
         logger.warning(
-            "token refused because the keys are unavailable (%s; the MCP SDK answers 401, not "
-            "503)%s: %s",
+            "token refused because %s unavailable (%s; the MCP SDK answers 401, not 503)%s: %s",
+            unavailable,
             error.code,
             f", {unlogged} more since the last line" if unlogged else "",
             error.detail,

@@ -22,7 +22,8 @@ Metrics (meter ``mcp_oauth2``):
 - ``mcp_oauth2.token_cache.hits`` and ``.misses`` (counters) and ``.size`` (gauge): the native
   validator's verified-token cache;
 - ``mcp_oauth2.introspection.calls`` (counter) and ``.duration`` (histogram), by ``outcome``:
-  recorded by ``introspected()``, the hook for token introspection.
+  every call to the RFC 7662 endpoint (``active``, ``refused``, ``failed``) when tokens are
+  introspected (``token_format`` ``opaque`` or ``auto``).
 
 Every label value is a fixed word or a configured issuer: never a token, a subject, or any
 other claim value, so the number of series stays bounded. Spans: ``mcp_oauth2.jwks.fetch``
@@ -167,6 +168,8 @@ class Telemetry:
         for source in set(authenticator.sources.values()):
             if isinstance(source, JWKSCache):
                 source.trace_fetches(self._span)
+        if authenticator.introspector is not None:
+            authenticator.introspector.report_calls(self.introspected)
 
         count, record, clock = self._requests.add, self._duration.record, time.perf_counter
         accepted = {"outcome": "accepted"}
@@ -196,8 +199,9 @@ class Telemetry:
     def introspected(self, outcome: str, seconds: float) -> None:
         """Record one token introspection call (RFC 7662) that took ``seconds``.
 
-        ``outcome`` must be a fixed word (``active``, ``inactive``, ``failed``, ...), never a
-        token, a subject or another value from the answer.
+        ``outcome`` must be a fixed word (``active``, ``refused``, ``failed``), never a token, a
+        subject or another value from the answer. ``observe`` has an authenticator's
+        introspector call it for every call to the endpoint.
         """
         labels = {"outcome": outcome}
         self._introspection_calls.add(1, labels)

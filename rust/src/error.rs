@@ -38,6 +38,8 @@ pub enum TokenError {
         missing: Vec<String>,
     },
     InvalidType,
+    /// An RFC 7662 introspection answered that the token is not active.
+    Inactive,
 }
 
 /// Why no key was selected. Each has its own description; the Python side treats them alike:
@@ -76,6 +78,7 @@ impl TokenError {
             Self::InvalidClaim(_) => "invalid_claim",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::InvalidType => "invalid_type",
+            Self::Inactive => "inactive_token",
         }
     }
 
@@ -99,6 +102,7 @@ impl TokenError {
             Self::InvalidClaim(_) => "a claim of the token has an invalid value",
             Self::InsufficientScope { .. } => "the token lacks a required scope",
             Self::InvalidType => "the token's type (typ) is not accepted",
+            Self::Inactive => "the token is not active (revoked, expired or unknown)",
         }
     }
 
@@ -144,7 +148,8 @@ impl TokenError {
             | Self::InvalidSignature
             | Self::InvalidIssuer
             | Self::InvalidAudience
-            | Self::InvalidType => self.fixed_description().into(),
+            | Self::InvalidType
+            | Self::Inactive => self.fixed_description().into(),
         }
     }
 
@@ -178,6 +183,7 @@ impl TokenError {
                 missing: vec!["mcp:admin".into()],
             },
             Self::InvalidType,
+            Self::Inactive,
         ]
     }
 }
@@ -246,9 +252,10 @@ mod tests {
             TokenError::InvalidClaim(_) => 12,
             TokenError::InsufficientScope { .. } => 13,
             TokenError::InvalidType => 14,
+            TokenError::Inactive => 15,
         }
     }
-    const VARIANTS: usize = 15;
+    const VARIANTS: usize = 16;
 
     #[test]
     fn examples_cover_every_variant_with_one_code_each() {

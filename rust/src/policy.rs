@@ -255,18 +255,7 @@ impl Policy {
         claims: Map<String, Value>,
         now: f64,
     ) -> Result<Verified, TokenError> {
-        let leeway = self.leeway as f64;
-        let exp = numeric_date(&claims, "exp")?;
-        let nbf = numeric_date(&claims, "nbf")?;
-        let iat = numeric_date(&claims, "iat")?;
-        self.check_lifetime(exp, nbf, now)?;
-        if let Some(iat) = iat {
-            if iat > now + leeway {
-                return Err(TokenError::IssuedInFuture {
-                    seconds_ahead: (iat - now).ceil() as i64,
-                });
-            }
-        }
+        let times = self.check_times(&claims, now)?;
         // The issuer and audience are always checked, so `iss` and `aud` are always required.
         // JSON null is a value, not an absence: a required claim given as null is invalid.
         for name in ["iss", "aud"]
@@ -281,11 +270,70 @@ impl Policy {
                 Some(_) => {}
             }
         }
-        match claims.get("iss") {
-            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
-            Some(Value::String(_)) => return Err(TokenError::InvalidIssuer),
-            _ => return Err(invalid("'iss' must be a string")),
+        self.check_issuer(&claims)?;
+        self.check_audience(&claims)?;
+        self.finish(claims, times)
+    }
+
+    /// The rules for an RFC 7662 introspection response, which the authorization server sent
+    /// over an authenticated channel in place of a signed payload: only `"active": true`
+    /// (exactly) is active; a `token_use` other than `access_token` (a refresh token) is
+    /// refused; `exp`, `nbf` and `iat` follow the JWT rules and leeway; `iss`, when present,
+    /// must be a configured issuer; `aud` must name this resource, and may be absent only when
+    /// `require_audience` is false. `required_claims` are a JWT rule and do not apply.
+    pub fn check_introspection(
+        &self,
+        claims: Map<String, Value>,
+        now: f64,
+        require_audience: bool,
+    ) -> Result<Verified, TokenError> {
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err(TokenError::Inactive);
         }
+        match claims.get("token_use") {
+            None => {}
+            Some(Value::String(used)) if used == "access_token" => {}
+            Some(_) => return Err(invalid("'token_use' must be 'access_token'")),
+        }
+        let times = self.check_times(&claims, now)?;
+        if claims.contains_key("iss") {
+            self.check_issuer(&claims)?;
+        }
+        if claims.contains_key("aud") {
+            self.check_audience(&claims)?;
+        } else if require_audience {
+            return Err(TokenError::MissingClaim("aud".into()));
+        }
+        string_claim(&claims, "username")?;
+        string_claim(&claims, "token_type")?;
+        self.finish(claims, times)
+    }
+
+    /// `exp`, `nbf` and `iat`: each absent or a number, checked against `now` with the leeway.
+    fn check_times(&self, claims: &Map<String, Value>, now: f64) -> Result<Times, TokenError> {
+        let exp = numeric_date(claims, "exp")?;
+        let nbf = numeric_date(claims, "nbf")?;
+        let iat = numeric_date(claims, "iat")?;
+        self.check_lifetime(exp, nbf, now)?;
+        if let Some(iat) = iat {
+            if iat > now + self.leeway as f64 {
+                return Err(TokenError::IssuedInFuture {
+                    seconds_ahead: (iat - now).ceil() as i64,
+                });
+            }
+        }
+        Ok(Times { exp, nbf, iat })
+    }
+
+    fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        match claims.get("iss") {
+            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => Ok(()),
+            Some(Value::String(_)) => Err(TokenError::InvalidIssuer),
+            _ => Err(invalid("'iss' must be a string")),
+        }
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => ours(aud),
@@ -301,9 +349,15 @@ impl Policy {
             }
             _ => return Err(invalid("'aud' must be a string or an array of strings")),
         };
-        if !audience_ok {
-            return Err(TokenError::InvalidAudience);
+        if audience_ok {
+            Ok(())
+        } else {
+            Err(TokenError::InvalidAudience)
         }
+    }
+
+    /// The string claims, the scopes and `required_scopes`: the last rules of both paths.
+    fn finish(&self, claims: Map<String, Value>, times: Times) -> Result<Verified, TokenError> {
         for name in ["sub", "jti", "client_id", "azp"] {
             string_claim(&claims, name)?;
         }
@@ -322,14 +376,21 @@ impl Policy {
         }
         Ok(Verified {
             scopes,
-            expires_at: exp.map(seconds),
-            issued_at: iat.map(seconds),
-            exp,
-            nbf,
+            expires_at: times.exp.map(seconds),
+            issued_at: times.iat.map(seconds),
+            exp: times.exp,
+            nbf: times.nbf,
             key_digest: [0; 32],
             claims,
         })
     }
+}
+
+/// The time claims as read (each checked already).
+struct Times {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
 }
 
 fn invalid(why: &'static str) -> TokenError {
@@ -592,6 +653,48 @@ mod tests {
                 missing: vec!["z".into()]
             }
         );
+    }
+
+    fn introspected(extra: Value, require_audience: bool) -> Result<Verified, TokenError> {
+        let mut response = claims(json!({"active": true}));
+        if let Value::Object(e) = extra {
+            for (name, value) in e {
+                if value.is_null() {
+                    response.remove(&name);
+                } else {
+                    response.insert(name, value);
+                }
+            }
+        }
+        policy().check_introspection(response, NOW, require_audience)
+    }
+
+    #[test]
+    fn introspection_rules() {
+        let user = introspected(json!({"scope": "a b", "username": "ann"}), true).expect("ok");
+        assert_eq!(user.scopes, vec!["a", "b"]);
+        // Only the JSON literal true is active.
+        for active in [json!(false), json!("true"), json!(1), json!(null)] {
+            let err = introspected(json!({ "active": active }), true).expect_err("inactive");
+            assert_eq!(err.code(), "inactive_token", "{active}");
+        }
+        // iss and sub are optional; aud is required unless the configuration says otherwise.
+        assert!(introspected(json!({"iss": null, "sub": null}), true).is_ok());
+        let missing = introspected(json!({"aud": null}), true).expect_err("no aud");
+        assert_eq!(missing, TokenError::MissingClaim("aud".into()));
+        assert!(introspected(json!({"aud": null}), false).is_ok());
+        let code = |extra: Value| introspected(extra, true).expect_err("refused").code();
+        assert_eq!(code(json!({"iss": "https://other"})), "invalid_issuer");
+        assert_eq!(code(json!({"aud": ["https://other"]})), "invalid_audience");
+        assert_eq!(code(json!({"exp": NOW - 61.0})), "expired");
+        assert_eq!(code(json!({"nbf": NOW + 61.0})), "not_yet_valid");
+        assert_eq!(code(json!({"iat": NOW + 61.0})), "issued_in_future");
+        assert_eq!(code(json!({"exp": "soon"})), "invalid_claim");
+        assert_eq!(code(json!({"token_use": "refresh_token"})), "invalid_claim");
+        assert_eq!(code(json!({"username": 7})), "invalid_claim");
+        assert_eq!(code(json!({"scope": ["a"]})), "invalid_claim");
+        // Within the leeway, as for a JWT.
+        assert!(introspected(json!({"exp": NOW - 59.0}), true).is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::keyset::KeySet;
 use crate::policy::{Policy, PolicyOptions, Verified};
 use crate::token::{decode_object, CompactJws};
 use crate::verified_cache::{Entry, VerifiedCache};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -35,6 +35,7 @@ mod errors {
     pyo3::import_exception!(mcp_oauth2.errors, InvalidClaimError);
     pyo3::import_exception!(mcp_oauth2.errors, InsufficientScopeError);
     pyo3::import_exception!(mcp_oauth2.errors, InvalidTokenTypeError);
+    pyo3::import_exception!(mcp_oauth2.errors, InactiveTokenError);
 }
 
 impl From<TokenError> for PyErr {
@@ -62,6 +63,7 @@ impl From<TokenError> for PyErr {
                 errors::InsufficientScopeError::new_err((description, required))
             }
             TokenError::InvalidType => errors::InvalidTokenTypeError::new_err(description),
+            TokenError::Inactive => errors::InactiveTokenError::new_err(description),
         }
     }
 }
@@ -218,6 +220,9 @@ impl PyKeySet {
 #[pyclass(frozen, name = "AuthenticatedUser", module = "mcp_oauth2")]
 struct AuthenticatedUser {
     verified: Verified,
+    /// The issuer an introspection response without `iss` speaks for (None for a JWT, whose
+    /// `iss` is always present).
+    introspected_by: Option<String>,
     // Python views are built on first access and kept: a validation that nobody inspects costs
     // no dict, and a cached user object builds each view once.
     audience: PyOnceLock<Py<PyTuple>>,
@@ -230,11 +235,23 @@ struct AuthenticatedUser {
 
 impl AuthenticatedUser {
     fn new(verified: Verified) -> Self {
+        Self::with_issuer(verified, None)
+    }
+
+    fn with_issuer(verified: Verified, introspected_by: Option<String>) -> Self {
         Self {
             verified,
+            introspected_by,
             audience: PyOnceLock::new(),
             scopes: PyOnceLock::new(),
             claims: PyOnceLock::new(),
+        }
+    }
+
+    fn issuer_text(&self) -> &str {
+        match (self.verified.claims.get("iss"), &self.introspected_by) {
+            (None, Some(issuer)) => issuer,
+            _ => self.verified.issuer(),
         }
     }
 
@@ -255,7 +272,12 @@ impl AuthenticatedUser {
 
     #[getter]
     fn issuer(&self) -> &str {
-        self.verified.issuer()
+        self.issuer_text()
+    }
+
+    #[getter]
+    fn username(&self) -> Option<&str> {
+        self.verified.claims.get("username").and_then(Value::as_str)
     }
 
     #[getter]
@@ -312,7 +334,11 @@ impl AuthenticatedUser {
 
     #[getter]
     fn display_name(&self) -> &str {
-        self.identity_text()
+        let v = &self.verified;
+        v.subject()
+            .or(self.username())
+            .or(v.client_id())
+            .unwrap_or("")
     }
 
     #[getter]
@@ -334,7 +360,7 @@ impl AuthenticatedUser {
     fn __hash__(&self) -> u64 {
         let v = &self.verified;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (v.issuer(), v.subject(), v.expires_at, v.token_id()).hash(&mut hasher);
+        (self.issuer_text(), v.subject(), v.expires_at, v.token_id()).hash(&mut hasher);
         hasher.finish()
     }
 
@@ -346,7 +372,7 @@ impl AuthenticatedUser {
             "AuthenticatedUser(subject={}, client_id={}, issuer={:?}, scopes={:?}, expires_at={})",
             text(self.verified.subject()),
             text(self.verified.client_id()),
-            self.verified.issuer(),
+            self.issuer_text(),
             scopes,
             self.verified
                 .expires_at
@@ -530,15 +556,7 @@ impl PyTokenValidator {
         now: Option<f64>,
     ) -> PyResult<Py<AuthenticatedUser>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
-        let now = match now {
-            Some(now) if now.is_finite() => now,
-            Some(_) => {
-                return Err(PyTypeError::new_err(
-                    "now must be a finite number of seconds",
-                ))
-            }
-            None => unix_now(),
-        };
+        let now = checked_now(now)?;
         let keys = &keys.get().inner;
         if let Some(user) = self
             .cache
@@ -562,6 +580,36 @@ impl PyTokenValidator {
         Ok(user)
     }
 
+    /// The claim rules of an RFC 7662 introspection response (`Policy::check_introspection`),
+    /// read strictly from its JSON text; an answer that is not one JSON object (or repeats a
+    /// member) is a `ValueError`: the endpoint misbehaved, the token is not to blame.
+    #[pyo3(signature = (response, *, now = None, require_audience = true, issuer = None))]
+    fn validate_introspection(
+        &self,
+        py: Python<'_>,
+        response: &[u8],
+        now: Option<f64>,
+        require_audience: bool,
+        issuer: Option<String>,
+    ) -> PyResult<Py<AuthenticatedUser>> {
+        let now = checked_now(now)?;
+        let claims = crate::json::parse_object(response).map_err(|problem| {
+            PyValueError::new_err(format!("the introspection response {}", problem.describe()))
+        })?;
+        if let Some(issuer) = &issuer {
+            if !self.policy.issuers.contains(issuer) {
+                return Err(PyValueError::new_err(
+                    "issuer must be one of the validator's issuers",
+                ));
+            }
+        }
+        let verified = self
+            .policy
+            .check_introspection(claims, now, require_audience)?;
+        let issuer = issuer.or_else(|| self.policy.issuers.first().cloned());
+        Py::new(py, AuthenticatedUser::with_issuer(verified, issuer))
+    }
+
     /// The verified-token cache's counters.
     fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.cache.stats();
@@ -583,6 +631,17 @@ impl PyTokenValidator {
             "TokenValidator(issuer={:?}, audience={:?}, algorithms={:?}, leeway={})",
             self.policy.issuers, self.policy.audiences, self.algorithm_names, self.policy.leeway
         )
+    }
+}
+
+/// `now` as given (finite seconds), or the system clock.
+fn checked_now(now: Option<f64>) -> PyResult<f64> {
+    match now {
+        Some(now) if now.is_finite() => Ok(now),
+        Some(_) => Err(PyTypeError::new_err(
+            "now must be a finite number of seconds",
+        )),
+        None => Ok(unix_now()),
     }
 }
 

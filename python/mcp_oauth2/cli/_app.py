@@ -141,6 +141,25 @@ _INSPECT: tuple[_Argument, ...] = (
         dict(type=Path, metavar="FILE", help="verify with the keys in this JWKS file (no network)"),
     ),
     (
+        ("--token-format",),
+        dict(
+            choices=("jwt", "opaque", "auto"),
+            help="jwt, opaque (introspect) or auto; default MCP_OAUTH2_TOKEN_FORMAT. The client "
+            "secret for introspection is read from MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET only",
+        ),
+    ),
+    (
+        ("--introspection-endpoint",),
+        dict(
+            metavar="URL",
+            help="RFC 7662 endpoint; default MCP_OAUTH2_INTROSPECTION_ENDPOINT, else discovered",
+        ),
+    ),
+    (
+        ("--introspection-client-id",),
+        dict(metavar="ID", help="default MCP_OAUTH2_INTROSPECTION_CLIENT_ID"),
+    ),
+    (
         ("--algorithm",),
         dict(
             action="append",
@@ -426,6 +445,9 @@ def _inspect(args: argparse.Namespace) -> Result:
         ("algorithms", "--algorithm", args.algorithm),
         ("leeway", "--leeway", args.leeway),
         ("required_scopes", "--require-scope", args.require_scope),
+        ("token_format", "--token-format", args.token_format),
+        ("introspection_endpoint", "--introspection-endpoint", args.introspection_endpoint),
+        ("introspection_client_id", "--introspection-client-id", args.introspection_client_id),
     ):
         if value is not None:
             overrides[field] = value

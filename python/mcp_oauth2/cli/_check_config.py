@@ -1,13 +1,17 @@
 """``mcp-oauth2 check``: a deployment's pre-flight, from its ``MCP_OAUTH2_*`` configuration.
 
 It validates the configuration as ``OAuth2Config()`` does at startup, discovers each issuer and
-fetches its keys as the key caches will, and prints the RFC 9728 document the middleware will
-serve (built by the middleware's own ``ResourceMetadata``). Anything that would make requests
-fail at run time makes the exit code non-zero; doubtful but workable settings are warnings.
+fetches its keys as the key caches will (unless ``token_format`` is ``opaque``), asks the
+introspection endpoint about a random probe token when tokens are introspected (an inactive
+answer shows the endpoint and the client's credentials work), and prints the RFC 9728 document
+the middleware will serve (built by the middleware's own ``ResourceMetadata``). Anything that
+would make requests fail at run time makes the exit code non-zero; doubtful but workable settings
+are warnings.
 """
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +23,23 @@ from mcp_oauth2.cli._environment import (
     load_env_file,
     unknown_variables,
 )
+from mcp_oauth2.cli._inspect_opaque import ask_once
 from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
 from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
 from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
 from mcp_oauth2.cli._output import Document, Fields, Heading, Line, Report, Verdict
 from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
+from mcp_oauth2.errors import InactiveTokenError, TokenValidationError
 
 __all__ = ["DEFAULT_ENV_FILE", "run_check"]
 
 DEFAULT_ENV_FILE = Path(".env")
+# What the verdict names as usable, by token_format.
+_USABLE = {
+    "jwt": "its keys",
+    "opaque": "its introspection endpoint",
+    "auto": "its keys and its introspection endpoint",
+}
 
 
 def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
@@ -42,7 +54,7 @@ def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
     except ConfigError as problem:
         return _unusable(report, data, problem, warnings)
     report.add(Fields(_summary(config)))
-    exit_code, problems, sources = _check_sources(report, config)
+    exit_code, problems, sources = _check_server(report, config, data)
     metadata = ResourceMetadata(config)
     report.add(Heading(f"Protected resource metadata (RFC 9728), served at {metadata.url}"))
     report.add(Document(metadata.document))
@@ -52,7 +64,8 @@ def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
         for line in warnings:
             report.add(Line(line, "warn"))
     if exit_code == ExitCode.OK:
-        report.add(Verdict(True, "OK: the configuration, the issuer and its keys are usable"))
+        usable = _USABLE[config.token_format]
+        report.add(Verdict(True, f"OK: the configuration, the issuer and {usable} are usable"))
     else:
         what = "problem" if len(problems) == 1 else "problems"
         count = f"{len(problems)} {what}" if problems else "the keys are unavailable"
@@ -132,6 +145,46 @@ def _check_sources(
     return exit_code, problems, sources
 
 
+def _check_server(
+    report: Report, config: OAuth2Config, data: dict[str, Any]
+) -> tuple[ExitCode, list[str], list[dict[str, Any]]]:
+    """The keys (unless every token is introspected) and the introspection endpoint (when
+    tokens are introspected), each reported, with what would fail."""
+    exit_code, problems, sources = ExitCode.OK, list[str](), list[dict[str, Any]]()
+    if config.token_format in ("jwt", "auto"):
+        exit_code, problems, sources = _check_sources(report, config)
+    if config.token_format in ("opaque", "auto"):
+        code, found = _check_introspection(report, config)
+        exit_code, problems = max(exit_code, code), problems + found
+        data["introspection"] = {"ok": not found, "problems": found}
+    return exit_code, problems, sources
+
+
+def _check_introspection(report: Report, config: OAuth2Config) -> tuple[ExitCode, list[str]]:
+    """Ask the endpoint about a random probe token: it must answer, accept this client, and
+    say the probe is not active."""
+    probe = "mcp-oauth2-check-" + secrets.token_urlsafe(16)
+    introspector, body, failure = ask_once(config, probe, report)
+    if failure is not None or body is None:
+        detail = failure.detail if failure is not None else "no answer"
+        line = f"introspection_unavailable: {detail}: every opaque token would be answered 503"
+        report.add(Line(line, "fail"))
+        return ExitCode.UNAVAILABLE, [line]
+    try:
+        introspector.check(body)
+    except InactiveTokenError:
+        report.add(
+            Line("a random probe token is answered inactive: endpoint and client work", "ok")
+        )
+        return ExitCode.OK, []
+    except (TokenValidationError, ValueError) as error:
+        line = f"the endpoint's answer to a random probe token is unusable: {error}"
+    else:
+        line = "the endpoint says a random probe token is active: it cannot be trusted"
+    report.add(Line(line, "fail"))
+    return ExitCode.FAILED, [line]
+
+
 def _summary(config: OAuth2Config) -> list[tuple[str, str]]:
     rows = [
         ("issuer", ", ".join(config.issuer)),
@@ -145,6 +198,8 @@ def _summary(config: OAuth2Config) -> list[tuple[str, str]]:
         rows.append(("exempt_routes", ", ".join(config.exempt_routes)))
     if config.accepted_types is not None:
         rows.append(("accepted_types", ", ".join(config.accepted_types)))
+    if config.token_format in ("opaque", "auto"):
+        rows.append(("token_format", config.token_format))
     return rows
 
 

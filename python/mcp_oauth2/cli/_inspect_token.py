@@ -1,5 +1,8 @@
 """``mcp-oauth2 inspect TOKEN``: what a token says, and whether this server would accept it.
 
+An opaque token (``token_format`` ``opaque``, or ``auto`` and not a JWS) is explained from its
+introspection instead (``_inspect_opaque``).
+
 Without a configuration the token is only decoded, and labelled UNVERIFIED. With one (options or
 ``MCP_OAUTH2_*``) the issuer's keys are fetched as the middleware fetches them and the token is
 validated by the real ``TokenValidator`` (plus the middleware's ``required_scopes`` rule): the
@@ -22,10 +25,12 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from mcp_oauth2._access import AccessControl
+from mcp_oauth2._authenticator import introspected
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import AuthenticatedUser, KeySet, TokenValidator, peek_header, peek_issuer
 from mcp_oauth2.cli._environment import ConfigError, load_config
 from mcp_oauth2.cli._human import duration, relative, timestamp
+from mcp_oauth2.cli._inspect_opaque import run_inspect_opaque
 from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
 from mcp_oauth2.cli._key_table import KeyRow, caching, key_rows
 from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
@@ -178,9 +183,18 @@ def run_inspect(
     jwks_file: Path | None,
 ) -> Result:
     token = read_token(token_argument)
-    decoded = decode(token)
     now = time.time()
     report = Report()
+    config: OAuth2Config | None = None
+    if verify:
+        try:
+            config = load_config(overrides, flags)
+        except ConfigError as problem:
+            raise UsageError("; ".join(problem.lines)) from None
+        if introspected(config.token_format, token, config.max_token_bytes):
+            opaque = {"command": "inspect", "kind": "opaque", "verified": False, "valid": None}
+            return run_inspect_opaque(token, config, report, opaque, now)
+    decoded = decode(token)
     data: dict[str, Any] = {
         "command": "inspect",
         "verified": False,
@@ -190,12 +204,8 @@ def run_inspect(
         "decode_problem": decoded.problem,
     }
     _add_decoded(report, decoded, now)
-    if not verify:
+    if config is None:
         return _unverified(report, data, decoded)
-    try:
-        config = load_config(overrides, flags)
-    except ConfigError as problem:
-        raise UsageError("; ".join(problem.lines)) from None
     validator = config.token_validator()
     fetch, source, rows, error = _key_source(report, data, config, token, jwks_file)
     user: AuthenticatedUser | None = None

@@ -1,11 +1,16 @@
-"""The local issuer's ASGI application: RFC 8414 and OpenID Connect discovery documents and the
-JWKS, each answered normally or with the fault set on the issuer, every request counted."""
+"""The local issuer's ASGI application: RFC 8414 and OpenID Connect discovery documents, the
+JWKS and the RFC 7662 introspection endpoint, each answered normally or with the fault set on the
+issuer, every request counted."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,7 +24,7 @@ from mcp_oauth2.testing._faults import MOVED, fault_answer
 if TYPE_CHECKING:
     from mcp_oauth2.testing._local_issuer import LocalIssuer
 
-__all__ = ["JWKS_MEDIA_TYPE", "OAUTH_METADATA", "OIDC_METADATA", "issuer_app"]
+__all__ = ["JWKS_MEDIA_TYPE", "OAUTH_METADATA", "OIDC_METADATA", "introspection", "issuer_app"]
 
 JWKS_MEDIA_TYPE: Final = "application/jwk-set+json"
 OAUTH_METADATA: Final = "/.well-known/oauth-authorization-server"
@@ -82,6 +87,7 @@ def issuer_app(
         ]
     )
     routes = [
+        Route(issuer.introspection_path, introspection(issuer, released), methods=["POST"]),
         Route(issuer.jwks_path, endpoint(jwks=True, faulty=True)),
         Route(MOVED + issuer.jwks_path, endpoint(jwks=True, faulty=False)),
     ]
@@ -89,3 +95,68 @@ def issuer_app(
         routes.append(Route(metadata_path, endpoint(jwks=False, faulty=True)))
         routes.append(Route(MOVED + metadata_path, endpoint(jwks=False, faulty=False)))
     return Starlette(routes=routes, middleware=[Middleware(_CountRequests, count=count)])
+
+
+def introspection(
+    issuer: LocalIssuer, released: Callable[[], asyncio.Event]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The RFC 7662 endpoint: after ``introspection_delay``, the ``introspection_fault`` if set;
+    else 401 ``invalid_client`` without the client's credentials, 400 without a ``token``, and
+    otherwise ``issuer.introspection_answer(token)``."""
+
+    async def introspect(request: Request) -> Response:
+        if issuer.introspection_delay:
+            await asyncio.sleep(issuer.introspection_delay)
+        fault = issuer.introspection_fault
+        if fault is not None:
+            return await fault_answer(
+                fault,
+                request,
+                {"active": False},
+                media_type="application/json",
+                empty={},
+                released=released(),
+            )
+        form = await request.form()
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        if not _client_authenticated(issuer, request.headers.get("authorization"), fields):
+            return JSONResponse(
+                {"error": "invalid_client"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="introspection"'},
+            )
+        token = fields.get("token")
+        if not token:
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        answer = issuer.introspection_answer(token)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    return introspect
+
+
+def _client_authenticated(
+    issuer: LocalIssuer, authorization: str | None, form: dict[str, str]
+) -> bool:
+    """RFC 6749 section 2.3.1: ``client_secret_basic`` (each part form-urlencoded) or
+    ``client_secret_post``, as ``issuer.introspection_auth_methods`` allows; exactly one."""
+    methods = issuer.introspection_auth_methods
+    given: tuple[str, str] | None = None
+    if authorization is not None:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic" or "client_secret_basic" not in methods:
+            return False
+        try:
+            pair = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        client_id, colon, secret = pair.partition(":")
+        if not colon or "client_secret" in form:
+            return False
+        given = (unquote_plus(client_id), unquote_plus(secret))
+    elif "client_secret" in form and "client_secret_post" in methods:
+        given = (form.get("client_id", ""), form["client_secret"])
+    if given is None:
+        return False
+    expected = (issuer.introspection_client_id, issuer.introspection_client_secret)
+    matches = [hmac.compare_digest(a.encode(), b.encode()) for a, b in zip(given, expected)]  # noqa: B905
+    return all(matches)

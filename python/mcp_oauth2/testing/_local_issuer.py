@@ -1,11 +1,13 @@
 """``LocalIssuer``: a local OAuth 2.1 authorization server for tests and demos, with signing keys,
-token minting, discovery, the JWKS, and faults on request."""
+token minting (JWTs and opaque tokens), discovery, the JWKS, RFC 7662 introspection, and faults
+on request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import re
+import secrets
 import time
 import urllib.parse
 from collections import Counter
@@ -44,9 +46,14 @@ class LocalIssuer:
     lifetime of the object, so tokens and URLs stay valid across ``serve()`` blocks. ``path``
     places the issuer below the root (``"/tenant1"``), which exercises RFC 8414 path insertion.
 
-    Attributes that tests change while serving: ``fault`` (JWKS endpoint) and ``metadata_fault``
-    (discovery endpoints), ``metadata_issuer``, ``cache_max_age``; ``requests`` counts what the
-    server received. All methods are safe to call while a request is being served.
+    Attributes that tests change while serving: ``fault`` (JWKS endpoint), ``metadata_fault``
+    (discovery endpoints) and ``introspection_fault``, ``introspection_delay``,
+    ``metadata_issuer``, ``cache_max_age``; ``requests`` counts what the server received. All
+    methods are safe to call while a request is being served.
+
+    Opaque tokens: ``mint_opaque`` issues one (random text, its claims kept here), ``revoke``
+    ends it, and the RFC 7662 endpoint at ``introspection_path`` answers for it to the client
+    ``introspection_client_id`` / ``introspection_client_secret``.
     """
 
     def __init__(
@@ -80,7 +87,7 @@ class LocalIssuer:
         self.requests: Counter[str] = Counter()
         """Requests received, by URL path, including faulted ones and unknown paths."""
         self._fault: str | None = None
-        self._metadata_fault: str | None = None
+        self._init_introspection()
         self._keys = KeyRing(algorithms)
         self._port: int | None = None
         if self._issuer is not None:
@@ -93,6 +100,22 @@ class LocalIssuer:
         self._retired: list[LoopbackServer] = []
         self.app: Starlette = issuer_app(self, count=self._count, released=self._released)
         """The ASGI application; also usable in-process (``httpx.ASGITransport``)."""
+
+    def _init_introspection(self) -> None:
+        self._metadata_fault: str | None = None
+        self._introspection_fault: str | None = None
+        self.introspection_client_id: str = "local-resource-server"
+        """The client allowed to introspect (RFC 7662 section 2.1 requires one)."""
+        self.introspection_client_secret: str = secrets.token_urlsafe(24)
+        """Its secret: random per issuer."""
+        self.introspection_auth_methods: tuple[str, ...] = (
+            "client_secret_basic",
+            "client_secret_post",
+        )
+        """How the client may authenticate (the metadata advertises these)."""
+        self.introspection_delay: float = 0.0
+        """Seconds the introspection endpoint waits before each answer (a slow server)."""
+        self._opaque: dict[str, dict[str, Any]] = {}
 
     # -- identity and documents --------------------------------------------------------------
 
@@ -126,6 +149,21 @@ class LocalIssuer:
         return f"{self._path}/jwks.json"
 
     @property
+    def introspection_path(self) -> str:
+        """The URL path of the RFC 7662 introspection endpoint."""
+        return f"{self._path}/introspect"
+
+    @property
+    def introspection_endpoint(self) -> str:
+        """The introspection endpoint's URL (known once served)."""
+        return self.base_url + self.introspection_path
+
+    @property
+    def introspection_requests(self) -> int:
+        """How many requests the introspection endpoint received (faulted ones included)."""
+        return self.requests[self.introspection_path]
+
+    @property
     def jwks_requests(self) -> int:
         """How many requests the JWKS endpoint received (faulted ones included)."""
         return self.requests[self.jwks_path]
@@ -155,6 +193,8 @@ class LocalIssuer:
         document: dict[str, Any] = {
             "issuer": self.metadata_issuer if self.metadata_issuer is not None else self.issuer,
             "jwks_uri": f"{base}/jwks.json",
+            "introspection_endpoint": f"{base}/introspect",
+            "introspection_endpoint_auth_methods_supported": list(self.introspection_auth_methods),
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
             "response_types_supported": ["code"],
@@ -214,6 +254,37 @@ class LocalIssuer:
         """
         return self._mint(options)
 
+    def mint_opaque(self, **options: Unpack[MintOptions]) -> str:
+        """An opaque access token: random text that only the introspection endpoint explains.
+
+        Takes ``mint``'s options; the endpoint answers ``{"active": true, "token_type":
+        "Bearer"}`` with the claims ``mint`` would sign (``claims`` may change or remove any
+        member, ``active`` too: ``claims={"active": "true"}``), until ``revoke`` or ``exp``.
+        """
+        # None removes a member (claims_for drops them), "active" included.
+        options["claims"] = {
+            "active": True,
+            "token_type": "Bearer",
+            **(options.get("claims") or {}),
+        }
+        payload = self._payload(options)
+        token = "opq_" + secrets.token_urlsafe(32)
+        self._opaque[token] = payload
+        return token
+
+    def revoke(self, token: str) -> None:
+        """From now on the introspection endpoint answers ``{"active": false}`` for ``token``."""
+        self._opaque.pop(token, None)
+
+    def introspection_answer(self, token: str) -> dict[str, Any]:
+        """What the introspection endpoint answers about ``token`` (RFC 7662 section 2.2): its
+        claims while it is known, not revoked and not expired; else ``{"active": false}``."""
+        claims = self._opaque.get(token)
+        exp = claims.get("exp") if claims is not None else None
+        if claims is None or (isinstance(exp, int | float) and exp <= time.time()):
+            return {"active": False}
+        return dict(claims)
+
     def mint_expired(self, **options: Unpack[MintOptions]) -> str:
         """A token whose ``exp`` passed two hours ago: beyond any allowed leeway (``expired``)."""
         expires_in = options.get("expires_in", DEFAULT_LIFETIME)
@@ -242,15 +313,8 @@ class LocalIssuer:
     def _mint(
         self, options: MintOptions, *, impostor: bool = False, require_audience: bool = True
     ) -> str:
-        """The one way tokens are made: ``mint`` documents ``options``."""
-        unknown = options.keys() - _MINT_OPTIONS
-        if unknown:
-            raise TypeError(
-                f"mint() got unexpected keyword arguments: {', '.join(sorted(unknown))}"
-            )
-        if options.get("audience") is None and self.default_audience is None and require_audience:
-            raise TypeError("mint() needs audience=... (or LocalIssuer(default_audience=...) once)")
-        payload = claims_for(options, issuer=self.issuer, default_audience=self.default_audience)
+        """The one way JWTs are made: ``mint`` documents ``options``."""
+        payload = self._payload(options, require_audience=require_audience)
         return self._keys.sign(
             options.get("headers") or {},
             payload,
@@ -258,6 +322,17 @@ class LocalIssuer:
             kid=options.get("kid"),
             impostor=impostor,
         )
+
+    def _payload(self, options: MintOptions, *, require_audience: bool = True) -> dict[str, Any]:
+        """The claims of a token ``options`` describe (minted or opaque)."""
+        unknown = options.keys() - _MINT_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"mint() got unexpected keyword arguments: {', '.join(sorted(unknown))}"
+            )
+        if options.get("audience") is None and self.default_audience is None and require_audience:
+            raise TypeError("mint() needs audience=... (or LocalIssuer(default_audience=...) once)")
+        return claims_for(options, issuer=self.issuer, default_audience=self.default_audience)
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -289,6 +364,15 @@ class LocalIssuer:
     @metadata_fault.setter
     def metadata_fault(self, value: str | None) -> None:
         self._metadata_fault = check_fault(value, "metadata_fault", NAMED_FAULTS)
+
+    @property
+    def introspection_fault(self) -> str | None:
+        """Like ``fault``, for the introspection endpoint (``"empty"`` answers ``{}``)."""
+        return self._introspection_fault
+
+    @introspection_fault.setter
+    def introspection_fault(self, value: str | None) -> None:
+        self._introspection_fault = check_fault(value, "introspection_fault", NAMED_FAULTS)
 
     def _count(self, path: str) -> None:
         self.requests[path] += 1
