@@ -7,6 +7,7 @@ from typing import Any, final
 __all__ = [
     "AuthenticatedUser",
     "KeySet",
+    "ScopeRules",
     "TokenValidator",
     "__version__",
     "peek_header",
@@ -132,6 +133,34 @@ class AuthenticatedUser:
     def __repr__(self) -> str: ...
 
 @final
+class ScopeRules:
+    """Scope implications and the scopes every request needs, for ``TokenValidator.authorize``.
+
+    A broader scope grants the narrower ones it implies, transitively
+    (``{"mcp:admin": ["mcp:write"], "mcp:write": ["mcp:read"]}``); the closure is computed once.
+    Immutable; build one at startup and share it.
+    """
+
+    def __new__(
+        cls,
+        implications: Mapping[str, Sequence[str]] | None = None,
+        required: Sequence[str] | None = None,
+    ) -> ScopeRules: ...
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The scopes every request needs."""
+
+    def effective(self, granted: Sequence[str] | frozenset[str]) -> frozenset[str]:
+        """The granted scopes plus everything they imply."""
+
+    def missing(
+        self, granted: Sequence[str] | frozenset[str], required: Sequence[str] | None = None
+    ) -> tuple[str, ...]:
+        """The required scopes (default: ``self.required``) not covered, in the order given."""
+
+    def __repr__(self) -> str: ...
+
+@final
 class TokenValidator:
     """A validation policy: which issuers, audiences, algorithms and claims are accepted.
 
@@ -179,6 +208,25 @@ class TokenValidator:
         entries, least recently used out first; 0 disables it): ``exp`` and ``nbf`` are checked
         again against ``now``, and the result holds only while the key that verified it is in
         ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
+        """
+
+    def authorize(
+        self,
+        authorization: bytes | str,
+        keys: KeySet,
+        scopes: ScopeRules | None = None,
+        *,
+        now: float | None = None,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
+        """One call from an ``Authorization`` header value to the user and its scopes.
+
+        Reads the Bearer credentials (RFC 6750 section 2.1: the scheme case-insensitively, one
+        b64token), validates the token as ``validate`` does (verified-token cache included) and
+        applies ``scopes``: returns ``(user, effective scopes sorted)``, or None when the header
+        names another scheme. Raises ``InvalidRequestError`` for empty or malformed Bearer
+        credentials, ``TokenValidationError`` subclasses as ``validate`` does, and
+        ``InsufficientScopeError`` (with every scope ``scopes`` requires) when a required scope
+        is not covered.
         """
 
     def cache_info(self) -> dict[str, int]:

@@ -1,10 +1,13 @@
 //! A validation policy and the claim rules (RFC 7519 section 4.1, RFC 9068, RFC 8693 `scope`).
 
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+use crate::base64url;
 use crate::error::{ConfigError, TokenError};
+use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
 use serde_json::{Map, Value};
+use std::mem::MaybeUninit;
 
 /// Clock skew beyond an hour is a broken clock, not skew.
 pub const MAX_LEEWAY_SECONDS: i64 = 3600;
@@ -54,11 +57,21 @@ pub struct Policy {
     pub max_token_bytes: usize,
 }
 
-/// A verified token: its claims, whose types `check_claims` has checked, and typed accessors.
+/// A verified token: its payload, the claims the validator read out of it (their types
+/// checked by `check_claims`), and the whole claims set on request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    pub claims: Map<String, Value>,
-    pub scopes: Vec<String>,
+    /// The decoded payload, strict JSON (so valid UTF-8 throughout).
+    payload: String,
+    /// Texts that were escaped in the payload, decoded (rare: most claims are plain).
+    decoded: Vec<Box<str>>,
+    issuer: Span,
+    subject: Option<Span>,
+    client_id: Option<Span>,
+    token_id: Option<Span>,
+    /// `aud` values, then the granted scopes (`scopes_from` on).
+    texts: Vec<Span>,
+    scopes_from: usize,
     pub expires_at: Option<i64>,
     pub issued_at: Option<i64>,
     /// `exp` and `nbf` as read, for re-checking a cached result against a later clock.
@@ -68,34 +81,66 @@ pub struct Verified {
     pub key_digest: [u8; 32],
 }
 
+/// Where a claim's text is: a range of the payload, or an entry of `Verified::decoded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    Payload(u32, u32),
+    Decoded(u32),
+}
+
 impl Verified {
-    fn text(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
+    fn text(&self, span: Span) -> &str {
+        match span {
+            Span::Payload(start, end) => self
+                .payload
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+            Span::Decoded(index) => self.decoded.get(index as usize).map_or("", |t| t),
+        }
     }
 
     pub fn subject(&self) -> Option<&str> {
-        self.text("sub")
+        self.subject.map(|s| self.text(s))
     }
 
     pub fn issuer(&self) -> &str {
-        self.text("iss").unwrap_or_default()
+        self.text(self.issuer)
     }
 
+    /// `client_id`, or else `azp`.
     pub fn client_id(&self) -> Option<&str> {
-        self.text("client_id").or_else(|| self.text("azp"))
+        self.client_id.map(|s| self.text(s))
     }
 
     pub fn token_id(&self) -> Option<&str> {
-        self.text("jti")
+        self.token_id.map(|s| self.text(s))
     }
 
     /// Every `aud` value (a single string counts as a list of one).
     pub fn audience(&self) -> Vec<&str> {
-        match self.claims.get("aud") {
-            Some(Value::String(aud)) => vec![aud.as_str()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        }
+        self.texts[..self.scopes_from]
+            .iter()
+            .map(|s| self.text(*s))
+            .collect()
+    }
+
+    /// The granted scopes: `scope`, then `scp`, without repeats, in order of appearance.
+    pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.texts[self.scopes_from..].iter().map(|s| self.text(*s))
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// The payload as read.
+    pub fn payload(&self) -> &str {
+        &self.payload
+    }
+
+    /// The whole claims set, read again from the payload (which the same rules accepted).
+    pub fn claims(&self) -> Result<Map<String, Value>, TokenError> {
+        parse_object(self.payload.as_bytes(), "payload")
     }
 }
 
@@ -227,38 +272,63 @@ impl Policy {
     /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
     pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
         let jws = CompactJws::split(token, self.max_token_bytes)?;
-        let header = Header::parse(jws.header, self.algorithms)?;
+        // Header and signature are decoded into one buffer, on the stack when they fit; the
+        // payload gets its own, which the result keeps. Every segment is decoded (and so
+        // checked) before verification, the payload read only once the signature holds; errors
+        // are reported in that order.
+        let header_bound = base64url::decoded_len_bound(jws.header);
+        let bound = header_bound + base64url::decoded_len_bound(jws.signature);
+        let mut stack = [MaybeUninit::<u8>::uninit(); 1024];
+        let mut heap = Vec::new();
+        let buffer: &mut [MaybeUninit<u8>] = if bound <= stack.len() {
+            &mut stack
+        } else {
+            heap.resize(bound, MaybeUninit::uninit());
+            &mut heap
+        };
+        let (header_buffer, signature_buffer) = buffer.split_at_mut(header_bound);
+        let header = base64url::decode_to(jws.header, header_buffer);
+        let signature = base64url::decode_to(jws.signature, signature_buffer);
+        let header = header.ok_or_else(|| not_base64("header"))?;
+        let header = Header::parse(header, self.algorithms)?;
         if let Some(accepted) = &self.accepted_types {
             let typ = header.typ.as_deref().map(normalize_media_type);
             if !typ.is_some_and(|t| accepted.contains(&t)) {
                 return Err(TokenError::InvalidType);
             }
         }
-        // Decoded (and so checked) before verification, parsed only once the signature holds.
         let payload = decode_segment(jws.payload, "payload")?;
-        let signature = decode_segment(jws.signature, "signature")?;
+        let signature = signature.ok_or_else(|| not_base64("signature"))?;
         let key = keys.verify(
             header.kid.as_deref(),
             header.alg,
             jws.signing_input.as_bytes(),
-            &signature,
+            signature,
         )?;
-        let claims = parse_object(&payload, "payload")?;
-        let mut verified = self.check_claims(claims, now)?;
+        let mut verified = self.check_claims(payload, now)?;
         verified.key_digest = key.digest;
         Ok(verified)
     }
 
-    /// The claim rules, on a payload whose signature has been verified.
-    pub fn check_claims(
-        &self,
-        claims: Map<String, Value>,
-        now: f64,
-    ) -> Result<Verified, TokenError> {
+    /// The claim rules, on a decoded payload whose signature has been verified. The payload is
+    /// read in one pass that checks all of it under the strict JSON rules and keeps only the
+    /// claims the rules need; the rules then apply in a fixed order.
+    pub fn check_claims(&self, payload: Vec<u8>, now: f64) -> Result<Verified, TokenError> {
+        let payload = match String::from_utf8(payload) {
+            Ok(text) => text,
+            Err(not_text) => {
+                // Not UTF-8, so not JSON: the reader names the first problem, as for any text.
+                let bytes = not_text.into_bytes();
+                let read = json::read_object(&bytes, Claims::new(&self.required_claims));
+                return Err(malformed_json("payload", read.err().unwrap_or(JsonProblem::Invalid)));
+            }
+        };
+        let found = json::read_text(&payload, Claims::new(&self.required_claims))
+            .map_err(|problem| malformed_json("payload", problem))?;
         let leeway = self.leeway as f64;
-        let exp = numeric_date(&claims, "exp")?;
-        let nbf = numeric_date(&claims, "nbf")?;
-        let iat = numeric_date(&claims, "iat")?;
+        let exp = numeric_date(&found.exp, "exp")?;
+        let nbf = numeric_date(&found.nbf, "nbf")?;
+        let iat = numeric_date(&found.iat, "iat")?;
         self.check_lifetime(exp, nbf, now)?;
         if let Some(iat) = iat {
             if iat > now + leeway {
@@ -269,66 +339,166 @@ impl Policy {
         }
         // The issuer and audience are always checked, so `iss` and `aud` are always required.
         // JSON null is a value, not an absence: a required claim given as null is invalid.
-        for name in ["iss", "aud"]
+        for (index, name) in ["iss", "aud"]
             .into_iter()
             .chain(self.required_claims.iter().map(String::as_str))
+            .enumerate()
         {
-            match claims.get(name) {
-                None => return Err(TokenError::MissingClaim(name.to_owned())),
-                Some(Value::Null) => {
+            match found.presence(index.checked_sub(2), name) {
+                Presence::Absent => return Err(TokenError::MissingClaim(name.to_owned())),
+                Presence::Null => {
                     return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
                 }
-                Some(_) => {}
+                Presence::Value => {}
             }
         }
-        match claims.get("iss") {
-            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
-            Some(Value::String(_)) => return Err(TokenError::InvalidIssuer),
+        let issuer = match &found.iss {
+            Claim::Text(iss) if self.issuers.iter().any(|i| i == iss) => iss,
+            Claim::Text(_) => return Err(TokenError::InvalidIssuer),
             _ => return Err(invalid("'iss' must be a string")),
-        }
+        };
         let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => ours(aud),
-            Some(Value::Array(items)) => {
-                let mut found = false;
-                for item in items {
-                    let aud = item
-                        .as_str()
-                        .ok_or_else(|| invalid("'aud' must be a string or an array of strings"))?;
-                    found |= ours(aud);
-                }
-                found
-            }
+        let audience_ok = match &found.aud {
+            Claim::Text(aud) => ours(aud),
+            Claim::Texts(items) => items.iter().any(|aud| ours(aud)),
             _ => return Err(invalid("'aud' must be a string or an array of strings")),
         };
         if !audience_ok {
             return Err(TokenError::InvalidAudience);
         }
-        for name in ["sub", "jti", "client_id", "azp"] {
-            string_claim(&claims, name)?;
+        for (claim, name) in [
+            (&found.sub, "sub"),
+            (&found.jti, "jti"),
+            (&found.client_id, "client_id"),
+            (&found.azp, "azp"),
+        ] {
+            if !matches!(claim, Claim::Absent | Claim::Text(_)) {
+                return Err(TokenError::InvalidClaim(
+                    format!("'{name}' must be a string").into(),
+                ));
+            }
         }
-        let scopes = scopes(&claims)?;
-        let missing: Vec<String> = self
+        // Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a
+        // list, as Azure AD and Okta issue it), without repeats, in order of appearance.
+        let mut scopes = Scopes::default();
+        match &found.scope {
+            Claim::Absent => {}
+            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+            _ => return Err(invalid("'scope' must be a space-separated string")),
+        }
+        match &found.scp {
+            Claim::Absent => {}
+            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+            Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
+            _ => return Err(invalid("'scp' must be a string or an array of strings")),
+        }
+        if self
             .required_scopes
             .iter()
-            .filter(|needed| !scopes.contains(needed))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
+            .any(|needed| !scopes.contains(needed))
+        {
+            let missing: Vec<String> = self
+                .required_scopes
+                .iter()
+                .filter(|needed| !scopes.contains(needed))
+                .cloned()
+                .collect();
             return Err(TokenError::InsufficientScope {
                 required: self.required_scopes.clone(),
                 missing,
             });
         }
+        // Where each kept text lies: a range of the payload when it was read without escapes.
+        let base = payload.as_ptr() as usize;
+        let mut decoded: Vec<Box<str>> = Vec::new();
+        let mut span = |text: &str| -> Span {
+            let start = (text.as_ptr() as usize).wrapping_sub(base);
+            let range = start.checked_add(text.len()).map(|end| start..end);
+            let inside = range.filter(|r| payload.as_bytes().get(r.clone()) == Some(text.as_bytes()));
+            match inside.map(|r| (u32::try_from(r.start), u32::try_from(r.end))) {
+                Some((Ok(from), Ok(to))) => Span::Payload(from, to),
+                _ => {
+                    decoded.push(text.into());
+                    Span::Decoded(u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX))
+                }
+            }
+        };
+        let audience_len = match &found.aud {
+            Claim::Texts(items) => items.len(),
+            _ => 1,
+        };
+        let mut texts = Vec::with_capacity(audience_len + scopes.len());
+        match &found.aud {
+            Claim::Texts(items) => texts.extend(items.iter().map(|aud| span(aud))),
+            Claim::Text(aud) => texts.push(span(aud)),
+            _ => {}
+        }
+        texts.extend(scopes.iter().map(&mut span));
+        let issuer = span(issuer);
+        let text_of = |claim: &Claim<'_>, span: &mut dyn FnMut(&str) -> Span| match claim {
+            Claim::Text(text) => Some(span(text)),
+            _ => None,
+        };
+        let subject = text_of(&found.sub, &mut span);
+        let client_id = match &found.client_id {
+            Claim::Text(_) => text_of(&found.client_id, &mut span),
+            _ => text_of(&found.azp, &mut span),
+        };
+        let token_id = text_of(&found.jti, &mut span);
+        drop(found);
         Ok(Verified {
-            scopes,
+            payload,
+            decoded,
+            issuer,
+            subject,
+            client_id,
+            token_id,
+            scopes_from: audience_len.min(texts.len()),
+            texts,
             expires_at: exp.map(seconds),
             issued_at: iat.map(seconds),
             exp,
             nbf,
             key_digest: [0; 32],
-            claims,
         })
+    }
+}
+
+/// Granted scopes while they are read, without repeats, in order; the first few on the stack.
+#[derive(Default)]
+struct Scopes<'s> {
+    first: [&'s str; 16],
+    len: usize,
+    more: Vec<&'s str>,
+}
+
+impl<'s> Scopes<'s> {
+    fn add(&mut self, scope: &'s str) {
+        if scope.is_empty() || self.contains(scope) {
+            return;
+        }
+        match self.first.get_mut(self.len) {
+            Some(slot) => {
+                *slot = scope;
+                self.len += 1;
+            }
+            None => self.more.push(scope),
+        }
+    }
+
+    fn contains(&self, scope: &str) -> bool {
+        self.iter().any(|s| s == scope)
+    }
+
+    fn len(&self) -> usize {
+        self.len + self.more.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'s str> + '_ {
+        self.first[..self.len]
+            .iter()
+            .copied()
+            .chain(self.more.iter().copied())
     }
 }
 
@@ -341,58 +511,162 @@ fn seconds(value: f64) -> i64 {
     value.floor() as i64
 }
 
+fn not_base64(what: &'static str) -> TokenError {
+    TokenError::Malformed(format!("the {what} is not base64url without padding").into())
+}
+
+fn malformed_json(what: &'static str, problem: JsonProblem) -> TokenError {
+    TokenError::Malformed(format!("the {what} {}", problem.describe()).into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    Null,
+    Value,
+}
+
+fn presence(claim: &Claim<'_>) -> Presence {
+    match claim {
+        Claim::Absent => Presence::Absent,
+        Claim::Null => Presence::Null,
+        _ => Presence::Value,
+    }
+}
+
 /// A NumericDate claim: absent, or a JSON number. A string, bool or null is invalid.
-fn numeric_date(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<f64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(TokenError::InvalidClaim(
+fn numeric_date(claim: &Claim<'_>, name: &'static str) -> Result<Option<f64>, TokenError> {
+    match claim {
+        Claim::Absent => Ok(None),
+        Claim::Number(n) => Ok(Some(*n)),
+        _ => Err(TokenError::InvalidClaim(
             format!("'{name}' must be a number (NumericDate)").into(),
         )),
     }
 }
 
-/// A claim that is absent or a string; anything else, null included, is invalid.
-fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<(), TokenError> {
-    match claims.get(name) {
-        None | Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(TokenError::InvalidClaim(
-            format!("'{name}' must be a string").into(),
-        )),
+/// The claims the rules read, collected in one pass over the payload (`check_claims`).
+struct Claims<'a, 'p> {
+    exp: Claim<'a>,
+    nbf: Claim<'a>,
+    iat: Claim<'a>,
+    iss: Claim<'a>,
+    aud: Claim<'a>,
+    sub: Claim<'a>,
+    jti: Claim<'a>,
+    client_id: Claim<'a>,
+    azp: Claim<'a>,
+    scope: Claim<'a>,
+    scp: Claim<'a>,
+    /// The configured required claims, and what the payload holds of those not read above.
+    required: &'p [String],
+    others: Vec<Presence>,
+}
+
+impl<'a, 'p> Claims<'a, 'p> {
+    fn new(required: &'p [String]) -> Self {
+        let others = if required.iter().all(|name| Self::known(name)) {
+            Vec::new()
+        } else {
+            vec![Presence::Absent; required.len()]
+        };
+        Self {
+            exp: Claim::Absent,
+            nbf: Claim::Absent,
+            iat: Claim::Absent,
+            iss: Claim::Absent,
+            aud: Claim::Absent,
+            sub: Claim::Absent,
+            jti: Claim::Absent,
+            client_id: Claim::Absent,
+            azp: Claim::Absent,
+            scope: Claim::Absent,
+            scp: Claim::Absent,
+            required,
+            others,
+        }
+    }
+
+    fn known(name: &str) -> bool {
+        matches!(
+            name,
+            "exp" | "nbf" | "iat" | "iss" | "aud" | "sub" | "jti" | "client_id" | "azp" | "scope"
+                | "scp"
+        )
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Claim<'a>> {
+        Some(match name {
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "iss" => &mut self.iss,
+            "aud" => &mut self.aud,
+            "sub" => &mut self.sub,
+            "jti" => &mut self.jti,
+            "client_id" => &mut self.client_id,
+            "azp" => &mut self.azp,
+            "scope" => &mut self.scope,
+            "scp" => &mut self.scp,
+            _ => return None,
+        })
+    }
+
+    /// Whether claim `name` is absent, null or has a value; `index` is its position among the
+    /// configured required claims (None for `iss` and `aud`, which are always read).
+    fn presence(&self, index: Option<usize>, name: &str) -> Presence {
+        match self.read(name) {
+            Some(claim) => presence(claim),
+            None => index
+                .and_then(|i| self.others.get(i).copied())
+                .unwrap_or(Presence::Absent),
+        }
+    }
+
+    /// The claim as read, for the claims this reader keeps.
+    fn read(&self, name: &str) -> Option<&Claim<'a>> {
+        Some(match name {
+            "exp" => &self.exp,
+            "nbf" => &self.nbf,
+            "iat" => &self.iat,
+            "iss" => &self.iss,
+            "aud" => &self.aud,
+            "sub" => &self.sub,
+            "jti" => &self.jti,
+            "client_id" => &self.client_id,
+            "azp" => &self.azp,
+            "scope" => &self.scope,
+            "scp" => &self.scp,
+            _ => return None,
+        })
     }
 }
 
-/// Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a list, as
-/// Azure AD and Okta issue it), without duplicates, in order of appearance.
-fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |scope: &str| {
-        if !scope.is_empty() && !out.iter().any(|s| s == scope) {
-            out.push(scope.to_owned());
-        }
-    };
-    match claims.get("scope") {
-        None => {}
-        Some(Value::String(s)) => s.split(' ').for_each(&mut add),
-        Some(_) => return Err(invalid("'scope' must be a space-separated string")),
+impl<'a> json::Members<'a> for Claims<'a, '_> {
+    fn seen(&self, name: &str) -> Option<bool> {
+        self.read(name).map(|claim| !matches!(claim, Claim::Absent))
     }
-    match claims.get("scp") {
-        None => {}
-        Some(Value::String(s)) => s.split(' ').for_each(&mut add),
-        Some(Value::Array(items)) => {
-            for item in items {
-                let scope = item
-                    .as_str()
-                    .ok_or_else(|| invalid("'scp' must be a string or an array of strings"))?;
-                add(scope);
+
+    fn member(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        if let Some(slot) = self.slot(name) {
+            *slot = reader.shape()?;
+            return Ok(());
+        }
+        if self.others.is_empty() {
+            return reader.skip();
+        }
+        // A required claim this validator does not read: only whether it is null matters.
+        let found = match reader.shape()? {
+            Claim::Null => Presence::Null,
+            _ => Presence::Value,
+        };
+        for (index, required) in self.required.iter().enumerate() {
+            if required == name {
+                self.others[index] = found;
             }
         }
-        Some(_) => return Err(invalid("'scp' must be a string or an array of strings")),
+        Ok(())
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -423,9 +697,13 @@ mod tests {
         }
     }
 
+    fn bytes(claims: Map<String, Value>) -> Vec<u8> {
+        serde_json::to_vec(&claims).expect("serializable")
+    }
+
     fn code(extra: Value) -> &'static str {
         policy()
-            .check_claims(claims(extra), NOW)
+            .check_claims(bytes(claims(extra)), NOW)
             .expect_err("should fail")
             .code()
     }
@@ -434,15 +712,13 @@ mod tests {
     fn accepts_a_good_payload() {
         let v = policy()
             .check_claims(
-                claims(
-                    json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
-                              "iat": NOW, "jti": "j"}),
-                ),
+                bytes(claims(json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
+                                    "iat": NOW, "jti": "j"}))),
                 NOW,
             )
             .expect("valid");
         assert_eq!(v.subject(), Some("u"));
-        assert_eq!(v.scopes, vec!["a", "b", "c"]);
+        assert_eq!(v.scopes().collect::<Vec<_>>(), vec!["a", "b", "c"]);
         assert_eq!(v.client_id(), Some("cli"));
         assert_eq!(v.audience(), vec!["https://rs/mcp"]);
         assert_eq!(v.token_id(), Some("j"));
@@ -454,11 +730,11 @@ mod tests {
     fn time_claims() {
         assert_eq!(code(json!({"exp": NOW - 61.0})), "expired");
         assert!(policy()
-            .check_claims(claims(json!({"exp": NOW - 59.0})), NOW)
+            .check_claims(bytes(claims(json!({"exp": NOW - 59.0}))), NOW)
             .is_ok());
         assert_eq!(code(json!({"nbf": NOW + 61.0})), "not_yet_valid");
         assert!(policy()
-            .check_claims(claims(json!({"nbf": NOW + 59.0})), NOW)
+            .check_claims(bytes(claims(json!({"nbf": NOW + 59.0}))), NOW)
             .is_ok());
         assert_eq!(code(json!({"iat": NOW + 61.0})), "issued_in_future");
         for bad in [json!("1"), json!(true), json!(null), json!([1]), json!({})] {
@@ -471,7 +747,7 @@ mod tests {
             }
         }
         let err = policy()
-            .check_claims(claims(json!({"exp": NOW - 42.0 - 60.0})), NOW)
+            .check_claims(bytes(claims(json!({"exp": NOW - 42.0 - 60.0}))), NOW)
             .expect_err("expired");
         assert_eq!(err.description(), "token expired 102 s ago");
     }
@@ -481,13 +757,13 @@ mod tests {
         let mut no_exp = claims(json!({}));
         no_exp.remove("exp");
         assert_eq!(
-            policy().check_claims(no_exp, NOW).expect_err("exp"),
+            policy().check_claims(bytes(no_exp), NOW).expect_err("exp"),
             TokenError::MissingClaim("exp".into())
         );
         let mut no_aud = claims(json!({}));
         no_aud.remove("aud");
         assert_eq!(
-            policy().check_claims(no_aud, NOW).expect_err("aud").code(),
+            policy().check_claims(bytes(no_aud), NOW).expect_err("aud").code(),
             "missing_claim"
         );
     }
@@ -508,7 +784,7 @@ mod tests {
             "iat",
         ] {
             let err = policy()
-                .check_claims(claims(json!({ name: null })), NOW)
+                .check_claims(bytes(claims(json!({ name: null }))), NOW)
                 .expect_err(name);
             assert_eq!(err.code(), "invalid_claim", "{name}");
             assert!(err.description().contains(&format!("'{name}'")), "{err}");
@@ -522,18 +798,18 @@ mod tests {
         .expect("valid");
         assert_eq!(
             tenant
-                .check_claims(claims(json!({"tenant": null})), NOW)
+                .check_claims(bytes(claims(json!({"tenant": null}))), NOW)
                 .expect_err("null"),
             TokenError::InvalidClaim("'tenant' is null".into())
         );
         assert_eq!(
             tenant
-                .check_claims(claims(json!({})), NOW)
+                .check_claims(bytes(claims(json!({}))), NOW)
                 .expect_err("absent"),
             TokenError::MissingClaim("tenant".into())
         );
         assert!(tenant
-            .check_claims(claims(json!({"tenant": "t"})), NOW)
+            .check_claims(bytes(claims(json!({"tenant": "t"}))), NOW)
             .is_ok());
     }
 
@@ -542,7 +818,7 @@ mod tests {
         let mut no_sub = claims(json!({}));
         no_sub.remove("sub");
         assert_eq!(
-            policy().check_claims(no_sub.clone(), NOW).expect_err("sub"),
+            policy().check_claims(bytes(no_sub.clone()), NOW).expect_err("sub"),
             TokenError::MissingClaim("sub".into())
         );
         let optional = Policy::new(PolicyOptions {
@@ -553,7 +829,7 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(
-            optional.check_claims(no_sub, NOW).expect("ok").subject(),
+            optional.check_claims(bytes(no_sub), NOW).expect("ok").subject(),
             None
         );
     }
@@ -566,7 +842,7 @@ mod tests {
         assert_eq!(code(json!({"aud": []})), "invalid_audience");
         assert_eq!(code(json!({"aud": ["x", 1]})), "invalid_claim");
         assert!(policy()
-            .check_claims(claims(json!({"aud": ["x", "https://rs/mcp"]})), NOW)
+            .check_claims(bytes(claims(json!({"aud": ["x", "https://rs/mcp"]}))), NOW)
             .is_ok());
     }
 
@@ -583,7 +859,7 @@ mod tests {
         })
         .expect("valid");
         let err = strict
-            .check_claims(claims(json!({"scope": "a b"})), NOW)
+            .check_claims(bytes(claims(json!({"scope": "a b"}))), NOW)
             .expect_err("scope");
         assert_eq!(
             err,

@@ -4,7 +4,7 @@
 use crate::algorithm::{Algorithm, AlgorithmName};
 use crate::error::{ConfigError, JwksError, TokenError};
 use crate::keyset::KeySet;
-use crate::policy::{Policy, PolicyOptions, Verified};
+use crate::policy::{is_scope_token, Policy, PolicyOptions, Verified};
 use crate::token::{decode_object, CompactJws};
 use crate::verified_cache::{Entry, VerifiedCache};
 use pyo3::exceptions::PyTypeError;
@@ -14,7 +14,9 @@ use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PyString, PyTuple,
 };
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod errors {
@@ -64,6 +66,11 @@ impl From<TokenError> for PyErr {
             TokenError::InvalidType => errors::InvalidTokenTypeError::new_err(description),
         }
     }
+}
+
+// The middleware's own refusal of a malformed `Authorization` header (`authorize`).
+mod request_errors {
+    pyo3::import_exception!(mcp_oauth2.errors, InvalidRequestError);
 }
 
 impl From<JwksError> for PyErr {
@@ -201,6 +208,8 @@ struct AuthenticatedUser {
     /// tuples): the user object is shared through the cache, so no request may change what
     /// another one sees.
     claims: PyOnceLock<Py<PyAny>>,
+    /// The effective scopes under the first `ScopeRules` that asked (by its id), sorted.
+    effective: PyOnceLock<(u64, Py<PyTuple>)>,
 }
 
 impl AuthenticatedUser {
@@ -210,6 +219,7 @@ impl AuthenticatedUser {
             audience: PyOnceLock::new(),
             scopes: PyOnceLock::new(),
             claims: PyOnceLock::new(),
+            effective: PyOnceLock::new(),
         }
     }
 
@@ -218,6 +228,17 @@ impl AuthenticatedUser {
             .subject()
             .or(self.verified.client_id())
             .unwrap_or("")
+    }
+
+    /// The effective scopes under `rules`, sorted; computed once for the first rules that ask.
+    fn effective_scopes(&self, py: Python<'_>, rules: &ScopeRules) -> PyResult<Py<PyTuple>> {
+        let compute = || PyTuple::new(py, rules.closure_of(self.verified.scopes())).map(Bound::unbind);
+        let (id, scopes) = self.effective.get_or_try_init(py, || Ok::<_, PyErr>((rules.id, compute()?)))?;
+        if *id == rules.id {
+            Ok(scopes.clone_ref(py))
+        } else {
+            compute()
+        }
     }
 }
 
@@ -246,7 +267,7 @@ impl AuthenticatedUser {
     fn scopes(&self, py: Python<'_>) -> PyResult<Py<PyFrozenSet>> {
         self.scopes
             .get_or_try_init(py, || {
-                PyFrozenSet::new(py, &self.verified.scopes).map(Bound::unbind)
+                PyFrozenSet::new(py, self.verified.scopes()).map(Bound::unbind)
             })
             .map(|s| s.clone_ref(py))
     }
@@ -275,7 +296,8 @@ impl AuthenticatedUser {
     fn claims(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.claims
             .get_or_try_init(py, || {
-                frozen_object(py, &self.verified.claims).map(Bound::unbind)
+                let claims = self.verified.claims()?;
+                frozen_object(py, &claims).map(Bound::unbind)
             })
             .map(|c| c.clone_ref(py))
     }
@@ -297,13 +319,17 @@ impl AuthenticatedUser {
 
     #[pyo3(signature = (*scopes))]
     fn has_scopes(&self, scopes: Vec<String>) -> bool {
-        scopes.iter().all(|s| self.verified.scopes.contains(s))
+        scopes.iter().all(|s| self.verified.has_scope(s))
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other
-            .cast::<AuthenticatedUser>()
-            .is_ok_and(|other| other.get().verified.claims == self.verified.claims)
+        let Ok(other) = other.cast::<AuthenticatedUser>() else {
+            return false;
+        };
+        let (mine, theirs) = (&self.verified, &other.get().verified);
+        // The same payload text is the same claims; otherwise compare what it says.
+        mine.payload() == theirs.payload()
+            || matches!((mine.claims(), theirs.claims()), (Ok(a), Ok(b)) if a == b)
     }
 
     fn __hash__(&self) -> u64 {
@@ -314,7 +340,7 @@ impl AuthenticatedUser {
     }
 
     fn __repr__(&self) -> String {
-        let mut scopes: Vec<&str> = self.verified.scopes.iter().map(String::as_str).collect();
+        let mut scopes: Vec<&str> = self.verified.scopes().collect();
         scopes.sort_unstable();
         format!(
             "AuthenticatedUser(subject={:?}, issuer={:?}, scopes={:?}, expires_at={})",
@@ -326,6 +352,186 @@ impl AuthenticatedUser {
                 .map_or("None".to_string(), |e| e.to_string())
         )
     }
+}
+
+/// Scope implications and the scopes every request needs, for `TokenValidator.authorize`.
+///
+/// A broader scope grants the narrower ones it implies, transitively (`mcp:admin` ->
+/// `mcp:write` -> `mcp:read`); the closure is computed once, here.
+#[pyclass(frozen, name = "ScopeRules", module = "mcp_oauth2")]
+struct ScopeRules {
+    /// Tells rules apart for the effective scopes memoized on a user object.
+    id: u64,
+    implied: HashMap<String, Vec<String>>,
+    required: Vec<String>,
+}
+
+impl ScopeRules {
+    /// `granted` plus everything it implies, sorted, without repeats.
+    fn closure_of<'a>(&'a self, granted: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
+        for scope in granted {
+            out.push(scope);
+            if let Some(implied) = self.implied.get(scope) {
+                out.extend(implied.iter().map(String::as_str));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+static SCOPE_RULES_IDS: AtomicU64 = AtomicU64::new(1);
+
+#[pymethods]
+impl ScopeRules {
+    #[new]
+    #[pyo3(signature = (implications = None, required = None))]
+    fn new(
+        implications: Option<&Bound<'_, PyAny>>,
+        required: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut direct: HashMap<String, Vec<String>> = HashMap::new();
+        if let Some(implications) = implications {
+            let mapping = implications.cast::<PyMapping>().map_err(|_| {
+                ConfigError(
+                    "implications must be a mapping of a scope to the scopes it grants, e.g. \
+                     {\"mcp:admin\": [\"mcp:tools\"]}"
+                        .into(),
+                )
+            })?;
+            for item in mapping.items()?.iter() {
+                let (broad, narrow): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+                let broad = broad
+                    .cast::<PyString>()
+                    .map_err(|_| ConfigError("implications must map scope strings".into()))?
+                    .to_str()?
+                    .to_owned();
+                direct.insert(broad, string_list(&narrow, "implied scopes")?);
+            }
+        }
+        let implied = direct
+            .keys()
+            .map(|broad| {
+                let mut seen: Vec<String> = Vec::new();
+                let mut stack: Vec<&String> = direct[broad].iter().collect();
+                while let Some(scope) = stack.pop() {
+                    if !seen.contains(scope) {
+                        seen.push(scope.clone());
+                        stack.extend(direct.get(scope).into_iter().flatten());
+                    }
+                }
+                (broad.clone(), seen)
+            })
+            .collect();
+        let required = match required {
+            Some(value) => string_list(value, "required")?,
+            None => Vec::new(),
+        };
+        if let Some(bad) = required.iter().find(|s| !is_scope_token(s)) {
+            return Err(ConfigError(format!(
+                "required holds {bad:?}, which is not a scope token (RFC 6749 section 3.3)"
+            ))
+            .into());
+        }
+        Ok(Self {
+            id: SCOPE_RULES_IDS.fetch_add(1, Ordering::Relaxed),
+            implied,
+            required,
+        })
+    }
+
+    #[getter]
+    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.required)
+    }
+
+    /// The granted scopes plus everything they imply.
+    fn effective<'py>(
+        &self,
+        py: Python<'py>,
+        granted: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyFrozenSet>> {
+        let granted = scope_strings(granted)?;
+        PyFrozenSet::new(py, self.closure_of(granted.iter().map(String::as_str)))
+    }
+
+    /// The required scopes (default: this object's) that `granted` does not cover, in order.
+    #[pyo3(signature = (granted, required = None))]
+    fn missing<'py>(
+        &self,
+        py: Python<'py>,
+        granted: &Bound<'py, PyAny>,
+        required: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let granted = scope_strings(granted)?;
+        let effective = self.closure_of(granted.iter().map(String::as_str));
+        let required = match required {
+            Some(required) => scope_strings(required)?,
+            None => self.required.clone(),
+        };
+        let missing: Vec<&String> = required
+            .iter()
+            .filter(|s| effective.binary_search(&s.as_str()).is_err())
+            .collect();
+        PyTuple::new(py, missing)
+    }
+
+    fn __repr__(&self) -> String {
+        let mut implied: Vec<(&String, &Vec<String>)> = self.implied.iter().collect();
+        implied.sort();
+        format!(
+            "ScopeRules(implications={{{}}}, required={:?})",
+            implied
+                .iter()
+                .map(|(broad, narrow)| format!("{broad:?}: {narrow:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.required
+        )
+    }
+}
+
+/// The strings of any iterable of scopes (a set, a tuple, a list).
+fn scope_strings(scopes: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if scopes.is_instance_of::<PyString>() || scopes.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err("scopes must be an iterable of strings, not a string"));
+    }
+    scopes
+        .try_iter()?
+        .map(|scope| Ok(scope?.cast::<PyString>()?.to_str()?.to_owned()))
+        .collect()
+}
+
+/// The token of an `Authorization` header value, as RFC 6750 section 2.1 has it: `Ok(None)`
+/// for another scheme, `Err` (a client-safe reason) for Bearer credentials that are empty or
+/// not one b64token.
+fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, &'static str> {
+    // Python's bytes.strip(): ASCII whitespace, then the scheme up to the first space.
+    let header = header.trim_ascii();
+    let (scheme, credentials) = match header.iter().position(|b| *b == b' ') {
+        Some(space) => (&header[..space], &header[space + 1..]),
+        None => (header, &header[header.len()..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let start = credentials.iter().position(|b| *b != b' ');
+    let end = credentials.iter().rposition(|b| *b != b' ');
+    let credentials = match (start, end) {
+        (Some(start), Some(end)) => &credentials[start..=end],
+        _ => return Err("the Bearer credentials are empty"),
+    };
+    let body_len = credentials.len() - credentials.iter().rev().take_while(|b| **b == b'=').count();
+    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(b);
+    if body_len == 0 || !credentials[..body_len].iter().all(b64token) {
+        return Err(
+            "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)",
+        );
+    }
+    // Only ASCII passed: the text is the bytes.
+    Ok(std::str::from_utf8(credentials).ok())
 }
 
 /// Sequence-of-strings arguments accept a single string too (`issuer="https://as"`).
@@ -503,36 +709,72 @@ impl PyTokenValidator {
         now: Option<f64>,
     ) -> PyResult<Py<AuthenticatedUser>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
-        let now = match now {
-            Some(now) if now.is_finite() => now,
-            Some(_) => {
-                return Err(PyTypeError::new_err(
-                    "now must be a finite number of seconds",
-                ))
-            }
-            None => unix_now(),
+        self.validated(py, text, &keys.get().inner, clock(now)?)
+    }
+
+    /// One call from an `Authorization` header value to the user and its effective scopes:
+    /// the RFC 6750 b64token check, the verified-token cache, validation, and `scopes` (scope
+    /// implications and the scopes every request needs). Returns `(user, effective scopes
+    /// sorted)`, or None when the header names another scheme; raises `InvalidRequestError`
+    /// for broken Bearer credentials, the validation errors, and `InsufficientScopeError`.
+    #[pyo3(signature = (authorization, keys, scopes = None, *, now = None))]
+    fn authorize<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: &Bound<'py, PyAny>,
+        keys: &Bound<'py, PyKeySet>,
+        scopes: Option<&Bound<'py, ScopeRules>>,
+        now: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let header = if let Ok(bytes) = authorization.cast::<PyBytes>() {
+            bytes.as_bytes()
+        } else if let Ok(text) = authorization.cast::<PyString>() {
+            text.to_str()?.as_bytes()
+        } else {
+            return Err(PyTypeError::new_err(
+                "the Authorization header value must be bytes or str",
+            ));
         };
-        let keys = &keys.get().inner;
-        if let Some(user) = self
-            .cache
-            .get(text, keys, &self.policy, now, |user| user.clone_ref(py))?
-        {
-            return Ok(user);
+        let token = match bearer_credentials(header) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Ok(None),
+            Err(why) => return Err(request_errors::InvalidRequestError::new_err(why)),
+        };
+        if token.len() > self.policy.max_token_bytes {
+            return Err(TokenError::TooLarge {
+                size: token.len(),
+                limit: self.policy.max_token_bytes,
+            }
+            .into());
         }
-        // Signature verification is the slow part: let other threads run meanwhile.
-        let verified = py.detach(|| self.policy.validate(text, keys, now))?;
-        let (exp, nbf, key_digest) = (verified.exp, verified.nbf, verified.key_digest);
-        let user = Py::new(py, AuthenticatedUser::new(verified))?;
-        if text.len() <= MAX_CACHED_TOKEN_BYTES {
-            let entry = Entry {
-                value: user.clone_ref(py),
-                exp,
-                nbf,
-                key_digest,
-            };
-            self.cache.insert(text, entry);
-        }
-        Ok(user)
+        let user = self.validated(py, token, &keys.get().inner, clock(now)?)?;
+        let effective = match scopes {
+            None => {
+                let mut granted: Vec<&str> = user.get().verified.scopes().collect();
+                granted.sort_unstable();
+                PyTuple::new(py, granted)?.unbind()
+            }
+            Some(rules) => {
+                let rules = rules.get();
+                let effective = user.get().effective_scopes(py, rules)?;
+                let granted = effective.bind(py);
+                let missing: Vec<String> = rules
+                    .required
+                    .iter()
+                    .filter(|needed| !granted.contains(needed.as_str()).unwrap_or(false))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(TokenError::InsufficientScope {
+                        required: rules.required.clone(),
+                        missing,
+                    }
+                    .into());
+                }
+                effective
+            }
+        };
+        Ok(Some(PyTuple::new(py, [user.into_any(), effective.into_any()])?))
     }
 
     /// The verified-token cache's counters.
@@ -556,6 +798,53 @@ impl PyTokenValidator {
             "TokenValidator(issuer={:?}, audience={:?}, algorithms={:?}, leeway={})",
             self.policy.issuers, self.policy.audiences, self.algorithm_names, self.policy.leeway
         )
+    }
+}
+
+impl PyTokenValidator {
+    /// A verified user for `text`: from the verified-token cache, or validated (with the GIL
+    /// released) and then cached.
+    fn validated(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        keys: &KeySet,
+        now: f64,
+    ) -> PyResult<Py<AuthenticatedUser>> {
+        let caching = self.cache.capacity() > 0 && text.len() <= MAX_CACHED_TOKEN_BYTES;
+        if caching {
+            let hit = self
+                .cache
+                .get(text, keys, &self.policy, now, |user| user.clone_ref(py))?;
+            if let Some(user) = hit {
+                return Ok(user);
+            }
+        }
+        // Signature verification is the slow part: let other threads run meanwhile.
+        let verified = py.detach(|| self.policy.validate(text, keys, now))?;
+        let (exp, nbf, key_digest) = (verified.exp, verified.nbf, verified.key_digest);
+        let user = Py::new(py, AuthenticatedUser::new(verified))?;
+        if caching {
+            let entry = Entry {
+                value: user.clone_ref(py),
+                exp,
+                nbf,
+                key_digest,
+            };
+            self.cache.insert(text, entry);
+        }
+        Ok(user)
+    }
+}
+
+/// The caller's clock (`now=`, for tests), or the system's.
+fn clock(now: Option<f64>) -> PyResult<f64> {
+    match now {
+        Some(now) if now.is_finite() => Ok(now),
+        Some(_) => Err(PyTypeError::new_err(
+            "now must be a finite number of seconds",
+        )),
+        None => Ok(unix_now()),
     }
 }
 
@@ -668,6 +957,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyKeySet>()?;
     m.add_class::<PyTokenValidator>()?;
     m.add_class::<AuthenticatedUser>()?;
+    m.add_class::<ScopeRules>()?;
     m.add_function(wrap_pyfunction!(peek_header, m)?)?;
     m.add_function(wrap_pyfunction!(peek_issuer, m)?)?;
     Ok(())

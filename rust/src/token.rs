@@ -3,8 +3,9 @@
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
 use crate::error::TokenError;
-use crate::json::{self, JsonProblem};
+use crate::json::{self, JsonProblem, Shape};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The three base64url segments of a compact JWS, borrowed from the token.
 #[derive(Debug, Clone, Copy)]
@@ -82,21 +83,25 @@ pub fn parse_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Valu
     })
 }
 
-/// The protected-header members this validator acts on.
+/// The protected-header members this validator acts on, borrowed from the decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct Header<'a> {
     pub alg: Algorithm,
-    pub kid: Option<String>,
-    pub typ: Option<String>,
+    pub kid: Option<Cow<'a, str>>,
+    pub typ: Option<Cow<'a, str>>,
 }
 
-impl Header {
-    /// Reads and checks the header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only
-    /// from the configured key set, never from the token.
-    pub fn parse(segment: &str, allowed: AlgorithmSet) -> Result<Self, TokenError> {
-        let map = decode_object(segment, "header")?;
-        let alg = match map.get("alg") {
-            Some(Value::String(name)) => match Algorithm::parse(name) {
+impl<'a> Header<'a> {
+    /// Reads and checks a decoded header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come
+    /// only from the configured key set, never from the token.
+    pub fn parse(decoded: &'a [u8], allowed: AlgorithmSet) -> Result<Self, TokenError> {
+        let found = json::read_object(decoded, HeaderMembers::default()).map_err(
+            |problem: JsonProblem| {
+                TokenError::Malformed(format!("the header {}", problem.describe()).into())
+            },
+        )?;
+        let alg = match found.alg {
+            Shape::Text(name) => match Algorithm::parse(&name) {
                 AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
                 AlgorithmName::Supported(alg) => {
                     return Err(TokenError::AlgorithmNotAllowed(Some(alg.name())))
@@ -104,51 +109,98 @@ impl Header {
                 AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
                 AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
             },
-            Some(_) => {
+            Shape::Absent => return Err(TokenError::malformed("the header has no 'alg'")),
+            _ => {
                 return Err(TokenError::malformed(
                     "the header member 'alg' is not a string",
                 ))
             }
-            None => return Err(TokenError::malformed("the header has no 'alg'")),
         };
-        if map.contains_key("crit") {
+        if found.crit {
             // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand,
             // and this validator understands none.
             return Err(TokenError::malformed(
                 "the header marks extensions critical ('crit'); none are supported",
             ));
         }
-        if map.contains_key("b64") {
+        if found.b64 {
             return Err(TokenError::malformed(
                 "unencoded payloads (header 'b64', RFC 7797) are not accepted",
             ));
         }
-        if map.contains_key("zip") {
+        if found.zip {
             return Err(TokenError::malformed(
                 "compressed payloads (header 'zip') are not accepted",
             ));
         }
-        if map.contains_key("enc") {
+        if found.enc {
             return Err(TokenError::malformed(
                 "encrypted tokens (JWE) are not accepted",
             ));
         }
-        let kid = optional_string(&map, "kid")?;
-        let typ = optional_string(&map, "typ")?;
+        let kid = optional_text(found.kid, "kid")?;
+        let typ = optional_text(found.typ, "typ")?;
         Ok(Self { alg, kid, typ })
     }
 }
 
-fn optional_string(
-    map: &Map<String, Value>,
+fn optional_text<'a>(
+    member: Shape<'a>,
     name: &'static str,
-) -> Result<Option<String>, TokenError> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(TokenError::Malformed(
+) -> Result<Option<Cow<'a, str>>, TokenError> {
+    match member {
+        Shape::Absent => Ok(None),
+        Shape::Text(text) => Ok(Some(text)),
+        _ => Err(TokenError::Malformed(
             format!("the header member '{name}' is not a string").into(),
         )),
+    }
+}
+
+/// What the header says, collected in one pass; `Header::parse` applies the rules after it.
+#[derive(Default)]
+struct HeaderMembers<'a> {
+    alg: Shape<'a>,
+    kid: Shape<'a>,
+    typ: Shape<'a>,
+    crit: bool,
+    b64: bool,
+    zip: bool,
+    enc: bool,
+}
+
+impl<'a> json::Members<'a> for HeaderMembers<'a> {
+    fn seen(&self, name: &str) -> Option<bool> {
+        Some(match name {
+            "alg" => !matches!(self.alg, Shape::Absent),
+            "kid" => !matches!(self.kid, Shape::Absent),
+            "typ" => !matches!(self.typ, Shape::Absent),
+            "crit" => self.crit,
+            "b64" => self.b64,
+            "zip" => self.zip,
+            "enc" => self.enc,
+            _ => return None,
+        })
+    }
+
+    fn member(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        let slot = match name {
+            "alg" => &mut self.alg,
+            "kid" => &mut self.kid,
+            "typ" => &mut self.typ,
+            _ => {
+                match name {
+                    "crit" => self.crit = true,
+                    "b64" => self.b64 = true,
+                    "zip" => self.zip = true,
+                    "enc" => self.enc = true,
+                    _ => {}
+                }
+                return reader.skip();
+            }
+        };
+        *slot = reader.shape()?;
+        Ok(())
     }
 }
 
@@ -174,8 +226,8 @@ mod tests {
         set
     }
 
-    fn header(json: &str) -> Result<Header, TokenError> {
-        Header::parse(&base64url::encode(json.as_bytes()), all())
+    fn header(json: &str) -> Result<Header<'_>, TokenError> {
+        Header::parse(json.as_bytes(), all())
     }
 
     #[test]
@@ -262,7 +314,7 @@ mod tests {
         }
         let mut only_rs = AlgorithmSet::default();
         only_rs.insert(Algorithm::RS256);
-        let err = Header::parse(&base64url::encode(br#"{"alg":"ES256"}"#), only_rs).expect_err("x");
+        let err = Header::parse(br#"{"alg":"ES256"}"#, only_rs).expect_err("x");
         assert_eq!(err, TokenError::AlgorithmNotAllowed(Some("ES256")));
     }
 
