@@ -82,7 +82,11 @@ mod tests {
                 let fast = decode(text);
                 assert_eq!(fast, decode_reference(text), "{text:?}");
                 let mut out = [MaybeUninit::uninit(); 8];
-                assert_eq!(decode_to(text, &mut out).map(|b| b.to_vec()), fast, "{text:?}");
+                assert_eq!(
+                    decode_to(text, &mut out).map(|b| b.to_vec()),
+                    fast,
+                    "{text:?}"
+                );
                 if let Some(bytes) = fast {
                     assert_eq!(encode(&bytes), text);
                 }

@@ -49,8 +49,8 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonProblem> {
 /// Values `members` skips are checked without being kept.
 pub(crate) fn read_object<'a, M: Members<'a>>(
     bytes: &'a [u8],
-    members: M,
-) -> Result<M, JsonProblem> {
+    members: &mut M,
+) -> Result<(), JsonProblem> {
     // A document that is UTF-8 as a whole (every valid one is) has its strings checked once,
     // here; otherwise each string is checked as it comes, so that the first problem in the
     // document is the one reported, as serde_json does.
@@ -61,15 +61,18 @@ pub(crate) fn read_object<'a, M: Members<'a>>(
 }
 
 /// [`read_object`] of a document known to be UTF-8.
-pub(crate) fn read_text<'a, M: Members<'a>>(text: &'a str, members: M) -> Result<M, JsonProblem> {
+pub(crate) fn read_text<'a, M: Members<'a>>(
+    text: &'a str,
+    members: &mut M,
+) -> Result<(), JsonProblem> {
     read(text.as_bytes(), Some(text), members)
 }
 
 fn read<'a, M: Members<'a>>(
     bytes: &'a [u8],
     text: Option<&'a str>,
-    mut members: M,
-) -> Result<M, JsonProblem> {
+    members: &mut M,
+) -> Result<(), JsonProblem> {
     let mut reader = Reader {
         bytes,
         text,
@@ -79,7 +82,7 @@ fn read<'a, M: Members<'a>>(
     reader.whitespace();
     let is_object = reader.peek() == Some(b'{');
     if is_object {
-        reader.object(&mut members)?;
+        reader.object(members)?;
     } else {
         reader.skip()?;
     }
@@ -88,7 +91,7 @@ fn read<'a, M: Members<'a>>(
         return Err(JsonProblem::Invalid);
     }
     if is_object {
-        Ok(members)
+        Ok(())
     } else {
         Err(JsonProblem::NotAnObject)
     }
@@ -96,25 +99,28 @@ fn read<'a, M: Members<'a>>(
 
 /// Reads the values of the top-level members of an object (see [`read_object`]).
 pub(crate) trait Members<'a> {
-    /// For the names this reader keeps a value for: whether one was read already (a repeat).
-    /// None for every other name, which the object's own list of names checks.
-    fn seen(&self, _name: &str) -> Option<bool> {
-        None
+    /// The place of a member whose value this reader keeps (None for any other member, whose
+    /// name the object checks against its own list); `DuplicateMember` if it was read already.
+    /// Called right after the name, before anything else is read, as serde_json checks names.
+    fn find(&mut self, _name: &str) -> Result<Option<usize>, JsonProblem> {
+        Ok(None)
     }
 
-    /// Reads the value of member `name` from `reader` (`reader.skip()` when the member is of no
-    /// interest). Its name has been checked against the earlier ones.
-    fn member(&mut self, name: &str, reader: &mut Reader<'a>) -> Result<(), JsonProblem>;
+    /// Reads the value of the member `find` placed at `index`.
+    fn keep(&mut self, _index: usize, reader: &mut Reader<'a>) -> Result<(), JsonProblem> {
+        reader.skip()
+    }
+
+    /// Reads the value of any other member (`reader.skip()` by default).
+    fn other(&mut self, _name: &str, reader: &mut Reader<'a>) -> Result<(), JsonProblem> {
+        reader.skip()
+    }
 }
 
 /// A reader that keeps nothing (nested objects; and [`read_object`] as a check alone).
 pub(crate) struct NoMembers;
 
-impl<'a> Members<'a> for NoMembers {
-    fn member(&mut self, _: &str, reader: &mut Reader<'a>) -> Result<(), JsonProblem> {
-        reader.skip()
-    }
-}
+impl Members<'_> for NoMembers {}
 
 /// A JSON value as the token path reads it: only strings (and arrays of them) and numbers are
 /// kept; everything else is checked and reported by its kind.
@@ -182,7 +188,11 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => {
                 let text = self.string()?;
-                Ok(if keep { Shape::Text(text) } else { Shape::Other })
+                Ok(if keep {
+                    Shape::Text(text)
+                } else {
+                    Shape::Other
+                })
             }
             Some(b'{') => {
                 self.object(&mut NoMembers)?;
@@ -233,9 +243,9 @@ impl<'a> Reader<'a> {
                 return Err(JsonProblem::Invalid);
             }
             let name = self.string()?;
-            let repeated = match members.seen(&name) {
-                Some(seen) => seen,
-                None => match &mut set {
+            let kept = members.find(&name)?;
+            if kept.is_none() {
+                let repeated = match &mut set {
                     None if names.len() < 16 => {
                         let seen = names.contains(&name);
                         names.push(name.clone());
@@ -245,14 +255,17 @@ impl<'a> Reader<'a> {
                         let set = set.get_or_insert_with(|| names.drain(..).collect());
                         !set.insert(name.clone())
                     }
-                },
-            };
-            if repeated {
-                return Err(JsonProblem::DuplicateMember);
+                };
+                if repeated {
+                    return Err(JsonProblem::DuplicateMember);
+                }
             }
             self.whitespace();
             self.expect(b':')?;
-            members.member(&name, self)?;
+            match kept {
+                Some(index) => members.keep(index, self)?,
+                None => members.other(&name, self)?,
+            }
             self.whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -352,7 +365,11 @@ impl<'a> Reader<'a> {
         if !value.is_finite() {
             return Err(JsonProblem::Invalid);
         }
-        Ok(if keep { Shape::Number(value) } else { Shape::Other })
+        Ok(if keep {
+            Shape::Number(value)
+        } else {
+            Shape::Other
+        })
     }
 
     fn digits(&mut self) {
@@ -452,7 +469,9 @@ fn unescape(raw: &str) -> Result<String, JsonProblem> {
                             return Err(JsonProblem::Invalid);
                         }
                         used = 12;
-                        0x1_0000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00)
+                        0x1_0000
+                            + ((u32::from(first) - 0xD800) << 10)
+                            + (u32::from(second) - 0xDC00)
                     }
                     single => u32::from(single),
                 };
@@ -578,7 +597,7 @@ mod tests {
     fn verdicts(doc: &[u8]) -> (Result<(), JsonProblem>, Result<(), JsonProblem>) {
         (
             parse_object(doc).map(|_| ()),
-            read_object(doc, NoMembers).map(|_| ()),
+            read_object(doc, &mut NoMembers),
         )
     }
 
@@ -624,6 +643,21 @@ mod tests {
             b"{\"a\": 123456789012345678901234567890}",
             b"{\"a\": -0, \"b\": 1.5e308, \"c\": -1e400}",
             b"{\"a\": \"\xff\"}",
+            b"{\"a\":1,\"a\" 2}",
+            b"{\"a\" 1}",
+            b"{\"a\":1 \"b\":2}",
+            b"{\"a\":[1,]}",
+            b"{\"a\":01}",
+            b"{\"a\":1.}",
+            b"{\"a\":-}",
+            b"{\"a\":\"\\x\"}",
+            b"{\"a\":\"\\ud83d\\ude00\"}",
+            b"{\"a\":\"\\ud83d\\u0041\"}",
+            b"{\"a\":\"\\udc00\"}",
+            b"{\"a\":\"tab\there\"}",
+            b"{\"a\":tru}",
+            b"{\"a\":nul}",
+            b" {\"a\" :\t1 } \n",
         ] {
             let (tree, one_pass) = verdicts(doc);
             assert_eq!(tree, one_pass, "{doc:?}");

@@ -55,6 +55,9 @@ pub struct Policy {
     /// Normalized with [`normalize_media_type`].
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
+    /// Where `check_claims` finds each required claim, and how many it does not read itself.
+    required_slots: Vec<Required>,
+    other_required: usize,
 }
 
 /// A verified token: its payload, the claims the validator read out of it (their types
@@ -70,7 +73,7 @@ pub struct Verified {
     client_id: Option<Span>,
     token_id: Option<Span>,
     /// `aud` values, then the granted scopes (`scopes_from` on).
-    texts: Vec<Span>,
+    texts: Spans,
     scopes_from: usize,
     pub expires_at: Option<i64>,
     pub issued_at: Option<i64>,
@@ -86,6 +89,47 @@ pub struct Verified {
 enum Span {
     Payload(u32, u32),
     Decoded(u32),
+}
+
+/// The spans of a verified token's texts: a few in place (most tokens), else on the heap.
+#[derive(Debug, Clone, PartialEq)]
+enum Spans {
+    Inline([Span; 6], u8),
+    Heap(Vec<Span>),
+}
+
+impl Spans {
+    fn with_capacity(capacity: usize) -> Self {
+        if capacity <= 6 {
+            Spans::Inline([Span::Decoded(0); 6], 0)
+        } else {
+            Spans::Heap(Vec::with_capacity(capacity))
+        }
+    }
+
+    fn push(&mut self, span: Span) {
+        match self {
+            Spans::Inline(spans, len) => match spans.get_mut(usize::from(*len)) {
+                Some(slot) => {
+                    *slot = span;
+                    *len += 1;
+                }
+                None => {
+                    let mut heap = spans.to_vec();
+                    heap.push(span);
+                    *self = Spans::Heap(heap);
+                }
+            },
+            Spans::Heap(spans) => spans.push(span),
+        }
+    }
+
+    fn as_slice(&self) -> &[Span] {
+        match self {
+            Spans::Inline(spans, len) => &spans[..usize::from(*len)],
+            Spans::Heap(spans) => spans,
+        }
+    }
 }
 
 impl Verified {
@@ -118,7 +162,7 @@ impl Verified {
 
     /// Every `aud` value (a single string counts as a list of one).
     pub fn audience(&self) -> Vec<&str> {
-        self.texts[..self.scopes_from]
+        self.texts.as_slice()[..self.scopes_from]
             .iter()
             .map(|s| self.text(*s))
             .collect()
@@ -126,7 +170,9 @@ impl Verified {
 
     /// The granted scopes: `scope`, then `scp`, without repeats, in order of appearance.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.texts[self.scopes_from..].iter().map(|s| self.text(*s))
+        self.texts.as_slice()[self.scopes_from..]
+            .iter()
+            .map(|s| self.text(*s))
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -232,7 +278,20 @@ impl Policy {
         };
         let mut required_claims = options.required_claims;
         required_claims.dedup();
+        let mut other_required = 0;
+        let required_slots = required_claims
+            .iter()
+            .map(|name| match claim_index(name) {
+                Some(index) => Required::Read(index),
+                None => {
+                    other_required += 1;
+                    Required::Other(other_required - 1)
+                }
+            })
+            .collect();
         Ok(Self {
+            required_slots,
+            other_required,
             issuers: options.issuers,
             audiences: options.audiences,
             algorithms,
@@ -310,6 +369,10 @@ impl Policy {
         Ok(verified)
     }
 
+    fn claims_reader(&self) -> Claims<'_, '_> {
+        Claims::new(&self.required_claims, self.other_required)
+    }
+
     /// The claim rules, on a decoded payload whose signature has been verified. The payload is
     /// read in one pass that checks all of it under the strict JSON rules and keeps only the
     /// claims the rules need; the rules then apply in a fixed order.
@@ -319,16 +382,20 @@ impl Policy {
             Err(not_text) => {
                 // Not UTF-8, so not JSON: the reader names the first problem, as for any text.
                 let bytes = not_text.into_bytes();
-                let read = json::read_object(&bytes, Claims::new(&self.required_claims));
-                return Err(malformed_json("payload", read.err().unwrap_or(JsonProblem::Invalid)));
+                let read = json::read_object(&bytes, &mut self.claims_reader());
+                return Err(malformed_json(
+                    "payload",
+                    read.err().unwrap_or(JsonProblem::Invalid),
+                ));
             }
         };
-        let found = json::read_text(&payload, Claims::new(&self.required_claims))
+        let mut found = self.claims_reader();
+        json::read_text(&payload, &mut found)
             .map_err(|problem| malformed_json("payload", problem))?;
         let leeway = self.leeway as f64;
-        let exp = numeric_date(&found.exp, "exp")?;
-        let nbf = numeric_date(&found.nbf, "nbf")?;
-        let iat = numeric_date(&found.iat, "iat")?;
+        let exp = numeric_date(found.get(EXP), "exp")?;
+        let nbf = numeric_date(found.get(NBF), "nbf")?;
+        let iat = numeric_date(found.get(IAT), "iat")?;
         self.check_lifetime(exp, nbf, now)?;
         if let Some(iat) = iat {
             if iat > now + leeway {
@@ -339,12 +406,13 @@ impl Policy {
         }
         // The issuer and audience are always checked, so `iss` and `aud` are always required.
         // JSON null is a value, not an absence: a required claim given as null is invalid.
-        for (index, name) in ["iss", "aud"]
+        let always = [("iss", Required::Read(ISS)), ("aud", Required::Read(AUD))];
+        let configured = self.required_claims.iter().map(String::as_str);
+        for (name, required) in always
             .into_iter()
-            .chain(self.required_claims.iter().map(String::as_str))
-            .enumerate()
+            .chain(configured.zip(self.required_slots.iter().copied()))
         {
-            match found.presence(index.checked_sub(2), name) {
+            match found.presence(required) {
                 Presence::Absent => return Err(TokenError::MissingClaim(name.to_owned())),
                 Presence::Null => {
                     return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
@@ -352,13 +420,13 @@ impl Policy {
                 Presence::Value => {}
             }
         }
-        let issuer = match &found.iss {
+        let issuer = match found.get(ISS) {
             Claim::Text(iss) if self.issuers.iter().any(|i| i == iss) => iss,
             Claim::Text(_) => return Err(TokenError::InvalidIssuer),
             _ => return Err(invalid("'iss' must be a string")),
         };
         let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
-        let audience_ok = match &found.aud {
+        let audience_ok = match found.get(AUD) {
             Claim::Text(aud) => ours(aud),
             Claim::Texts(items) => items.iter().any(|aud| ours(aud)),
             _ => return Err(invalid("'aud' must be a string or an array of strings")),
@@ -367,10 +435,10 @@ impl Policy {
             return Err(TokenError::InvalidAudience);
         }
         for (claim, name) in [
-            (&found.sub, "sub"),
-            (&found.jti, "jti"),
-            (&found.client_id, "client_id"),
-            (&found.azp, "azp"),
+            (found.get(SUB), "sub"),
+            (found.get(JTI), "jti"),
+            (found.get(CLIENT_ID), "client_id"),
+            (found.get(AZP), "azp"),
         ] {
             if !matches!(claim, Claim::Absent | Claim::Text(_)) {
                 return Err(TokenError::InvalidClaim(
@@ -381,12 +449,12 @@ impl Policy {
         // Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a
         // list, as Azure AD and Okta issue it), without repeats, in order of appearance.
         let mut scopes = Scopes::default();
-        match &found.scope {
+        match found.get(SCOPE) {
             Claim::Absent => {}
             Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
             _ => return Err(invalid("'scope' must be a space-separated string")),
         }
-        match &found.scp {
+        match found.get(SCP) {
             Claim::Absent => {}
             Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
             Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
@@ -411,11 +479,14 @@ impl Policy {
         // Where each kept text lies: a range of the payload when it was read without escapes.
         let base = payload.as_ptr() as usize;
         let mut decoded: Vec<Box<str>> = Vec::new();
+        // A text within the payload's bytes is a slice of the payload (a decoded text lives in
+        // its own allocation, which cannot overlap them).
         let mut span = |text: &str| -> Span {
             let start = (text.as_ptr() as usize).wrapping_sub(base);
-            let range = start.checked_add(text.len()).map(|end| start..end);
-            let inside = range.filter(|r| payload.as_bytes().get(r.clone()) == Some(text.as_bytes()));
-            match inside.map(|r| (u32::try_from(r.start), u32::try_from(r.end))) {
+            let end = start
+                .checked_add(text.len())
+                .filter(|end| *end <= payload.len());
+            match end.map(|end| (u32::try_from(start), u32::try_from(end))) {
                 Some((Ok(from), Ok(to))) => Span::Payload(from, to),
                 _ => {
                     decoded.push(text.into());
@@ -423,28 +494,28 @@ impl Policy {
                 }
             }
         };
-        let audience_len = match &found.aud {
+        let audience_len = match found.get(AUD) {
             Claim::Texts(items) => items.len(),
             _ => 1,
         };
-        let mut texts = Vec::with_capacity(audience_len + scopes.len());
-        match &found.aud {
-            Claim::Texts(items) => texts.extend(items.iter().map(|aud| span(aud))),
+        let mut texts = Spans::with_capacity(audience_len + scopes.len());
+        match found.get(AUD) {
+            Claim::Texts(items) => items.iter().for_each(|aud| texts.push(span(aud))),
             Claim::Text(aud) => texts.push(span(aud)),
             _ => {}
         }
-        texts.extend(scopes.iter().map(&mut span));
+        scopes.iter().for_each(|scope| texts.push(span(scope)));
         let issuer = span(issuer);
         let text_of = |claim: &Claim<'_>, span: &mut dyn FnMut(&str) -> Span| match claim {
             Claim::Text(text) => Some(span(text)),
             _ => None,
         };
-        let subject = text_of(&found.sub, &mut span);
-        let client_id = match &found.client_id {
-            Claim::Text(_) => text_of(&found.client_id, &mut span),
-            _ => text_of(&found.azp, &mut span),
+        let subject = text_of(found.get(SUB), &mut span);
+        let client_id = match found.get(CLIENT_ID) {
+            Claim::Text(_) => text_of(found.get(CLIENT_ID), &mut span),
+            _ => text_of(found.get(AZP), &mut span),
         };
-        let token_id = text_of(&found.jti, &mut span);
+        let token_id = text_of(found.get(JTI), &mut span);
         drop(found);
         Ok(Verified {
             payload,
@@ -453,7 +524,7 @@ impl Policy {
             subject,
             client_id,
             token_id,
-            scopes_from: audience_len.min(texts.len()),
+            scopes_from: audience_len.min(texts.as_slice().len()),
             texts,
             expires_at: exp.map(seconds),
             issued_at: iat.map(seconds),
@@ -545,113 +616,95 @@ fn numeric_date(claim: &Claim<'_>, name: &'static str) -> Result<Option<f64>, To
     }
 }
 
+/// The claims the rules read, by their index in `Claims::slots`.
+const EXP: usize = 0;
+const NBF: usize = 1;
+const IAT: usize = 2;
+const ISS: usize = 3;
+const AUD: usize = 4;
+const SUB: usize = 5;
+const JTI: usize = 6;
+const CLIENT_ID: usize = 7;
+const AZP: usize = 8;
+const SCOPE: usize = 9;
+const SCP: usize = 10;
+const READ_CLAIMS: usize = 11;
+
+/// The index of a claim the rules read. Names are matched as small integers (every read name
+/// but `client_id` and `scope` is three bytes long): this runs once per member of every token.
+fn claim_index(name: &str) -> Option<usize> {
+    let bytes = name.as_bytes();
+    match bytes.len() {
+        3 => match u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]) {
+            0x0070_7865 => Some(EXP), // "exp"
+            0x0066_626e => Some(NBF), // "nbf"
+            0x0074_6169 => Some(IAT), // "iat"
+            0x0073_7369 => Some(ISS), // "iss"
+            0x0064_7561 => Some(AUD), // "aud"
+            0x0062_7573 => Some(SUB), // "sub"
+            0x0069_746a => Some(JTI), // "jti"
+            0x0070_7a61 => Some(AZP), // "azp"
+            0x0070_6373 => Some(SCP), // "scp"
+            _ => None,
+        },
+        5 if bytes == b"scope" => Some(SCOPE),
+        9 if bytes == b"client_id" => Some(CLIENT_ID),
+        _ => None,
+    }
+}
+
+/// Where the presence of a required claim is found: a read claim, or its own entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Required {
+    Read(usize),
+    Other(usize),
+}
+
 /// The claims the rules read, collected in one pass over the payload (`check_claims`).
 struct Claims<'a, 'p> {
-    exp: Claim<'a>,
-    nbf: Claim<'a>,
-    iat: Claim<'a>,
-    iss: Claim<'a>,
-    aud: Claim<'a>,
-    sub: Claim<'a>,
-    jti: Claim<'a>,
-    client_id: Claim<'a>,
-    azp: Claim<'a>,
-    scope: Claim<'a>,
-    scp: Claim<'a>,
+    slots: [Claim<'a>; READ_CLAIMS],
     /// The configured required claims, and what the payload holds of those not read above.
     required: &'p [String],
     others: Vec<Presence>,
 }
 
 impl<'a, 'p> Claims<'a, 'p> {
-    fn new(required: &'p [String]) -> Self {
-        let others = if required.iter().all(|name| Self::known(name)) {
-            Vec::new()
-        } else {
-            vec![Presence::Absent; required.len()]
-        };
+    fn new(required: &'p [String], others: usize) -> Self {
         Self {
-            exp: Claim::Absent,
-            nbf: Claim::Absent,
-            iat: Claim::Absent,
-            iss: Claim::Absent,
-            aud: Claim::Absent,
-            sub: Claim::Absent,
-            jti: Claim::Absent,
-            client_id: Claim::Absent,
-            azp: Claim::Absent,
-            scope: Claim::Absent,
-            scp: Claim::Absent,
+            slots: Default::default(),
             required,
-            others,
+            others: vec![Presence::Absent; others],
         }
     }
 
-    fn known(name: &str) -> bool {
-        matches!(
-            name,
-            "exp" | "nbf" | "iat" | "iss" | "aud" | "sub" | "jti" | "client_id" | "azp" | "scope"
-                | "scp"
-        )
+    fn get(&self, index: usize) -> &Claim<'a> {
+        &self.slots[index]
     }
 
-    fn slot(&mut self, name: &str) -> Option<&mut Claim<'a>> {
-        Some(match name {
-            "exp" => &mut self.exp,
-            "nbf" => &mut self.nbf,
-            "iat" => &mut self.iat,
-            "iss" => &mut self.iss,
-            "aud" => &mut self.aud,
-            "sub" => &mut self.sub,
-            "jti" => &mut self.jti,
-            "client_id" => &mut self.client_id,
-            "azp" => &mut self.azp,
-            "scope" => &mut self.scope,
-            "scp" => &mut self.scp,
-            _ => return None,
-        })
-    }
-
-    /// Whether claim `name` is absent, null or has a value; `index` is its position among the
-    /// configured required claims (None for `iss` and `aud`, which are always read).
-    fn presence(&self, index: Option<usize>, name: &str) -> Presence {
-        match self.read(name) {
-            Some(claim) => presence(claim),
-            None => index
-                .and_then(|i| self.others.get(i).copied())
-                .unwrap_or(Presence::Absent),
+    fn presence(&self, required: Required) -> Presence {
+        match required {
+            Required::Read(index) => presence(self.get(index)),
+            Required::Other(index) => self.others.get(index).copied().unwrap_or(Presence::Absent),
         }
-    }
-
-    /// The claim as read, for the claims this reader keeps.
-    fn read(&self, name: &str) -> Option<&Claim<'a>> {
-        Some(match name {
-            "exp" => &self.exp,
-            "nbf" => &self.nbf,
-            "iat" => &self.iat,
-            "iss" => &self.iss,
-            "aud" => &self.aud,
-            "sub" => &self.sub,
-            "jti" => &self.jti,
-            "client_id" => &self.client_id,
-            "azp" => &self.azp,
-            "scope" => &self.scope,
-            "scp" => &self.scp,
-            _ => return None,
-        })
     }
 }
 
 impl<'a> json::Members<'a> for Claims<'a, '_> {
-    fn seen(&self, name: &str) -> Option<bool> {
-        self.read(name).map(|claim| !matches!(claim, Claim::Absent))
+    fn find(&mut self, name: &str) -> Result<Option<usize>, JsonProblem> {
+        match claim_index(name) {
+            Some(index) if !matches!(self.slots[index], Claim::Absent) => {
+                Err(JsonProblem::DuplicateMember)
+            }
+            found => Ok(found),
+        }
     }
 
-    fn member(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
-        if let Some(slot) = self.slot(name) {
-            *slot = reader.shape()?;
-            return Ok(());
-        }
+    fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        self.slots[index] = reader.shape()?;
+        Ok(())
+    }
+
+    fn other(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
         if self.others.is_empty() {
             return reader.skip();
         }
@@ -660,9 +713,13 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
             Claim::Null => Presence::Null,
             _ => Presence::Value,
         };
-        for (index, required) in self.required.iter().enumerate() {
-            if required == name {
-                self.others[index] = found;
+        let mut other = 0;
+        for required in self.required {
+            if claim_index(required).is_none() {
+                if required == name {
+                    self.others[other] = found;
+                }
+                other += 1;
             }
         }
         Ok(())
@@ -712,8 +769,10 @@ mod tests {
     fn accepts_a_good_payload() {
         let v = policy()
             .check_claims(
-                bytes(claims(json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
-                                    "iat": NOW, "jti": "j"}))),
+                bytes(claims(
+                    json!({"sub": "u", "scope": "a b", "scp": ["b", "c"], "azp": "cli",
+                                    "iat": NOW, "jti": "j"}),
+                )),
                 NOW,
             )
             .expect("valid");
@@ -763,7 +822,10 @@ mod tests {
         let mut no_aud = claims(json!({}));
         no_aud.remove("aud");
         assert_eq!(
-            policy().check_claims(bytes(no_aud), NOW).expect_err("aud").code(),
+            policy()
+                .check_claims(bytes(no_aud), NOW)
+                .expect_err("aud")
+                .code(),
             "missing_claim"
         );
     }
@@ -818,7 +880,9 @@ mod tests {
         let mut no_sub = claims(json!({}));
         no_sub.remove("sub");
         assert_eq!(
-            policy().check_claims(bytes(no_sub.clone()), NOW).expect_err("sub"),
+            policy()
+                .check_claims(bytes(no_sub.clone()), NOW)
+                .expect_err("sub"),
             TokenError::MissingClaim("sub".into())
         );
         let optional = Policy::new(PolicyOptions {
@@ -829,7 +893,10 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(
-            optional.check_claims(bytes(no_sub), NOW).expect("ok").subject(),
+            optional
+                .check_claims(bytes(no_sub), NOW)
+                .expect("ok")
+                .subject(),
             None
         );
     }

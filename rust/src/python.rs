@@ -232,8 +232,11 @@ impl AuthenticatedUser {
 
     /// The effective scopes under `rules`, sorted; computed once for the first rules that ask.
     fn effective_scopes(&self, py: Python<'_>, rules: &ScopeRules) -> PyResult<Py<PyTuple>> {
-        let compute = || PyTuple::new(py, rules.closure_of(self.verified.scopes())).map(Bound::unbind);
-        let (id, scopes) = self.effective.get_or_try_init(py, || Ok::<_, PyErr>((rules.id, compute()?)))?;
+        let compute =
+            || PyTuple::new(py, rules.closure_of(self.verified.scopes())).map(Bound::unbind);
+        let (id, scopes) = self
+            .effective
+            .get_or_try_init(py, || Ok::<_, PyErr>((rules.id, compute()?)))?;
         if *id == rules.id {
             Ok(scopes.clone_ref(py))
         } else {
@@ -496,7 +499,9 @@ impl ScopeRules {
 /// The strings of any iterable of scopes (a set, a tuple, a list).
 fn scope_strings(scopes: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if scopes.is_instance_of::<PyString>() || scopes.is_instance_of::<PyBytes>() {
-        return Err(PyTypeError::new_err("scopes must be an iterable of strings, not a string"));
+        return Err(PyTypeError::new_err(
+            "scopes must be an iterable of strings, not a string",
+        ));
     }
     scopes
         .try_iter()?
@@ -508,8 +513,12 @@ fn scope_strings(scopes: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 /// for another scheme, `Err` (a client-safe reason) for Bearer credentials that are empty or
 /// not one b64token.
 fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, &'static str> {
-    // Python's bytes.strip(): ASCII whitespace, then the scheme up to the first space.
-    let header = header.trim_ascii();
+    // As Python's bytes.strip() (space, \t, \n, \r, \x0b, \x0c; `trim_ascii` leaves \x0b), then
+    // the scheme up to the first space.
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let start = header.iter().position(|b| !blank(b)).unwrap_or(header.len());
+    let end = header.iter().rposition(|b| !blank(b)).map_or(start, |last| last + 1);
+    let header = &header[start..end];
     let (scheme, credentials) = match header.iter().position(|b| *b == b' ') {
         Some(space) => (&header[..space], &header[space + 1..]),
         None => (header, &header[header.len()..]),
@@ -774,7 +783,10 @@ impl PyTokenValidator {
                 effective
             }
         };
-        Ok(Some(PyTuple::new(py, [user.into_any(), effective.into_any()])?))
+        Ok(Some(PyTuple::new(
+            py,
+            [user.into_any(), effective.into_any()],
+        )?))
     }
 
     /// The verified-token cache's counters.

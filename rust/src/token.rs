@@ -95,11 +95,10 @@ impl<'a> Header<'a> {
     /// Reads and checks a decoded header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come
     /// only from the configured key set, never from the token.
     pub fn parse(decoded: &'a [u8], allowed: AlgorithmSet) -> Result<Self, TokenError> {
-        let found = json::read_object(decoded, HeaderMembers::default()).map_err(
-            |problem: JsonProblem| {
-                TokenError::Malformed(format!("the header {}", problem.describe()).into())
-            },
-        )?;
+        let mut found = HeaderMembers::default();
+        json::read_object(decoded, &mut found).map_err(|problem: JsonProblem| {
+            TokenError::Malformed(format!("the header {}", problem.describe()).into())
+        })?;
         let alg = match found.alg {
             Shape::Text(name) => match Algorithm::parse(&name) {
                 AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
@@ -169,32 +168,49 @@ struct HeaderMembers<'a> {
     enc: bool,
 }
 
+impl<'a> HeaderMembers<'a> {
+    fn seen(&self, index: usize) -> bool {
+        match index {
+            0 => !matches!(self.alg, Shape::Absent),
+            1 => !matches!(self.kid, Shape::Absent),
+            2 => !matches!(self.typ, Shape::Absent),
+            3 => self.crit,
+            4 => self.b64,
+            5 => self.zip,
+            _ => self.enc,
+        }
+    }
+}
+
 impl<'a> json::Members<'a> for HeaderMembers<'a> {
-    fn seen(&self, name: &str) -> Option<bool> {
-        Some(match name {
-            "alg" => !matches!(self.alg, Shape::Absent),
-            "kid" => !matches!(self.kid, Shape::Absent),
-            "typ" => !matches!(self.typ, Shape::Absent),
-            "crit" => self.crit,
-            "b64" => self.b64,
-            "zip" => self.zip,
-            "enc" => self.enc,
-            _ => return None,
-        })
+    fn find(&mut self, name: &str) -> Result<Option<usize>, JsonProblem> {
+        let index = match name.as_bytes() {
+            b"alg" => Some(0),
+            b"kid" => Some(1),
+            b"typ" => Some(2),
+            b"crit" => Some(3),
+            b"b64" => Some(4),
+            b"zip" => Some(5),
+            b"enc" => Some(6),
+            _ => None,
+        };
+        match index {
+            Some(index) if self.seen(index) => Err(JsonProblem::DuplicateMember),
+            found => Ok(found),
+        }
     }
 
-    fn member(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
-        let slot = match name {
-            "alg" => &mut self.alg,
-            "kid" => &mut self.kid,
-            "typ" => &mut self.typ,
+    fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        let slot = match index {
+            0 => &mut self.alg,
+            1 => &mut self.kid,
+            2 => &mut self.typ,
             _ => {
-                match name {
-                    "crit" => self.crit = true,
-                    "b64" => self.b64 = true,
-                    "zip" => self.zip = true,
-                    "enc" => self.enc = true,
-                    _ => {}
+                match index {
+                    3 => self.crit = true,
+                    4 => self.b64 = true,
+                    5 => self.zip = true,
+                    _ => self.enc = true,
                 }
                 return reader.skip();
             }
