@@ -178,7 +178,7 @@ class TokenValidator:
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
-        cache_size: int = 1024,
+        cache_size: int = 16384,
     ) -> TokenValidator: ...
     @property
     def issuers(self) -> tuple[str, ...]: ...

@@ -7,7 +7,6 @@ use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
 use serde_json::{Map, Value};
-use std::mem::MaybeUninit;
 
 /// Clock skew beyond an hour is a broken clock, not skew.
 pub const MAX_LEEWAY_SECONDS: i64 = 3600;
@@ -337,12 +336,12 @@ impl Policy {
         // are reported in that order.
         let header_bound = base64url::decoded_len_bound(jws.header);
         let bound = header_bound + base64url::decoded_len_bound(jws.signature);
-        let mut stack = [MaybeUninit::<u8>::uninit(); 1024];
+        let mut stack = [0u8; 1024];
         let mut heap = Vec::new();
-        let buffer: &mut [MaybeUninit<u8>] = if bound <= stack.len() {
+        let buffer: &mut [u8] = if bound <= stack.len() {
             &mut stack
         } else {
-            heap.resize(bound, MaybeUninit::uninit());
+            heap.resize(bound, 0);
             &mut heap
         };
         let (header_buffer, signature_buffer) = buffer.split_at_mut(header_bound);

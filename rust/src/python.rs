@@ -197,7 +197,12 @@ impl PyKeySet {
     }
 }
 
-#[pyclass(frozen, name = "AuthenticatedUser", module = "mcp_oauth2")]
+#[pyclass(
+    frozen,
+    freelist = 64,
+    name = "AuthenticatedUser",
+    module = "mcp_oauth2"
+)]
 struct AuthenticatedUser {
     verified: Verified,
     // Python views are built on first access and kept: a validation that nobody inspects costs
@@ -516,8 +521,14 @@ fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, &'static str> {
     // As Python's bytes.strip() (space, \t, \n, \r, \x0b, \x0c; `trim_ascii` leaves \x0b), then
     // the scheme up to the first space.
     let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
-    let start = header.iter().position(|b| !blank(b)).unwrap_or(header.len());
-    let end = header.iter().rposition(|b| !blank(b)).map_or(start, |last| last + 1);
+    let start = header
+        .iter()
+        .position(|b| !blank(b))
+        .unwrap_or(header.len());
+    let end = header
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |last| last + 1);
     let header = &header[start..end];
     let (scheme, credentials) = match header.iter().position(|b| *b == b' ') {
         Some(space) => (&header[..space], &header[space + 1..]),
@@ -575,7 +586,7 @@ struct PyTokenValidator {
 
 /// Tokens longer than this are validated but never cached, which bounds each entry's size.
 const MAX_CACHED_TOKEN_BYTES: usize = 8192;
-const DEFAULT_CACHE_SIZE: i64 = 1024;
+const DEFAULT_CACHE_SIZE: i64 = 16_384;
 const MAX_CACHE_SIZE: i64 = 1 << 20;
 
 #[pymethods]
@@ -595,7 +606,7 @@ impl PyTokenValidator {
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192, cache_size=1024)")]
+        max_token_bytes=8192, cache_size=16384)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
