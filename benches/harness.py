@@ -55,13 +55,16 @@ def record(benchmark: Any, run: Run, name: str, **extra: Any) -> None:
     """Hand one case's rounds of an interleaved run to its pytest-benchmark entry.
 
     pytest-benchmark has no public call for times measured elsewhere; ``_make_stats`` is the
-    step its own ``pedantic`` mode uses to open the entry that each round's time goes into.
+    step its own ``pedantic`` mode uses to open the entry that each round's time goes into, and
+    ``_mode`` what it sets to mark the fixture used (pytest-benchmark 5.3, locked in uv.lock).
     """
     benchmark.extra_info.update(extra)
     if benchmark.disabled:
         benchmark.pedantic(lambda: None)  # the smoke run: the case ran once, in the run
         return
     batch = run.batches[name]
+    # As `pedantic` does: the fixture counts as used, and its entry holds the rounds.
+    benchmark._mode = "harness.record(...)"
     stats = benchmark._make_stats(batch)
     for per_call_us in run.samples[name]:
         stats.update(per_call_us * batch / 1e6)
