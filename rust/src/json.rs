@@ -436,6 +436,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the escapes of a string's raw text (RFC 8259 section 7; surrogates must pair).
+#[cold]
 fn unescape(raw: &str) -> Result<String, JsonProblem> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;

@@ -330,42 +330,39 @@ impl Policy {
     /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
     pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
         let jws = CompactJws::split(token, self.max_token_bytes)?;
-        // Header and signature are decoded into one buffer, on the stack when they fit; the
-        // payload gets its own, which the result keeps. Every segment is decoded (and so
-        // checked) before verification, the payload read only once the signature holds; errors
-        // are reported in that order.
-        let header_bound = base64url::decoded_len_bound(jws.header);
-        let bound = header_bound + base64url::decoded_len_bound(jws.signature);
-        let mut stack = [0u8; 1024];
-        let mut heap = Vec::new();
-        let buffer: &mut [u8] = if bound <= stack.len() {
-            &mut stack
-        } else {
-            heap.resize(bound, 0);
-            &mut heap
-        };
-        let (header_buffer, signature_buffer) = buffer.split_at_mut(header_bound);
-        let header = base64url::decode_to(jws.header, header_buffer);
-        let signature = base64url::decode_to(jws.signature, signature_buffer);
-        let header = header.ok_or_else(|| not_base64("header"))?;
-        let header = Header::parse(header, self.algorithms)?;
-        if let Some(accepted) = &self.accepted_types {
-            let typ = header.typ.as_deref().map(normalize_media_type);
-            if !typ.is_some_and(|t| accepted.contains(&t)) {
-                return Err(TokenError::InvalidType);
+        // Every segment is decoded (and so checked) before verification, the payload read only
+        // once the signature holds; errors are reported in that order.
+        Header::with(jws.header, self.algorithms, |header| {
+            let header = header?;
+            if let Some(accepted) = &self.accepted_types {
+                let typ = header.typ.as_deref().map(normalize_media_type);
+                if !typ.is_some_and(|t| accepted.contains(&t)) {
+                    return Err(TokenError::InvalidType);
+                }
             }
-        }
-        let payload = decode_segment(jws.payload, "payload")?;
-        let signature = signature.ok_or_else(|| not_base64("signature"))?;
-        let key = keys.verify(
-            header.kid.as_deref(),
-            header.alg,
-            jws.signing_input.as_bytes(),
-            signature,
-        )?;
-        let mut verified = self.check_claims(payload, now)?;
-        verified.key_digest = key.digest;
-        Ok(verified)
+            let payload = decode_segment(jws.payload, "payload")?;
+            // On the stack when it fits (RSA keys up to 3072 bits, every EC and EdDSA key).
+            let mut stack = [0u8; 392];
+            let mut heap = Vec::new();
+            let bound = base64url::decoded_len_bound(jws.signature);
+            let buffer: &mut [u8] = if bound <= stack.len() {
+                &mut stack
+            } else {
+                heap.resize(bound, 0);
+                &mut heap
+            };
+            let signature = base64url::decode_to(jws.signature, buffer)
+                .ok_or_else(|| not_base64("signature"))?;
+            let key = keys.verify(
+                header.kid.as_deref(),
+                header.alg,
+                jws.signing_input.as_bytes(),
+                signature,
+            )?;
+            let mut verified = self.check_claims(payload, now)?;
+            verified.key_digest = key.digest;
+            Ok(verified)
+        })
     }
 
     fn claims_reader(&self) -> Claims<'_, '_> {
@@ -572,6 +569,7 @@ impl<'s> Scopes<'s> {
     }
 }
 
+#[cold]
 fn invalid(why: &'static str) -> TokenError {
     TokenError::InvalidClaim(why.into())
 }
@@ -581,10 +579,12 @@ fn seconds(value: f64) -> i64 {
     value.floor() as i64
 }
 
+#[cold]
 fn not_base64(what: &'static str) -> TokenError {
     TokenError::Malformed(format!("the {what} is not base64url without padding").into())
 }
 
+#[cold]
 fn malformed_json(what: &'static str, problem: JsonProblem) -> TokenError {
     TokenError::Malformed(format!("the {what} {}", problem.describe()).into())
 }

@@ -6,6 +6,7 @@ use crate::error::TokenError;
 use crate::json::{self, JsonProblem, Shape};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// The three base64url segments of a compact JWS, borrowed from the token.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +90,76 @@ pub struct Header<'a> {
     pub alg: Algorithm,
     pub kid: Option<Cow<'a, str>>,
     pub typ: Option<Cow<'a, str>>,
+}
+
+/// The last header read on this thread, by its segment's text and the algorithms allowed:
+/// an issuer signs every token with the same header (`alg`, `typ`, `kid`), so a repeat costs a
+/// comparison instead of a decoding and a parse. Only headers that passed are kept.
+struct LastHeader {
+    segment: String,
+    allowed: AlgorithmSet,
+    header: Header<'static>,
+}
+
+thread_local! {
+    static LAST_HEADER: RefCell<Option<LastHeader>> = const { RefCell::new(None) };
+}
+
+/// Headers up to this many decoded bytes are decoded on the stack.
+const STACK_HEADER_BYTES: usize = 256;
+
+impl Header<'_> {
+    /// Calls `then` with the header of a token's first segment, read (decoded and checked by
+    /// `Header::parse`) or the same segment's header read before on this thread.
+    pub fn with<R>(
+        segment: &str,
+        allowed: AlgorithmSet,
+        then: impl FnOnce(Result<&Header<'_>, TokenError>) -> R,
+    ) -> R {
+        LAST_HEADER.with(|last| {
+            if let Ok(seen) = last.try_borrow() {
+                if let Some(seen) = seen.as_ref() {
+                    if seen.allowed == allowed && seen.segment == segment {
+                        return then(Ok(&seen.header));
+                    }
+                }
+            }
+            let mut stack = [0u8; STACK_HEADER_BYTES];
+            let mut heap = Vec::new();
+            let bound = base64url::decoded_len_bound(segment);
+            let buffer: &mut [u8] = if bound <= stack.len() {
+                &mut stack
+            } else {
+                heap.resize(bound, 0);
+                &mut heap
+            };
+            let decoded = base64url::decode_to(segment, buffer).ok_or_else(|| {
+                TokenError::malformed("the header is not base64url without padding")
+            });
+            match decoded.and_then(|bytes| Header::parse(bytes, allowed)) {
+                Ok(header) => {
+                    if let Ok(mut slot) = last.try_borrow_mut() {
+                        *slot = Some(LastHeader {
+                            segment: segment.to_owned(),
+                            allowed,
+                            header: header.to_owned(),
+                        });
+                    }
+                    then(Ok(&header))
+                }
+                Err(error) => then(Err(error)),
+            }
+        })
+    }
+
+    fn to_owned(&self) -> Header<'static> {
+        let owned = |text: &Option<Cow<'_, str>>| text.as_ref().map(|t| Cow::Owned(t.to_string()));
+        Header {
+            alg: self.alg,
+            kid: owned(&self.kid),
+            typ: owned(&self.typ),
+        }
+    }
 }
 
 impl<'a> Header<'a> {
@@ -332,6 +403,37 @@ mod tests {
         only_rs.insert(Algorithm::RS256);
         let err = Header::parse(br#"{"alg":"ES256"}"#, only_rs).expect_err("x");
         assert_eq!(err, TokenError::AlgorithmNotAllowed(Some("ES256")));
+    }
+
+    /// The header read before on this thread answers only for the same segment text and the
+    /// same allowed algorithms; failures are never kept.
+    #[test]
+    fn a_repeated_header_reads_the_same() {
+        let es = base64url::encode(br#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#);
+        let other = base64url::encode(br#"{"alg":"ES256","kid":"j"}"#);
+        let mut only_rs = AlgorithmSet::default();
+        only_rs.insert(Algorithm::RS256);
+        let read = |segment: &str, allowed| {
+            Header::with(segment, allowed, |h| {
+                h.map(|h| (h.alg, h.kid.as_deref().map(str::to_owned)))
+            })
+        };
+        for _ in 0..2 {
+            assert_eq!(read(&es, all()), Ok((Algorithm::ES256, Some("k".into()))));
+            assert_eq!(
+                read(&es, only_rs),
+                Err(TokenError::AlgorithmNotAllowed(Some("ES256")))
+            );
+            assert_eq!(
+                read(&other, all()),
+                Ok((Algorithm::ES256, Some("j".into())))
+            );
+            assert_eq!(read("e30", all()).expect_err("no alg").code(), "malformed");
+            assert_eq!(
+                read("!!", all()).expect_err("not base64").code(),
+                "malformed"
+            );
+        }
     }
 
     #[test]
