@@ -313,8 +313,11 @@ def run_mode(
                 result = load(server.url + PING_PATH, seconds)
             after = answered_by_worker(server, pids)
             result["other_cores"] = round(other.cores or 0.0, 2)
-            counts = [after.get(pid, 0) - before.get(pid, 0) for pid in pids]
-            result["busiest_share"] = round(max(counts) / max(1, sum(counts)), 2)
+            # A worker that did not answer a stats request before and after is unknown: the
+            # run then counts as lopsided (share 1.0), never as evenly spread.
+            counts = [after[pid] - before[pid] for pid in pids if pid in after and pid in before]
+            known = len(counts) == len(pids) and sum(counts) > 0
+            result["busiest_share"] = round(max(counts) / sum(counts), 2) if known else 1.0
             if best is None or result["other_cores"] < best["other_cores"]:
                 best = result
             if result["other_cores"] <= QUIET_CORES:

@@ -27,6 +27,7 @@ Batch = Callable[[int], int]
 # Other processes using more than this many cores make a block of rounds "disturbed".
 QUIET_CORES = 0.25
 
+
 @dataclass
 class Run:
     """Per-call microseconds of each case, one value per kept round (aligned across cases)."""

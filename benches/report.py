@@ -79,9 +79,12 @@ def us(bench: dict[str, Any], field: str = "median") -> float:
 def rust_floor() -> dict[str, float]:
     """Criterion's median (ns) of each Rust floor benchmark, from target/ or the saved copy."""
     found = {}
-    for estimates in CRITERION.glob("*/*/new/estimates.json"):
-        name = f"{estimates.parents[2].name}/{estimates.parents[1].name}"
-        found[name] = json.loads(estimates.read_text())["median"]["point_estimate"]
+    # Criterion writes "RS256/<name>" into the folder "RS256_<name>".
+    for estimates in CRITERION.glob("*/new/estimates.json"):
+        alg, _, name = estimates.parents[1].name.partition("_")
+        if alg in ALGS and name:
+            point = json.loads(estimates.read_text())["median"]["point_estimate"]
+            found[f"{alg}/{name}"] = point
     if found:
         save("rust", found)
         return found
@@ -174,8 +177,7 @@ def targets(suites: dict[str, Suite], e2e: dict[str, Any] | None, rust: dict[str
             rows.append(
                 [
                     python,
-                    f"{alg} two threads >= {THREADS_VS_PROCESSES:.0%} of two processes "
-                    "(uncached)",
+                    f"{alg} two threads >= {THREADS_VS_PROCESSES:.0%} of two processes (uncached)",
                     f"{mine['vs_processes']:.2f} (threads {mine['ratio']:.2f}x, processes "
                     f"{info['processes']['ratio']:.2f}x, medians of {info['reps']} repetitions)",
                     verdict(mine["vs_processes"] >= THREADS_VS_PROCESSES),
@@ -301,8 +303,8 @@ def render_threads(suite: Suite) -> str:
         return "(not run)"
     return "\n".join(
         [
-            "Fixed work per thread (~0.2 s single-threaded), one thread then two (or two then one), "
-            "7 repetitions rotating the cases; throughput medians; ratio = median of the "
+            "Fixed work per thread (~0.2 s single-threaded), one thread then two (or two then "
+            "one), 7 repetitions rotating the cases; throughput medians; ratio = median of the "
             "per-repetition ratios. A pair during which other processes used more than 0.25 "
             "cores was measured again (up to 3 tries, the least disturbed kept). The uncached "
             "cases validate one token; `cached, 512 sessions` cycles through 512 cached tokens. "
@@ -326,9 +328,7 @@ def render_threads(suite: Suite) -> str:
             "(`probes.py signatures`), one alone and then both, right after each repetition of "
             "mcp-oauth2's uncached pair:",
             "",
-            table(
-                ["alg", "1 process", "2 processes", "2P / 1P", "per repetition"], process_rows
-            ),
+            table(["alg", "1 process", "2 processes", "2P / 1P", "per repetition"], process_rows),
         ]
     )
 
@@ -522,9 +522,13 @@ def render_all() -> str:
         )
     if e2e:
         out.append(f"- End to end under {e2e.get('python')}: {e2e.get('date')}, `{e2e['command']}`")
-    if suites:
-        found = next(iter(suites.values())).get("versions", {})
-        out.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
+    versions: dict[str, str] = {}
+    for suite in suites.values():
+        for name, version in suite.get("versions", {}).items():
+            if versions.get(name, "not installed") == "not installed":
+                versions[name] = version
+    if versions:
+        out.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     out += [
         "- Compare ratios within one run: absolute times drift between runs on this shared VM.",
         "",

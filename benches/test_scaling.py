@@ -10,7 +10,6 @@ would send them), to show what the verified-token cache's locks allow.
 
 from __future__ import annotations
 
-import functools
 import json
 import statistics
 import subprocess
@@ -77,7 +76,8 @@ class Processes:
         ]
         try:
             for child in self.children:
-                assert child.stdin is not None and child.stdout is not None
+                assert child.stdin is not None
+                assert child.stdout is not None
                 child.stdin.write(json.dumps(spec) + "\n")
                 child.stdin.flush()
                 assert child.stdout.readline().strip() == "ready"

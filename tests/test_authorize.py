@@ -177,7 +177,7 @@ def header_values(draw: st.DrawFn) -> bytes:
     credentials = draw(
         st.one_of(
             st.sampled_from(["good", "narrow", "expired", "forged"]).map(lambda n: tokens()[n]),
-            st.text(alphabet="abcAZ09-._~+/= \"\u00e9,", max_size=12),
+            st.text(alphabet='abcAZ09-._~+/= "\u00e9,', max_size=12),
         )
     )
     if draw(st.booleans()):
