@@ -126,7 +126,9 @@ APP = build_app()
 
 # -- the oracle ---------------------------------------------------------------------------------
 
-BEARER = re.compile(rb"\s*(?i:bearer) +([^ ]+) *\s*", re.DOTALL)
+# The middleware strips ASCII whitespace around the header value (bytes.strip()), so a tab
+# after the token is not part of it.
+BEARER = re.compile(rb"\s*(?i:bearer) +(\S+)\s*", re.DOTALL)
 
 
 def granted_scopes(headers: list[tuple[bytes, bytes]]) -> frozenset[str] | None:
