@@ -19,7 +19,10 @@ MANYLINUX := manylinux2014
 PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
 # Every folder of Python code the linters check.
-PY_SOURCES := python tests benches examples dist_tests scripts
+PY_SOURCES := python tests benches examples dist_tests scripts interop
+# Folders mypy checks one at a time: each has its own conftest.py and helpers imported by bare
+# name (token_factory, harness), found through MYPYPATH; the package itself from its sources.
+MYPY_FOLDERS := tests benches dist_tests
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
@@ -56,7 +59,7 @@ build: wheel ## Build the release files (make wheel) and install the wheel into 
 
 .PHONY: develop
 develop: install ## Editable debug build into .venv (fast edit loop)
-	$(VENV)/bin/maturin develop --uv
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/maturin develop --uv
 
 .PHONY: demo
 demo: build ## The main job: local issuer + protected MCP server, driven by the MCP SDK client
@@ -94,6 +97,28 @@ soak: build ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (
 .PHONY: soak-ci
 soak-ci: ## The same soak, short (under 2 minutes; CI runs it after `make test`)
 	$(VENV)/bin/python tests/soak/soak.py --short
+
+# -- a real identity provider --------------------------------------------------------------------
+# `make interop` runs the protected MCP server against Keycloak (interop/keycloak_interop.py). The
+# server distribution comes from Maven Central, pinned by version and SHA-256 (the .sha256
+# published beside it says the same), and is kept in build/interop between runs. Keycloak 26
+# needs Java 21 or newer: the driver uses JAVA_HOME when it is one, else the newest JDK under
+# /usr/lib/jvm.
+KEYCLOAK_VERSION := 26.7.3
+KEYCLOAK_SHA256 := 27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f
+KEYCLOAK_ZIP := build/interop/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+KEYCLOAK_URL := https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/$(KEYCLOAK_VERSION)/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+
+$(KEYCLOAK_ZIP):
+	mkdir -p $(@D)
+	curl --fail --silent --show-error --location --retry 3 --output $@.part $(KEYCLOAK_URL)
+	echo "$(KEYCLOAK_SHA256)  $@.part" | sha256sum --check --quiet
+	mv $@.part $@
+
+.PHONY: interop
+interop: build $(KEYCLOAK_ZIP) ## mcp-oauth2 against a real Keycloak: discovery, tokens, scopes, key rotation, outage
+	echo "$(KEYCLOAK_SHA256)  $(KEYCLOAK_ZIP)" | sha256sum --check --quiet
+	$(VENV)/bin/python interop/keycloak_interop.py --distribution $(KEYCLOAK_ZIP)
 
 # -- the distribution, tested as installed ------------------------------------------------------
 DIST_ENVS := build/dist-test
@@ -149,17 +174,27 @@ dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's
 		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
 
 .PHONY: lint
-lint: install docs $(ACTIONLINT) ## ruff, mypy --strict, stubtest, cargo fmt, clippy -D warnings, actionlint, zizmor, licences, the docs build
+lint: lint-static lint-built ## Every linter: lint-static, then the checks that need the installed wheel
+
+.PHONY: lint-static
+lint-static: install $(ACTIONLINT) ## No build needed: ruff (complexity limits too), mypy --strict, cargo fmt, clippy, actionlint, zizmor, licences, pre-commit config
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
+	for folder in $(MYPY_FOLDERS); do \
+		MYPYPATH=python:$$folder:examples $(VENV)/bin/mypy $$folder; \
+	done
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
 	$(ACTIONLINT) -no-color
 	$(VENV)/bin/python scripts/third_party_licenses.py --check
 	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+	$(VENV)/bin/pre-commit validate-config
+
+.PHONY: lint-built
+lint-built: install docs ## After make build: stubtest of the native stub against the installed wheel; the docs build
+	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
 
 .PHONY: licenses
 licenses: ## Rewrite THIRD_PARTY_LICENSES.txt (the crates linked into the extension) from Cargo.lock
@@ -204,8 +239,9 @@ endif
 # wrk is a Debian package (apt-get install wrk); without it the runner falls back to a much
 # slower httpx load, whose figures only show that the path works.
 .PHONY: bench-e2e
-bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, driven by wrk
-	@command -v wrk >/dev/null || { echo "wrk is not installed: it is the Debian package wrk (apt-get install wrk)"; exit 1; }
+bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, wrk
+	@command -v wrk >/dev/null || echo "wrk is not installed (Debian/Ubuntu: apt-get install wrk;" \
+		"macOS: brew install wrk): benches/e2e.py falls back to its much slower httpx load"
 	$(UV) sync --locked --inexact --group bench
 	BENCH_COMMAND="make $@" $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6
 

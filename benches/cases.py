@@ -28,7 +28,7 @@ from mcp_oauth2.testing import LocalIssuer
 try:
     import oxyjwt
 except ImportError:  # pragma: no cover - depends on the environment
-    oxyjwt = None
+    oxyjwt = None  # type: ignore[assignment]
 try:
     import ryjwt  # only published for Python >= 3.12
 except ImportError:  # pragma: no cover - depends on the interpreter
@@ -166,7 +166,7 @@ def libraries(issuer: LocalIssuer, alg: str, tokens: Tokens) -> list[Library]:
     found.append(Library(PYJWKCLIENT, pyjwkclient))
 
     # joserfc: decoding verifies the signature; the claims registry checks exp, iss and aud.
-    jose_keys = JoseKeySet.import_key_set(jwks)
+    jose_keys = JoseKeySet.import_key_set(jwks)  # type: ignore[arg-type]
     registry = jose_jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": iss},
         aud={"essential": True, "value": AUDIENCE},

@@ -367,7 +367,7 @@ def run_mode(
             "socket_errors": sum(r["socket_errors"] for r in values),
         }
 
-    result = {
+    result: dict[str, Any] = {
         "workers": workers,
         "nodelay_fix": nodelay_fix,
         "plain": summary("plain"),

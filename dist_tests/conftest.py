@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,9 +45,9 @@ def sdist(dist_dir: Path) -> Path:
     return found
 
 
-def run(args: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(args: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure the assertion shows its output."""
-    done = subprocess.run(  # noqa: S603 - fixed tools, arguments from this test suite
+    done: subprocess.CompletedProcess[str] = subprocess.run(  # noqa: S603 - fixed tools, arguments from this test suite
         [str(a) for a in args], capture_output=True, text=True, check=False, **kwargs
     )
     assert done.returncode == 0, f"{' '.join(map(str, args))}\n{done.stdout}\n{done.stderr}"

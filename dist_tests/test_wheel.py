@@ -23,7 +23,9 @@ def cargo_version() -> str:
 
 def test_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
     dist_info = f"mcp_oauth2-{cargo_version()}.dist-info"
-    expected = {f"mcp_oauth2/{source.name}" for source in PACKAGE.glob("*.py")}
+    expected = {
+        f"mcp_oauth2/{source.relative_to(PACKAGE).as_posix()}" for source in PACKAGE.rglob("*.py")
+    }
     expected |= {
         "mcp_oauth2/_rust.abi3.so",
         "mcp_oauth2/_rust.pyi",
@@ -57,7 +59,9 @@ def test_wheel_metadata(wheel: Path) -> None:
     assert metadata["License-Expression"] == project["license"] == "Apache-2.0"
     assert metadata.get_all("License-File") == ["LICENSE", "THIRD_PARTY_LICENSES.txt"]
     assert metadata["Requires-Python"] == project["requires-python"]
-    assert sorted(metadata.get_all("Provides-Extra")) == sorted(project["optional-dependencies"])
+    assert sorted(metadata.get_all("Provides-Extra") or []) == sorted(
+        project["optional-dependencies"]
+    )
     assert "Root-Is-Purelib: false" in wheel_file
     assert f"Tag: cp311-abi3-{PLATFORM_TAG}" in wheel_file
 

@@ -1,5 +1,5 @@
-"""Session fixtures over the shared test keys (see ``token_factory``), and the check that the
-suite runs against an installed copy of the package when ``make dist-test`` says it must."""
+"""Fixtures over the shared test keys (see ``token_factory``), and the check that the suite runs
+against an installed copy of the package when ``make dist-test`` says it must."""
 
 from __future__ import annotations
 
@@ -73,9 +73,13 @@ def keyset(jwks: dict[str, list[dict[str, str]]]) -> KeySet:
     return KeySet.from_jwks(jwks)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def validator() -> TokenValidator:
-    """``default_validator()``: every algorithm, default leeway and required claims."""
+    """``default_validator()``: every algorithm, default leeway and required claims.
+
+    A fresh one per test: its verified-token cache never answers one test from an entry another
+    test left behind.
+    """
     return default_validator()
 
 

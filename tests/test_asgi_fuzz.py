@@ -126,8 +126,8 @@ APP = build_app()
 
 # -- the oracle ---------------------------------------------------------------------------------
 
-# The middleware strips ASCII whitespace around the header value (bytes.strip()), so a tab
-# after the token is not part of it.
+# Whitespace around the field value is not part of it (RFC 9110 section 5.5: OWS is space or tab;
+# the middleware strips ASCII whitespace), so the token ends before any trailing tab too.
 BEARER = re.compile(rb"\s*(?i:bearer) +(\S+)\s*", re.DOTALL)
 
 
@@ -342,11 +342,12 @@ methods_jsonrpc = st.sampled_from(["tools/call", "tools/list", "initialize", "TO
 
 @st.composite
 def body(draw: st.DrawFn) -> bytes:
-    call = {
+    name = draw(tool_names)
+    call: dict[str, Any] = {
         "jsonrpc": "2.0",
         "id": draw(st.integers(0, 2**31)),
         "method": draw(methods_jsonrpc),
-        "params": {"name": draw(tool_names), "arguments": draw(json_values)},
+        "params": {"name": name, "arguments": draw(json_values)},
     }
     kind = draw(
         st.sampled_from(
@@ -361,7 +362,7 @@ def body(draw: st.DrawFn) -> bytes:
         return json.dumps(draw(json_values)).encode()
     if kind == "nested":
         depth = draw(st.integers(1, 7_000))
-        text = json.dumps({**call, "params": {"name": call["params"]["name"], "x": "@"}})
+        text = json.dumps({**call, "params": {"name": name, "x": "@"}})
         return text.replace('"@"', "[" * depth + "]" * depth).encode()
     if kind == "huge":
         padding = "p" * draw(st.integers(BODY_LIMIT - 200, BODY_LIMIT + 200))
@@ -473,3 +474,14 @@ def test_over_uvicorn(server: str, auth: list[str], raw: bytes, path: str) -> No
         response = http.post(server + path, content=raw, headers=headers)
     wire_headers = [(n.encode(), v.encode()) for n, v in headers]
     check("POST", path, wire_headers, raw, response.status_code)
+
+
+def test_whitespace_around_the_header_value_is_not_part_of_the_token() -> None:
+    """Found by the fuzz test above: a valid token with tabs around the field value passes (they
+    are optional whitespace, RFC 9110 section 5.5), and the oracle agrees."""
+    token = next(iter(VALID))
+    headers = [(b"authorization", b"\tBearer " + token.encode() + b"\t")]
+    assert granted_scopes(headers) == VALID[token]
+    REACHED.requests.clear()
+    run("GET", "/mcp", headers, [b""])
+    assert len(REACHED.requests) == 1

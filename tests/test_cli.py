@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import token_factory
 from mcp_oauth2 import OAuth2Config, __version__
-from mcp_oauth2.resource_metadata import ResourceMetadata
+from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 
 AUDIENCE = "http://127.0.0.1:8000/mcp"
@@ -62,7 +62,7 @@ def run_json(*args: str, cwd: Path, **options: Any) -> tuple[int, dict[str, Any]
 
 def check_named(document: dict[str, Any], name: str) -> dict[str, str]:
     (check,) = [c for c in document["checks"] if c["name"] == name]
-    return check
+    return dict(check)
 
 
 @pytest.fixture(scope="module")

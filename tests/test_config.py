@@ -20,7 +20,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCP_OAUTH2_JWKS_MAX_AGE", "300")
     monkeypatch.setenv("MCP_OAUTH2_JWKS_PREFETCH", "false")
     monkeypatch.setenv("MCP_OAUTH2_RESOURCE_NAME", "Demo")
-    config = OAuth2Config()  # type: ignore[call-arg]
+    config = OAuth2Config()
     assert config.issuer == (ISSUER, "https://second.example.com")
     assert config.audience == (AUDIENCE,)
     assert config.algorithms == ("ES256", "EdDSA")
@@ -45,6 +45,25 @@ def test_defaults() -> None:
     assert config.cache_settings().cooldown == 30
 
 
+def test_every_jwks_setting_reaches_the_key_cache() -> None:
+    values = {
+        "jwks_max_age": 301.0,
+        "jwks_min_max_age": 61.0,
+        "jwks_max_max_age": 86_401.0,
+        "jwks_max_stale": 3_601.0,
+        "jwks_cooldown": 31.0,
+        "jwks_timeout": 6.0,
+        "jwks_max_bytes": 65_537,
+        "jwks_retries": 3,
+    }
+    config = OAuth2Config.model_validate({"issuer": ISSUER, "audience": AUDIENCE, **values})
+    settings = config.cache_settings()
+    assert {name: getattr(settings, name.removeprefix("jwks_")) for name in values} == values
+    # Every jwks_* field but the prefetch switch is a CacheSettings knob of the same name.
+    knobs = {name for name in OAuth2Config.model_fields if name.startswith("jwks_")}
+    assert knobs - {"jwks_uri", "jwks_prefetch"} == set(values)
+
+
 @pytest.mark.parametrize(
     ("env", "value", "needles"),
     [
@@ -67,7 +86,7 @@ def test_errors_name_the_field_and_variable(
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     message = str(caught.value)
     for needle in needles:
         assert needle in message, (needle, message)
@@ -77,7 +96,7 @@ def test_issuer_and_audience_are_required(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("MCP_OAUTH2_ISSUER", raising=False)
     monkeypatch.delenv("MCP_OAUTH2_AUDIENCE", raising=False)
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     assert {e["loc"][0] for e in caught.value.errors()} == {"issuer", "audience"}
 
 
@@ -103,7 +122,7 @@ def test_star_exempts_only_options(monkeypatch: pytest.MonkeyPatch, route: str) 
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv("MCP_OAUTH2_EXEMPT_ROUTES", f"/health,{route}")
     with pytest.raises(ValidationError) as caught:
-        OAuth2Config()  # type: ignore[call-arg]
+        OAuth2Config()
     message = str(caught.value)
     assert "MCP_OAUTH2_EXEMPT_ROUTES" in message
     assert "only 'OPTIONS *'" in message
@@ -140,7 +159,7 @@ def test_required_claims_reach_the_validator(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv("MCP_OAUTH2_ALGORITHMS", "ES256")
     monkeypatch.setenv("MCP_OAUTH2_REQUIRED_CLAIMS", "exp,jti")
-    config = OAuth2Config()  # type: ignore[call-arg]
+    config = OAuth2Config()
     assert config.required_claims == ("exp", "jti")
     validator = config.token_validator()
     assert validator.required_claims == ("exp", "jti")
@@ -148,3 +167,22 @@ def test_required_claims_reach_the_validator(monkeypatch: pytest.MonkeyPatch) ->
     # `iss` and `aud` stay required whatever the list says.
     with pytest.raises(MissingClaimError, match="'aud'"):
         validator.validate(mint("ES256", make_claims(drop=["aud"])), keys, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("field", "example"),
+    [
+        ("issuer", "https://auth.example.com"),
+        ("jwks_uri", "https://auth.example.com/jwks"),
+        ("audience", "https://mcp.example.com/mcp"),
+        ("resource", "https://mcp.example.com/mcp"),
+        ("resource_documentation", "https://mcp.example.com/docs"),
+    ],
+)
+def test_each_url_setting_is_refused_with_an_example_of_its_own(field: str, example: str) -> None:
+    settings = {"issuer": ISSUER, "audience": AUDIENCE, field: "http://10.0.0.1/x"}
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config.model_validate(settings)
+    message = str(caught.value)
+    assert "plain http:// for a non-loopback host" in message
+    assert f"e.g. MCP_OAUTH2_{field.upper()}={example}" in message

@@ -152,7 +152,7 @@ def pyjwt_claims(token: str) -> dict[str, Any] | None:
     return decoded
 
 
-JOSE_KEYS = {kid: JWKRegistry.import_key(jwk) for kid, jwk in JWK_BY_KID.items()}
+JOSE_KEYS = {kid: JWKRegistry.import_key(dict(jwk)) for kid, jwk in JWK_BY_KID.items()}
 
 
 def joserfc_accepts(token: str) -> bool:
@@ -351,7 +351,8 @@ def claim_changes(alg: str) -> Iterator[Case]:
             ABSENT,
         ):
             label = "claim-type" if isinstance(value, str) and value.isdigit() else "claim-time"
-            yield Case(label, alg, token_for(alg, **{name: value}))
+            changed: dict[str, Any] = {name: value}
+            yield Case(label, alg, token_for(alg, **changed))
     yield Case("claim-time", alg, token_for(alg, exp=NOW - 10_000))
     yield Case("claim-time", alg, token_for(alg, nbf=NOW + 10_000))
     yield Case("claim-time", alg, token_for(alg, iat=NOW + 10_000))
@@ -379,7 +380,8 @@ def claim_changes(alg: str) -> Iterator[Case]:
     for name in ("jti", "client_id", "azp", "scope", "scp"):
         for value in (None, 5, ["a"], {"a": 1}, True):
             label = "null-claim" if value is None else "claim-type"
-            yield Case(label, alg, token_for(alg, **{name: value}))
+            typed: dict[str, Any] = {name: value}
+            yield Case(label, alg, token_for(alg, **typed))
 
 
 def json_tricks(alg: str) -> Iterator[Case]:

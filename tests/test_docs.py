@@ -28,8 +28,8 @@ import pytest
 from pydantic_core import PydanticUndefined
 
 from mcp_oauth2 import OAuth2Config
-from mcp_oauth2.cli.app import build_parser
-from mcp_oauth2.cli.outcome import ExitCode
+from mcp_oauth2.cli._app import build_parser
+from mcp_oauth2.cli._outcome import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -89,7 +89,7 @@ def blocks(path: Path) -> list[Block]:
 
 
 def doc_pages() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    return sorted(DOCS.rglob("*.md"))
 
 
 def runnable_blocks() -> list[Block]:
@@ -247,10 +247,10 @@ def test_documented_command_lines_parse(
     if error is None:
         try:
             parser.parse_args(args)
-        except SystemExit as exit:  # argparse exits on a bad argument (or --help)
-            pytest.fail(f"{where}: exit {exit.code}")
+        except SystemExit as stopped:  # argparse exits on a bad argument (or --help)
+            pytest.fail(f"{where}: exit {stopped.code}")
         return
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exited:
         parser.parse_args(args)
-    assert exit.value.code == ExitCode.USAGE
+    assert exited.value.code == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == error

@@ -5,7 +5,7 @@ and they refer to a dependency local to ``build_app``.
 """
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import httpx
@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Security
 
 from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, StaticKeys
 from mcp_oauth2.fastapi import OAuth2Bearer
+from mcp_oauth2.testing import AppServer
 from token_factory import AUDIENCE, ISSUER, jwks_for, make_claims, mint
 
 pytestmark = pytest.mark.anyio
@@ -86,19 +87,24 @@ async def test_route_scopes_are_checked(client: httpx.AsyncClient) -> None:
     assert 'error="insufficient_scope"' in header
     assert 'scope="reports:read"' in header
     assert "resource_metadata=" in header
-    assert refused.json()["detail"]["error"] == "insufficient_scope"
+    # The middleware's flat body, not FastAPI's {"detail": ...}.
+    assert refused.json() == {
+        "error": "insufficient_scope",
+        "error_description": "token lacks the required scope(s): reports:read",
+        "code": "insufficient_scope",
+    }
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.headers["cache-control"] == "no-store"
 
 
 async def test_exempt_route_asking_for_a_user_gets_401(client: httpx.AsyncClient) -> None:
     response = await client.get("/public/me")
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer resource_metadata=")
-    # The middleware's missing-token body (no `error`), as FastAPI's `detail`.
+    # The middleware's missing-token body (no `error`), flat as the middleware sends it.
     assert response.json() == {
-        "detail": {
-            "error_description": "this resource needs a bearer token",
-            "code": "missing_token",
-        }
+        "error_description": "this resource needs a bearer token",
+        "code": "missing_token",
     }
     assert (await client.get("/health")).status_code == 200
 
@@ -146,3 +152,112 @@ def test_openapi_oauth2_flow() -> None:
     assert flow["authorizationUrl"] == "https://auth.example.com/authorize"
     assert flow["scopes"] == {"reports:read": "Read reports"}
     assert document["paths"]["/reports"]["get"]["security"] == [{"OAuth2Bearer": ["reports:read"]}]
+
+
+# -- the refusal travels through FastAPI's dependency machinery, over uvicorn --------------------
+
+
+def machinery_app() -> FastAPI:
+    """Every way a route can reach the dependency: sync and async endpoints and dependencies,
+    dependencies with ``yield`` (one that re-raises what reaches it), router-level ones."""
+    app = FastAPI()
+
+    def sync_user(
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> str:
+        return user.subject or ""
+
+    async def yielding_user(
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> AsyncIterator[str]:
+        yield user.subject or ""
+
+    def sync_yielding_user(
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> Iterator[str]:
+        yield user.subject or ""
+
+    async def transaction() -> AsyncIterator[None]:
+        try:
+            yield
+        except Exception:
+            raise  # a session that rolls back on errors and lets them through
+
+    @app.get("/async-endpoint")
+    async def async_endpoint(
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> str:
+        return user.subject or ""
+
+    @app.get("/sync-endpoint")
+    def sync_endpoint(
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> str:
+        return user.subject or ""
+
+    @app.get("/sync-dependency")
+    def via_sync(subject: Annotated[str, Depends(sync_user)]) -> str:
+        return subject
+
+    @app.get("/yield-dependency")
+    async def via_yield(subject: Annotated[str, Depends(yielding_user)]) -> str:
+        return subject
+
+    @app.get("/sync-yield-dependency")
+    def via_sync_yield(subject: Annotated[str, Depends(sync_yielding_user)]) -> str:
+        return subject
+
+    @app.get("/after-a-yield-dependency")
+    async def after_transaction(
+        _: Annotated[None, Depends(transaction)],
+        user: Annotated[AuthenticatedUser, Security(bearer, scopes=["reports:read"])],
+    ) -> str:
+        return user.subject or ""
+
+    @app.get("/router-level", dependencies=[Security(bearer, scopes=["reports:read"])])
+    async def router_level() -> str:
+        return "user-1"
+
+    config = OAuth2Config(issuer=ISSUER, audience=AUDIENCE)
+    app.add_middleware(
+        OAuth2Middleware, config=config, key_sources=StaticKeys(jwks_for(["ec-256"]))
+    )
+    return app
+
+
+MACHINERY_ROUTES = [
+    "/async-endpoint",
+    "/sync-endpoint",
+    "/sync-dependency",
+    "/yield-dependency",
+    "/sync-yield-dependency",
+    "/after-a-yield-dependency",
+    "/router-level",
+]
+
+
+@pytest.fixture(scope="module")
+def machinery_url() -> Iterator[str]:
+    with AppServer(machinery_app()) as url:
+        yield url
+
+
+@pytest.mark.parametrize("route", MACHINERY_ROUTES)
+def test_the_refusal_passes_through_every_kind_of_dependency(
+    machinery_url: str, route: str
+) -> None:
+    url = machinery_url + route
+    allowed = httpx.get(url, headers=auth("reports:read"), timeout=20)
+    assert allowed.status_code == 200 and allowed.json() == "user-1"
+    refused = httpx.get(url, headers=auth("other"), timeout=20)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "insufficient_scope",
+        "error_description": "token lacks the required scope(s): reports:read",
+        "code": "insufficient_scope",
+    }
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert refused.headers["cache-control"] == "no-store"
+    anonymous = httpx.get(url, timeout=20)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "missing_token"

@@ -278,8 +278,8 @@ def sdk_auth_app(issuer: LocalIssuer, mcp_url: str) -> Starlette:
         "sdk auth",
         token_verifier=verifier,
         auth=AuthSettings(
-            issuer_url=issuer.issuer,  # type: ignore[arg-type]  # pydantic parses the URL
-            resource_server_url=mcp_url,  # type: ignore[arg-type]
+            issuer_url=issuer.issuer,
+            resource_server_url=mcp_url,
             validate_token_resource=True,
             required_scopes=[TOOLS_SCOPE],
         ),

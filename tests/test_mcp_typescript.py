@@ -114,7 +114,10 @@ def test_typescript_client_without_token_fails_with_401(node: str, stack: Stack)
     run = run_client(node, stack.mcp_url, None)
     assert run.returncode != 0
     assert run.output == {"ok": False, "status": 401, "error": run.output["error"]}
-    assert "401" in run.output["error"] or "missing_token" in run.output["error"]
+    # The SDK reports the body of the answer: the middleware's missing-token refusal.
+    assert run.output["error"].endswith(
+        '{"error_description":"this resource needs a bearer token","code":"missing_token"}'
+    )
 
 
 def test_typescript_client_with_expired_token_fails_with_401(node: str, stack: Stack) -> None:

@@ -29,7 +29,7 @@ from mcp_oauth2 import (
     OAuth2Middleware,
     StaticKeys,
 )
-from mcp_oauth2.challenge import quote
+from mcp_oauth2._access import quote
 from token_factory import AUDIENCE, ISSUER, jwks_for, make_claims, mint
 
 pytestmark = pytest.mark.anyio

@@ -549,7 +549,8 @@ def test_a_null_typed_claim_is_invalid_not_absent(keyset: KeySet, claim: str) ->
     # JSON null is a value, not an absence: every claim with a type is refused when null, whether
     # it is required or not.
     header = {"alg": "ES256", "kid": "ec-256"}
-    token = sign_raw("ES256", header, make_claims(**{claim: None}), "ec-256")
+    null: dict[str, Any] = {claim: None}
+    token = sign_raw("ES256", header, make_claims(**null), "ec-256")
     assert code_of(token, keyset) == "invalid_claim"
     lenient = default_validator(required_claims=())
     assert code_of(token, keyset, lenient) == "invalid_claim"

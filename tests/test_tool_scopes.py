@@ -29,7 +29,7 @@ from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_oauth2 import KeySet, OAuth2Config, OAuth2Middleware, ToolScopes
-from mcp_oauth2.middleware import SCOPE_KEY
+from mcp_oauth2._access import ACCESS_SCOPE_KEY
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -246,7 +246,7 @@ def authenticated_scope(issuer: LocalIssuer, scopes: tuple[str, ...]) -> Scope:
         "method": "POST",
         "path": "/mcp",
         "headers": [],
-        SCOPE_KEY: middleware,
+        ACCESS_SCOPE_KEY: middleware.access,
         "user": user,
         "auth": AuthCredentials(list(scopes)),
     }

@@ -12,16 +12,19 @@ from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2 import (
     AuthenticatedUser,
+    Authenticator,
     ConfigurationError,
     ExpiredTokenError,
     InsufficientScopeError,
     InvalidRequestError,
     JWKSError,
     KeySet,
+    StaticKeys,
     TokenValidationError,
     TokenValidator,
     errors,
 )
+from mcp_oauth2._rust import token_error_descriptions, token_error_examples
 from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint, plain_json
 
 
@@ -107,7 +110,10 @@ def test_authenticated_user_fields(keyset: KeySet, validator: TokenValidator) ->
     assert user.display_name == user.identity == "user-1"
     assert user.has_scopes("read", "extra") and not user.has_scopes("read", "admin")
     assert user.has_scopes()
-    assert "user-1" in repr(user)
+    assert repr(user) == (
+        f'AuthenticatedUser(subject="user-1", client_id="client-1", issuer="{ISSUER}", '
+        f'scopes=["extra", "read", "write"], expires_at={NOW + 3600})'
+    )
 
 
 def test_authenticated_user_optional_fields(keyset: KeySet) -> None:
@@ -118,6 +124,11 @@ def test_authenticated_user_optional_fields(keyset: KeySet) -> None:
     assert user.client_id == "azp-client"
     assert user.scopes == frozenset()
     assert user.display_name == "azp-client"
+    # Without `sub` there is no subject; the client id is shown as what it is.
+    assert repr(user) == (
+        f'AuthenticatedUser(subject=None, client_id="azp-client", issuer="{ISSUER}", '
+        f"scopes=[], expires_at={NOW + 3600})"
+    )
 
 
 def test_authenticated_user_is_frozen(keyset: KeySet, validator: TokenValidator) -> None:
@@ -150,7 +161,7 @@ def test_claims_are_deeply_read_only(keyset: KeySet, validator: TokenValidator) 
     realm = user.claims["realm_access"]
     assert isinstance(realm, Mapping)
     with pytest.raises(TypeError):
-        realm["roles"] = ["admin"]
+        realm["roles"] = ["admin"]  # type: ignore[index]  # read-only: the point of the test
     with pytest.raises(AttributeError):
         realm["roles"].append("admin")
     with pytest.raises(TypeError):
@@ -240,3 +251,63 @@ def test_errors_raised_by_the_core_pickle(keyset: KeySet, validator: TokenValida
         scoped.validate(mint("ES256", make_claims()), keyset, now=NOW)
     restored = pickle.loads(pickle.dumps(scope_error.value))
     assert restored.required_scopes == ("x",)
+
+
+# -- one source for codes and words across the native core and Python -----------------------------
+
+NATIVE_EXAMPLES = token_error_examples()
+
+
+@pytest.mark.parametrize(
+    ("code", "description", "error"), NATIVE_EXAMPLES, ids=[d for _, d, _ in NATIVE_EXAMPLES]
+)
+def test_every_native_error_reaches_python_as_the_class_of_its_code(
+    code: str, description: str, error: Exception
+) -> None:
+    cls = getattr(errors, next(name for name, c in CODES.items() if c == code))
+    assert type(error) is cls
+    assert isinstance(error, TokenValidationError)
+    assert (error.code, error.description) == (code, description)
+    assert str(error) == f"{code}: {description}"
+
+
+def test_every_code_has_one_set_of_words_whichever_layer_raises_it() -> None:
+    fixed = token_error_descriptions()
+    assert set(fixed) == set(CODES.values()) == {code for code, _, _ in NATIVE_EXAMPLES}
+    for name, code in CODES.items():
+        cls = getattr(errors, name)
+        assert cls.default_description == fixed[code], name
+        assert cls().description == fixed[code], name
+    # An error the core raises with nothing particular to say reads as the Python one.
+    native = {type(e): d for _, d, e in NATIVE_EXAMPLES}
+    for cls in (
+        errors.InvalidIssuerError,
+        errors.InvalidAudienceError,
+        errors.InvalidTokenTypeError,
+    ):
+        assert native[cls] == cls().description
+
+
+def test_a_python_insufficient_scope_error_is_worded_as_the_core_words_it() -> None:
+    (native,) = [e for code, _, e in NATIVE_EXAMPLES if code == "insufficient_scope"]
+    assert isinstance(native, InsufficientScopeError)
+    missing = tuple(native.description.rpartition(": ")[2].split())
+    ours = InsufficientScopeError.lacking(missing, native.required_scopes)
+    assert (ours.description, ours.required_scopes) == (native.description, native.required_scopes)
+
+
+def test_the_authenticator_and_the_core_say_the_same_for_an_untrusted_issuer(
+    keyset: KeySet, jwks: dict[str, Any]
+) -> None:
+    token = mint("ES256", make_claims(iss="https://evil.example"))
+    validator = TokenValidator(ISSUER, AUDIENCE, algorithms=["ES256"])
+    with pytest.raises(errors.InvalidIssuerError) as native:
+        validator.validate(token, keyset, now=NOW)
+    # With several issuers the Authenticator refuses an unknown iss before fetching any key.
+    issuers = [ISSUER, "https://b.example"]
+    auth = Authenticator(
+        TokenValidator(issuers, AUDIENCE), {issuer: StaticKeys(jwks) for issuer in issuers}
+    )
+    with pytest.raises(errors.InvalidIssuerError) as python:
+        auth.source_for(token)
+    assert python.value.description == native.value.description

@@ -7,6 +7,12 @@ authorization server's keys once with :class:`KeySet`, describe what you accept 
 
 from importlib.metadata import version as _distribution_version
 
+from mcp_oauth2 import errors
+from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._cache_settings import CacheSettings
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._jwks import JWKSCache, KeySource, KeySourceStats, StaticKeys
+from mcp_oauth2._middleware import OAuth2Middleware
 from mcp_oauth2._rust import (
     AuthenticatedUser,
     KeySet,
@@ -14,79 +20,28 @@ from mcp_oauth2._rust import (
     peek_header,
     peek_issuer,
 )
-from mcp_oauth2.authenticator import Authenticator
-from mcp_oauth2.config import OAuth2Config
-from mcp_oauth2.errors import (
-    AlgorithmNotAllowedError,
-    AuthorizationError,
-    ConfigurationError,
-    DiscoveryError,
-    ExpiredTokenError,
-    InsufficientScopeError,
-    InvalidAudienceError,
-    InvalidClaimError,
-    InvalidIssuerError,
-    InvalidRequestError,
-    InvalidSignatureError,
-    InvalidTokenTypeError,
-    IssuedInFutureError,
-    IssuerMismatchError,
-    JWKSError,
-    JWKSUnavailableError,
-    KeyNotFoundError,
-    MalformedTokenError,
-    MCPOAuth2Error,
-    MissingClaimError,
-    NotYetValidError,
-    TokenTooLargeError,
-    TokenValidationError,
-    UnsupportedAlgorithmError,
-)
-from mcp_oauth2.jwks import CacheSettings, JWKSCache, KeySource, KeySourceStats, StaticKeys
-from mcp_oauth2.middleware import OAuth2Middleware
-from mcp_oauth2.tool_scopes import ToolScopes
+from mcp_oauth2._tool_scopes import ToolScopes
+from mcp_oauth2.errors import *  # noqa: F403 - every error class, as errors.__all__ lists
 
 # The installed distribution's version, which maturin takes from Cargo.toml (the one source).
 __version__: str = _distribution_version("mcp-oauth2")
 
 __all__ = [
-    "AlgorithmNotAllowedError",
     "AuthenticatedUser",
     "Authenticator",
-    "AuthorizationError",
     "CacheSettings",
-    "ConfigurationError",
-    "DiscoveryError",
-    "ExpiredTokenError",
-    "InsufficientScopeError",
-    "InvalidAudienceError",
-    "InvalidClaimError",
-    "InvalidIssuerError",
-    "InvalidRequestError",
-    "InvalidSignatureError",
-    "InvalidTokenTypeError",
-    "IssuedInFutureError",
-    "IssuerMismatchError",
     "JWKSCache",
-    "JWKSError",
-    "JWKSUnavailableError",
-    "KeyNotFoundError",
     "KeySet",
     "KeySource",
     "KeySourceStats",
-    "MCPOAuth2Error",
-    "MalformedTokenError",
-    "MissingClaimError",
-    "NotYetValidError",
     "OAuth2Config",
     "OAuth2Middleware",
     "StaticKeys",
-    "TokenTooLargeError",
-    "TokenValidationError",
     "TokenValidator",
     "ToolScopes",
-    "UnsupportedAlgorithmError",
     "__version__",
     "peek_header",
     "peek_issuer",
 ]
+# Every error class is importable from here too.
+__all__ += errors.__all__

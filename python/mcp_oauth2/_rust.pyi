@@ -12,6 +12,8 @@ __all__ = [
     "__version__",
     "peek_header",
     "peek_issuer",
+    "token_error_descriptions",
+    "token_error_examples",
 ]
 
 __version__: str
@@ -248,3 +250,11 @@ def peek_issuer(token: str | bytes, max_token_bytes: int = 8192) -> str | None:
 
     For choosing a key source among several issuers; the token is verified afterwards.
     """
+
+def token_error_descriptions() -> dict[str, str]:
+    """Each error code the core raises, with its fixed client-safe words (the
+    ``default_description`` of the class with that code in ``mcp_oauth2.errors``)."""
+
+def token_error_examples() -> list[tuple[str, str, Exception]]:
+    """One error of every kind the core raises: ``(code, description, exception)``, the exception
+    converted the way ``validate`` raises it (for tests)."""

@@ -11,7 +11,10 @@ subclass like any Python exception). Every error that reaches an HTTP client car
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from typing import ClassVar, Final
+
+from mcp_oauth2._rust import token_error_descriptions
 
 __all__ = [
     "AlgorithmNotAllowedError",
@@ -39,6 +42,10 @@ __all__ = [
     "TokenValidationError",
     "UnsupportedAlgorithmError",
 ]
+
+
+# code -> the fixed, client-safe words of the native core (``TokenError::fixed_description``).
+_FIXED_DESCRIPTIONS: Final[dict[str, str]] = token_error_descriptions()
 
 
 class MCPOAuth2Error(Exception):
@@ -75,77 +82,73 @@ class InvalidRequestError(AuthorizationError):
 
 
 class TokenValidationError(AuthorizationError):
-    """The bearer token was rejected. Subclasses name the reason through ``code``."""
+    """The bearer token was rejected. Subclasses name the reason through ``code``.
+
+    The native core raises these classes, and its words are theirs: each subclass defined here
+    takes its ``default_description`` from the core's table for its ``code``, so an error raised
+    here without a description (``InvalidIssuerError()``) says what the core says.
+    """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            cls.default_description = _FIXED_DESCRIPTIONS[cls.code]
 
 
 class MalformedTokenError(TokenValidationError):
     code = "malformed"
-    default_description = "the token is not a well-formed JWS compact serialization"
 
 
 class TokenTooLargeError(TokenValidationError):
     code = "token_too_large"
-    default_description = "the token is larger than this server accepts"
 
 
 class UnsupportedAlgorithmError(TokenValidationError):
     code = "unsupported_algorithm"
-    default_description = "the token's signing algorithm is not supported"
 
 
 class AlgorithmNotAllowedError(TokenValidationError):
     code = "algorithm_not_allowed"
-    default_description = "the token's signing algorithm is not allowed"
 
 
 class KeyNotFoundError(TokenValidationError):
     code = "key_not_found"
-    default_description = "no trusted key matches the token"
 
 
 class InvalidSignatureError(TokenValidationError):
     code = "invalid_signature"
-    default_description = "the token's signature is invalid"
 
 
 class ExpiredTokenError(TokenValidationError):
     code = "expired"
-    default_description = "the token has expired"
 
 
 class NotYetValidError(TokenValidationError):
     code = "not_yet_valid"
-    default_description = "the token is not valid yet"
 
 
 class IssuedInFutureError(TokenValidationError):
     code = "issued_in_future"
-    default_description = "the token was issued in the future"
 
 
 class InvalidIssuerError(TokenValidationError):
     code = "invalid_issuer"
-    default_description = "the token was not issued by a trusted issuer"
 
 
 class InvalidAudienceError(TokenValidationError):
     code = "invalid_audience"
-    default_description = "audience does not include this server"
 
 
 class MissingClaimError(TokenValidationError):
     code = "missing_claim"
-    default_description = "the token lacks a required claim"
 
 
 class InvalidClaimError(TokenValidationError):
     code = "invalid_claim"
-    default_description = "a claim of the token has an invalid value"
 
 
 class InvalidTokenTypeError(TokenValidationError):
     code = "invalid_type"
-    default_description = "the token's type (typ) is not accepted"
 
 
 class InsufficientScopeError(TokenValidationError):
@@ -154,7 +157,6 @@ class InsufficientScopeError(TokenValidationError):
     code = "insufficient_scope"
     status_code = 403
     error = "insufficient_scope"
-    default_description = "the token lacks a required scope"
 
     def __init__(
         self, description: str | None = None, required_scopes: tuple[str, ...] = ()
@@ -163,6 +165,16 @@ class InsufficientScopeError(TokenValidationError):
         self.required_scopes: tuple[str, ...] = tuple(required_scopes)
         # Keep both arguments in args so the exception pickles faithfully.
         self.args = (self.description, self.required_scopes)
+
+    @classmethod
+    def lacking(
+        cls, missing: Iterable[str], required_scopes: Iterable[str]
+    ) -> InsufficientScopeError:
+        """The error for a token without ``missing``, worded as the core words it, challenging
+        for ``required_scopes`` (every scope the request needs)."""
+        return cls(
+            f"token lacks the required scope(s): {' '.join(missing)}", tuple(required_scopes)
+        )
 
 
 class JWKSError(MCPOAuth2Error):

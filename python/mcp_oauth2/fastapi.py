@@ -10,26 +10,24 @@
 
 The middleware authenticates; the dependency hands the route its ``AuthenticatedUser`` and checks
 the scopes that ``Security(..., scopes=[...])`` collects along the dependency chain (honouring
-``scope_implications``), answering 403 ``insufficient_scope`` with the same ``WWW-Authenticate``
-conventions as the middleware. Being a ``SecurityBase``, it shows in ``/docs`` as an HTTP bearer
-scheme (or an OAuth2 authorization-code flow when given the endpoints), with the lock on each
-route and the Authorize button.
+``scope_implications``). Its refusals are the middleware's own, body and headers alike (the flat
+``{"error", "error_description", "code"}``, not FastAPI's ``{"detail": ...}``): the dependency
+raises them to ``OAuth2Middleware``, which answers. Being a ``SecurityBase``, it shows in
+``/docs`` as an HTTP bearer scheme (or an OAuth2 authorization-code flow when given the
+endpoints), with the lock on each route and the Authorize button.
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
+from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, RefusalRaised
 from mcp_oauth2._rust import AuthenticatedUser
-from mcp_oauth2.challenge import MISSING_TOKEN_BODY, Challenge
-from mcp_oauth2.errors import AuthorizationError, InsufficientScopeError
-from mcp_oauth2.middleware import SCOPE_KEY, OAuth2Middleware
-from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["OAuth2Bearer"]
 
@@ -60,45 +58,16 @@ class OAuth2Bearer(SecurityBase):
     async def __call__(
         self, request: Request, security_scopes: SecurityScopes
     ) -> AuthenticatedUser:
-        middleware = request.scope.get(SCOPE_KEY)
-        if not isinstance(middleware, OAuth2Middleware):
+        access = request.scope.get(ACCESS_SCOPE_KEY)
+        if not isinstance(access, AccessControl):
             raise RuntimeError(
                 "OAuth2Bearer needs OAuth2Middleware: app.add_middleware(OAuth2Middleware, ...)"
             )
         user = request.scope.get("user")
         if not isinstance(user, AuthenticatedUser):
             # An exempt route that still asked for a user: answer as for a missing token.
-            refusal = middleware.challenge.missing_token()
-            raise _http_exception(refusal.status, dict(MISSING_TOKEN_BODY), refusal.headers)
-        needed = security_scopes.scopes
-        missing = _missing(middleware.scope_policy, user, needed)
-        if missing:
-            all_needed = tuple(dict.fromkeys((*middleware.required_scopes, *needed)))
-            error = InsufficientScopeError(
-                f"token lacks the required scope(s): {' '.join(missing)}", all_needed
-            )
-            raise _error_response(middleware.challenge, error)
+            raise RefusalRaised(access.missing_token())
+        refusal = access.scope_refusal(user.scopes, security_scopes.scopes)
+        if refusal is not None:
+            raise RefusalRaised(refusal)
         return user
-
-
-def _missing(policy: ScopePolicy, user: AuthenticatedUser, needed: list[str]) -> tuple[str, ...]:
-    return policy.missing(user.scopes, needed) if needed else ()
-
-
-def _error_response(challenge: Challenge, error: AuthorizationError) -> HTTPException:
-    scopes = error.required_scopes if isinstance(error, InsufficientScopeError) else None
-    refusal = challenge.for_error(error, scopes=scopes)
-    detail = {"error": error.error, "error_description": error.description, "code": error.code}
-    return _http_exception(refusal.status, detail, refusal.headers)
-
-
-def _http_exception(
-    status: int, detail: dict[str, str], headers: list[tuple[bytes, bytes]]
-) -> HTTPException:
-    """The refusal as FastAPI raises it: the JSON body of the middleware's answer is ``detail``."""
-    plain = {
-        name.decode(): value.decode()
-        for name, value in headers
-        if name in (b"www-authenticate", b"cache-control")
-    }
-    return HTTPException(status_code=status, detail=detail, headers=plain)

@@ -9,9 +9,16 @@
         auth=AuthSettings(issuer_url=..., resource_server_url=..., validate_token_resource=True),
     )
 
-``verify_token`` never raises: any failure is None, which the SDK answers with 401. The audience
-has been checked already; ``AccessToken.resource`` is the configured audience the token was issued
-for, so the SDK's own resource check (``validate_token_resource``) agrees.
+``verify_token`` never raises: any failure is None. The audience has been checked already;
+``AccessToken.resource`` is the configured audience the token was issued for, so the SDK's own
+resource check (``validate_token_resource``) agrees. Which token passes, and with which scopes
+(``AccessToken.scopes`` are the effective ones, ``scope_implications`` applied), is decided by
+the same ``AccessControl`` the middleware uses; the answers are the SDK's own. For every None
+the SDK's ``RequireAuthMiddleware`` answers 401 with the body ``{"error": "invalid_token",
+"error_description": "Authentication required"}`` and ``WWW-Authenticate: Bearer
+error="invalid_token", error_description="Authentication required", resource_metadata="..."``,
+also for a token without a ``required_scopes`` scope, where the middleware answers 403
+``insufficient_scope``.
 
 The SDK's contract has no way to say "cannot check right now": where ``OAuth2Middleware`` answers
 503 with ``Retry-After`` while the key server is unreachable, the SDK answers 401, as for a bad
@@ -28,11 +35,11 @@ from collections.abc import Callable
 
 from mcp.server.auth.provider import AccessToken
 
-from mcp_oauth2.authenticator import Authenticator
-from mcp_oauth2.config import OAuth2Config
+from mcp_oauth2._access import AccessControl
+from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._jwks import KeySource
 from mcp_oauth2.errors import JWKSError
-from mcp_oauth2.jwks import KeySource
-from mcp_oauth2.scopes import ScopePolicy
 
 __all__ = ["MCPTokenVerifier"]
 
@@ -53,10 +60,10 @@ class MCPTokenVerifier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock`` (monotonic seconds) paces the outage log lines; injectable for tests."""
-        self.config = config if config is not None else OAuth2Config()  # type: ignore[call-arg]
+        self.config = config if config is not None else OAuth2Config()
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources)
-        self.scope_policy = ScopePolicy(config.scope_implications)
+        self.access = AccessControl.from_config(config)
         self._clock = clock
         self._outage_logged_at: float | None = None
         self._outages_unlogged = 0
@@ -70,15 +77,15 @@ class MCPTokenVerifier:
         except Exception as error:  # the protocol says: None for any invalid token, never raise
             logger.debug("token refused: %s", getattr(error, "code", type(error).__name__))
             return None
-        scopes = self.scope_policy.effective(user.scopes)
-        if any(scope not in scopes for scope in self.config.required_scopes):
-            return None
+        granted = self.access.effective_scopes(user.scopes)
+        if self.access.missing_scopes(granted, self.access.required_scopes):
+            return None  # the SDK answers 401 (its own body); the middleware would say 403
         audiences = self.config.audience
         resource = next((aud for aud in audiences if aud in user.audience), None)
         return AccessToken(
             token=token,
             client_id=user.client_id or "",
-            scopes=sorted(scopes),
+            scopes=sorted(granted),
             expires_at=user.expires_at,
             resource=resource,
             subject=user.subject,

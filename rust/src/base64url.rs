@@ -21,11 +21,6 @@ pub fn decoded_len_bound(text: &str) -> usize {
     text.len() / 4 * 3 + 3
 }
 
-pub fn decode_into(text: &str, out: &mut Vec<u8>) -> bool {
-    out.clear();
-    URL_SAFE_NO_PAD.decode_vec(text, out).is_ok()
-}
-
 pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

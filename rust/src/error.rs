@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Every way a token can fail validation. `code()` is the stable code of the Python error class.
+/// Every way a token can fail validation. `code()` is the stable code of the Python error class,
+/// `fixed_description()` its fixed words (the class's `default_description`), `description()`
+/// what a client is told about this error in particular.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenError {
     Malformed(Cow<'static, str>),
@@ -38,7 +40,8 @@ pub enum TokenError {
     InvalidType,
 }
 
-/// Why no key was selected: the Python key cache reacts differently to each.
+/// Why no key was selected. Each has its own description; the Python side treats them alike:
+/// every one is a key miss after which the key cache may refetch (`Authenticator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyMiss {
     /// The token names a `kid` that no usable key has.
@@ -76,14 +79,37 @@ impl TokenError {
         }
     }
 
-    /// Plain words for the client (`error_description`).
+    /// The fixed, client-safe words of this error's code. `errors.py` takes each class's
+    /// `default_description` from here (through `token_error_descriptions`), so an error raised
+    /// in Python without a description says what the same error raised here says.
+    pub fn fixed_description(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "the token is not a well-formed JWS compact serialization",
+            Self::TooLarge { .. } => "the token is larger than this server accepts",
+            Self::UnsupportedAlgorithm => "the token's signing algorithm is not supported",
+            Self::AlgorithmNotAllowed(_) => "the token's signing algorithm is not allowed",
+            Self::KeyNotFound(_) => "no trusted key matches the token",
+            Self::InvalidSignature => "the token's signature is invalid",
+            Self::Expired { .. } => "the token has expired",
+            Self::NotYetValid { .. } => "the token is not valid yet",
+            Self::IssuedInFuture { .. } => "the token was issued in the future",
+            Self::InvalidIssuer => "the token was not issued by a trusted issuer",
+            Self::InvalidAudience => "audience does not include this server",
+            Self::MissingClaim(_) => "the token lacks a required claim",
+            Self::InvalidClaim(_) => "a claim of the token has an invalid value",
+            Self::InsufficientScope { .. } => "the token lacks a required scope",
+            Self::InvalidType => "the token's type (typ) is not accepted",
+        }
+    }
+
+    /// Plain words for the client (`error_description`): the fixed words, or for the errors
+    /// with something to add, the particulars (how long ago, which claim, which scopes).
     pub fn description(&self) -> String {
         match self {
             Self::Malformed(why) => format!("malformed token: {why}"),
             Self::TooLarge { size, limit } => {
                 format!("token is {size} bytes, larger than the {limit}-byte limit")
             }
-            Self::UnsupportedAlgorithm => "token signing algorithm is not supported".into(),
             Self::AlgorithmNotAllowed(None) => {
                 "unsigned and HMAC-signed tokens are never accepted".into()
             }
@@ -102,7 +128,6 @@ impl TokenError {
             Self::KeyNotFound(KeyMiss::Ambiguous) => {
                 "token has no key id and several trusted keys fit its algorithm".into()
             }
-            Self::InvalidSignature => "token signature is invalid".into(),
             Self::Expired { seconds_ago } => format!("token expired {seconds_ago} s ago"),
             Self::NotYetValid { seconds_until } => {
                 format!("token is not valid for another {seconds_until} s")
@@ -110,15 +135,50 @@ impl TokenError {
             Self::IssuedInFuture { seconds_ahead } => {
                 format!("token was issued {seconds_ahead} s in the future")
             }
-            Self::InvalidIssuer => "token issuer is not trusted".into(),
-            Self::InvalidAudience => "audience does not include this server".into(),
             Self::MissingClaim(name) => format!("token lacks the required claim '{name}'"),
             Self::InvalidClaim(why) => format!("invalid claim: {why}"),
             Self::InsufficientScope { missing, .. } => {
                 format!("token lacks the required scope(s): {}", missing.join(" "))
             }
-            Self::InvalidType => "token type (typ) is not accepted".into(),
+            Self::UnsupportedAlgorithm
+            | Self::InvalidSignature
+            | Self::InvalidIssuer
+            | Self::InvalidAudience
+            | Self::InvalidType => self.fixed_description().into(),
         }
+    }
+
+    /// One error of every variant, and of every `KeyMiss` and `AlgorithmNotAllowed` form: what
+    /// the tests use to hold the Python classes to the same codes and words
+    /// (`tests/test_validator_api.py`, through `token_error_examples`).
+    pub fn examples() -> Vec<TokenError> {
+        vec![
+            Self::malformed("the token is not three base64url segments"),
+            Self::TooLarge {
+                size: 9000,
+                limit: 8192,
+            },
+            Self::UnsupportedAlgorithm,
+            Self::AlgorithmNotAllowed(None),
+            Self::AlgorithmNotAllowed(Some("RS384")),
+            Self::KeyNotFound(KeyMiss::UnknownKid),
+            Self::KeyNotFound(KeyMiss::WrongKeyType),
+            Self::KeyNotFound(KeyMiss::NoKeyForAlgorithm),
+            Self::KeyNotFound(KeyMiss::Ambiguous),
+            Self::InvalidSignature,
+            Self::Expired { seconds_ago: 42 },
+            Self::NotYetValid { seconds_until: 7 },
+            Self::IssuedInFuture { seconds_ahead: 9 },
+            Self::InvalidIssuer,
+            Self::InvalidAudience,
+            Self::MissingClaim("sub".into()),
+            Self::InvalidClaim(Cow::Borrowed("'exp' must be a number")),
+            Self::InsufficientScope {
+                required: vec!["mcp:tools".into(), "mcp:admin".into()],
+                missing: vec!["mcp:admin".into()],
+            },
+            Self::InvalidType,
+        ]
     }
 }
 
@@ -161,3 +221,62 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// A number per variant. Adding a variant stops this match from compiling until it gets
+    /// one; `VARIANTS` then grows, and the test below fails until `examples()` lists it.
+    fn variant(error: &TokenError) -> usize {
+        match error {
+            TokenError::Malformed(_) => 0,
+            TokenError::TooLarge { .. } => 1,
+            TokenError::UnsupportedAlgorithm => 2,
+            TokenError::AlgorithmNotAllowed(_) => 3,
+            TokenError::KeyNotFound(_) => 4,
+            TokenError::InvalidSignature => 5,
+            TokenError::Expired { .. } => 6,
+            TokenError::NotYetValid { .. } => 7,
+            TokenError::IssuedInFuture { .. } => 8,
+            TokenError::InvalidIssuer => 9,
+            TokenError::InvalidAudience => 10,
+            TokenError::MissingClaim(_) => 11,
+            TokenError::InvalidClaim(_) => 12,
+            TokenError::InsufficientScope { .. } => 13,
+            TokenError::InvalidType => 14,
+        }
+    }
+    const VARIANTS: usize = 15;
+
+    #[test]
+    fn examples_cover_every_variant_with_one_code_each() {
+        let examples = TokenError::examples();
+        let variants: BTreeSet<usize> = examples.iter().map(variant).collect();
+        assert_eq!(variants, (0..VARIANTS).collect());
+        let codes: BTreeSet<&str> = examples.iter().map(TokenError::code).collect();
+        assert_eq!(codes.len(), VARIANTS, "one code per variant");
+        let misses: BTreeSet<String> = examples
+            .iter()
+            .filter_map(|e| match e {
+                TokenError::KeyNotFound(miss) => Some(format!("{miss:?}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(misses.len(), 4, "every KeyMiss");
+    }
+
+    #[test]
+    fn one_fixed_description_per_code() {
+        let examples = TokenError::examples();
+        for a in &examples {
+            for b in &examples {
+                if a.code() == b.code() {
+                    assert_eq!(a.fixed_description(), b.fixed_description());
+                }
+            }
+            assert!(!a.description().is_empty());
+        }
+    }
+}

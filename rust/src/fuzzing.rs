@@ -428,15 +428,12 @@ pub fn json(data: &[u8]) {
 pub fn base64url(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let decoded = base64url::decode(text);
-        let mut buffer = vec![1, 2, 3];
-        assert_eq!(base64url::decode_into(text, &mut buffer), decoded.is_some());
         let mut bounded = vec![0; base64url::decoded_len_bound(text)];
         assert_eq!(
             base64url::decode_to(text, &mut bounded).map(<[u8]>::to_vec),
             decoded
         );
         if let Some(bytes) = decoded {
-            assert_eq!(buffer, bytes);
             assert_eq!(base64url::encode(&bytes), text);
         }
     }

@@ -68,6 +68,31 @@ impl From<TokenError> for PyErr {
     }
 }
 
+/// Each error code with its fixed, client-safe words: where `errors.py` takes the
+/// `default_description` of every class the core raises.
+#[pyfunction]
+fn token_error_descriptions(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let table = PyDict::new(py);
+    for error in TokenError::examples() {
+        table.set_item(error.code(), error.fixed_description())?;
+    }
+    Ok(table)
+}
+
+/// One error of every kind the core raises, as `(code, description, exception)`, the exception
+/// made by the one conversion above: the tests hold the Python classes to the same codes and words.
+#[pyfunction]
+fn token_error_examples(py: Python<'_>) -> Vec<(&'static str, String, Py<PyAny>)> {
+    TokenError::examples()
+        .into_iter()
+        .map(|error| {
+            let (code, description) = (error.code(), error.description());
+            let exception = PyErr::from(error).into_value(py).into_any();
+            (code, description, exception)
+        })
+        .collect()
+}
+
 // The middleware's own refusal of a malformed `Authorization` header (`authorize`).
 mod request_errors {
     pyo3::import_exception!(mcp_oauth2.errors, InvalidRequestError);
@@ -350,9 +375,11 @@ impl AuthenticatedUser {
     fn __repr__(&self) -> String {
         let mut scopes: Vec<&str> = self.verified.scopes().collect();
         scopes.sort_unstable();
+        let text = |value: Option<&str>| value.map_or("None".to_string(), |v| format!("{v:?}"));
         format!(
-            "AuthenticatedUser(subject={:?}, issuer={:?}, scopes={:?}, expires_at={})",
-            self.identity_text(),
+            "AuthenticatedUser(subject={}, client_id={}, issuer={:?}, scopes={:?}, expires_at={})",
+            text(self.verified.subject()),
+            text(self.verified.client_id()),
             self.verified.issuer(),
             scopes,
             self.verified
@@ -983,5 +1010,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScopeRules>()?;
     m.add_function(wrap_pyfunction!(peek_header, m)?)?;
     m.add_function(wrap_pyfunction!(peek_issuer, m)?)?;
+    m.add_function(wrap_pyfunction!(token_error_descriptions, m)?)?;
+    m.add_function(wrap_pyfunction!(token_error_examples, m)?)?;
     Ok(())
 }

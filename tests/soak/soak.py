@@ -64,8 +64,11 @@ def serve(fd: int) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from mcp_oauth2 import AuthenticatedUser, OAuth2Middleware
-    from mcp_oauth2.middleware import SCOPE_KEY
+    from mcp_oauth2 import AuthenticatedUser, Authenticator, OAuth2Config, OAuth2Middleware
+
+    config = OAuth2Config()  # from the MCP_OAUTH2_* variables
+    # The key cache the configuration describes, built here so the soak can read its stats.
+    (source,) = set(Authenticator.from_config(config).sources.values())
 
     async def protected(request: Request) -> JSONResponse:
         user = request.user
@@ -73,8 +76,6 @@ def serve(fd: int) -> None:
         return JSONResponse({"subject": user.subject})
 
     async def keys(request: Request) -> JSONResponse:
-        middleware = request.scope[SCOPE_KEY]
-        (source,) = set(middleware.authenticator.sources.values())
         stats = source.stats()
         key_ids = list((await source.get_keys()).key_ids) if stats.key_count else []
         return JSONResponse(
@@ -87,9 +88,9 @@ def serve(fd: int) -> None:
         )
 
     app = Starlette(routes=[Route("/mcp", protected), Route(STATS_PATH, keys)])
-    app.add_middleware(OAuth2Middleware)  # OAuth2Config() from the MCP_OAUTH2_* variables
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+    app.add_middleware(OAuth2Middleware, config=config, key_sources=source)
+    server = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(server).run(sockets=[socket.socket(fileno=fd)])
 
 
 # -- the driver ----------------------------------------------------------------------------------

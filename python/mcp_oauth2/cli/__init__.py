@@ -4,6 +4,6 @@
 documentation's CLI page). Also runnable as ``python -m mcp_oauth2.cli``.
 """
 
-from mcp_oauth2.cli.app import main
+from mcp_oauth2.cli._app import main
 
 __all__ = ["main"]

@@ -1,0 +1,167 @@
+"""The protected MCP server of the interop run, and the MCP SDK client that drives it.
+
+The wiring is the demo's (``examples/demo.py``): FastAPI with an exempt ``/health``, the official
+``mcp`` SDK's ``MCPServer`` over streamable HTTP at exactly ``/mcp``, ``ToolScopes`` for the
+``admin_reset`` tool and ``OAuth2Middleware`` in front. Only the public API of ``mcp_oauth2`` is
+used. ``SDKClient`` is the SDK's own client over an HTTP client that records every answer, so a
+refusal's status and ``WWW-Authenticate`` can be read after the SDK turned it into an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict
+
+import httpx2
+from fastapi import FastAPI
+from mcp.client import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from starlette.requests import Request
+
+from mcp_oauth2 import AuthenticatedUser, KeySource, OAuth2Config, OAuth2Middleware, ToolScopes
+
+__all__ = [
+    "ADMIN_SCOPE",
+    "MCP_PATH",
+    "TOOLS_SCOPE",
+    "Exchange",
+    "SDKClient",
+    "build_app",
+    "challenge_params",
+]
+
+MCP_PATH: Final = "/mcp"
+HEALTH: Final = "/health"
+TOOLS_SCOPE: Final = "mcp:tools"
+ADMIN_SCOPE: Final = "mcp:admin"
+TOOL_SCOPES: Final[Mapping[str, tuple[str, ...]]] = {"admin_reset": (ADMIN_SCOPE,)}
+_CLIENT_TIMEOUT: Final = 30.0
+_CHALLENGE_PARAM: Final = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
+
+
+class Identity(TypedDict):
+    """What ``whoami`` answers: the caller as the middleware authenticated it."""
+
+    subject: str | None
+    client_id: str | None
+    scopes: list[str]
+    audience: list[str]
+
+
+def _user(ctx: Context[Any, Any]) -> AuthenticatedUser:
+    request = ctx.request_context.request
+    user = request.scope.get("user") if isinstance(request, Request) else None
+    if not isinstance(user, AuthenticatedUser):
+        raise RuntimeError("no authenticated user: is OAuth2Middleware installed?")
+    return user
+
+
+def _mcp_server() -> MCPServer[Any]:
+    server: MCPServer[Any] = MCPServer("mcp-oauth2 interop", log_level="WARNING")
+
+    @server.tool()
+    def whoami(ctx: Context[Any, Any]) -> Identity:
+        """Who is calling: the token's subject, client, scopes and audience."""
+        user = _user(ctx)
+        return Identity(
+            subject=user.subject,
+            client_id=user.client_id,
+            scopes=sorted(user.scopes),
+            audience=list(user.audience),
+        )
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Answer ``text`` unchanged."""
+        return text
+
+    @server.tool()
+    def admin_reset(ctx: Context[Any, Any]) -> str:
+        """A privileged operation (needs mcp:admin); resets nothing."""
+        return f"reset done by {_user(ctx).subject}"
+
+    return server
+
+
+def build_app(
+    config: OAuth2Config,
+    key_sources: KeySource | None = None,
+    *,
+    at_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> FastAPI:
+    """FastAPI with ``/health`` (exempt in ``config``) and the MCP endpoint at ``/mcp``.
+
+    ``at_shutdown`` runs in the server's event loop when it stops (to close an HTTP client
+    given to ``key_sources``, which belongs to that loop).
+    """
+    server = _mcp_server()
+    mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with server.session_manager.run():
+            yield
+        for close in at_shutdown:
+            await close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get(HEALTH)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.mount("/", ToolScopes(mcp_app, TOOL_SCOPES))
+    app.add_middleware(OAuth2Middleware, config=config, key_sources=key_sources)
+    return app
+
+
+@dataclass
+class Exchange:
+    method: str
+    url: str
+    status: int
+    headers: httpx2.Headers
+
+
+class SDKClient:
+    """The ``mcp`` SDK client over streamable HTTP with a bearer token, recording answers."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url
+        self.token = token
+        self.exchanges: list[Exchange] = []
+
+    async def _record(self, response: httpx2.Response) -> None:
+        request = response.request
+        self.exchanges.append(
+            Exchange(request.method, str(request.url), response.status_code, response.headers)
+        )
+
+    def last_refusal(self) -> Exchange | None:
+        return next((e for e in reversed(self.exchanges) if e.status >= 400), None)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[ClientSession]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        async with (
+            httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(_CLIENT_TIMEOUT),
+                event_hooks={"response": [self._record]},
+            ) as http,
+            streamable_http_client(self.url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            yield session
+
+
+def challenge_params(header: str) -> dict[str, str]:
+    """The parameters of a ``Bearer`` challenge (quoted values unescaped)."""
+    return {
+        name: re.sub(r"\\(.)", r"\1", value) for name, value in _CHALLENGE_PARAM.findall(header)
+    }

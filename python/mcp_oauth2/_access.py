@@ -1,0 +1,217 @@
+"""Who may pass, and how a refusal reads: effective scopes, missing scopes, and every answer given
+in place of the application's (400, 401, 403, 413 and 503).
+
+``AccessControl`` is built once from the configuration by ``OAuth2Middleware``, which puts it into
+every request's ASGI scope under ``ACCESS_SCOPE_KEY``; ``ToolScopes`` and ``OAuth2Bearer`` take
+it from there, and ``MCPTokenVerifier`` builds its own. So the scope rules (``required_scopes``,
+``scope_implications`` applied transitively) and the wording of every refusal have this one owner.
+
+Refusals follow RFC 6750: a JSON body ``{"error", "error_description", "code"}`` (the 401 to a
+request without a token has no ``error``, section 3.1) and, on the answers about the token (400,
+401, 403), a ``WWW-Authenticate: Bearer`` challenge naming the RFC 9728 resource metadata and the
+scopes to ask for. Every value placed into the header is a quoted-string with backslash and quote
+escaped and characters outside printable ASCII dropped, so nothing can break out of its parameter
+or start a new header line. Descriptions come from the errors' client-safe ``description``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from starlette.types import Send
+
+from mcp_oauth2._resource_metadata import metadata_url
+from mcp_oauth2.errors import AuthorizationError, InsufficientScopeError, JWKSUnavailableError
+
+if TYPE_CHECKING:
+    from mcp_oauth2._config import OAuth2Config
+
+__all__ = ["ACCESS_SCOPE_KEY", "AccessControl", "Refusal", "RefusalRaised", "quote"]
+
+ACCESS_SCOPE_KEY: Final = "mcp_oauth2.access"
+"""The ASGI scope key under which ``OAuth2Middleware`` hands its ``AccessControl`` to the app."""
+
+
+def quote(value: str) -> str:
+    """``value`` as an RFC 9110 quoted-string, printable ASCII only."""
+    printable = "".join(ch for ch in value if " " <= ch <= "~")
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A complete answer refusing the request: status, headers (with Content-Length), body."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class RefusalRaised(Exception):  # noqa: N818 - not an error: an answer on its way out
+    """Carries a refusal from code that cannot answer by itself (a FastAPI dependency) out to
+    ``OAuth2Middleware``, which sends it.
+
+    FastAPI's exception middleware handles ``HTTPException`` and the handlers an application
+    registers for its own classes; this one passes through it unhandled (a handler for
+    ``Exception`` sits outside, in Starlette's ``ServerErrorMiddleware``). FastAPI resolves
+    dependencies before the endpoint runs, so no response has started when it arrives.
+    """
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.status)
+        self.refusal = refusal
+
+
+class AccessControl:
+    """The scope rules of one protected resource, and every refusal it answers with.
+
+    ``required_scopes`` is also the ``scope`` of a challenge that names no other, which a client
+    then asks the authorization server for: not ``scopes_supported``, since a least-privilege
+    client that may not have every supported scope would otherwise be refused by its
+    authorization server and could never connect.
+    """
+
+    def __init__(
+        self,
+        resource_metadata_url: str,
+        *,
+        required_scopes: Iterable[str] = (),
+        scope_implications: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        self.resource_metadata_url = resource_metadata_url
+        self.required_scopes = tuple(required_scopes)
+        self._implied = _transitive_closure(scope_implications or {})
+
+    @classmethod
+    def from_config(cls, config: OAuth2Config) -> AccessControl:
+        return cls(
+            metadata_url(config.resource_uri),
+            required_scopes=config.required_scopes,
+            scope_implications=config.scope_implications,
+        )
+
+    # -- scopes ---------------------------------------------------------------------------------
+
+    def effective_scopes(self, granted: Iterable[str]) -> frozenset[str]:
+        """The granted scopes plus every scope they imply (``scope_implications``)."""
+        if not self._implied:
+            return granted if isinstance(granted, frozenset) else frozenset(granted)
+        effective = set(granted)
+        for name in list(effective):
+            effective |= self._implied.get(name, frozenset())
+        return frozenset(effective)
+
+    def missing_scopes(self, granted: Iterable[str], needed: Iterable[str]) -> tuple[str, ...]:
+        """The needed scopes the granted ones (with implications) do not cover, in order."""
+        needed = tuple(needed)
+        if not needed:
+            return ()  # the common case on every request: no scope required
+        effective = self.effective_scopes(granted)
+        return tuple(dict.fromkeys(name for name in needed if name not in effective))
+
+    def every_scope_needed(self, needed: Iterable[str] = ()) -> tuple[str, ...]:
+        """``required_scopes`` and then ``needed``, each once: the ``scope`` of a 403 challenge,
+        so that a client stepping up asks for everything this request needs."""
+        return tuple(dict.fromkeys((*self.required_scopes, *needed)))
+
+    # -- refusals, one method per kind ------------------------------------------------------------
+
+    def missing_token(self) -> Refusal:
+        """401 without an ``error`` (RFC 6750 section 3.1): the client sent no token, so there is
+        no error to name, in the header or in the JSON body."""
+        body = {"error_description": "this resource needs a bearer token", "code": "missing_token"}
+        return _refusal(401, body, self._challenge())
+
+    def invalid(self, error: AuthorizationError) -> Refusal:
+        """The answer an error carries: 400 ``invalid_request``, 401 ``invalid_token`` or 403
+        ``insufficient_scope`` (challenging for the scopes it says are required)."""
+        scopes = error.required_scopes if isinstance(error, InsufficientScopeError) else None
+        challenge = self._challenge(error.error, error.description, scopes)
+        return _refusal(
+            error.status_code, _body(error.error, error.description, error.code), challenge
+        )
+
+    def scope_refusal(self, granted: Iterable[str], needed: Iterable[str]) -> Refusal | None:
+        """403 ``insufficient_scope`` when the granted scopes (with implications) do not cover
+        ``needed``, challenging for every scope needed; None when they do."""
+        missing = self.missing_scopes(granted, needed)
+        if not missing:
+            return None
+        return self.invalid(
+            InsufficientScopeError.lacking(missing, self.every_scope_needed(needed))
+        )
+
+    def unavailable(self, error: JWKSUnavailableError) -> Refusal:
+        """503 with ``Retry-After`` and no challenge: keys cannot be had right now, so nothing can
+        be verified, and there is nothing the client could fix."""
+        body = _body("temporarily_unavailable", error.description, error.code)
+        return _refusal(503, body, None, (b"retry-after", str(error.retry_after).encode()))
+
+    def body_too_large(self, limit: int) -> Refusal:
+        """413 for a body too large to be checked (``ToolScopes``): not about the token, so no
+        challenge."""
+        description = f"the request body exceeds the {limit}-byte limit of the tool-scope check"
+        return _refusal(413, _body("invalid_request", description, "body_too_large"), None)
+
+    def body_too_deep(self) -> Refusal:
+        """400 for a body nested too deeply for the JSON parser to finish (``ToolScopes``)."""
+        description = "the request body is nested too deeply to be checked"
+        return _refusal(400, _body("invalid_request", description, "invalid_request"), None)
+
+    def _challenge(
+        self,
+        error: str | None = None,
+        description: str | None = None,
+        scopes: Iterable[str] | None = None,
+    ) -> str:
+        params = [f"resource_metadata={quote(self.resource_metadata_url)}"]
+        names = tuple(self.required_scopes if scopes is None else scopes)
+        if names:
+            params.append(f"scope={quote(' '.join(names))}")
+        if error is not None:
+            params.append(f"error={quote(error)}")
+        if description:
+            params.append(f"error_description={quote(description)}")
+        return "Bearer " + ", ".join(params)
+
+
+def _transitive_closure(implications: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """Each broader scope with every scope it implies, directly or through others
+    (``mcp:admin`` -> ``mcp:write`` -> ``mcp:read``), computed once."""
+    direct = {broad: frozenset(narrow) for broad, narrow in implications.items()}
+    closure: dict[str, frozenset[str]] = {}
+    for broad, narrow in direct.items():
+        seen: set[str] = set()
+        pending = list(narrow)
+        while pending:
+            name = pending.pop()
+            if name not in seen:
+                seen.add(name)
+                pending.extend(direct.get(name, ()))
+        closure[broad] = frozenset(seen)
+    return closure
+
+
+def _body(error: str, description: str, code: str) -> dict[str, str]:
+    return {"error": error, "error_description": description, "code": code}
+
+
+def _refusal(
+    status: int,
+    body: Mapping[str, str],
+    challenge: str | None,
+    *extra: tuple[bytes, bytes],
+) -> Refusal:
+    content = json.dumps(body, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge.encode("ascii")))
+    headers += [*extra, (b"content-length", str(len(content)).encode())]
+    return Refusal(status, tuple(headers), content)

@@ -1,0 +1,124 @@
+"""One bounded HTTP GET of a small document (a JWKS or authorization-server metadata).
+
+Bounded in every way a hostile or broken server could stretch it: one total deadline across all
+attempts, a body cap enforced while streaming, no redirects, only status 200, and a few retries
+(with exponential backoff and jitter) for connection errors and 5xx answers only.
+
+The request asks for ``Accept-Encoding: identity`` and an answer in any other content coding is
+refused unread: the body is read raw, so the byte cap bounds what arrives and what is kept alike
+(a 600-byte ``Content-Encoding: gzip, gzip`` answer can otherwise inflate to hundreds of MB).
+Key and metadata documents are a few KB; compressing them saves nothing worth that risk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["FetchError", "FetchLimits", "FetchedDocument", "fetch_document", "new_client"]
+
+ACCEPT = "application/jwk-set+json, application/json;q=0.9"
+USER_AGENT = "mcp-oauth2"
+# ASCII digits only, and few enough that int() is cheap ("²".isdigit() is True too).
+DECIMAL = re.compile(r"[0-9]{1,18}")
+# First retry after about 0.1 s, then 0.2 s, ... (times a jitter factor in [0.5, 1.5)).
+RETRY_BASE_DELAY = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """The bounds of one fetch."""
+
+    deadline: float
+    """Seconds for the whole fetch, retries included."""
+    max_bytes: int
+    """Largest body accepted, counted as received."""
+    retries: int
+    """Extra attempts after a connection error or a 5xx answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedDocument:
+    body: bytes
+    headers: httpx.Headers
+
+
+class FetchError(Exception):
+    """A fetch that failed. ``str()`` is for logs (it names the URL), never for clients."""
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail)
+        self.retryable = retryable
+
+
+def new_client(timeout: float) -> httpx.AsyncClient:
+    """The shared client: connection reuse, at most two connections, never following redirects."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+        timeout=httpx.Timeout(timeout),
+        headers={"Accept": ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT},
+    )
+
+
+async def fetch_document(
+    client: httpx.AsyncClient, url: str, limits: FetchLimits
+) -> FetchedDocument:
+    """GET ``url``; raise ``FetchError`` unless it answers 200 within the limits."""
+    deadline = limits.deadline
+    try:
+        async with asyncio.timeout(deadline):
+            attempt = 0
+            while True:
+                try:
+                    return await _get_once(client, url, limits.max_bytes)
+                except FetchError as error:
+                    if not error.retryable or attempt >= limits.retries:
+                        raise
+                delay = RETRY_BASE_DELAY * (2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311
+                attempt += 1
+                await asyncio.sleep(delay)
+    except TimeoutError:
+        detail = f"GET {url}: no complete answer within {deadline:g} s"
+        raise FetchError(detail, retryable=False) from None
+
+
+async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int) -> FetchedDocument:
+    try:
+        async with client.stream("GET", url, follow_redirects=False) as response:
+            status = response.status_code
+            if status != 200:
+                where = response.headers.get("location", "")
+                hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
+                raise FetchError(f"GET {url}: HTTP {status}{hint}", retryable=status >= 500)
+            coding = response.headers.get("content-encoding", "identity").strip().lower()
+            if coding not in ("", "identity"):
+                raise FetchError(
+                    f"GET {url}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
+                    retryable=False,
+                )
+            declared = response.headers.get("content-length", "")
+            if DECIMAL.fullmatch(declared) and int(declared) > max_bytes:
+                raise FetchError(
+                    f"GET {url}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
+                    retryable=False,
+                )
+            body = bytearray()
+            # Raw bytes: nothing is decoded, so the cap counts exactly what the server sent.
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(
+                        f"GET {url}: body exceeds the {max_bytes}-byte limit", retryable=False
+                    )
+            return FetchedDocument(bytes(body), response.headers)
+    except httpx.TransportError as error:
+        kind = type(error).__name__
+        raise FetchError(f"GET {url}: {kind}: {error}", retryable=True) from error
+    except httpx.HTTPError as error:  # a protocol-level answer httpx cannot use
+        kind = type(error).__name__
+        raise FetchError(f"GET {url}: {kind}: {error}", retryable=False) from error

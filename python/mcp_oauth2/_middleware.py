@@ -1,0 +1,201 @@
+"""``OAuth2Middleware``: one line protects a Starlette or FastAPI app.
+
+    app.add_middleware(OAuth2Middleware, config=OAuth2Config(issuer=..., audience=...))
+
+Pure ASGI. For ``http`` and ``websocket`` scopes it reads the bearer token from the
+``Authorization`` header only, authenticates it (signature, issuer, audience, lifetime, scopes)
+and either answers as RFC 6750 and RFC 9728 prescribe or calls the application with
+``scope["user"]`` (the ``AuthenticatedUser``) and ``scope["auth"]`` (Starlette
+``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
+untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
+metadata document itself, and starts and stops the key caches with the application's lifespan.
+
+Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
+middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
+``OAuth2Bearer`` raises from inside a FastAPI app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
+from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._exemptions import Exemptions
+from mcp_oauth2._jwks import KeySource
+from mcp_oauth2._resource_metadata import ResourceMetadata
+from mcp_oauth2.errors import (
+    AuthorizationError,
+    InvalidRequestError,
+    JWKSError,
+    JWKSUnavailableError,
+)
+
+__all__ = ["OAuth2Middleware", "bearer_token"]
+
+logger = logging.getLogger("mcp_oauth2.middleware")
+
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+# (checked with bytes.translate: several times faster than a regex over a 1 KB token).
+B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+# RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
+WS_POLICY_VIOLATION = 1008
+
+
+class OAuth2Middleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: OAuth2Config | None = None,
+        *,
+        key_sources: KeySource | Mapping[str, KeySource] | None = None,
+    ) -> None:
+        """``config`` defaults to ``OAuth2Config()`` read from ``MCP_OAUTH2_*`` variables.
+
+        ``key_sources`` replaces the key caches built from the configuration (for example a
+        ``StaticKeys`` in tests, or caches shared between several apps).
+        """
+        self.app = app
+        self.config = config if config is not None else OAuth2Config()
+        config = self.config
+        self.authenticator = Authenticator.from_config(config, key_sources)
+        self.access = AccessControl.from_config(config)
+        self.exemptions = Exemptions(config.exempt_routes)
+        self.metadata = ResourceMetadata(config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        scope[ACCESS_SCOPE_KEY] = self.access
+        path = _app_path(scope)
+        method = scope.get("method", "GET")
+        if kind == "http" and path in self.metadata.paths:
+            await self.metadata.send(method, send)
+            return
+        if self.exemptions.match(method, path) is not None:
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        elif (refusal := await self._admit(scope)) is not None:
+            if kind == "websocket":
+                await _refuse_websocket(receive, send, refusal.status)
+            else:
+                await refusal.send(send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except RefusalRaised as raised:
+            # A refusal from within the app (the FastAPI dependency), before any response.
+            if kind != "http":
+                raise
+            await raised.refusal.send(send)
+
+    async def _admit(self, scope: Scope) -> Refusal | None:
+        """Authenticate the request into ``scope["user"]`` and ``scope["auth"]`` (with the
+        effective scopes), or return the refusal."""
+        try:
+            token = bearer_token(scope)
+            if token is None:
+                return self.access.missing_token()
+            user = await self.authenticator.authenticate(token)
+        except Exception as error:
+            return self._refusal_for(error, scope)
+        granted = self.access.effective_scopes(user.scopes)
+        refusal = self.access.scope_refusal(granted, self.access.required_scopes)
+        if refusal is not None:
+            logger.debug("refused %s: insufficient_scope", scope.get("path", "")[:200])
+            return refusal
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(sorted(granted))
+        return None
+
+    def _refusal_for(self, error: Exception, scope: Scope) -> Refusal:
+        if isinstance(error, AuthorizationError):
+            logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
+            return self.access.invalid(error)
+        if isinstance(error, JWKSUnavailableError):
+            return self.access.unavailable(error)
+        if isinstance(error, JWKSError):
+            logger.error("key set unusable: %s", error.detail)
+            return self.access.unavailable(JWKSUnavailableError(error.detail))
+        # Never a 500, never an accidental accept: log it and fail closed.
+        logger.error("unexpected error while authenticating a request", exc_info=error)
+        return self.access.unavailable(JWKSUnavailableError("internal error"))
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        """Warm the key caches at startup and close them at shutdown, then pass the message on."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.authenticator.start()
+                except Exception:
+                    # The application must start whatever the key server does: requests fail
+                    # closed (503) until keys can be had, and exempt routes keep working.
+                    logger.exception("key prefetch at startup failed; requests answer 503")
+            elif message["type"] == "lifespan.shutdown":
+                await self.authenticator.aclose()
+            return message
+
+        return wrapped
+
+
+def _app_path(scope: Scope) -> str:
+    """The request path within the application (``root_path`` removed when present)."""
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The bearer token, None if there is none, or ``InvalidRequestError`` if the request is
+    malformed (RFC 6750 section 3.1)."""
+    values = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            values.append(value)
+    if not values:
+        query = scope.get("query_string", b"")
+        if b"access_token" in query and any(
+            name == "access_token" for name, _ in parse_qsl(query.decode("latin-1"))
+        ):
+            raise InvalidRequestError(
+                "access tokens are accepted only in the Authorization header, not in the URL"
+            )
+        return None
+    if len(values) > 1:
+        raise InvalidRequestError("the request has more than one Authorization header")
+    scheme, _, credentials = values[0].strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None  # another scheme: to this resource, no token was presented
+    credentials = credentials.strip(b" ")
+    if not credentials:
+        raise InvalidRequestError("the Bearer credentials are empty")
+    body = credentials.rstrip(b"=")
+    if not body or body.translate(None, B64TOKEN_CHARS):
+        raise InvalidRequestError(
+            "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)"
+        )
+    token: str = credentials.decode("ascii")
+    return token
+
+
+async def _refuse_websocket(receive: Receive, send: Send, status: int) -> None:
+    """Close before accepting (the server answers the handshake with 403)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        reason = "authentication required" if status == 401 else "not authorized"
+        await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": reason})

@@ -1,0 +1,121 @@
+"""The command's view of a deployment's configuration: ``MCP_OAUTH2_*`` variables and ``.env``.
+
+The configuration is built exactly as the middleware builds it, ``OAuth2Config()`` over the
+process environment, after the ``MCP_OAUTH2_*`` lines of a ``.env`` file (if any) have been
+added the way ``uvicorn --env-file`` or ``docker run --env-file`` would add them: a variable
+already set in the environment wins. Other lines of the file are ignored, so a ``.env`` shared
+with the application works. Validation errors become one line per problem, never the input
+values themselves (which could be secrets) beyond what the library's own messages quote.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import ValidationError
+
+from mcp_oauth2._config import OAuth2Config
+
+__all__ = [
+    "PREFIX",
+    "ConfigError",
+    "load_config",
+    "load_env_file",
+    "unknown_variables",
+]
+
+PREFIX = "MCP_OAUTH2_"
+_EXAMPLES = {
+    "issuer": "https://auth.example.com",
+    "audience": "https://mcp.example.com/mcp",
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``lines`` has one plain sentence per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def load_env_file(path: Path) -> list[str]:
+    """Put the file's ``MCP_OAUTH2_*`` values into ``os.environ`` (unless already set).
+
+    Returns the names it set. Raises ``ConfigError`` when the file cannot be read.
+    """
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"cannot read {path}: {error}"]) from None
+    added = []
+    for name, value in values.items():
+        if value is None or not name.upper().startswith(PREFIX):
+            continue
+        if name.upper() not in (key.upper() for key in os.environ):
+            os.environ[name] = value
+            added.append(name)
+    return added
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``MCP_OAUTH2_*`` variables that name no setting (a typo is silently ignored otherwise)."""
+    known = {env_name(field) for field in OAuth2Config.model_fields}
+    lines = []
+    for name in sorted(environ if environ is not None else os.environ):
+        upper = name.upper()
+        if upper.startswith(PREFIX) and upper not in known:
+            guess = difflib.get_close_matches(upper, known, n=1)
+            hint = f"; did you mean {guess[0]}?" if guess else ""
+            lines.append(f"{name} is not a setting of mcp-oauth2 and is ignored{hint}")
+    return lines
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None
+) -> OAuth2Config:
+    """``OAuth2Config(**overrides)`` over the environment; ``ConfigError`` if it is invalid.
+
+    ``flags`` maps a field given on the command line to its option (``issuer`` -> ``--issuer``),
+    so a problem is reported under the name the user typed.
+    """
+    try:
+        return OAuth2Config(**dict(overrides or {}))
+    except ValidationError as error:
+        raise ConfigError(describe(error, flags or {})) from None
+
+
+def describe(error: ValidationError, flags: Mapping[str, str]) -> list[str]:
+    """One line per problem, each naming the variable (or option) to change."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        location = problem.get("loc") or ()
+        field = str(location[0]) if location else ""
+        message = str(problem.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        if field in OAuth2Config.model_fields:
+            name = flags.get(field) or env_name(field)
+            if problem.get("type") == "missing":
+                example = _EXAMPLES.get(field, "...")
+                option = f" (or {flags.get(field, '')})" if field in flags else ""
+                lines.append(
+                    f"{env_name(field)}{option} is required, e.g. {env_name(field)}={example}"
+                )
+            elif field in flags:
+                lines.append(f"{name}: {message}")
+            elif env_name(field) in message:
+                lines.append(message)
+            else:
+                lines.append(f"{name}: {message}")
+        else:
+            lines.append(message)
+    return lines

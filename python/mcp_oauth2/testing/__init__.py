@@ -1,0 +1,52 @@
+"""A local OAuth 2.1 authorization server for tests and demos: keys, tokens, discovery, JWKS, and a
+loopback server for the app under test.
+
+``LocalIssuer`` holds signing keys, mints access tokens (RFC 9068 style JWTs) and deliberately
+broken ones, and serves its RFC 8414 metadata and JWKS over real HTTP on loopback, so a test
+exercises the same code path as production: discovery, key fetching, caching and validation.
+It can also misbehave on request (error statuses, junk bodies, huge or hanging answers, refused
+connections) for resilience tests::
+
+    from mcp_oauth2 import KeySet, TokenValidator
+    from mcp_oauth2.testing import LocalIssuer
+
+    issuer = LocalIssuer(default_audience="https://mcp.example.com/mcp")
+    with issuer.serve() as base_url:           # or: async with issuer.serve_async()
+        token = issuer.mint(scopes=["read"])
+        validator = TokenValidator(issuer.issuer, "https://mcp.example.com/mcp")
+        user = validator.validate(token, KeySet.from_jwks(issuer.jwks()))
+        issuer.fault = "status:503"            # the JWKS endpoint now fails
+
+``AppServer`` serves any ASGI app under uvicorn on a free loopback port; ``bind_loopback`` and
+``url_of`` let the app know its URL first.
+
+Needs the ``testing`` extra (``pip install 'mcp-oauth2[testing]'``: cryptography and uvicorn).
+The parts: ``_keys`` (keys and minting), ``_issuer_app`` (the issuer's ASGI app), ``_faults``
+(fault injection), ``_loopback`` (the one uvicorn runner), ``_local_issuer``, ``_app_server``.
+"""
+
+try:
+    import cryptography  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "mcp_oauth2.testing needs the 'testing' extra: pip install 'mcp-oauth2[testing]'"
+    ) from error
+
+from mcp_oauth2.testing._app_server import AppServer
+from mcp_oauth2.testing._faults import BOMB_DECODED_BYTES, HUGE_BODY_BYTES, NESTED_JSON_DEPTH
+from mcp_oauth2.testing._keys import DEFAULT_CLIENT_ID, MintOptions
+from mcp_oauth2.testing._local_issuer import LocalIssuer
+from mcp_oauth2.testing._loopback import bind_loopback, url_of
+
+__all__ = [
+    "BOMB_DECODED_BYTES",
+    "DEFAULT_CLIENT_ID",
+    "HUGE_BODY_BYTES",
+    "NESTED_JSON_DEPTH",
+    "AppServer",
+    "LocalIssuer",
+    "MintOptions",
+    "bind_loopback",
+    "url_of",
+]
