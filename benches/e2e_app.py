@@ -51,7 +51,7 @@ def plain_app() -> FastAPI:
 
 def protected_app() -> FastAPI:
     # MCP_OAUTH2_ISSUER, MCP_OAUTH2_AUDIENCE, MCP_OAUTH2_JWKS_URI, MCP_OAUTH2_EXEMPT_ROUTES
-    config = OAuth2Config()  # type: ignore[call-arg]
+    config = OAuth2Config()
     assert config.jwks_uri is not None, "the benchmark sets MCP_OAUTH2_JWKS_URI"
     source = JWKSCache(jwks_uri=config.jwks_uri, settings=config.cache_settings())
     return build_app(config, key_sources=source)

@@ -13,11 +13,10 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
-from starlette.authentication import AuthCredentials
 
 from cases import AUDIENCE
 from e2e_app import PING_PATH, build_app
@@ -32,11 +31,6 @@ from mcp_oauth2 import (
 )
 from mcp_oauth2.testing import LocalIssuer
 
-try:  # exported by the package once the middleware uses it
-    from mcp_oauth2 import ScopeRules  # type: ignore[attr-defined]
-except ImportError:
-    from mcp_oauth2._rust import ScopeRules
-
 ROUNDS = 300
 BATCH_NS = 3_000_000
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"11")]
@@ -44,7 +38,6 @@ COLD_STARTS = 9
 
 MINIMAL = "minimal ASGI app"
 MINIMAL_PROTECTED = "minimal ASGI app + OAuth2Middleware"
-NATIVE = "minimal ASGI app + native path (projected)"
 FASTAPI = "FastAPI endpoint"
 FASTAPI_PROTECTED = "FastAPI endpoint + OAuth2Middleware"
 AUTHENTICATE = "Authenticator.authenticate (warm caches)"
@@ -53,7 +46,6 @@ UNCACHED = "TokenValidator.validate (uncached)"
 CASES = (
     MINIMAL,
     MINIMAL_PROTECTED,
-    NATIVE,
     FASTAPI,
     FASTAPI_PROTECTED,
     AUTHENTICATE,
@@ -89,53 +81,6 @@ def http_scope(token: str | None) -> dict[str, Any]:
     }
 
 
-class NativePath:
-    """The middleware's request path as it runs once wired to ``TokenValidator.authorize``.
-
-    Per request, what ``OAuth2Middleware`` does before calling the app: the path within the
-    app (``root_path`` removed), the metadata and exemption checks (here a set lookup each: no
-    route is exempt), the ``Authorization`` header found among the headers (a second one is
-    refused), the key set from the key source (``await get_keys()``, as today), then one native
-    call for the bearer check, the verified-token cache, validation and the scope rules, and
-    ``scope["user"]`` and ``scope["auth"]`` set from its answer.
-    """
-
-    def __init__(
-        self, app: Any, validator: TokenValidator, source: JWKSCache, rules: ScopeRules
-    ) -> None:
-        self.app = app
-        self.validator = validator
-        self.source = source
-        self.rules = rules
-        self.metadata_paths = frozenset({"/.well-known/oauth-protected-resource"})
-        self.exempt: frozenset[str] = frozenset()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path: str = scope.get("path") or "/"
-        root: str = scope.get("root_path") or ""
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
-        if path in self.metadata_paths or path in self.exempt:
-            raise NotImplementedError("not on the measured path")
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if header is not None:
-                    raise NotImplementedError("400: two Authorization headers")
-                header = value
-        outcome = None
-        if header is not None:
-            keys = await self.source.get_keys()
-            outcome = self.validator.authorize(header, keys, self.rules)
-        if outcome is None:
-            await send({"type": "http.response.start", "status": 401, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        scope["user"], effective = outcome
-        scope["auth"] = AuthCredentials(effective)
-        await self.app(scope, receive, send)
-
-
 class Recorder:
     """``receive`` and ``send`` for direct calls; counts the statuses answered."""
 
@@ -145,7 +90,7 @@ class Recorder:
     async def receive(self) -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.statuses[message["status"]] += 1
 
@@ -168,12 +113,6 @@ def middleware_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: b
     plain = build_app(None)
     protected = build_app(config, key_sources=source)
     minimal_protected = OAuth2Middleware(minimal, config, key_sources=source)
-    native = NativePath(
-        minimal,
-        config.token_validator(),
-        source,
-        ScopeRules(config.scope_implications, config.required_scopes),
-    )
     scope = http_scope(token)
     answers = Recorder()
 
@@ -187,7 +126,6 @@ def middleware_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: b
     cases: dict[str, Batch] = {
         MINIMAL: timed_async(loop, caller(minimal)),
         MINIMAL_PROTECTED: timed_async(loop, caller(minimal_protected)),
-        NATIVE: timed_async(loop, caller(native)),
         FASTAPI: timed_async(loop, caller(plain)),
         FASTAPI_PROTECTED: timed_async(loop, caller(protected)),
         AUTHENTICATE: timed_async(loop, lambda: authenticator.authenticate(token)),
@@ -200,9 +138,9 @@ def middleware_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: b
         assert set(answers.statuses) == {200}, answers.statuses
         # A request without a token is refused: the protected apps are not pass-throughs.
         answers.statuses.clear()
-        for app in (protected, minimal_protected, native):
+        for app in (protected, minimal_protected):
             loop.run_until_complete(app(http_scope(None), answers.receive, answers.send))
-        assert answers.statuses == Counter({401: 3}), answers.statuses
+        assert answers.statuses == Counter({401: 2}), answers.statuses
     finally:
         loop.run_until_complete(source.aclose())
     return run
@@ -213,7 +151,7 @@ def test_middleware(benchmark: Any, middleware_run: Run, name: str) -> None:
     benchmark.group = "middleware"
     run = middleware_run
     extra: dict[str, Any] = {"conditions": run.conditions}
-    if name in (MINIMAL_PROTECTED, NATIVE):
+    if name == MINIMAL_PROTECTED:
         extra["over"] = {"app": MINIMAL, "paired_us": paired_difference(run, name, MINIMAL)}
     if name == FASTAPI_PROTECTED:
         extra["over"] = {"app": FASTAPI, "paired_us": paired_difference(run, name, FASTAPI)}

@@ -33,6 +33,15 @@ TARGET_S = 0.2
 MCP_CACHED_MANY = "mcp-oauth2 (cached, 512 sessions)"
 
 
+def same_token(validate: Callable[[str], object], token: str) -> Callable[[int], object]:
+    """A call of ``validate`` on ``token`` whatever the worker's index."""
+
+    def call(_: int) -> object:
+        return validate(token)
+
+    return call
+
+
 def throughput(call: Callable[[int], object], threads: int, work: int) -> tuple[float, float]:
     """Calls per second with ``threads`` threads doing ``work`` calls each; and cores used.
 
@@ -157,7 +166,7 @@ def test_threads(benchmark: Any, issuer: LocalIssuer, full: bool, alg: str) -> N
     for library in libraries(issuer, alg, tokens):
         assert all(check_library(library, tokens).values()), library.name
         if library.uncached:
-            calls[library.name] = lambda _, validate=library.validate: validate(tokens.good)
+            calls[library.name] = same_token(library.validate, tokens.good)
     keys = KeySet.from_jwks(issuer.jwks())
     cached = TokenValidator(issuer.issuer, AUDIENCE)
     many = session_tokens(issuer, 512 if full else 4)

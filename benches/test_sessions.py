@@ -47,7 +47,7 @@ def tokens(issuer: LocalIssuer, full: bool) -> list[str]:
 def test_sessions(
     benchmark: Any, issuer: LocalIssuer, tokens: list[str], full: bool, cache_size: int
 ) -> None:
-    spec = {
+    spec: dict[str, Any] = {
         "jwks": issuer.jwks(),
         "issuer": issuer.issuer,
         "audience": AUDIENCE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -217,12 +218,12 @@ MIDDLEWARE = OAuth2Middleware(
 
 def middleware_answer(header: bytes) -> tuple[str, Any]:
     """What ``OAuth2Middleware`` makes of a request carrying ``header``."""
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {

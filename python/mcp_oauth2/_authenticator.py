@@ -11,20 +11,30 @@ may predate the key).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_issuer
+from mcp_oauth2._rust import (
+    AuthenticatedUser,
+    KeySet,
+    ScopeRules,
+    TokenValidator,
+    bearer_token,
+    peek_issuer,
+)
 from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
     InvalidSignatureError,
+    JWKSError,
     KeyNotFoundError,
 )
 
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
+
+Checked = TypeVar("Checked")
 
 __all__ = ["Authenticator"]
 
@@ -93,18 +103,51 @@ class Authenticator:
         """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
         source = self.source_for(token)
         keys = await source.get_keys()
-        # A key miss may bring a newer set, twice at most: the first may come from a scheduled
-        # fetch that left before the key was published; the source decides (within its miss
-        # budget) whether to fetch again.
+        return await self._checked(source, keys, lambda keys: self.validator.validate(token, keys))
+
+    async def authorize(
+        self, authorization: bytes, rules: ScopeRules
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
+        """The user of an ``Authorization`` header value and its effective scopes under
+        ``rules``, in one native call (``TokenValidator.authorize``), or None when the header
+        names another scheme. Raises ``InvalidRequestError`` for a malformed header,
+        ``TokenValidationError`` (``InsufficientScopeError`` included) or
+        ``JWKSUnavailableError``."""
+        if self._single is not None:
+            source = self._single
+            try:
+                keys = await source.get_keys()
+            except JWKSError:
+                # Without keys the header is read on its own: another scheme is still no token
+                # (401), broken credentials still a bad request (400).
+                if bearer_token(authorization) is None:
+                    return None
+                raise
+        else:
+            token = bearer_token(authorization)
+            if token is None:
+                return None
+            source = self.source_for(token)
+            keys = await source.get_keys()
+        return await self._checked(
+            source, keys, lambda keys: self.validator.authorize(authorization, keys, rules)
+        )
+
+    async def _checked(
+        self, source: KeySource, keys: KeySet, check: Callable[[KeySet], Checked]
+    ) -> Checked:
+        """``check(keys)``, and after a key miss again with a newer set, twice at most: the
+        first may come from a scheduled fetch that left before the key was published; the
+        source decides (within its miss budget) whether to fetch again."""
         for _ in range(MISS_REFETCHES):
             try:
-                return self.validator.validate(token, keys)
+                return check(keys)
             except (KeyNotFoundError, InvalidSignatureError) as miss:
                 fresh = await source.refresh_after_miss(keys)
                 if fresh is None:
                     raise miss from None
             keys = fresh
-        return self.validator.validate(token, keys)
+        return check(keys)
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""

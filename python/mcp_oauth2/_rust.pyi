@@ -1,7 +1,7 @@
 """Type stubs for the native core (``mcp_oauth2._rust``), written by hand and checked against
 the built module by ``python -m mypy.stubtest`` in ``make lint``."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, final
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ScopeRules",
     "TokenValidator",
     "__version__",
+    "bearer_token",
     "peek_header",
     "peek_issuer",
     "token_error_descriptions",
@@ -145,20 +146,21 @@ class ScopeRules:
 
     def __new__(
         cls,
-        implications: Mapping[str, Sequence[str]] | None = None,
+        implications: Mapping[str, Iterable[str]] | None = None,
         required: Sequence[str] | None = None,
     ) -> ScopeRules: ...
     @property
     def required(self) -> tuple[str, ...]:
-        """The scopes every request needs."""
+        """The scopes every request needs, each once, in the order given."""
 
-    def effective(self, granted: Sequence[str] | frozenset[str]) -> frozenset[str]:
+    def effective(self, granted: Iterable[str]) -> frozenset[str]:
         """The granted scopes plus everything they imply."""
 
     def missing(
-        self, granted: Sequence[str] | frozenset[str], required: Sequence[str] | None = None
+        self, granted: Iterable[str], required: Iterable[str] | None = None
     ) -> tuple[str, ...]:
-        """The required scopes (default: ``self.required``) not covered, in the order given."""
+        """The required scopes (default: ``self.required``) not covered, in the order given,
+        each once."""
 
     def __repr__(self) -> str: ...
 
@@ -238,6 +240,11 @@ class TokenValidator:
         """Forget every cached result."""
 
     def __repr__(self) -> str: ...
+
+def bearer_token(authorization: bytes | str) -> str | None:
+    """The bearer token of an ``Authorization`` header value, read as ``TokenValidator.authorize``
+    reads it (RFC 6750 section 2.1): None when the header names another scheme; raises
+    ``InvalidRequestError`` for empty or malformed Bearer credentials."""
 
 def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
     """Decode the protected header of a compact JWS without verifying anything.

@@ -417,6 +417,18 @@ impl ScopeRules {
     }
 }
 
+/// Keeps the first of each repeated name, in order.
+fn dedup_in_order(names: &mut Vec<String>) {
+    let mut index = 0;
+    while index < names.len() {
+        if names[..index].contains(&names[index]) {
+            names.remove(index);
+        } else {
+            index += 1;
+        }
+    }
+}
+
 static SCOPE_RULES_IDS: AtomicU64 = AtomicU64::new(1);
 
 #[pymethods]
@@ -460,10 +472,11 @@ impl ScopeRules {
                 (broad.clone(), seen)
             })
             .collect();
-        let required = match required {
+        let mut required = match required {
             Some(value) => string_list(value, "required")?,
             None => Vec::new(),
         };
+        dedup_in_order(&mut required);
         if let Some(bad) = required.iter().find(|s| !is_scope_token(s)) {
             return Err(ConfigError(format!(
                 "required holds {bad:?}, which is not a scope token (RFC 6749 section 3.3)"
@@ -506,10 +519,11 @@ impl ScopeRules {
             Some(required) => scope_strings(required)?,
             None => self.required.clone(),
         };
-        let missing: Vec<&String> = required
-            .iter()
+        let mut missing: Vec<String> = required
+            .into_iter()
             .filter(|s| effective.binary_search(&s.as_str()).is_err())
             .collect();
+        dedup_in_order(&mut missing);
         PyTuple::new(py, missing)
     }
 
@@ -579,6 +593,28 @@ fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, &'static str> {
     }
     // Only ASCII passed: the text is the bytes.
     Ok(std::str::from_utf8(credentials).ok())
+}
+
+/// The token of an `Authorization` header value (bytes or str): None for another scheme,
+/// `InvalidRequestError` for Bearer credentials that are empty or not one b64token.
+fn bearer_token_of<'a>(authorization: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+    let header = if let Ok(bytes) = authorization.cast::<PyBytes>() {
+        bytes.as_bytes()
+    } else if let Ok(text) = authorization.cast::<PyString>() {
+        text.to_str()?.as_bytes()
+    } else {
+        return Err(PyTypeError::new_err(
+            "the Authorization header value must be bytes or str",
+        ));
+    };
+    bearer_credentials(header).map_err(request_errors::InvalidRequestError::new_err)
+}
+
+/// The bearer token of an `Authorization` header value, as `TokenValidator.authorize` reads it:
+/// None for another scheme; `InvalidRequestError` for empty or malformed Bearer credentials.
+#[pyfunction]
+fn bearer_token(authorization: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    Ok(bearer_token_of(authorization)?.map(str::to_owned))
 }
 
 /// Sequence-of-strings arguments accept a single string too (`issuer="https://as"`).
@@ -773,19 +809,8 @@ impl PyTokenValidator {
         scopes: Option<&Bound<'py, ScopeRules>>,
         now: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let header = if let Ok(bytes) = authorization.cast::<PyBytes>() {
-            bytes.as_bytes()
-        } else if let Ok(text) = authorization.cast::<PyString>() {
-            text.to_str()?.as_bytes()
-        } else {
-            return Err(PyTypeError::new_err(
-                "the Authorization header value must be bytes or str",
-            ));
-        };
-        let token = match bearer_credentials(header) {
-            Ok(Some(token)) => token,
-            Ok(None) => return Ok(None),
-            Err(why) => return Err(request_errors::InvalidRequestError::new_err(why)),
+        let Some(token) = bearer_token_of(authorization)? else {
+            return Ok(None);
         };
         if token.len() > self.policy.max_token_bytes {
             return Err(TokenError::TooLarge {
@@ -1010,6 +1035,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScopeRules>()?;
     m.add_function(wrap_pyfunction!(peek_header, m)?)?;
     m.add_function(wrap_pyfunction!(peek_issuer, m)?)?;
+    m.add_function(wrap_pyfunction!(bearer_token, m)?)?;
     m.add_function(wrap_pyfunction!(token_error_descriptions, m)?)?;
     m.add_function(wrap_pyfunction!(token_error_examples, m)?)?;
     Ok(())
