@@ -33,8 +33,8 @@ from mcp_oauth2 import (
     TokenValidator,
 )
 
-# Not yet re-exported by the package: the middleware will build one from its configuration.
-from mcp_oauth2._rust import ScopeRules
+# Internal: the middleware's AccessControl builds its ScopeRules from the configuration.
+from mcp_oauth2._rust import ScopeRules, bearer_token
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 IMPLICATIONS = {"admin": ["write"], "write": ["read"]}
@@ -277,3 +277,22 @@ def test_the_differential_reaches_every_answer() -> None:
         )
     }
     assert seen == {"ok", "insufficient_scope", "invalid_token", "no token", "invalid_request"}
+
+
+B64TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/")
+
+
+@pytest.mark.parametrize("position", [1, 62, 63, 64, 65, 127, 128, 700])
+def test_every_byte_outside_b64token_is_refused_anywhere_in_a_long_token(position: int) -> None:
+    """The b64token check reads the credentials in blocks of 64 bytes: each of the 256 byte
+    values, placed at each side of a block boundary, is accepted exactly when RFC 6750 allows it
+    (space and tab end the token in the middle of the credentials, so they are refused too)."""
+    for value in range(256):
+        credentials = bytearray(b"a" * 720)
+        credentials[position] = value
+        header = b"Bearer " + bytes(credentials)
+        if value in B64TOKEN_BYTES:
+            assert bearer_token(header) == credentials.decode(), value
+        else:
+            with pytest.raises(InvalidRequestError):
+                bearer_token(header)

@@ -103,7 +103,12 @@ class Authenticator:
         """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``."""
         source = self.source_for(token)
         keys = await source.get_keys()
-        return await self._checked(source, keys, lambda keys: self.validator.validate(token, keys))
+        try:
+            return self.validator.validate(token, keys)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            return await self._after_miss(
+                source, keys, miss, lambda keys: self.validator.validate(token, keys)
+            )
 
     async def authorize(
         self, authorization: bytes, rules: ScopeRules
@@ -129,25 +134,37 @@ class Authenticator:
                 return None
             source = self.source_for(token)
             keys = await source.get_keys()
-        return await self._checked(
-            source, keys, lambda keys: self.validator.authorize(authorization, keys, rules)
-        )
+        validator = self.validator
+        try:
+            return validator.authorize(authorization, keys, rules)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            return await self._after_miss(
+                source, keys, miss, lambda keys: validator.authorize(authorization, keys, rules)
+            )
 
-    async def _checked(
-        self, source: KeySource, keys: KeySet, check: Callable[[KeySet], Checked]
+    async def _after_miss(
+        self,
+        source: KeySource,
+        keys: KeySet,
+        miss: KeyNotFoundError | InvalidSignatureError,
+        check: Callable[[KeySet], Checked],
     ) -> Checked:
-        """``check(keys)``, and after a key miss again with a newer set, twice at most: the
+        """``check`` again after a key miss on ``keys``, with a newer set, twice at most: the
         first may come from a scheduled fetch that left before the key was published; the
-        source decides (within its miss budget) whether to fetch again."""
-        for _ in range(MISS_REFETCHES):
+        source decides (within its miss budget) whether to fetch again. (Off the request's
+        usual path, which calls the validator directly.)"""
+        for refetch in range(1, MISS_REFETCHES + 1):
+            fresh = await source.refresh_after_miss(keys)
+            if fresh is None:
+                raise miss from None
+            keys = fresh
             try:
                 return check(keys)
-            except (KeyNotFoundError, InvalidSignatureError) as miss:
-                fresh = await source.refresh_after_miss(keys)
-                if fresh is None:
-                    raise miss from None
-            keys = fresh
-        return check(keys)
+            except (KeyNotFoundError, InvalidSignatureError) as again:
+                if refetch == MISS_REFETCHES:
+                    raise
+                miss = again
+        raise miss
 
     async def start(self) -> None:
         """Start every key source (prefetching keys where configured)."""

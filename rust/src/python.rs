@@ -585,8 +585,7 @@ fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, &'static str> {
         _ => return Err("the Bearer credentials are empty"),
     };
     let body_len = credentials.len() - credentials.iter().rev().take_while(|b| **b == b'=').count();
-    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(b);
-    if body_len == 0 || !credentials[..body_len].iter().all(b64token) {
+    if body_len == 0 || !all_b64token(&credentials[..body_len]) {
         return Err(
             "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)",
         );
@@ -615,6 +614,26 @@ fn bearer_token_of<'a>(authorization: &'a Bound<'_, PyAny>) -> PyResult<Option<&
 #[pyfunction]
 fn bearer_token(authorization: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     Ok(bearer_token_of(authorization)?.map(str::to_owned))
+}
+
+/// Whether every byte is a b64token character (RFC 6750 section 2.1: ALPHA, DIGIT and
+/// `-._~+/`). Branch-free within blocks of 64 bytes, which the compiler vectorizes: a token of
+/// 700 bytes is read in tens of nanoseconds, not hundreds.
+fn all_b64token(bytes: &[u8]) -> bool {
+    fn allowed(b: u8) -> bool {
+        let lower = b | 0x20; // ASCII letters to lower case; no other allowed byte maps onto them
+        (lower.wrapping_sub(b'a') < 26)
+            | (b.wrapping_sub(b'0') < 10)
+            | (b == b'-')
+            | (b == b'.')
+            | (b == b'_')
+            | (b == b'~')
+            | (b == b'+')
+            | (b == b'/')
+    }
+    bytes
+        .chunks(64)
+        .all(|block| block.iter().fold(true, |ok, &b| ok & allowed(b)))
 }
 
 /// Sequence-of-strings arguments accept a single string too (`issuer="https://as"`).
