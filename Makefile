@@ -215,30 +215,35 @@ format: install ## Apply ruff and cargo formatting
 	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 	cargo fmt
 
-# BENCH_FULL=1 turns on the heavy loops of benches/test_comparison.py (without it, as in
-# `make test`, each case runs once); BENCH_COMMAND is what the results say was run.
-BENCH_ENV = BENCH_FULL=1 BENCH_COMMAND="make $@"
+# The benchmark suite (pytest-benchmark; each case's rounds are interleaved with its peers', see
+# benches/harness.py), written as pytest-benchmark JSON per interpreter and rendered by
+# benches/report.py; BENCH_COMMAND is what the results say was run.
+BENCH_PYTEST = benches -p no:cacheprovider --timeout=1800 --benchmark-enable --benchmark-only \
+	--benchmark-columns=median,iqr,ops,rounds --benchmark-sort=fullname
+BENCH_JSON = benches/results/suite-cpython
 
 .PHONY: bench
-bench: build ## Benchmarks: peers, threads, memory, middleware (3.11, and 3.13 if pyenv has it), Rust floor
+bench: build ## Benchmarks: Rust floor, then peers, threads, sessions, middleware, cold start (3.11 and 3.13 if pyenv has it); writes benches/results/
 	$(UV) sync --locked --inexact --group bench
-	rm -f benches/results/suite-*.json
-	$(BENCH_ENV) $(VENV)/bin/pytest benches --benchmark-enable --benchmark-only -p no:randomly \
-		--benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
-ifneq ($(PY313),)
-	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --group bench --python $(PY313)/bin/python3
-	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
-	$(BENCH_ENV) $(VENV313)/bin/pytest -p no:cacheprovider benches/test_comparison.py \
-		--benchmark-enable --benchmark-only -k "per_token or thread_scaling"
-endif
+	rm -f $(BENCH_JSON)-*.json
 	cargo bench --locked --features bench --bench verify_floor
+	BENCH_COMMAND="make bench" $(VENV)/bin/pytest $(BENCH_PYTEST) --benchmark-json=$(BENCH_JSON)-3.11.json
+ifneq ($(PY313),)
+	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3
+	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
+	BENCH_COMMAND="make bench" $(VENV313)/bin/pytest $(BENCH_PYTEST) --benchmark-json=$(BENCH_JSON)-3.13.json
+endif
+	$(VENV)/bin/python benches/report.py > /dev/null
+	@echo "wrote benches/results/results.md and benches/results/validation.png"
 
+# wrk is a Debian package (apt-get install wrk); without it the runner falls back to a much
+# slower httpx load, whose figures only show that the path works.
 .PHONY: bench-e2e
 bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, wrk
 	@command -v wrk >/dev/null || echo "wrk is not installed (Debian/Ubuntu: apt-get install wrk;" \
 		"macOS: brew install wrk): benches/e2e.py falls back to its much slower httpx load"
 	$(UV) sync --locked --inexact --group bench
-	$(BENCH_ENV) $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6 --reps-stock 2
+	BENCH_COMMAND="make $@" $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6
 
 .PHONY: bench-introspection
 bench-introspection: build ## Opaque tokens: warm-cache cost beside fastmcp's IntrospectionTokenVerifier; calls/s under a flood

@@ -1,61 +1,45 @@
-"""Benchmark fixtures, and the reports printed at the end of a run.
+"""Benchmark fixtures, and what the results JSON records beside pytest-benchmark's own fields.
 
-Every pytest-benchmark case belongs to a group (one per algorithm and scenario); within a group
-the PyJWT case is the baseline, and the summary prints each case's median and its speed-up over
-PyJWT. The comparison suite (``test_comparison.py``) times itself, interleaved; its sections are
-saved and rendered into ``results/results.md`` and ``results/validation.png`` (``report.py``).
+``make bench`` runs these files with ``--benchmark-enable --benchmark-json=results/suite-<python>
+.json``; ``report.py`` renders every such file (and ``e2e.json``) into ``results/results.md`` and
+``results/validation.png``. ``make test`` runs them with benchmarking disabled: each case once,
+every correctness check in full.
 """
 
 from __future__ import annotations
 
+import os
 import platform
-from pathlib import Path
+import shlex
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import report
-from bench_material import Material
-
-BASELINE = "pyjwt"
-RESULTS = Path(__file__).parent / "results"
+from cases import AUDIENCE, versions
+from mcp_oauth2.testing import LocalIssuer
 
 
-@pytest.fixture(scope="session", params=["RS256", "ES256"])
-def material(request: pytest.FixtureRequest) -> Material:
-    return Material(request.param)
+@pytest.fixture(scope="session")
+def full(request: pytest.FixtureRequest) -> bool:
+    """Whether this run benchmarks (``--benchmark-enable``) or only runs each case once."""
+    return bool(request.config.getoption("benchmark_enable"))
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if report.flush_session():
-        text = report.write_all()
-        terminalreporter.write_sep("=", "comparison suite (written to benches/results/)")
-        terminalreporter.write_line(text)
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or session.disabled or not session.benchmarks:
-        return
-    groups: dict[str, dict[str, float]] = {}
-    for bench in session.benchmarks:
-        if bench.stats is None or (bench.group or "").startswith("suite"):
-            continue
-        case = bench.name.split("[")[0].removeprefix("test_")
-        groups.setdefault(bench.group or "", {})[case] = bench.stats.median
-    if not groups:
-        return
-    lines = [
-        f"Machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()}",
-        "",
-        "| group | case | median (us) | speed-up vs PyJWT |",
-        "|---|---|---|---|",
-    ]
-    for group, cases in sorted(groups.items()):
-        baseline = cases.get(BASELINE)
-        for case, median in sorted(cases.items(), key=lambda item: item[1]):
-            ratio = f"{baseline / median:.2f}x" if baseline else "n/a"
-            lines.append(f"| {group} | {case} | {median * 1e6:.2f} | {ratio} |")
-    table = "\n".join(lines)
-    terminalreporter.write_sep("=", "speed-up against PyJWT (same run)")
-    terminalreporter.write_line(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "validation.md").write_text(table + "\n")
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        yield local
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
+) -> None:
+    # Every round of every case is in the entry's stats; the summary is what the report reads.
+    for bench in output_json.get("benchmarks", []):
+        bench.get("stats", {}).pop("data", None)
+    output_json["command"] = os.environ.get("BENCH_COMMAND") or shlex.join(sys.argv)
+    output_json["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+    output_json["versions"] = versions()

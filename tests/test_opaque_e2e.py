@@ -306,3 +306,21 @@ async def test_mcp_token_verifier_with_opaque_tokens() -> None:
             with pytest.raises(MCPError):
                 await session.initialize()
         assert down.last(401)
+
+
+def test_the_required_scopes_hold_for_opaque_tokens_as_for_jwts(healthy: Stack) -> None:
+    # The middleware's one decision: a token without a required scope is refused (403) with
+    # the same challenge and body whether it was verified locally or introspected.
+    answers = []
+    for token in (healthy.opaque(REPORTS_SCOPE), healthy.jwt(REPORTS_SCOPE)):
+        response = httpx.get(healthy.url + "/reports", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 403
+        answers.append((response.json(), response.headers["www-authenticate"]))
+    opaque, jwt = answers
+    assert opaque == jwt
+    assert opaque[0]["code"] == "insufficient_scope"
+    assert f'scope="{TOOLS_SCOPE}' in opaque[1]
+    granted = healthy.opaque(TOOLS_SCOPE, REPORTS_SCOPE)
+    allowed = httpx.get(healthy.url + "/reports", headers={"Authorization": f"Bearer {granted}"})
+    assert allowed.status_code == 200
+    assert allowed.json()["scopes"] == sorted([TOOLS_SCOPE, REPORTS_SCOPE])

@@ -1,8 +1,9 @@
 """Thread safety of the native core, shown on regular CPython by a threaded stress run.
 
 The extension declares ``gil_used = false``, so free-threaded CPython runs it without a GIL.
-Here many threads share one ``TokenValidator`` (and its verified-token cache) while other
-threads swap the key set in use, clear the cache, read its counters and parse new key sets.
+Here many threads share one ``TokenValidator`` (and its verified-token cache), through
+``validate`` and through ``authorize`` with several ``ScopeRules``, while other threads swap the
+key set in use, clear the cache, read its counters and parse new key sets.
 Every result is checked against what the token and the key set passed in say it must be; the
 switch interval is shortened so threads interleave far more often than they normally would.
 """
@@ -28,6 +29,7 @@ from mcp_oauth2 import (
     TokenValidationError,
     TokenValidator,
 )
+from mcp_oauth2._rust import ScopeRules  # not yet re-exported by the package
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 WORKERS = 8
@@ -120,6 +122,14 @@ def check_user(user: AuthenticatedUser, case: Case) -> None:
     assert user.has_scopes(*case.scopes)
 
 
+# Scope rules for the workers on `authorize`: "read" implies a scope named after each rules.
+RULES = [ScopeRules({"read": [f"implied-{n}"]}) for n in range(3)]
+
+
+def expected_scopes(rules: ScopeRules, case: Case) -> tuple[str, ...]:
+    return tuple(sorted(rules.effective(case.scopes)))
+
+
 def test_shared_validator_under_concurrent_use(fast_switching: None) -> None:
     cases = make_cases()
     all_keys = KeySet.from_jwks(jwks_for())
@@ -140,8 +150,19 @@ def test_shared_validator_under_concurrent_use(fast_switching: None) -> None:
                 keys = current[0]
                 expected = case.expected_error(keys)
                 refused: TokenValidationError | None = None
+                # Half the workers go through the middleware's one-call path, each with its own
+                # scope rules (the user objects they share remember one rules' answer).
+                through_header = index % 2 == 1
                 try:
-                    user = validator.validate(case.token, keys, now=NOW)
+                    if through_header:
+                        rules = RULES[index % len(RULES)]
+                        header = b"Bearer " + case.token.encode()
+                        outcome = validator.authorize(header, keys, rules, now=NOW)
+                        assert outcome is not None
+                        user, effective = outcome
+                        assert effective == expected_scopes(rules, case)
+                    else:
+                        user = validator.validate(case.token, keys, now=NOW)
                 except TokenValidationError as error:
                     refused = error
                 if refused is None:

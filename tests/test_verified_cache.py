@@ -34,7 +34,7 @@ def test_repeat_token_is_answered_from_the_cache(keys: KeySet) -> None:
     second = v.validate(token, keys, now=NOW + 1)
     assert second is first
     info = v.cache_info()
-    assert (info["size"], info["hits"], info["misses"], info["capacity"]) == (1, 1, 1, 1024)
+    assert (info["size"], info["hits"], info["misses"], info["capacity"]) == (1, 1, 1, 16_384)
 
 
 def test_every_hit_rechecks_the_lifetime(keys: KeySet) -> None:
@@ -157,7 +157,7 @@ def test_memory_stays_bounded_with_many_distinct_tokens(keys: KeySet) -> None:
     # 20,000 distinct valid tokens (about 1 KB each) through a 1,024-entry cache: resident
     # memory must not follow the number of tokens (unbounded, the entries alone would hold
     # 20,000 x ~3 KB = ~60 MB).
-    v = validator()
+    v = validator(cache_size=1024)
     padding = "x" * 600
 
     def run(start: int, count: int) -> None:

@@ -5,6 +5,9 @@ in place of the application's (400, 401, 403, 413 and 503).
 every request's ASGI scope under ``ACCESS_SCOPE_KEY``; ``ToolScopes`` and ``OAuth2Bearer`` take
 it from there, and ``MCPTokenVerifier`` builds its own. So the scope rules (``required_scopes``,
 ``scope_implications`` applied transitively) and the wording of every refusal have this one owner.
+The scope arithmetic itself is the native ``ScopeRules`` it holds (``rules``), which the
+middleware also hands to ``TokenValidator.authorize``: the rules are computed in one place,
+whether a request is admitted natively or a tool or endpoint asks here.
 
 Refusals follow RFC 6750: a JSON body ``{"error", "error_description", "code"}`` (the 401 to a
 request without a token has no ``error``, section 3.1) and, on the answers about the token (400,
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 from starlette.types import Send
 
 from mcp_oauth2._resource_metadata import metadata_url
+from mcp_oauth2._rust import ScopeRules
 from mcp_oauth2.errors import AuthorizationError, InsufficientScopeError, JWKSUnavailableError
 
 if TYPE_CHECKING:
@@ -88,8 +92,8 @@ class AccessControl:
         scope_implications: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.resource_metadata_url = resource_metadata_url
-        self.required_scopes = tuple(required_scopes)
-        self._implied = _transitive_closure(scope_implications or {})
+        self.rules = ScopeRules(scope_implications or {}, tuple(required_scopes))
+        self.required_scopes: tuple[str, ...] = self.rules.required
 
     @classmethod
     def from_config(cls, config: OAuth2Config) -> AccessControl:
@@ -103,20 +107,15 @@ class AccessControl:
 
     def effective_scopes(self, granted: Iterable[str]) -> frozenset[str]:
         """The granted scopes plus every scope they imply (``scope_implications``)."""
-        if not self._implied:
-            return granted if isinstance(granted, frozenset) else frozenset(granted)
-        effective = set(granted)
-        for name in list(effective):
-            effective |= self._implied.get(name, frozenset())
-        return frozenset(effective)
+        return self.rules.effective(granted)
 
     def missing_scopes(self, granted: Iterable[str], needed: Iterable[str]) -> tuple[str, ...]:
-        """The needed scopes the granted ones (with implications) do not cover, in order."""
+        """The needed scopes the granted ones (with implications) do not cover, in order, each
+        once."""
         needed = tuple(needed)
         if not needed:
             return ()  # the common case on every request: no scope required
-        effective = self.effective_scopes(granted)
-        return tuple(dict.fromkeys(name for name in needed if name not in effective))
+        return self.rules.missing(granted, needed)
 
     def every_scope_needed(self, needed: Iterable[str] = ()) -> tuple[str, ...]:
         """``required_scopes`` and then ``needed``, each once: the ``scope`` of a 403 challenge,
@@ -182,23 +181,6 @@ class AccessControl:
         if description:
             params.append(f"error_description={quote(description)}")
         return "Bearer " + ", ".join(params)
-
-
-def _transitive_closure(implications: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
-    """Each broader scope with every scope it implies, directly or through others
-    (``mcp:admin`` -> ``mcp:write`` -> ``mcp:read``), computed once."""
-    direct = {broad: frozenset(narrow) for broad, narrow in implications.items()}
-    closure: dict[str, frozenset[str]] = {}
-    for broad, narrow in direct.items():
-        seen: set[str] = set()
-        pending = list(narrow)
-        while pending:
-            name = pending.pop()
-            if name not in seen:
-                seen.add(name)
-                pending.extend(direct.get(name, ()))
-        closure[broad] = frozenset(seen)
-    return closure
 
 
 def _body(error: str, description: str, code: str) -> dict[str, str]:

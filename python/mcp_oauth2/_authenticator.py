@@ -20,18 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from mcp_oauth2._health import AuthenticatorHealth, summarize
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import AuthenticatedUser, TokenValidator, peek_header, peek_issuer
+from mcp_oauth2._rust import (
+    AuthenticatedUser,
+    KeySet,
+    ScopeRules,
+    TokenValidator,
+    bearer_token,
+    peek_header,
+    peek_issuer,
+)
 from mcp_oauth2.errors import (
     ConfigurationError,
     InvalidIssuerError,
     InvalidSignatureError,
     JWKSError,
+    InsufficientScopeError,
     JWKSUnavailableError,
     KeyNotFoundError,
     MalformedTokenError,
@@ -39,6 +48,8 @@ from mcp_oauth2.errors import (
 
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
+
+Checked = TypeVar("Checked")
 
 __all__ = ["Authenticator", "introspected"]
 
@@ -146,26 +157,82 @@ class Authenticator:
             return await self.introspector.introspect(token)
         source = self.source_for(token)
         keys = await source.get_keys()
-        # A key miss may bring a newer set, twice at most: the first may come from a scheduled
-        # fetch that left before the key was published; the source decides (within its miss
-        # budget) whether to fetch again.
-        for _ in range(MISS_REFETCHES):
+        try:
+            return self.validator.validate(token, keys)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            return await self._after_miss(
+                source, keys, miss, lambda keys: self.validator.validate(token, keys)
+            )
+
+    async def authorize(
+        self, authorization: bytes, rules: ScopeRules
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
+        """The user of an ``Authorization`` header value and its effective scopes under
+        ``rules``, in one native call (``TokenValidator.authorize``), or None when the header
+        names another scheme. Raises ``InvalidRequestError`` for a malformed header,
+        ``TokenValidationError`` (``InsufficientScopeError`` included) or
+        ``JWKSUnavailableError`` (``IntrospectionUnavailableError`` for an introspection)."""
+        if self.introspector is not None:
+            token = bearer_token(authorization)
+            if token is None:
+                return None
+            if introspected(self.token_format, token, self.validator.max_token_bytes):
+                user = await self.introspector.introspect(token)
+                return user, _within(rules, user)
+        if self._single is not None:
+            source = self._single
             try:
-                return self.validator.validate(token, keys)
-            except (KeyNotFoundError, InvalidSignatureError) as miss:
-                try:
-                    fresh = await source.refresh_after_miss(keys)
-                except JWKSUnavailableError:
-                    # An unknown key while the key server cannot be asked: unavailable (503),
-                    # not a verdict on the token. A signature that fails under a key in hand
-                    # stays a refusal of the token.
-                    if isinstance(miss, InvalidSignatureError):
-                        raise miss from None
-                    raise
-                if fresh is None:
+                keys = await source.get_keys()
+            except JWKSError:
+                # Without keys the header is read on its own: another scheme is still no token
+                # (401), broken credentials still a bad request (400).
+                if bearer_token(authorization) is None:
+                    return None
+                raise
+        else:
+            token = bearer_token(authorization)
+            if token is None:
+                return None
+            source = self.source_for(token)
+            keys = await source.get_keys()
+        validator = self.validator
+        try:
+            return validator.authorize(authorization, keys, rules)
+        except (KeyNotFoundError, InvalidSignatureError) as miss:
+            return await self._after_miss(
+                source, keys, miss, lambda keys: validator.authorize(authorization, keys, rules)
+            )
+
+    async def _after_miss(
+        self,
+        source: KeySource,
+        keys: KeySet,
+        miss: KeyNotFoundError | InvalidSignatureError,
+        check: Callable[[KeySet], Checked],
+    ) -> Checked:
+        """``check`` again after a key miss on ``keys``, with a newer set, twice at most: the
+        first may come from a scheduled fetch that left before the key was published; the
+        source decides (within its miss budget) whether to fetch again. (Off the request's
+        usual path, which calls the validator directly.) An unknown key while the key server
+        cannot be asked is ``JWKSUnavailableError`` (503), not a verdict on the token; a
+        signature that fails under a key in hand stays a refusal of the token."""
+        for refetch in range(1, MISS_REFETCHES + 1):
+            try:
+                fresh = await source.refresh_after_miss(keys)
+            except JWKSUnavailableError:
+                if isinstance(miss, InvalidSignatureError):
                     raise miss from None
+                raise
+            if fresh is None:
+                raise miss from None
             keys = fresh
-        return self.validator.validate(token, keys)
+            try:
+                return check(keys)
+            except (KeyNotFoundError, InvalidSignatureError) as again:
+                if refetch == MISS_REFETCHES:
+                    raise
+                miss = again
+        raise miss
 
     def health(self) -> AuthenticatorHealth:
         """Each issuer's key source's stats, and whether every one holds usable keys (no I/O)."""
@@ -202,6 +269,17 @@ class Authenticator:
         for source in self.sources.values():
             seen.setdefault(id(source), source)
         return list(seen.values())
+
+
+def _within(rules: ScopeRules, user: AuthenticatedUser) -> tuple[str, ...]:
+    """The effective scopes of an introspected ``user`` under ``rules``, sorted, as
+    ``TokenValidator.authorize`` gives them for a JWT; ``InsufficientScopeError`` when a scope
+    every request needs is not covered."""
+    effective = rules.effective(user.scopes)
+    missing = rules.missing(effective)
+    if missing:
+        raise InsufficientScopeError.lacking(missing, rules.required)
+    return tuple(sorted(effective))
 
 
 def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:

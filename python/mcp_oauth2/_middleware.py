@@ -44,13 +44,10 @@ from mcp_oauth2.errors import (
 if TYPE_CHECKING:
     from mcp_oauth2.telemetry import Admit, Telemetry
 
-__all__ = ["OAuth2Middleware", "bearer_token"]
+__all__ = ["OAuth2Middleware", "authorization_header"]
 
 logger = logging.getLogger("mcp_oauth2.middleware")
 
-# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-# (checked with bytes.translate: several times faster than a regex over a 1 KB token).
-B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 # RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
 WS_POLICY_VIOLATION = 1008
 
@@ -124,21 +121,24 @@ class OAuth2Middleware:
 
     async def _admit(self, scope: Scope) -> Refusal | None:
         """Authenticate the request into ``scope["user"]`` and ``scope["auth"]`` (with the
-        effective scopes), or return the refusal."""
+        effective scopes), or return the refusal.
+
+        From the header's bytes to the user and its effective scopes is one native call
+        (``TokenValidator.authorize``: the b64token check, the verified-token cache, validation,
+        and ``AccessControl``'s scope rules, which refuse with ``InsufficientScopeError``)."""
         try:
-            token = bearer_token(scope)
-            if token is None:
-                return self.access.missing_token()
-            user = await self.authenticator.authenticate(token)
+            header = authorization_header(scope)
+            admitted = (
+                None
+                if header is None
+                else await self.authenticator.authorize(header, self.access.rules)
+            )
         except Exception as error:
             return self._refusal_for(error, scope)
-        granted = self.access.effective_scopes(user.scopes)
-        refusal = self.access.scope_refusal(granted, self.access.required_scopes)
-        if refusal is not None:
-            logger.debug("refused %s: insufficient_scope", scope.get("path", "")[:200])
-            return refusal
-        scope["user"] = user
-        scope["auth"] = AuthCredentials(sorted(granted))
+        if admitted is None:
+            return self.access.missing_token()
+        scope["user"], effective = admitted
+        scope["auth"] = AuthCredentials(effective)
         return None
 
     def _refusal_for(self, error: Exception, scope: Scope) -> Refusal:
@@ -193,9 +193,10 @@ def _app_path(scope: Scope) -> str:
     return path
 
 
-def bearer_token(scope: Scope) -> str | None:
-    """The bearer token, None if there is none, or ``InvalidRequestError`` if the request is
-    malformed (RFC 6750 section 3.1)."""
+def authorization_header(scope: Scope) -> bytes | None:
+    """The one ``Authorization`` header's value, None if there is none, or
+    ``InvalidRequestError`` if the request is malformed (RFC 6750 section 3.1): two such headers,
+    or a token in the query string. The token in it is read natively (``bearer_token``)."""
     values = []
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -211,19 +212,8 @@ def bearer_token(scope: Scope) -> str | None:
         return None
     if len(values) > 1:
         raise InvalidRequestError("the request has more than one Authorization header")
-    scheme, _, credentials = values[0].strip().partition(b" ")
-    if scheme.lower() != b"bearer":
-        return None  # another scheme: to this resource, no token was presented
-    credentials = credentials.strip(b" ")
-    if not credentials:
-        raise InvalidRequestError("the Bearer credentials are empty")
-    body = credentials.rstrip(b"=")
-    if not body or body.translate(None, B64TOKEN_CHARS):
-        raise InvalidRequestError(
-            "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)"
-        )
-    token: str = credentials.decode("ascii")
-    return token
+    header: bytes = values[0]
+    return header
 
 
 async def _refuse_websocket(receive: Receive, send: Send, status: int) -> None:

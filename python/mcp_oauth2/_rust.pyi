@@ -1,14 +1,16 @@
 """Type stubs for the native core (``mcp_oauth2._rust``), written by hand and checked against
 the built module by ``python -m mypy.stubtest`` in ``make lint``."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, final
 
 __all__ = [
     "AuthenticatedUser",
     "KeySet",
+    "ScopeRules",
     "TokenValidator",
     "__version__",
+    "bearer_token",
     "peek_header",
     "peek_issuer",
     "token_error_descriptions",
@@ -139,6 +141,35 @@ class AuthenticatedUser:
     def __repr__(self) -> str: ...
 
 @final
+class ScopeRules:
+    """Scope implications and the scopes every request needs, for ``TokenValidator.authorize``.
+
+    A broader scope grants the narrower ones it implies, transitively
+    (``{"mcp:admin": ["mcp:write"], "mcp:write": ["mcp:read"]}``); the closure is computed once.
+    Immutable; build one at startup and share it.
+    """
+
+    def __new__(
+        cls,
+        implications: Mapping[str, Iterable[str]] | None = None,
+        required: Sequence[str] | None = None,
+    ) -> ScopeRules: ...
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The scopes every request needs, each once, in the order given."""
+
+    def effective(self, granted: Iterable[str]) -> frozenset[str]:
+        """The granted scopes plus everything they imply."""
+
+    def missing(
+        self, granted: Iterable[str], required: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
+        """The required scopes (default: ``self.required``) not covered, in the order given,
+        each once."""
+
+    def __repr__(self) -> str: ...
+
+@final
 class TokenValidator:
     """A validation policy: which issuers, audiences, algorithms and claims are accepted.
 
@@ -156,7 +187,7 @@ class TokenValidator:
         required_scopes: Sequence[str] = (),
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
-        cache_size: int = 1024,
+        cache_size: int = 16384,
     ) -> TokenValidator: ...
     @property
     def issuers(self) -> tuple[str, ...]: ...
@@ -207,6 +238,25 @@ class TokenValidator:
         when the text is not one JSON object (duplicate member names refused).
         """
 
+    def authorize(
+        self,
+        authorization: bytes | str,
+        keys: KeySet,
+        scopes: ScopeRules | None = None,
+        *,
+        now: float | None = None,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
+        """One call from an ``Authorization`` header value to the user and its scopes.
+
+        Reads the Bearer credentials (RFC 6750 section 2.1: the scheme case-insensitively, one
+        b64token), validates the token as ``validate`` does (verified-token cache included) and
+        applies ``scopes``: returns ``(user, effective scopes sorted)``, or None when the header
+        names another scheme. Raises ``InvalidRequestError`` for empty or malformed Bearer
+        credentials, ``TokenValidationError`` subclasses as ``validate`` does, and
+        ``InsufficientScopeError`` (with every scope ``scopes`` requires) when a required scope
+        is not covered.
+        """
+
     def cache_info(self) -> dict[str, int]:
         """Counters of the verified-token cache: size, capacity, hits, misses, evictions."""
 
@@ -214,6 +264,11 @@ class TokenValidator:
         """Forget every cached result."""
 
     def __repr__(self) -> str: ...
+
+def bearer_token(authorization: bytes | str) -> str | None:
+    """The bearer token of an ``Authorization`` header value, read as ``TokenValidator.authorize``
+    reads it (RFC 6750 section 2.1): None when the header names another scheme; raises
+    ``InvalidRequestError`` for empty or malformed Bearer credentials."""
 
 def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
     """Decode the protected header of a compact JWS without verifying anything.

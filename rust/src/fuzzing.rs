@@ -10,7 +10,7 @@ use crate::error::TokenError;
 use crate::json;
 use crate::keyset::{KeySet, MAX_KEYS};
 use crate::policy::{Policy, PolicyOptions};
-use crate::token::{decode_object, CompactJws};
+use crate::token::{CompactJws, Header};
 use crate::verified_cache::{Entry, VerifiedCache};
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -58,7 +58,9 @@ static STRICT: LazyLock<Policy> = LazyLock::new(|| {
 /// A compact token against the fixed key set under both policies. A validation must end in a
 /// result, never a panic; an accepted token must satisfy the policy's promises; the claim rules
 /// alone (applied to the payload as if its signature held, which most mutated tokens never
-/// reach otherwise) must agree with full validation.
+/// reach otherwise) must agree with full validation. The one-pass readers of the header and
+/// the claims must agree, error for error, with the rules applied to the whole `Value` tree
+/// (`reference`, the validator's earlier implementation).
 pub fn token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -69,8 +71,9 @@ pub fn token(data: &[u8]) {
             Ok(verified) => {
                 assert!(KEYS.contains_key(&verified.key_digest));
                 assert!(text.len() <= policy.max_token_bytes);
+                let claims = verified.claims().expect("an accepted payload reads again");
                 for name in &policy.required_claims {
-                    assert!(verified.claims.get(name).is_some_and(|v| !v.is_null()));
+                    assert!(claims.get(name).is_some_and(|v| !v.is_null()));
                 }
                 assert!(verified.subject().is_some());
                 assert!(verified
@@ -78,7 +81,7 @@ pub fn token(data: &[u8]) {
                     .iter()
                     .any(|a| policy.audiences.iter().any(|o| o == a)));
                 for scope in &policy.required_scopes {
-                    assert!(verified.scopes.contains(scope));
+                    assert!(verified.has_scope(scope));
                 }
                 let cache = VerifiedCache::new(1);
                 cache.insert(
@@ -98,15 +101,254 @@ pub fn token(data: &[u8]) {
             assert!(outcome.is_err());
             continue;
         };
-        if let Ok(claims) = decode_object(jws.payload, "payload") {
-            let alone = policy.check_claims(claims, NOW);
+        if let Some(header) = base64url::decode(jws.header) {
+            let read = Header::parse(&header, policy.algorithms).map(|h| {
+                let text = |t: Option<std::borrow::Cow<'_, str>>| t.map(|t| t.into_owned());
+                (h.alg, text(h.kid), text(h.typ))
+            });
+            assert_eq!(read, reference::header(&header, policy.algorithms));
+        }
+        if let Some(payload) = base64url::decode(jws.payload) {
+            let alone = policy.check_claims(payload.clone(), NOW);
+            let expected = reference::claims(policy, &payload, NOW);
+            match (&alone, &expected) {
+                (Ok(alone), Ok(expected)) => assert_eq!(&reference::Read::of(alone), expected),
+                (Err(error), Err(expected)) => assert_eq!(error, expected),
+                _ => panic!("the claim rules disagree: {alone:?} against {expected:?}"),
+            }
             match (&outcome, &alone) {
-                (Ok(full), Ok(alone)) => assert_eq!(full.claims, alone.claims),
+                (Ok(full), Ok(alone)) => {
+                    assert_eq!(full.claims(), alone.claims());
+                    assert_eq!(full.payload(), alone.payload());
+                }
                 (Ok(_), Err(error)) => panic!("valid token, but the claim rules say {error}"),
                 (Err(_), Err(error)) => check_error(error),
                 (Err(_), Ok(_)) => {}
             }
         }
+    }
+}
+
+/// The header and claim rules as the validator applied them to a whole `Value` tree before it
+/// read tokens in one pass: the reference the one-pass readers must match exactly.
+mod reference {
+    use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+    use crate::error::TokenError;
+    use crate::policy::{Policy, Verified};
+    use crate::token::parse_object;
+    use serde_json::{Map, Value};
+
+    pub fn header(
+        decoded: &[u8],
+        allowed: AlgorithmSet,
+    ) -> Result<(Algorithm, Option<String>, Option<String>), TokenError> {
+        let map = parse_object(decoded, "header")?;
+        let alg = match map.get("alg") {
+            Some(Value::String(name)) => match Algorithm::parse(name) {
+                AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
+                AlgorithmName::Supported(alg) => {
+                    return Err(TokenError::AlgorithmNotAllowed(Some(alg.name())))
+                }
+                AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
+                AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
+            },
+            Some(_) => {
+                return Err(TokenError::malformed(
+                    "the header member 'alg' is not a string",
+                ))
+            }
+            None => return Err(TokenError::malformed("the header has no 'alg'")),
+        };
+        for (name, why) in [
+            (
+                "crit",
+                "the header marks extensions critical ('crit'); none are supported",
+            ),
+            (
+                "b64",
+                "unencoded payloads (header 'b64', RFC 7797) are not accepted",
+            ),
+            ("zip", "compressed payloads (header 'zip') are not accepted"),
+            ("enc", "encrypted tokens (JWE) are not accepted"),
+        ] {
+            if map.contains_key(name) {
+                return Err(TokenError::malformed(why));
+            }
+        }
+        let optional = |name: &'static str| match map.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::Malformed(
+                format!("the header member '{name}' is not a string").into(),
+            )),
+        };
+        Ok((alg, optional("kid")?, optional("typ")?))
+    }
+
+    /// What the validator reads out of an accepted payload.
+    #[derive(Debug, PartialEq)]
+    pub struct Read {
+        subject: Option<String>,
+        issuer: String,
+        client_id: Option<String>,
+        token_id: Option<String>,
+        audience: Vec<String>,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+        issued_at: Option<i64>,
+        exp: Option<f64>,
+        nbf: Option<f64>,
+        claims: Map<String, Value>,
+    }
+
+    impl Read {
+        pub fn of(verified: &Verified) -> Self {
+            let owned = |t: Option<&str>| t.map(str::to_owned);
+            Self {
+                subject: owned(verified.subject()),
+                issuer: verified.issuer().to_owned(),
+                client_id: owned(verified.client_id()),
+                token_id: owned(verified.token_id()),
+                audience: verified.audience().into_iter().map(str::to_owned).collect(),
+                scopes: verified.scopes().map(str::to_owned).collect(),
+                expires_at: verified.expires_at,
+                issued_at: verified.issued_at,
+                exp: verified.exp,
+                nbf: verified.nbf,
+                claims: verified.claims().expect("an accepted payload reads again"),
+            }
+        }
+    }
+
+    fn invalid(why: &'static str) -> TokenError {
+        TokenError::InvalidClaim(why.into())
+    }
+
+    fn numeric_date(
+        claims: &Map<String, Value>,
+        name: &'static str,
+    ) -> Result<Option<f64>, TokenError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(TokenError::InvalidClaim(
+                format!("'{name}' must be a number (NumericDate)").into(),
+            )),
+        }
+    }
+
+    fn text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+        claims.get(name).and_then(Value::as_str).map(str::to_owned)
+    }
+
+    pub fn claims(policy: &Policy, payload: &[u8], now: f64) -> Result<Read, TokenError> {
+        let claims = parse_object(payload, "payload")?;
+        let leeway = policy.leeway as f64;
+        let exp = numeric_date(&claims, "exp")?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        let iat = numeric_date(&claims, "iat")?;
+        policy.check_lifetime(exp, nbf, now)?;
+        if let Some(iat) = iat {
+            if iat > now + leeway {
+                return Err(TokenError::IssuedInFuture {
+                    seconds_ahead: (iat - now).ceil() as i64,
+                });
+            }
+        }
+        for name in ["iss", "aud"]
+            .into_iter()
+            .chain(policy.required_claims.iter().map(String::as_str))
+        {
+            match claims.get(name) {
+                None => return Err(TokenError::MissingClaim(name.to_owned())),
+                Some(Value::Null) => {
+                    return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+                }
+                Some(_) => {}
+            }
+        }
+        match claims.get("iss") {
+            Some(Value::String(iss)) if policy.issuers.iter().any(|i| i == iss) => {}
+            Some(Value::String(_)) => return Err(TokenError::InvalidIssuer),
+            _ => return Err(invalid("'iss' must be a string")),
+        }
+        let ours = |aud: &str| policy.audiences.iter().any(|a| a == aud);
+        let audience: Vec<String> = match claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.clone()],
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let aud = item
+                        .as_str()
+                        .ok_or_else(|| invalid("'aud' must be a string or an array of strings"))?;
+                    out.push(aud.to_owned());
+                }
+                out
+            }
+            _ => return Err(invalid("'aud' must be a string or an array of strings")),
+        };
+        if !audience.iter().any(|aud| ours(aud)) {
+            return Err(TokenError::InvalidAudience);
+        }
+        for name in ["sub", "jti", "client_id", "azp"] {
+            match claims.get(name) {
+                None | Some(Value::String(_)) => {}
+                Some(_) => {
+                    return Err(TokenError::InvalidClaim(
+                        format!("'{name}' must be a string").into(),
+                    ))
+                }
+            }
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        let mut add = |scope: &str| {
+            if !scope.is_empty() && !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        };
+        match claims.get("scope") {
+            None => {}
+            Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+            Some(_) => return Err(invalid("'scope' must be a space-separated string")),
+        }
+        match claims.get("scp") {
+            None => {}
+            Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let scope = item
+                        .as_str()
+                        .ok_or_else(|| invalid("'scp' must be a string or an array of strings"))?;
+                    add(scope);
+                }
+            }
+            Some(_) => return Err(invalid("'scp' must be a string or an array of strings")),
+        }
+        let missing: Vec<String> = policy
+            .required_scopes
+            .iter()
+            .filter(|needed| !scopes.contains(needed))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(TokenError::InsufficientScope {
+                required: policy.required_scopes.clone(),
+                missing,
+            });
+        }
+        Ok(Read {
+            subject: text(&claims, "sub"),
+            issuer: text(&claims, "iss").unwrap_or_default(),
+            client_id: text(&claims, "client_id").or_else(|| text(&claims, "azp")),
+            token_id: text(&claims, "jti"),
+            audience,
+            scopes,
+            expires_at: exp.map(|v| v.floor() as i64),
+            issued_at: iat.map(|v| v.floor() as i64),
+            exp,
+            nbf,
+            claims,
+        })
     }
 }
 
@@ -161,6 +403,11 @@ fn signature_len(alg: Algorithm) -> usize {
 /// survives a round trip through its own output.
 pub fn json(data: &[u8]) {
     let strict = json::parse_object(data);
+    // The one-pass reader (the token path's) accepts and refuses exactly the same documents.
+    assert_eq!(
+        json::read_object(data, &mut json::NoMembers),
+        strict.as_ref().map(|_| ()).map_err(|problem| *problem)
+    );
     let plain = serde_json::from_slice::<Value>(data);
     match (&strict, &plain) {
         (Ok(map), Ok(Value::Object(plain))) => {
@@ -180,7 +427,13 @@ pub fn json(data: &[u8]) {
 /// every byte string encodes to such a text.
 pub fn base64url(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(bytes) = base64url::decode(text) {
+        let decoded = base64url::decode(text);
+        let mut bounded = vec![0; base64url::decoded_len_bound(text)];
+        assert_eq!(
+            base64url::decode_to(text, &mut bounded).map(<[u8]>::to_vec),
+            decoded
+        );
+        if let Some(bytes) = decoded {
             assert_eq!(base64url::encode(&bytes), text);
         }
     }
@@ -250,6 +503,46 @@ mod tests {
     #[test]
     fn base64url_inputs() {
         replay("base64url", base64url);
+    }
+
+    /// Payloads at the edges of the rules: the one-pass reader and the rules over the whole
+    /// `Value` tree give the same result, error for error.
+    #[test]
+    fn claim_rules_match_the_reference() {
+        let base = r#""iss":"https://auth.example.com","aud":"https://mcp.example.com/mcp","sub":"u","exp":1800000600"#;
+        let payloads = [
+            format!("{{{base}}}"),
+            format!("{{{base},\"exp\":1}}"),
+            format!("{{{base},\"exp\" 1}}"),
+            format!("{{{base},\"tenant\":null}}"),
+            format!("{{{base},\"tenant\":1,\"tenant\":2}}"),
+            format!("{{{base},\"x\":{{\"k\":1,\"k\":2}}}}"),
+            format!("{{{base},\"scope\":\"a b\",\"scp\":[\"b\",\"c\"]}}"),
+            format!("{{{base},\"scp\":[\"b\",1]}}"),
+            format!("{{{base},\"aud\":[]}}"),
+            format!("{{{base},\"\\u0073ub\":\"v\"}}"),
+            format!("{{{base},\"jti\":\"\\u00e9t\\u00e9\"}}"),
+            format!("{{{base},\"iat\":1e400}}"),
+            format!("{{{base},\"iat\":1800000000.5,\"nbf\":-0}}"),
+            format!("{{{base},\"exp\":123456789012345678901234567890}}"),
+            format!("{{{base},\"client_id\":null}}"),
+            format!("{{{base},\"azp\":\"x\"}}"),
+            r#"{"iss":null}"#.to_string(),
+            r#"[1]"#.to_string(),
+            r#"{}"#.to_string(),
+        ];
+        for payload in payloads {
+            for policy in [&*LENIENT, &*STRICT] {
+                let read = policy
+                    .check_claims(payload.as_bytes().to_vec(), NOW)
+                    .map(|v| reference::Read::of(&v));
+                assert_eq!(
+                    read,
+                    reference::claims(policy, payload.as_bytes(), NOW),
+                    "{payload}"
+                );
+            }
+        }
     }
 
     /// Each token seed is named `<code>-<what>`: the lenient policy gives exactly that outcome,

@@ -3,8 +3,10 @@
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
 use crate::error::TokenError;
-use crate::json::{self, JsonProblem};
+use crate::json::{self, JsonProblem, Shape};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// The three base64url segments of a compact JWS, borrowed from the token.
 #[derive(Debug, Clone, Copy)]
@@ -82,21 +84,94 @@ pub fn parse_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Valu
     })
 }
 
-/// The protected-header members this validator acts on.
+/// The protected-header members this validator acts on, borrowed from the decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct Header<'a> {
     pub alg: Algorithm,
-    pub kid: Option<String>,
-    pub typ: Option<String>,
+    pub kid: Option<Cow<'a, str>>,
+    pub typ: Option<Cow<'a, str>>,
 }
 
-impl Header {
-    /// Reads and checks the header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only
-    /// from the configured key set, never from the token.
-    pub fn parse(segment: &str, allowed: AlgorithmSet) -> Result<Self, TokenError> {
-        let map = decode_object(segment, "header")?;
-        let alg = match map.get("alg") {
-            Some(Value::String(name)) => match Algorithm::parse(name) {
+/// The last header read on this thread, by its segment's text and the algorithms allowed:
+/// an issuer signs every token with the same header (`alg`, `typ`, `kid`), so a repeat costs a
+/// comparison instead of a decoding and a parse. Only headers that passed are kept.
+struct LastHeader {
+    segment: String,
+    allowed: AlgorithmSet,
+    header: Header<'static>,
+}
+
+thread_local! {
+    static LAST_HEADER: RefCell<Option<LastHeader>> = const { RefCell::new(None) };
+}
+
+/// Headers up to this many decoded bytes are decoded on the stack.
+const STACK_HEADER_BYTES: usize = 256;
+
+impl Header<'_> {
+    /// Calls `then` with the header of a token's first segment, read (decoded and checked by
+    /// `Header::parse`) or the same segment's header read before on this thread.
+    pub fn with<R>(
+        segment: &str,
+        allowed: AlgorithmSet,
+        then: impl FnOnce(Result<&Header<'_>, TokenError>) -> R,
+    ) -> R {
+        LAST_HEADER.with(|last| {
+            if let Ok(seen) = last.try_borrow() {
+                if let Some(seen) = seen.as_ref() {
+                    if seen.allowed == allowed && seen.segment == segment {
+                        return then(Ok(&seen.header));
+                    }
+                }
+            }
+            let mut stack = [0u8; STACK_HEADER_BYTES];
+            let mut heap = Vec::new();
+            let bound = base64url::decoded_len_bound(segment);
+            let buffer: &mut [u8] = if bound <= stack.len() {
+                &mut stack
+            } else {
+                heap.resize(bound, 0);
+                &mut heap
+            };
+            let decoded = base64url::decode_to(segment, buffer).ok_or_else(|| {
+                TokenError::malformed("the header is not base64url without padding")
+            });
+            match decoded.and_then(|bytes| Header::parse(bytes, allowed)) {
+                Ok(header) => {
+                    if let Ok(mut slot) = last.try_borrow_mut() {
+                        *slot = Some(LastHeader {
+                            segment: segment.to_owned(),
+                            allowed,
+                            header: header.to_owned(),
+                        });
+                    }
+                    then(Ok(&header))
+                }
+                Err(error) => then(Err(error)),
+            }
+        })
+    }
+
+    fn to_owned(&self) -> Header<'static> {
+        let owned = |text: &Option<Cow<'_, str>>| text.as_ref().map(|t| Cow::Owned(t.to_string()));
+        Header {
+            alg: self.alg,
+            kid: owned(&self.kid),
+            typ: owned(&self.typ),
+        }
+    }
+}
+
+impl<'a> Header<'a> {
+    /// Reads and checks a decoded header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come
+    /// only from the configured key set, never from the token.
+    pub fn parse(decoded: &'a [u8], allowed: AlgorithmSet) -> Result<Self, TokenError> {
+        let mut found = HeaderMembers::default();
+        json::read_object(decoded, &mut found).map_err(|problem: JsonProblem| {
+            TokenError::Malformed(format!("the header {}", problem.describe()).into())
+        })?;
+        let alg = match found.alg {
+            Shape::Text(name) => match Algorithm::parse(&name) {
                 AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
                 AlgorithmName::Supported(alg) => {
                     return Err(TokenError::AlgorithmNotAllowed(Some(alg.name())))
@@ -104,51 +179,115 @@ impl Header {
                 AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
                 AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
             },
-            Some(_) => {
+            Shape::Absent => return Err(TokenError::malformed("the header has no 'alg'")),
+            _ => {
                 return Err(TokenError::malformed(
                     "the header member 'alg' is not a string",
                 ))
             }
-            None => return Err(TokenError::malformed("the header has no 'alg'")),
         };
-        if map.contains_key("crit") {
+        if found.crit {
             // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand,
             // and this validator understands none.
             return Err(TokenError::malformed(
                 "the header marks extensions critical ('crit'); none are supported",
             ));
         }
-        if map.contains_key("b64") {
+        if found.b64 {
             return Err(TokenError::malformed(
                 "unencoded payloads (header 'b64', RFC 7797) are not accepted",
             ));
         }
-        if map.contains_key("zip") {
+        if found.zip {
             return Err(TokenError::malformed(
                 "compressed payloads (header 'zip') are not accepted",
             ));
         }
-        if map.contains_key("enc") {
+        if found.enc {
             return Err(TokenError::malformed(
                 "encrypted tokens (JWE) are not accepted",
             ));
         }
-        let kid = optional_string(&map, "kid")?;
-        let typ = optional_string(&map, "typ")?;
+        let kid = optional_text(found.kid, "kid")?;
+        let typ = optional_text(found.typ, "typ")?;
         Ok(Self { alg, kid, typ })
     }
 }
 
-fn optional_string(
-    map: &Map<String, Value>,
+fn optional_text<'a>(
+    member: Shape<'a>,
     name: &'static str,
-) -> Result<Option<String>, TokenError> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(TokenError::Malformed(
+) -> Result<Option<Cow<'a, str>>, TokenError> {
+    match member {
+        Shape::Absent => Ok(None),
+        Shape::Text(text) => Ok(Some(text)),
+        _ => Err(TokenError::Malformed(
             format!("the header member '{name}' is not a string").into(),
         )),
+    }
+}
+
+/// What the header says, collected in one pass; `Header::parse` applies the rules after it.
+#[derive(Default)]
+struct HeaderMembers<'a> {
+    alg: Shape<'a>,
+    kid: Shape<'a>,
+    typ: Shape<'a>,
+    crit: bool,
+    b64: bool,
+    zip: bool,
+    enc: bool,
+}
+
+impl<'a> HeaderMembers<'a> {
+    fn seen(&self, index: usize) -> bool {
+        match index {
+            0 => !matches!(self.alg, Shape::Absent),
+            1 => !matches!(self.kid, Shape::Absent),
+            2 => !matches!(self.typ, Shape::Absent),
+            3 => self.crit,
+            4 => self.b64,
+            5 => self.zip,
+            _ => self.enc,
+        }
+    }
+}
+
+impl<'a> json::Members<'a> for HeaderMembers<'a> {
+    fn find(&mut self, name: &str) -> Result<Option<usize>, JsonProblem> {
+        let index = match name.as_bytes() {
+            b"alg" => Some(0),
+            b"kid" => Some(1),
+            b"typ" => Some(2),
+            b"crit" => Some(3),
+            b"b64" => Some(4),
+            b"zip" => Some(5),
+            b"enc" => Some(6),
+            _ => None,
+        };
+        match index {
+            Some(index) if self.seen(index) => Err(JsonProblem::DuplicateMember),
+            found => Ok(found),
+        }
+    }
+
+    fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        let slot = match index {
+            0 => &mut self.alg,
+            1 => &mut self.kid,
+            2 => &mut self.typ,
+            _ => {
+                match index {
+                    3 => self.crit = true,
+                    4 => self.b64 = true,
+                    5 => self.zip = true,
+                    _ => self.enc = true,
+                }
+                return reader.skip();
+            }
+        };
+        *slot = reader.shape()?;
+        Ok(())
     }
 }
 
@@ -174,8 +313,8 @@ mod tests {
         set
     }
 
-    fn header(json: &str) -> Result<Header, TokenError> {
-        Header::parse(&base64url::encode(json.as_bytes()), all())
+    fn header(json: &str) -> Result<Header<'_>, TokenError> {
+        Header::parse(json.as_bytes(), all())
     }
 
     #[test]
@@ -262,8 +401,39 @@ mod tests {
         }
         let mut only_rs = AlgorithmSet::default();
         only_rs.insert(Algorithm::RS256);
-        let err = Header::parse(&base64url::encode(br#"{"alg":"ES256"}"#), only_rs).expect_err("x");
+        let err = Header::parse(br#"{"alg":"ES256"}"#, only_rs).expect_err("x");
         assert_eq!(err, TokenError::AlgorithmNotAllowed(Some("ES256")));
+    }
+
+    /// The header read before on this thread answers only for the same segment text and the
+    /// same allowed algorithms; failures are never kept.
+    #[test]
+    fn a_repeated_header_reads_the_same() {
+        let es = base64url::encode(br#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#);
+        let other = base64url::encode(br#"{"alg":"ES256","kid":"j"}"#);
+        let mut only_rs = AlgorithmSet::default();
+        only_rs.insert(Algorithm::RS256);
+        let read = |segment: &str, allowed| {
+            Header::with(segment, allowed, |h| {
+                h.map(|h| (h.alg, h.kid.as_deref().map(str::to_owned)))
+            })
+        };
+        for _ in 0..2 {
+            assert_eq!(read(&es, all()), Ok((Algorithm::ES256, Some("k".into()))));
+            assert_eq!(
+                read(&es, only_rs),
+                Err(TokenError::AlgorithmNotAllowed(Some("ES256")))
+            );
+            assert_eq!(
+                read(&other, all()),
+                Ok((Algorithm::ES256, Some("j".into())))
+            );
+            assert_eq!(read("e30", all()).expect_err("no alg").code(), "malformed");
+            assert_eq!(
+                read("!!", all()).expect_err("not base64").code(),
+                "malformed"
+            );
+        }
     }
 
     #[test]

@@ -158,6 +158,10 @@ impl<V> VerifiedCache<V> {
         result
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn insert(&self, token: &str, entry: Entry<V>) {
         if self.capacity == 0 {
             return;

@@ -1,4 +1,4 @@
-"""The libraries under comparison, each reduced to ``validate(token) -> subject``.
+"""The one set of cases: the libraries under comparison, each reduced to ``validate(token)``.
 
 Every entry does the whole job a resource server needs (signature, ``exp``, ``iss``, ``aud``) and
 returns the subject; ``check_library`` proves that for each one before it is timed, with an
@@ -48,6 +48,8 @@ OXYJWT = "oxyjwt"
 RYJWT = "ryjwt"
 EMPTY = "(harness) empty call"
 BASELINE = PYJWT
+# Every case, in the order the report shows them.
+ORDER = (MCP_CACHED, MCP_UNCACHED, FLOOR, RYJWT, OXYJWT, PYJWT, PYJWKCLIENT, JOSERFC, EMPTY)
 
 Validate = Callable[[str], Any]
 
@@ -87,6 +89,15 @@ class Tokens:
             ),
             bad_signature=issuer.mint_untrusted(algorithm=alg, expires_in=3600),
         )
+
+
+def session_tokens(issuer: LocalIssuer, count: int) -> list[str]:
+    """``count`` distinct ES256 tokens (one per MCP session: its own ``sub`` and ``jti``), valid
+    for an hour, with the claims every ``LocalIssuer`` token has (about 430 bytes each)."""
+    return [
+        issuer.mint(algorithm="ES256", subject=f"user-{n}", expires_in=3600, scopes=["mcp:tools"])
+        for n in range(count)
+    ]
 
 
 def version(distribution: str) -> str:
