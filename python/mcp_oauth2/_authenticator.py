@@ -37,10 +37,10 @@ from mcp_oauth2._rust import (
 )
 from mcp_oauth2.errors import (
     ConfigurationError,
+    InsufficientScopeError,
     InvalidIssuerError,
     InvalidSignatureError,
     JWKSError,
-    InsufficientScopeError,
     JWKSUnavailableError,
     KeyNotFoundError,
     MalformedTokenError,

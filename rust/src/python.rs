@@ -350,10 +350,7 @@ impl AuthenticatedUser {
     #[getter]
     fn display_name(&self) -> &str {
         let v = &self.verified;
-        v.subject()
-            .or(v.username())
-            .or(v.client_id())
-            .unwrap_or("")
+        v.subject().or(v.username()).or(v.client_id()).unwrap_or("")
     }
 
     #[getter]
