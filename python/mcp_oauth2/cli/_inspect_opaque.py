@@ -21,7 +21,9 @@ from mcp_oauth2._rust import AuthenticatedUser
 from mcp_oauth2.cli._human import relative, timestamp
 from mcp_oauth2.cli._outcome import ExitCode, Result
 from mcp_oauth2.cli._output import Check, Checks, Document, Fields, Heading, Report, Status, Verdict
+from mcp_oauth2.cli._verdict import report_acceptance, report_refusal
 from mcp_oauth2.errors import (
+    InactiveTokenError,
     InsufficientScopeError,
     IntrospectionUnavailableError,
     MCPOAuth2Error,
@@ -124,32 +126,8 @@ def _verdict(
     user: AuthenticatedUser | None,
 ) -> ExitCode:
     if error is not None or user is None:
-        status = int(getattr(error, "status_code", 401))
-        kind = str(getattr(error, "error", "invalid_token"))
-        code = str(getattr(error, "code", "invalid_token"))
-        description = str(getattr(error, "description", error))
-        report.add(Verdict(False, f"INVALID: {status} {kind}, code {code}: {description}"))
-        data["verdict"] = {
-            "status": status,
-            "error": kind,
-            "code": code,
-            "description": description,
-        }
-        return ExitCode.FAILED
-    who = user.subject or user.username or user.client_id or "no subject"
-    scopes = " ".join(sorted(user.scopes)) or "no scopes"
-    report.add(Verdict(True, f"VALID: this server would accept the token ({who}; {scopes})"))
-    data["verdict"] = {"status": 200, "code": "ok"}
-    data["user"] = {
-        "subject": user.subject,
-        "username": user.username,
-        "client_id": user.client_id,
-        "issuer": user.issuer,
-        "audience": list(user.audience),
-        "scopes": sorted(user.scopes),
-        "expires_at": user.expires_at,
-    }
-    return ExitCode.OK
+        return report_refusal(report, data, error or InactiveTokenError())
+    return report_acceptance(report, data, user)
 
 
 def _lenient_object(body: bytes) -> dict[str, Any] | None:

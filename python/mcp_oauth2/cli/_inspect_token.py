@@ -46,6 +46,12 @@ from mcp_oauth2.cli._output import (
     Verdict,
 )
 from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
+from mcp_oauth2.cli._verdict import (
+    error_code,
+    error_description,
+    report_acceptance,
+    report_refusal,
+)
 from mcp_oauth2.errors import (
     InsufficientScopeError,
     InvalidIssuerError,
@@ -285,45 +291,12 @@ def _verdict(
 ) -> ExitCode:
     """The last line: invalid (and why), not verified (no keys), or valid (and for whom)."""
     if error is not None:
-        status, kind = error_status(error)
-        code, description = error_code(error), error_description(error)
-        report.add(Verdict(False, f"INVALID: {status} {kind}, code {code}: {description}"))
-        data["verdict"] = {
-            "status": status,
-            "error": kind,
-            "code": code,
-            "description": description,
-        }
-        return ExitCode.FAILED
+        return report_refusal(report, data, error)
     if fetch.keys is None or user is None:
         report.add(Verdict(False, f"NOT VERIFIED: no usable keys ({fetch.failure})"))
         data["verdict"] = {"code": fetch.failure, "detail": fetch.detail}
         return fetch_exit_code(fetch)
-    who = user.subject or user.client_id or "no subject"
-    scopes = " ".join(sorted(user.scopes)) or "no scopes"
-    report.add(Verdict(True, f"VALID: this server would accept the token ({who}; {scopes})"))
-    data["verdict"] = {"status": 200, "code": "ok"}
-    data["user"] = {
-        "subject": user.subject,
-        "client_id": user.client_id,
-        "issuer": user.issuer,
-        "audience": list(user.audience),
-        "scopes": sorted(user.scopes),
-        "expires_at": user.expires_at,
-    }
-    return ExitCode.OK
-
-
-def error_status(error: MCPOAuth2Error) -> tuple[int, str]:
-    return int(getattr(error, "status_code", 401)), str(getattr(error, "error", "invalid_token"))
-
-
-def error_code(error: MCPOAuth2Error) -> str:
-    return str(getattr(error, "code", "invalid_token"))
-
-
-def error_description(error: MCPOAuth2Error) -> str:
-    return str(getattr(error, "description", error))
+    return report_acceptance(report, data, user)
 
 
 def _keys_for(config: OAuth2Config, issuer: str, jwks_file: Path | None) -> tuple[KeyFetch, str]:
