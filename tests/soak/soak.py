@@ -102,6 +102,7 @@ class Result:
     kind: str  # "valid" or "invalid"
     status: int
     latency: float
+    pool: str  # "valid", "plain" or "misses"
 
 
 @dataclass
@@ -164,11 +165,11 @@ class Soak:
         while self.running:
             kind = "invalid" if self.rng.random() < 0.2 else "valid"
             if kind == "valid":
-                pool = self.pools.valid
+                pool, name = self.pools.valid, "valid"
             elif self.quiet or self.rng.random() < 0.5:
-                pool = self.pools.plain
+                pool, name = self.pools.plain, "plain"
             else:
-                pool = self.pools.misses
+                pool, name = self.pools.misses, "misses"
             token = self.rng.choice(pool)
             phase = self.phase
             started = time.perf_counter()
@@ -178,7 +179,8 @@ class Soak:
             except httpx.HTTPError as error:
                 status = -1
                 self.notes.append(f"client error in {phase}: {type(error).__name__}")
-            self.results.append(Result(phase, kind, status, time.perf_counter() - started))
+            latency = time.perf_counter() - started
+            self.results.append(Result(phase, kind, status, latency, name))
 
     async def sample_memory(self, pid: int) -> None:
         while self.running:
@@ -344,7 +346,10 @@ class Soak:
         results = self.results
         valid_refused = [r for r in results if r.kind == "valid" and r.status != 200]
         invalid_accepted = [r for r in results if r.kind == "invalid" and r.status == 200]
-        errors = [r for r in results if r.status >= 500 or r.status < 0]
+        # A key miss while the key server cannot be asked is 503 (the key may exist), not 401.
+        errors = [
+            r for r in results if (r.status >= 500 or r.status < 0) and not _unavailable_miss(r)
+        ]
         if valid_refused:
             phases = Counter((r.phase, r.status) for r in valid_refused)
             self.failures.append(f"{len(valid_refused)} valid tokens refused: {dict(phases)}")
@@ -391,7 +396,8 @@ class Soak:
             f"({len(results) / elapsed:.0f}/s), {CLIENTS} concurrent clients",
             f"  valid tokens: {sent['valid']} sent, {len(valid_refused)} refused",
             f"  invalid tokens: {sent['invalid']} sent, {len(invalid_accepted)} accepted",
-            f"  statuses: {statuses}",
+            f"  statuses: {statuses} ({sum(map(_unavailable_miss, results))} of the 503s: key "
+            "misses while the key server could not be asked)",
             f"  key fetches: {fetches} (at most {allowed} allowed: {scheduled} scheduled, "
             f"{misses} miss windows, {backoff} retries over {self.fault_phases} fault phases)",
             f"  latency: all p50 {_ms(latencies, 0.5)}, p99 {_ms(latencies, 0.99)}; valid "
@@ -417,6 +423,15 @@ def _resident_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+# Phases in which the key server cannot be asked (down, failing, or backing off after failures).
+UNREACHABLE_PHASES = frozenset({"down", "status-500", "html", "hang", "recover"})
+
+
+def _unavailable_miss(result: Result) -> bool:
+    """A key miss answered 503 while the key server could not be asked: fail closed, allowed."""
+    return result.pool == "misses" and result.status == 503 and result.phase in UNREACHABLE_PHASES
 
 
 def _kid_of(token: str) -> str | None:
