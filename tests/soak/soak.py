@@ -103,6 +103,7 @@ class Result:
     status: int
     latency: float
     pool: str  # "valid", "plain" or "misses"
+    end_phase: str  # the phase when the answer came (a request may straddle two)
 
 
 @dataclass
@@ -180,7 +181,7 @@ class Soak:
                 status = -1
                 self.notes.append(f"client error in {phase}: {type(error).__name__}")
             latency = time.perf_counter() - started
-            self.results.append(Result(phase, kind, status, latency, name))
+            self.results.append(Result(phase, kind, status, latency, name, self.phase))
 
     async def sample_memory(self, pid: int) -> None:
         while self.running:
@@ -356,7 +357,7 @@ class Soak:
         if invalid_accepted:
             self.failures.append(f"{len(invalid_accepted)} invalid tokens accepted")
         if errors:
-            kinds = Counter(r.status for r in errors)
+            kinds = Counter((r.phase, r.pool, r.status) for r in errors)
             self.failures.append(f"{len(errors)} answers were 5xx or failed: {dict(kinds)}")
 
         # Fetches the caching rules allow: the scheduled refreshes (refresh-ahead at 80% of the
@@ -431,7 +432,8 @@ UNREACHABLE_PHASES = frozenset({"down", "status-500", "html", "hang", "recover"}
 
 def _unavailable_miss(result: Result) -> bool:
     """A key miss answered 503 while the key server could not be asked: fail closed, allowed."""
-    return result.pool == "misses" and result.status == 503 and result.phase in UNREACHABLE_PHASES
+    unreachable = {result.phase, result.end_phase} & UNREACHABLE_PHASES
+    return result.pool == "misses" and result.status == 503 and bool(unreachable)
 
 
 def _kid_of(token: str) -> str | None:
