@@ -118,7 +118,7 @@ $(KEYCLOAK_ZIP):
 .PHONY: interop
 interop: build $(KEYCLOAK_ZIP) ## mcp-oauth2 against a real Keycloak: discovery, tokens, scopes, key rotation, outage
 	echo "$(KEYCLOAK_SHA256)  $(KEYCLOAK_ZIP)" | sha256sum --check --quiet
-	$(VENV)/bin/python interop/keycloak_interop.py --distribution $(KEYCLOAK_ZIP)
+	PYTHONPATH=examples $(VENV)/bin/python interop/keycloak_interop.py --distribution $(KEYCLOAK_ZIP)
 
 # -- the distribution, tested as installed ------------------------------------------------------
 DIST_ENVS := build/dist-test

@@ -61,7 +61,10 @@ __all__ = [
     "SERVER_NAME",
     "TOOLS_SCOPE",
     "TOOL_SCOPES",
+    "Exchange",
+    "SDKClient",
     "build_demo_app",
+    "challenge_params",
     "demo_config",
     "main",
     "run_demo",
@@ -234,28 +237,28 @@ class _Transcript:
 
 
 @dataclass
-class _Exchange:
+class Exchange:
     method: str
     url: str
     status: int
     headers: httpx2.Headers
 
 
-class _SDKClient:
+class SDKClient:
     """The ``mcp`` SDK client over streamable HTTP, recording every HTTP answer it receives."""
 
     def __init__(self, url: str, token: str | None) -> None:
         self.url = url
         self.token = token
-        self.exchanges: list[_Exchange] = []
+        self.exchanges: list[Exchange] = []
 
     async def _record(self, response: httpx2.Response) -> None:
         request = response.request
         self.exchanges.append(
-            _Exchange(request.method, str(request.url), response.status_code, response.headers)
+            Exchange(request.method, str(request.url), response.status_code, response.headers)
         )
 
-    def last_refusal(self) -> _Exchange | None:
+    def last_refusal(self) -> Exchange | None:
         return next((e for e in reversed(self.exchanges) if e.status >= 400), None)
 
     @contextlib.asynccontextmanager
@@ -271,7 +274,7 @@ class _SDKClient:
             yield session
 
 
-def _challenge_params(header: str) -> dict[str, str]:
+def challenge_params(header: str) -> dict[str, str]:
     """The parameters of a ``Bearer`` challenge (quoted values unescaped)."""
     return {
         name: re.sub(r"\\(.)", r"\1", value) for name, value in _CHALLENGE_PARAM.findall(header)
@@ -289,7 +292,7 @@ def _text(result: CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
-def _refusal_line(exchange: _Exchange | None) -> str:
+def _refusal_line(exchange: Exchange | None) -> str:
     if exchange is None:
         return "no HTTP refusal recorded"
     return (
@@ -300,7 +303,7 @@ def _refusal_line(exchange: _Exchange | None) -> str:
 
 async def _part_no_token(demo: _Demo, out: _Transcript, http: httpx.AsyncClient) -> None:
     out.part("A. no token: the server answers 401 and points to its metadata")
-    client = _SDKClient(demo.mcp_url, None)
+    client = SDKClient(demo.mcp_url, None)
     async with client.session() as session:
         try:
             await session.initialize()
@@ -311,7 +314,7 @@ async def _part_no_token(demo: _Demo, out: _Transcript, http: httpx.AsyncClient)
     out.step(_refusal_line(refusal))
     out.check(refusal is not None and refusal.status == 401, "HTTP 401 without a token")
     challenge = refusal.headers.get("www-authenticate", "") if refusal else ""
-    params = _challenge_params(challenge)
+    params = challenge_params(challenge)
     out.check(
         challenge.startswith("Bearer ") and "resource_metadata" in params,
         "WWW-Authenticate is a Bearer challenge with resource_metadata",
@@ -341,7 +344,7 @@ async def _part_no_token(demo: _Demo, out: _Transcript, http: httpx.AsyncClient)
 async def _part_missing_scope(demo: _Demo, out: _Transcript, http: httpx.AsyncClient) -> None:
     out.part(f"B. token with {TOOLS_SCOPE} only: tools work, admin_reset needs {ADMIN_SCOPE}")
     token = demo.token([TOOLS_SCOPE])
-    client = _SDKClient(demo.mcp_url, token)
+    client = SDKClient(demo.mcp_url, token)
     async with client.session() as session:
         init = await session.initialize()
         out.step(f"initialize: server {init.server_info.name!r}, protocol {init.protocol_version}")
@@ -365,7 +368,7 @@ async def _part_missing_scope(demo: _Demo, out: _Transcript, http: httpx.AsyncCl
             )
         refusal = client.last_refusal()
         out.step(_refusal_line(refusal))
-        params = _challenge_params(refusal.headers.get("www-authenticate", "") if refusal else "")
+        params = challenge_params(refusal.headers.get("www-authenticate", "") if refusal else "")
         out.check(
             refusal is not None
             and refusal.status == 403
@@ -393,7 +396,7 @@ async def _part_missing_scope(demo: _Demo, out: _Transcript, http: httpx.AsyncCl
 
 async def _part_admin(demo: _Demo, out: _Transcript) -> None:
     out.part(f"C. token with {TOOLS_SCOPE} and {ADMIN_SCOPE}: admin_reset works")
-    client = _SDKClient(demo.mcp_url, demo.token([TOOLS_SCOPE, ADMIN_SCOPE]))
+    client = SDKClient(demo.mcp_url, demo.token([TOOLS_SCOPE, ADMIN_SCOPE]))
     async with client.session() as session:
         await session.initialize()
         whoami = await session.call_tool("whoami", {})

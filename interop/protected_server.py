@@ -3,26 +3,23 @@
 The wiring is the demo's (``examples/demo.py``): FastAPI with an exempt ``/health``, the official
 ``mcp`` SDK's ``MCPServer`` over streamable HTTP at exactly ``/mcp``, ``ToolScopes`` for the
 ``admin_reset`` tool and ``OAuth2Middleware`` in front. Only the public API of ``mcp_oauth2`` is
-used. ``SDKClient`` is the SDK's own client over an HTTP client that records every answer, so a
-refusal's status and ``WWW-Authenticate`` can be read after the SDK turned it into an exception.
+used. ``SDKClient`` (the demo's) is the SDK's own client over an HTTP client that records every
+answer, so a refusal's status and ``WWW-Authenticate`` can be read after the SDK turned it into an
+exception; ``make interop`` puts ``examples/`` on the import path.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-import httpx2
 from fastapi import FastAPI
-from mcp.client import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from starlette.requests import Request
 
+from demo import Exchange, SDKClient, challenge_params
 from mcp_oauth2 import AuthenticatedUser, KeySource, OAuth2Config, OAuth2Middleware, ToolScopes
 
 __all__ = [
@@ -40,8 +37,6 @@ HEALTH: Final = "/health"
 TOOLS_SCOPE: Final = "mcp:tools"
 ADMIN_SCOPE: Final = "mcp:admin"
 TOOL_SCOPES: Final[Mapping[str, tuple[str, ...]]] = {"admin_reset": (ADMIN_SCOPE,)}
-_CLIENT_TIMEOUT: Final = 30.0
-_CHALLENGE_PARAM: Final = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
 
 
 class Identity(TypedDict):
@@ -118,50 +113,3 @@ def build_app(
     app.mount("/", ToolScopes(mcp_app, TOOL_SCOPES))
     app.add_middleware(OAuth2Middleware, config=config, key_sources=key_sources)
     return app
-
-
-@dataclass
-class Exchange:
-    method: str
-    url: str
-    status: int
-    headers: httpx2.Headers
-
-
-class SDKClient:
-    """The ``mcp`` SDK client over streamable HTTP with a bearer token, recording answers."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        self.url = url
-        self.token = token
-        self.exchanges: list[Exchange] = []
-
-    async def _record(self, response: httpx2.Response) -> None:
-        request = response.request
-        self.exchanges.append(
-            Exchange(request.method, str(request.url), response.status_code, response.headers)
-        )
-
-    def last_refusal(self) -> Exchange | None:
-        return next((e for e in reversed(self.exchanges) if e.status >= 400), None)
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[ClientSession]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        async with (
-            httpx2.AsyncClient(
-                headers=headers,
-                timeout=httpx2.Timeout(_CLIENT_TIMEOUT),
-                event_hooks={"response": [self._record]},
-            ) as http,
-            streamable_http_client(self.url, http_client=http) as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            yield session
-
-
-def challenge_params(header: str) -> dict[str, str]:
-    """The parameters of a ``Bearer`` challenge (quoted values unescaped)."""
-    return {
-        name: re.sub(r"\\(.)", r"\1", value) for name, value in _CHALLENGE_PARAM.findall(header)
-    }

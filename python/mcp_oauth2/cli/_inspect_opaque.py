@@ -21,10 +21,9 @@ from mcp_oauth2._rust import AuthenticatedUser
 from mcp_oauth2.cli._human import relative, timestamp
 from mcp_oauth2.cli._outcome import ExitCode, Result
 from mcp_oauth2.cli._output import Check, Checks, Document, Fields, Heading, Report, Status, Verdict
-from mcp_oauth2.cli._verdict import report_acceptance, report_refusal
+from mcp_oauth2.cli._verdict import report_acceptance, report_refusal, with_required_scopes
 from mcp_oauth2.errors import (
     InactiveTokenError,
-    InsufficientScopeError,
     IntrospectionUnavailableError,
     MCPOAuth2Error,
     TokenValidationError,
@@ -112,11 +111,7 @@ def _verdict_of(
         return None, refusal
     except ValueError as problem:
         return None, IntrospectionUnavailableError(str(problem))
-    access = AccessControl.from_config(config)
-    missing = access.missing_scopes(user.scopes, access.required_scopes)
-    if missing:
-        return None, InsufficientScopeError.lacking(missing, access.every_scope_needed())
-    return user, None
+    return with_required_scopes(config, user)
 
 
 def _verdict(

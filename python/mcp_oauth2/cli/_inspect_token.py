@@ -51,9 +51,9 @@ from mcp_oauth2.cli._verdict import (
     error_description,
     report_acceptance,
     report_refusal,
+    with_required_scopes,
 )
 from mcp_oauth2.errors import (
-    InsufficientScopeError,
     InvalidIssuerError,
     JWKSError,
     MCPOAuth2Error,
@@ -275,11 +275,7 @@ def _validate(
         user = validator.validate(token, keys, now=now)
     except TokenValidationError as failure:
         return None, failure
-    access = AccessControl.from_config(config)
-    missing = access.missing_scopes(user.scopes, access.required_scopes)
-    if missing:
-        return None, InsufficientScopeError.lacking(missing, access.every_scope_needed())
-    return user, None
+    return with_required_scopes(config, user)
 
 
 def _verdict(

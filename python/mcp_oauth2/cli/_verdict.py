@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp_oauth2._access import AccessControl
+from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import AuthenticatedUser
 from mcp_oauth2.cli._outcome import ExitCode
 from mcp_oauth2.cli._output import Report, Verdict
-from mcp_oauth2.errors import MCPOAuth2Error
+from mcp_oauth2.errors import InsufficientScopeError, MCPOAuth2Error
 
 __all__ = [
     "error_code",
@@ -16,7 +18,20 @@ __all__ = [
     "error_status",
     "report_acceptance",
     "report_refusal",
+    "with_required_scopes",
 ]
+
+
+def with_required_scopes(
+    config: OAuth2Config, user: AuthenticatedUser
+) -> tuple[AuthenticatedUser | None, MCPOAuth2Error | None]:
+    """After the token's own verdict, the middleware's rule for ``required_scopes``: the user,
+    or the 403 a server configured by ``config`` would answer."""
+    access = AccessControl.from_config(config)
+    missing = access.missing_scopes(user.scopes, access.required_scopes)
+    if missing:
+        return None, InsufficientScopeError.lacking(missing, access.every_scope_needed())
+    return user, None
 
 
 def report_refusal(report: Report, data: dict[str, Any], error: MCPOAuth2Error) -> ExitCode:
