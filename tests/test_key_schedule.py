@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcp_oauth2 import CacheSettings
-from mcp_oauth2._key_schedule import COLD_RETRY_INTERVAL, KeySchedule, freshness
+from mcp_oauth2._key_schedule import (
+    COLD_RETRY_INTERVAL,
+    MIN_REFRESH_INTERVAL,
+    MISS_FETCH_INTERVAL,
+    KeySchedule,
+    freshness,
+)
 
 SETTINGS = CacheSettings(
     max_age=600, min_max_age=60, max_max_age=3600, max_stale=900, cooldown=30, max_backoff=60
@@ -113,10 +119,42 @@ def test_only_miss_triggered_fetches_spend_the_miss_budget() -> None:
     assert keys.miss_fetch_allowed(1)
     keys.miss_fetch_started(2)
     keys.fetch_started(2)
-    assert not keys.miss_fetch_allowed(2) and not keys.miss_fetch_allowed(31.9)
-    keys.fetch_started(10)  # scheduled fetches in the window change nothing
-    assert not keys.miss_fetch_allowed(31.9)
-    assert keys.miss_fetch_allowed(32)
+    assert not keys.miss_fetch_allowed(2) and not keys.miss_fetch_allowed(2.9)
+    keys.fetch_started(2.5)  # scheduled fetches in between change nothing
+    assert not keys.miss_fetch_allowed(2.9)
+    assert keys.miss_fetch_allowed(2 + MISS_FETCH_INTERVAL)
+
+
+def test_a_key_id_is_absent_only_once_a_fetch_asked_for_it() -> None:
+    keys = schedule()
+    keys.fetch_started(0)
+    keys.fetch_succeeded(0, lifetime=600)
+    assert keys.miss("new", 10) == "fetch"  # never asked for
+    keys.miss_fetch_started(10)
+    number = keys.fetch_started(10)
+    assert keys.miss("other", 10.1) == "wait"  # rate limited: 503, the key may exist
+    assert keys.miss_retry_after(10.1) == 1
+    keys.fetch_succeeded(10.2, lifetime=600, fetch_number=number)
+    assert keys.miss("new", 10.3) == "absent"  # the fetch it started lacks it: unknown
+    assert keys.miss("other", 10.3) == "wait"  # that fetch left before "other" was seen
+    assert keys.miss("other", 11.0) == "fetch"
+    # Within ``cooldown`` an absent id stays absent without a fetch; after it, it is asked
+    # for again (once).
+    assert keys.miss("new", 10 + SETTINGS.cooldown - 0.1) == "absent"
+    assert keys.miss("new", 10 + SETTINGS.cooldown) == "fetch"
+
+
+def test_scheduled_refreshes_start_at_most_once_a_second() -> None:
+    """``no-store`` with ``min_max_age=0`` gives a lifetime of 0: without a floor, every
+    request (readiness probes included) would be a key fetch."""
+    keys = schedule(settings=CacheSettings(min_max_age=0))
+    keys.fetch_started(0)
+    keys.fetch_succeeded(0, lifetime=freshness("no-store", keys.settings).seconds)
+    assert keys.refresh_due(MIN_REFRESH_INTERVAL)
+    keys.fetch_started(1.0)
+    keys.fetch_succeeded(1.01, lifetime=0)
+    assert not keys.refresh_due(1.5) and not keys.refresh_due(1.99)
+    assert keys.refresh_due(2.0)
 
 
 def test_with_nothing_to_serve_requests_retry_at_most_once_a_second() -> None:
@@ -154,18 +192,25 @@ class Driver:
     keys: KeySchedule
     now: float = 0.0
     in_flight: str | None = None  # "miss", "scheduled", "cold" or "retry"
+    in_flight_number: int = 0
     miss_starts: list[float] = field(default_factory=list)
+    refresh_starts: list[float] = field(default_factory=list)
+    # Each key id: when it was first missed (within cooldown), and the fetches that had started
+    # by then; the number of the last fetch that succeeded.
+    first_missed: dict[str, tuple[float, int]] = field(default_factory=dict)
+    succeeded_number: int = 0
     cold_starts_backing_off: list[float] = field(default_factory=list)
     last_success: tuple[float, float] | None = None  # (when, lifetime)
     base_pauses: list[float] = field(default_factory=list)  # since the last success
 
     def start(self, kind: str) -> None:
-        self.keys.fetch_started(self.now)
+        self.in_flight_number = self.keys.fetch_started(self.now)
         self.in_flight = kind
 
     def request(self) -> None:
         if self.keys.servable(self.now):
             if self.keys.refresh_due(self.now) and self.in_flight is None:
+                self.refresh_starts.append(self.now)
                 self.start("scheduled")
         elif self.in_flight is None and self.keys.cold_fetch_allowed(self.now):
             if self.now < self.keys.next_attempt_at:
@@ -178,8 +223,18 @@ class Driver:
             self.now += self.keys.retry_delay(self.now)
             self.start("retry")
 
-    def miss(self) -> None:
-        if self.in_flight is None and self.keys.miss_fetch_allowed(self.now):
+    def miss(self, kid: str) -> None:
+        first = self.first_missed.get(kid)
+        if first is None or self.now - first[0] >= self.settings.cooldown:
+            self.first_missed[kid] = (self.now, self.keys.fetches_started)
+        if self.in_flight is not None:
+            self.keys.note_miss(kid, self.now)
+            return
+        verdict = self.keys.miss(kid, self.now)
+        if verdict == "absent":
+            # Only once a fetch that started after the id was first missed has succeeded.
+            assert self.succeeded_number > self.first_missed[kid][1]
+        elif verdict == "fetch":
             # Never while failures back off: misses cannot hurry a failing key server.
             assert self.now >= self.keys.next_attempt_at
             self.keys.miss_fetch_started(self.now)
@@ -191,7 +246,8 @@ class Driver:
             return
         self.in_flight = None
         if ok:
-            self.keys.fetch_succeeded(self.now, lifetime)
+            self.keys.fetch_succeeded(self.now, lifetime, self.in_flight_number)
+            self.succeeded_number = self.in_flight_number
             self.last_success = (self.now, lifetime)
             self.base_pauses.clear()
         else:
@@ -203,9 +259,11 @@ class Driver:
 
     def check(self) -> None:
         settings, keys, now = self.settings, self.keys, self.now
-        # Never more than one miss-triggered fetch per cooldown window.
+        # Never more than one miss-triggered fetch per interval, nor scheduled refreshes.
         for earlier, later in itertools.pairwise(self.miss_starts):
-            assert later - earlier >= settings.cooldown
+            assert later - earlier >= MISS_FETCH_INTERVAL
+        for earlier, later in itertools.pairwise(self.refresh_starts):
+            assert later - earlier >= MIN_REFRESH_INTERVAL
         # While backing off, requests start at most one fetch per cold retry interval.
         starts = self.cold_starts_backing_off
         for earlier, later in itertools.pairwise(starts):
@@ -265,7 +323,7 @@ def test_invariants_hold_over_random_event_sequences(
         elif kind == "request":
             driver.request()
         elif kind == "miss":
-            driver.miss()
+            driver.miss(rng.choice("abc"))
         elif kind == "retry":
             driver.background_retry()
         else:

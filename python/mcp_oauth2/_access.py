@@ -28,7 +28,11 @@ from starlette.types import Send
 
 from mcp_oauth2._resource_metadata import metadata_url
 from mcp_oauth2._rust import ScopeRules
-from mcp_oauth2.errors import AuthorizationError, InsufficientScopeError, JWKSUnavailableError
+from mcp_oauth2.errors import (
+    AuthorizationError,
+    AuthorizationServerUnavailableError,
+    InsufficientScopeError,
+)
 
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
@@ -149,7 +153,7 @@ class AccessControl:
             InsufficientScopeError.lacking(missing, self.every_scope_needed(needed))
         )
 
-    def unavailable(self, error: JWKSUnavailableError) -> Refusal:
+    def unavailable(self, error: AuthorizationServerUnavailableError) -> Refusal:
         """503 with ``Retry-After`` and no challenge: keys cannot be had right now, so nothing can
         be verified, and there is nothing the client could fix."""
         body = _body("temporarily_unavailable", error.description, error.code)

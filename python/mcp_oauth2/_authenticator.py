@@ -44,6 +44,7 @@ from mcp_oauth2.errors import (
     JWKSUnavailableError,
     KeyNotFoundError,
     MalformedTokenError,
+    TokenValidationError,
 )
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ class Authenticator:
             return self.validator.validate(token, keys)
         except (KeyNotFoundError, InvalidSignatureError) as miss:
             return await self._after_miss(
-                source, keys, miss, lambda keys: self.validator.validate(token, keys)
+                source, keys, miss, lambda keys: self.validator.validate(token, keys), token
             )
 
     async def authorize(
@@ -200,7 +201,11 @@ class Authenticator:
             return validator.authorize(authorization, keys, rules)
         except (KeyNotFoundError, InvalidSignatureError) as miss:
             return await self._after_miss(
-                source, keys, miss, lambda keys: validator.authorize(authorization, keys, rules)
+                source,
+                keys,
+                miss,
+                lambda keys: validator.authorize(authorization, keys, rules),
+                bearer_token(authorization) or "",
             )
 
     async def _after_miss(
@@ -209,6 +214,7 @@ class Authenticator:
         keys: KeySet,
         miss: KeyNotFoundError | InvalidSignatureError,
         check: Callable[[KeySet], Checked],
+        token: str | bytes,
     ) -> Checked:
         """``check`` again after a key miss on ``keys``, with a newer set, twice at most: the
         first may come from a scheduled fetch that left before the key was published; the
@@ -216,9 +222,10 @@ class Authenticator:
         usual path, which calls the validator directly.) An unknown key while the key server
         cannot be asked is ``JWKSUnavailableError`` (503), not a verdict on the token; a
         signature that fails under a key in hand stays a refusal of the token."""
+        kid = _key_id(token, self.validator.max_token_bytes)
         for refetch in range(1, MISS_REFETCHES + 1):
             try:
-                fresh = await source.refresh_after_miss(keys)
+                fresh = await source.refresh_after_miss(keys, kid)
             except JWKSUnavailableError:
                 if isinstance(miss, InvalidSignatureError):
                     raise miss from None
@@ -280,6 +287,15 @@ def _within(rules: ScopeRules, user: AuthenticatedUser) -> tuple[str, ...]:
     if missing:
         raise InsufficientScopeError.lacking(missing, rules.required)
     return tuple(sorted(effective))
+
+
+def _key_id(token: str | bytes, max_token_bytes: int) -> str | None:
+    """The ``kid`` of a token that missed (it parsed far enough to miss: its header reads)."""
+    try:
+        kid = peek_header(token, max_token_bytes).get("kid")
+    except TokenValidationError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:

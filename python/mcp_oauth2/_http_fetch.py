@@ -14,12 +14,13 @@ Key and metadata documents are a few KB; compressing them saves nothing worth th
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
+
+from mcp_oauth2._backoff import pause
 
 __all__ = ["FetchError", "FetchLimits", "FetchedDocument", "fetch_document", "new_client"]
 
@@ -27,8 +28,9 @@ ACCEPT = "application/jwk-set+json, application/json;q=0.9"
 USER_AGENT = "mcp-oauth2"
 # ASCII digits only, and few enough that int() is cheap ("²".isdigit() is True too).
 DECIMAL = re.compile(r"[0-9]{1,18}")
-# First retry after about 0.1 s, then 0.2 s, ... (times a jitter factor in [0.5, 1.5)).
+# First retry after about 0.1 s, then 0.2 s, ... (``_backoff.pause``), within the deadline.
 RETRY_BASE_DELAY = 0.1
+RETRY_MAX_DELAY = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +54,19 @@ class FetchedDocument:
 class FetchError(Exception):
     """A fetch that failed. ``str()`` is for logs (it names the URL), never for clients."""
 
-    def __init__(self, detail: str, *, retryable: bool) -> None:
+    def __init__(self, detail: str, *, retryable: bool, status: int | None = None) -> None:
         super().__init__(detail)
         self.retryable = retryable
+        self.status = status
+        """The HTTP status of an answer other than 200 (None when there was no answer)."""
 
 
-def new_client(timeout: float) -> httpx.AsyncClient:
-    """The shared client: connection reuse, at most two connections, never following redirects."""
+def new_client(timeout: float, connections: int = 2) -> httpx.AsyncClient:
+    """A client for one endpoint group: connection reuse, at most ``connections`` connections,
+    never following redirects."""
     return httpx.AsyncClient(
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         timeout=httpx.Timeout(timeout),
         headers={"Accept": ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT},
     )
@@ -88,9 +93,8 @@ async def fetch_document(
                 except FetchError as error:
                     if not error.retryable or attempt >= limits.retries:
                         raise
-                delay = RETRY_BASE_DELAY * (2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311
                 attempt += 1
-                await asyncio.sleep(delay)
+                await asyncio.sleep(pause(attempt, first=RETRY_BASE_DELAY, cap=RETRY_MAX_DELAY))
     except TimeoutError:
         detail = f"{method} {url}: no complete answer within {deadline:g} s"
         raise FetchError(detail, retryable=False) from None
@@ -113,7 +117,9 @@ async def _request_once(
             if status != 200:
                 where = response.headers.get("location", "")
                 hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
-                raise FetchError(f"{request}: HTTP {status}{hint}", retryable=status >= 500)
+                raise FetchError(
+                    f"{request}: HTTP {status}{hint}", retryable=status >= 500, status=status
+                )
             coding = response.headers.get("content-encoding", "identity").strip().lower()
             if coding not in ("", "identity"):
                 raise FetchError(

@@ -5,25 +5,30 @@ otherwise POSTs ``token`` and ``token_type_hint=access_token`` to the introspect
 authenticated as a client (``client_secret_basic`` or ``client_secret_post``), and has the native
 core check the answer with the JWT claim rules (``TokenValidator.validate_introspection``).
 
-- One call per token at a time: concurrent requests with the same token share the call in
-  flight (a caller that gives up does not cancel it); at most ``max_pending`` distinct tokens are
-  introspected at once, and beyond that a request is refused with 503 without a call.
+- One call per token at a time (``SingleFlight``): concurrent requests with the same token share
+  the call in flight (a caller that gives up does not cancel it).
+- The calls go through an ``Upstream`` (``_upstream``) of ``CONNECTIONS`` connections: a call's
+  deadline starts once it has a connection, so waiting behind other calls is never taken for a
+  slow endpoint; at most ``max_pending`` distinct tokens are admitted at once (in flight or
+  waiting), and beyond that a request is refused with 503 without a call. With the defaults
+  (16 connections, 128 admitted, a 5 s deadline) every admitted call finishes within the
+  deadline while the endpoint answers within 0.6 s (128 / 16 x 0.6 s = 4.8 s of queueing at
+  worst), and a flood of random tokens costs the endpoint at most 16 calls at a time.
 - The HTTP rules are the key fetches' (``_http_fetch``): HTTPS except loopback, one total
-  deadline, a cap on the body as received, identity coding only, no redirects, two connections.
-- When the endpoint fails (no answer in time, a status other than 200, an answer that is not a
-  JSON object), the token is refused with ``IntrospectionUnavailableError`` (503 with
-  ``Retry-After``) and never accepted; the next calls wait out a backoff that doubles from 1 s to
-  ``max_backoff``, and after it one call at a time probes the endpoint until one succeeds.
+  deadline, a cap on the body as received, identity coding only, no redirects.
+- When the endpoint fails (no answer in time, a 5xx or an authentication failure, an answer that
+  is not a JSON object), the token is refused with ``IntrospectionUnavailableError`` (503 with
+  ``Retry-After``) and never accepted; the endpoint then backs off (``_backoff.Backoff``, which
+  counts the failures of one burst once), and after the pause one call at a time probes it until
+  one succeeds. A 400-class answer about one token (400, 413, 414, 422) is a refusal of that
+  token (``inactive_token``), not an outage.
 - Neither the token nor the client secret appears in a log line, an error or a cache key.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,15 +38,18 @@ from urllib.parse import quote_plus
 import httpx
 from pydantic import SecretStr
 
+from mcp_oauth2._backoff import Backoff
 from mcp_oauth2._discovery import discover_endpoint
-from mcp_oauth2._http_fetch import FetchError, FetchLimits, fetch_document, new_client
+from mcp_oauth2._http_fetch import FetchedDocument, FetchError, FetchLimits
 from mcp_oauth2._introspection_cache import CachedResult, IntrospectionCache, Refused
 from mcp_oauth2._rust import AuthenticatedUser, TokenValidator
+from mcp_oauth2._upstream import Saturated, SingleFlight, Upstream, UpstreamLimits
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import (
+    AuthorizationServerUnavailableError,
     ConfigurationError,
+    InactiveTokenError,
     IntrospectionUnavailableError,
-    JWKSUnavailableError,
     MalformedTokenError,
     TokenTooLargeError,
     TokenValidationError,
@@ -59,6 +67,11 @@ AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 FIRST_BACKOFF: Final = 1.0
 # Retries within one call, after a connection error or a 5xx answer (as for keys).
 CALL_RETRIES: Final = 1
+# Connections to the endpoint: calls in flight at once.
+CONNECTIONS: Final = 16
+# Answers about the token rather than the endpoint: the request named a token the endpoint
+# would not take (RFC 7662 section 2.3 leaves errors to RFC 6749's 400 invalid_request).
+REFUSING_STATUSES: Final = frozenset({400, 413, 414, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +91,9 @@ class IntrospectionSettings:
     cache_size: int = 10_000
     timeout: float = 5.0
     max_bytes: int = 16_384
-    max_pending: int = 64
+    max_pending: int = 128
     max_backoff: float = 60.0
+    connections: int = CONNECTIONS
 
     @classmethod
     def from_config(cls, config: OAuth2Config) -> IntrospectionSettings:
@@ -106,6 +120,12 @@ class IntrospectionSettings:
     def fetch_limits(self) -> FetchLimits:
         return FetchLimits(deadline=self.timeout, max_bytes=self.max_bytes, retries=CALL_RETRIES)
 
+    @property
+    def upstream_limits(self) -> UpstreamLimits:
+        return UpstreamLimits(
+            self.fetch_limits, connections=self.connections, max_pending=self.max_pending
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class IntrospectionStats:
@@ -118,7 +138,8 @@ class IntrospectionStats:
     refused: int
     failures: int
     unavailable: int
-    """Requests refused with 503 without a call (backoff, or ``max_pending`` reached)."""
+    """Requests refused with 503 without a call (backoff, or ``max_pending`` reached, or no
+    connection free in time)."""
     evictions: int
     consecutive_failures: int
 
@@ -147,12 +168,11 @@ class Introspector:
         self.cache = IntrospectionCache(
             size=settings.cache_size, ttl=settings.cache_ttl, negative_ttl=settings.negative_ttl
         )
-        self._client = client
-        self._owns_client = client is None
+        self.upstream = Upstream(settings.upstream_limits, client=client)
+        self.backoff = Backoff(first=FIRST_BACKOFF, cap=settings.max_backoff)
         self._clock = clock
-        self._inflight: dict[bytes, asyncio.Task[CachedResult]] = {}
-        self._failures = 0
-        self._retry_at = 0.0
+        self._calls: SingleFlight[bytes, CachedResult] = SingleFlight()
+        self._discovery: SingleFlight[None, str] = SingleFlight()
         self._counts = dict.fromkeys(
             ("hits", "calls", "active", "refused", "failures", "unavailable"), 0
         )
@@ -171,14 +191,10 @@ class Introspector:
         if cached is not None:
             self._counts["hits"] += 1
             return _answer(cached)
-        task = self._inflight.get(key)
-        if task is None:
+        if not self._calls.running(key):
             self._admit_call()
-            task = asyncio.get_running_loop().create_task(self._call(text, key))
-            self._inflight[key] = task
-            task.add_done_callback(self._call_done(key))
-        # shield: a caller that gives up must not cancel the call others are waiting on.
-        return _answer(await asyncio.shield(task))
+        admitted = self._clock()
+        return _answer(await self._calls.join(key, lambda: self._call(text, key, admitted)))
 
     def _token_text(self, token: str | bytes) -> str:
         limit = self.validator.max_token_bytes
@@ -194,41 +210,33 @@ class Introspector:
         return token
 
     def _admit_call(self) -> None:
-        """Refuse (503) a new call during a backoff, beside the one probing call after it, or
-        beyond ``max_pending`` calls in flight."""
+        """Refuse (503) a new call during a backoff, and beside the one probing call after it."""
         now = self._clock()
-        if self._failures and (now < self._retry_at or self._inflight):
-            self._counts["unavailable"] += 1
-            wait = max(self._retry_at - now, 1.0)
-            raise IntrospectionUnavailableError(
-                "introspection is backing off after failures", retry_after=math.ceil(wait)
-            )
-        if len(self._inflight) >= self.settings.max_pending:
+        backoff = self.backoff
+        if backoff.failures and (backoff.backing_off(now) or len(self._calls)):
             self._counts["unavailable"] += 1
             raise IntrospectionUnavailableError(
-                f"{len(self._inflight)} introspection calls in flight (the limit)", retry_after=1
+                "introspection is backing off after failures",
+                retry_after=backoff.retry_after(now),
             )
-
-    def _call_done(self, key: bytes) -> Callable[[asyncio.Task[CachedResult]], None]:
-        def done(task: asyncio.Task[CachedResult]) -> None:
-            if self._inflight.get(key) is task:
-                del self._inflight[key]
-            if not task.cancelled():
-                task.exception()  # retrieved: every waiter may have given up
-
-        return done
 
     # -- the call ----------------------------------------------------------------------------
 
-    async def _call(self, token: str, key: bytes) -> CachedResult:
-        self._counts["calls"] += 1
+    async def _call(self, token: str, key: bytes, admitted: float) -> CachedResult:
+        """One call for ``token``, admitted at ``admitted`` (the time that decides which burst
+        of failures it belongs to)."""
         start = time.perf_counter()
         try:
-            result = self._checked(await self.ask(token))
+            result = self._checked(await self._ask(token))
+        except Saturated as busy:
+            self._counts["unavailable"] += 1
+            raise IntrospectionUnavailableError(str(busy), retry_after=1) from None
         except IntrospectionUnavailableError as failure:
+            self._counts["calls"] += 1
             self._report("failed", start)
-            raise self._failed(failure.detail) from None
-        self._failures = 0
+            raise self._failed(failure.detail, admitted) from None
+        self._counts["calls"] += 1
+        self.backoff.succeeded()
         self.cache.put(key, result, self._clock())
         outcome = "refused" if isinstance(result, Refused) else "active"
         self._counts[outcome] += 1
@@ -246,22 +254,44 @@ class Introspector:
 
     async def ask(self, token: str) -> bytes:
         """One call to the endpoint (discovering it first if needed), past the cache and the
-        backoff: the body of its answer. Every failure is an ``IntrospectionUnavailableError``.
-        For diagnostics (``mcp-oauth2 inspect``); requests go through ``introspect``."""
+        backoff: the body of its answer. Every failure is an ``IntrospectionUnavailableError``;
+        a 400-class answer about the token is an ``InactiveTokenError``. For diagnostics
+        (``mcp-oauth2 inspect``); requests go through ``introspect``."""
+        answer = await self._ask(token)
+        if isinstance(answer, Refused):
+            raise answer.exception()
+        return answer.body
+
+    async def _ask(self, token: str) -> FetchedDocument | Refused:
+        """The endpoint's answer, or the refusal of a 400-class answer; ``Saturated`` when the
+        call could not be made now."""
         try:
             endpoint = await self._endpoint()
-            document = await fetch_document(
-                self.shared_client(),
+            document = await self.upstream.fetch(
                 endpoint,
-                self.settings.fetch_limits,
                 form={"token": token, "token_type_hint": "access_token", **self._form_auth},
                 headers=self._headers,
             )
+        except Saturated:
+            raise
         except FetchError as error:
+            if error.status in REFUSING_STATUSES:
+                logger.info("introspection answered HTTP %d about a token: refused", error.status)
+                return Refused(
+                    InactiveTokenError,
+                    f"the authorization server refused to introspect the token "
+                    f"(HTTP {error.status})",
+                )
             raise IntrospectionUnavailableError(str(error)) from None
-        except JWKSUnavailableError as error:  # discovery
+        except AuthorizationServerUnavailableError as error:  # discovery
             raise IntrospectionUnavailableError(error.detail) from None
-        return document.body
+        media_type = document.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise IntrospectionUnavailableError(
+                f"POST {endpoint}: the answer's Content-Type is {media_type[:100]!r}, "
+                "not application/json"
+            )
+        return document
 
     def check(self, body: bytes) -> AuthenticatedUser:
         """The native claim rules on an answer (``TokenValidator.validate_introspection``):
@@ -273,9 +303,11 @@ class Introspector:
             issuer=self.settings.issuer,
         )
 
-    def _checked(self, body: bytes) -> CachedResult:
+    def _checked(self, answer: FetchedDocument | Refused) -> CachedResult:
+        if isinstance(answer, Refused):
+            return answer
         try:
-            return self.check(body)
+            return self.check(answer.body)
         except TokenValidationError as refusal:
             return Refused.of(refusal)
         except ValueError as error:  # not one JSON object: the endpoint misbehaved
@@ -283,46 +315,36 @@ class Introspector:
 
     async def _endpoint(self) -> str:
         if self.endpoint is None:
-            self.endpoint = await discover_endpoint(
-                self.shared_client(),
-                self.settings.issuer,
-                self.settings.fetch_limits,
-                "introspection_endpoint",
-            )
+            self.endpoint = await self._discovery.join(None, self._discover)
         return self.endpoint
 
-    def _failed(self, detail: str) -> IntrospectionUnavailableError:
-        """Count and log a failed call, and back off."""
-        self._counts["failures"] += 1
-        self._failures += 1
-        pause = min(FIRST_BACKOFF * 2 ** (self._failures - 1), self.settings.max_backoff)
-        self._retry_at = self._clock() + pause
-        logger.warning(
-            "introspection failed (%d in a row; next call in %.0f s): %s",
-            self._failures,
-            pause,
-            detail,
+    async def _discover(self) -> str:
+        return await discover_endpoint(
+            self.upstream.fetch, self.settings.issuer, "introspection_endpoint"
         )
-        return IntrospectionUnavailableError(detail, retry_after=math.ceil(pause))
 
-    def shared_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = new_client(self.settings.timeout)
-        return self._client
+    def _failed(self, detail: str, started: float) -> IntrospectionUnavailableError:
+        """Count and log a failed call (once per burst: ``Backoff``), and say when to retry."""
+        self._counts["failures"] += 1
+        now = self._clock()
+        before = self.backoff.failures
+        self.backoff.failed(started, now)
+        retry_after = self.backoff.retry_after(now)
+        if self.backoff.failures != before:
+            logger.warning(
+                "introspection failed (%d in a row; next call in %d s): %s",
+                self.backoff.failures,
+                retry_after,
+                detail,
+            )
+        return IntrospectionUnavailableError(detail, retry_after=retry_after)
 
     # -- lifecycle and observability ---------------------------------------------------------
 
     async def aclose(self) -> None:
-        tasks = list(self._inflight.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._inflight.clear()
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._calls.aclose()
+        await self._discovery.aclose()
+        await self.upstream.aclose()
 
     def stats(self) -> IntrospectionStats:
         counts = self._counts
@@ -335,7 +357,7 @@ class Introspector:
             failures=counts["failures"],
             unavailable=counts["unavailable"],
             evictions=self.cache.evictions,
-            consecutive_failures=self._failures,
+            consecutive_failures=self.backoff.failures,
         )
 
 

@@ -3,20 +3,21 @@
 ``JWKSCache`` keeps an issuer's JWKS through rotation, outages and floods. It is the thin part
 that joins two others: ``KeySchedule`` (``_key_schedule``) decides from the clock when keys may
 be served and when to fetch, and ``KeyFetcher`` (``_key_fetcher``) fetches. The cache itself runs
-one fetch at a time (single flight), shared by every waiting request (a caller that gives up does
-not cancel it; sequence numbers keep an older response from replacing a newer one), retries in
-the background after failures, counts what happens (``stats()``) and logs when the key set
-changes:
+one fetch at a time (``_upstream.SingleFlight``), shared by every waiting request (a caller that
+gives up does not cancel it; sequence numbers keep an older response from replacing a newer one),
+retries in the background after failures, counts what happens (``stats()``) and logs when the key
+set changes:
 
 - fresh keys are served from memory, and refreshed in the background before they expire, so a
   request on a warm cache never waits for the network;
 - a failed refresh never clears the cache: the last good set keeps serving for ``max_stale``
   after it expired, then validation fails closed (``JWKSUnavailableError``, HTTP 503);
-- a token naming an unknown ``kid`` (or failing its signature under a known one) may trigger one
-  refetch per ``cooldown`` window, across all kids; other misses in the window cost nothing;
-  scheduled and startup fetches do not count against that window; when that refetch fails (or
-  failures are backing off), the token is not refused as unknown: the answer is
-  ``JWKSUnavailableError`` (503), as the key may exist.
+- a token naming an unknown ``kid`` (or failing its signature under a known one) is judged per
+  key id (``KeySchedule.miss``): a key id never asked for is fetched promptly (one miss fetch
+  per second at most, across all ids), one that a fetch showed absent is refused as unknown for
+  ``cooldown`` seconds; when the rate limit, a backoff or a failed fetch prevents the answer,
+  the token is not refused as unknown: the answer is ``JWKSUnavailableError`` (503 with
+  ``Retry-After``), as the key may exist.
 
 ``StaticKeys`` serves a fixed JWKS (a dict, JSON text, or a file) for offline use and tests.
 """
@@ -36,10 +37,10 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 import httpx
 
 from mcp_oauth2._cache_settings import CacheSettings
-from mcp_oauth2._http_fetch import new_client
 from mcp_oauth2._key_fetcher import FetchedKeys, KeyFetcher, SpanFactory
 from mcp_oauth2._key_schedule import KeySchedule, State
 from mcp_oauth2._rust import KeySet
+from mcp_oauth2._upstream import SingleFlight, Upstream
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import ConfigurationError, JWKSError, JWKSUnavailableError
 
@@ -111,11 +112,13 @@ class KeySource(Protocol):
         """The current key set; raises ``JWKSUnavailableError`` when none is usable."""
         ...
 
-    async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
-        """A newer key set after a key miss on ``seen``, or None (rate limited, or no change).
+    async def refresh_after_miss(self, seen: KeySet, kid: str | None = None) -> KeySet | None:
+        """A newer key set after a miss of key ``kid`` on ``seen``, or None: the key is absent
+        (a set asked for since the miss does not have it).
 
         Raises ``JWKSUnavailableError`` when the key server could not be asked (the refetch
-        failed, or failures are backing off): the key may exist, so the miss proves nothing.
+        failed, failures are backing off, or misses are rate limited): the key may exist, so the
+        miss proves nothing.
         """
         ...
 
@@ -145,7 +148,7 @@ class StaticKeys:
         self._hits += 1
         return self._keys
 
-    async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
+    async def refresh_after_miss(self, seen: KeySet, kid: str | None = None) -> KeySet | None:
         return None
 
     def stats(self) -> KeySourceStats:
@@ -197,8 +200,7 @@ class JWKSCache:
         self._clock = clock
         self._keys: KeySet | None = None
         self._fetched_wall_time: float | None = None
-        self._inflight: asyncio.Task[KeySet] | None = None
-        self._inflight_for_miss = False  # whether the fetch in flight was started by a key miss
+        self._flight: SingleFlight[None, KeySet] = SingleFlight()
         self._retry_task: asyncio.Task[None] | None = None
         self._started_seq = 0
         self._applied_seq = 0
@@ -241,37 +243,40 @@ class JWKSCache:
             )
         return await self._await_refresh()
 
-    async def refresh_after_miss(self, seen: KeySet) -> KeySet | None:
+    async def refresh_after_miss(self, seen: KeySet, kid: str | None = None) -> KeySet | None:
         self._counts["misses"] += 1
         if self._keys is not None and self._keys is not seen:
             return self._keys  # a newer set arrived since the caller read its keys
-        if self._fetching and not self._inflight_for_miss:
-            # A scheduled or startup fetch in flight may have left before the key was published:
-            # wait for it, and if it does not know the key either, a miss fetch may follow.
-            newer = await self._join_refresh(seen)
-            if newer is not None:
-                return newer
-        if not self._fetching:
+        self._schedule.note_miss(kid, self._clock())
+        # At most: the fetch in flight, then one this miss starts; after that the verdict is
+        # "absent" (a fetch that asked for the key has landed) or "wait".
+        for _ in range(3):
+            if self._fetching:
+                fresh = await self._await_refresh()
+                if fresh.fingerprint != seen.fingerprint:
+                    return fresh
+                continue
             now = self._clock()
-            if not self._schedule.miss_fetch_allowed(now):
+            verdict = self._schedule.miss(kid, now)
+            if verdict == "absent":
                 self._counts["rejected_misses"] += 1
-                if self._schedule.consecutive_failures:
-                    # Backing off after failures: whether the issuer has the key is unknown.
-                    raise self._last_failure(
-                        f"keys of {self.jwks_uri or self.issuer} unavailable: a token names a "
-                        "key not cached, and refreshes are failing",
-                        retry_after=self._schedule.retry_after(now),
-                    )
                 return None
+            if verdict == "wait":
+                # Rate limited or backing off: whether the issuer has the key is unknown.
+                self._counts["rejected_misses"] += 1
+                cause = (
+                    "refreshes are failing"
+                    if self._schedule.consecutive_failures
+                    else "key refetches are rate limited"
+                )
+                raise self._last_failure(
+                    f"keys of {self.jwks_uri or self.issuer} unavailable: a token names a key "
+                    f"not cached, and {cause}",
+                    retry_after=self._schedule.miss_retry_after(now),
+                )
             self._schedule.miss_fetch_started(now)
-            self._start_refresh(for_miss=True)
-        return await self._join_refresh(seen)
-
-    async def _join_refresh(self, seen: KeySet) -> KeySet | None:
-        """The outcome of the fetch in flight (or of a new one): its keys if they differ from
-        ``seen``, else None; its ``JWKSUnavailableError`` when it failed."""
-        fresh = await self._await_refresh()
-        return None if fresh.fingerprint == seen.fingerprint else fresh
+            self._start_refresh()
+        return None
 
     def get_keys_sync(self) -> KeySet:
         """Blocking variant for scripts and command-line tools (not for use inside an event loop).
@@ -286,8 +291,11 @@ class JWKSCache:
         with self._sync_lock:
 
             async def fetch() -> KeySet:
-                async with new_client(self.settings.timeout) as client:
-                    return await self._refresh(client)
+                upstream = self._fetcher.new_upstream()
+                try:
+                    return await self._refresh(upstream)
+                finally:
+                    await upstream.aclose()
 
             try:
                 return asyncio.run(fetch())
@@ -310,14 +318,12 @@ class JWKSCache:
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._inflight, self._retry_task) if t]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._inflight = None
-        self._retry_task = None
+                await self._retry_task
+            self._retry_task = None
+        await self._flight.aclose()
         await self._fetcher.aclose()
 
     async def __aenter__(self) -> JWKSCache:
@@ -353,21 +359,18 @@ class JWKSCache:
 
     @property
     def _fetching(self) -> bool:
-        """Whether a fetch is running (a finished one may wait a loop turn for its callback)."""
-        return self._inflight is not None and not self._inflight.done()
+        """Whether a fetch is running."""
+        return self._flight.running(None)
 
-    def _start_refresh(self, *, for_miss: bool = False) -> asyncio.Task[KeySet]:
-        """The one in-flight refresh, started if none is running (``for_miss``: by a key miss)."""
-        if self._inflight is None or self._inflight.done():
-            task = asyncio.get_running_loop().create_task(self._refresh())
-            self._inflight = task
-            self._inflight_for_miss = for_miss
-            task.add_done_callback(self._refresh_done)
-        return self._inflight
+    def _start_refresh(self) -> asyncio.Task[KeySet]:
+        """The one in-flight refresh, started if none is running."""
+        if self._fetching:
+            return self._flight.start(None, self._refresh)  # the one running
+        task = self._flight.start(None, self._refresh)
+        task.add_done_callback(self._refresh_done)
+        return task
 
     def _refresh_done(self, task: asyncio.Task[KeySet]) -> None:
-        if self._inflight is task:
-            self._inflight = None
         if not task.cancelled() and task.exception() is not None:
             self._schedule_retry()
 
@@ -376,14 +379,14 @@ class JWKSCache:
         # fetch other requests are waiting on.
         return await asyncio.shield(self._start_refresh())
 
-    async def _refresh(self, client: httpx.AsyncClient | None = None) -> KeySet:
+    async def _refresh(self, upstream: Upstream | None = None) -> KeySet:
         """One fetch, applied unless a fetch that started later has landed first."""
         self._started_seq += 1
         seq = self._started_seq
-        self._schedule.fetch_started(self._clock())
+        number = self._schedule.fetch_started(self._clock())
         self._counts["fetches"] += 1
         try:
-            fetched = await self._fetcher.fetch(client)
+            fetched = await self._fetcher.fetch(upstream)
         except JWKSUnavailableError as failure:
             raise self._failed(failure) from None
         self._counts["successes"] += 1
@@ -391,7 +394,7 @@ class JWKSCache:
             assert self._keys is not None
             return self._keys  # a fetch that started later has landed: keep its newer keys
         self._applied_seq = seq
-        self._apply(fetched)
+        self._apply(fetched, number)
         return fetched.keys
 
     def _failed(self, failure: JWKSUnavailableError) -> JWKSUnavailableError:
@@ -412,10 +415,10 @@ class JWKSCache:
             f"refresh failed: {failure.detail}", failure.reasons, self._schedule.retry_after(now)
         )
 
-    def _apply(self, fetched: FetchedKeys) -> None:
+    def _apply(self, fetched: FetchedKeys, fetch_number: int) -> None:
         """Serve the new keys; log when the set, or what it skipped, changed."""
         keys, previous = fetched.keys, self._keys
-        self._schedule.fetch_succeeded(self._clock(), fetched.lifetime)
+        self._schedule.fetch_succeeded(self._clock(), fetched.lifetime, fetch_number)
         self._keys = keys
         self._fetched_wall_time = time.time()
         changed = previous is None or previous.fingerprint != keys.fingerprint

@@ -2,7 +2,8 @@
 native parse, and the freshness its answer allows; every failure as one kind of error.
 
 The HTTP rules (deadline, size cap, no redirects, identity coding, retries) are ``_http_fetch``'s,
-discovery is ``_discovery``'s; this module puts them together for ``JWKSCache`` and turns whatever
+the calls go through an ``Upstream`` (``_upstream``: the client and its connections), discovery
+is ``_discovery``'s; this module puts them together for ``JWKSCache`` and turns whatever
 goes wrong (connection, status, coding, size, JSON, discovery, key parsing, freshness) into a
 ``JWKSUnavailableError`` (``DiscoveryError``, ``IssuerMismatchError``) with the reason for the log.
 Each fetch, and the discovery within it, runs inside ``span(name, attributes)``: nothing by
@@ -15,17 +16,27 @@ import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._discovery import discover_jwks_uri
-from mcp_oauth2._http_fetch import FetchError, fetch_document, new_client
+from mcp_oauth2._http_fetch import FetchError
 from mcp_oauth2._key_schedule import freshness
 from mcp_oauth2._rust import KeySet
+from mcp_oauth2._upstream import Upstream, UpstreamLimits
 from mcp_oauth2.errors import JWKSError, JWKSUnavailableError
 
-__all__ = ["DISCOVERY_SPAN", "FETCH_SPAN", "FetchedKeys", "KeyFetcher", "SpanFactory", "no_span"]
+__all__ = [
+    "DISCOVERY_SPAN",
+    "FETCH_SPAN",
+    "FetchedKeys",
+    "KeyFetcher",
+    "SpanFactory",
+    "no_span",
+    "without_query",
+]
 
 # A context manager around a unit of work, given its name and attributes (a tracing span).
 SpanFactory = Callable[[str, Mapping[str, str]], AbstractContextManager[object]]
@@ -60,28 +71,29 @@ class KeyFetcher:
         self.jwks_uri = jwks_uri
         """The configured or discovered key URL (None until discovery succeeded)."""
         self.settings = settings
-        self._client = client
-        self._owns_client = client is None
+        self.upstream = self.new_upstream(client)
         self.span: SpanFactory = no_span
 
-    async def fetch(self, client: httpx.AsyncClient | None = None) -> FetchedKeys:
-        """One refresh on ``client`` (default: the shared one); raises ``JWKSUnavailableError``
-        or a subclass, and nothing else, for every failure."""
+    def new_upstream(self, client: httpx.AsyncClient | None = None) -> Upstream:
+        """An upstream for these settings (on ``client``, or on a client of its own)."""
+        return Upstream(UpstreamLimits(self.settings.fetch_limits), client=client)
+
+    async def fetch(self, upstream: Upstream | None = None) -> FetchedKeys:
+        """One refresh through ``upstream`` (default: the shared one); raises
+        ``JWKSUnavailableError`` or a subclass, and nothing else, for every failure."""
         attributes = {"mcp_oauth2.issuer": self.issuer} if self.issuer is not None else {}
         if self.jwks_uri is not None:
-            attributes["url.full"] = self.jwks_uri
+            attributes["url.full"] = without_query(self.jwks_uri)
         with self.span(FETCH_SPAN, attributes):
-            return await self._fetch(client)
+            return await self._fetch(upstream or self.upstream)
 
-    async def _fetch(self, client: httpx.AsyncClient | None) -> FetchedKeys:
-        client = client if client is not None else self.shared_client()
-        limits = self.settings.fetch_limits
+    async def _fetch(self, upstream: Upstream) -> FetchedKeys:
         try:
             if self.jwks_uri is None:
                 assert self.issuer is not None
                 with self.span(DISCOVERY_SPAN, {"mcp_oauth2.issuer": self.issuer}):
-                    self.jwks_uri = await discover_jwks_uri(client, self.issuer, limits)
-            document = await fetch_document(client, self.jwks_uri, limits)
+                    self.jwks_uri = await discover_jwks_uri(upstream.fetch, self.issuer)
+            document = await upstream.fetch(self.jwks_uri)
             keys = KeySet.from_jwks(document.body)
             lifetime = freshness(document.headers.get("cache-control"), self.settings).seconds
         except JWKSUnavailableError:
@@ -94,13 +106,13 @@ class KeyFetcher:
             raise JWKSUnavailableError(f"{type(error).__name__}: {str(error)[:300]}") from None
         return FetchedKeys(keys, lifetime)
 
-    def shared_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = new_client(self.settings.timeout)
-        return self._client
-
     async def aclose(self) -> None:
         """Close the shared client if this fetcher made it."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.upstream.aclose()
+
+
+def without_query(url: str) -> str:
+    """``url`` without its query and fragment: what a span or a metric may carry (a query may
+    hold credentials or tokens)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -35,10 +35,10 @@ from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
     AuthorizationError,
+    AuthorizationServerUnavailableError,
     ConfigurationError,
     InvalidRequestError,
     JWKSError,
-    JWKSUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -145,14 +145,14 @@ class OAuth2Middleware:
         if isinstance(error, AuthorizationError):
             logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
             return self.access.invalid(error)
-        if isinstance(error, JWKSUnavailableError):
+        if isinstance(error, AuthorizationServerUnavailableError):
             return self.access.unavailable(error)
         if isinstance(error, JWKSError):
             logger.error("key set unusable: %s", error.detail)
-            return self.access.unavailable(JWKSUnavailableError(error.detail))
+            return self.access.unavailable(AuthorizationServerUnavailableError(error.detail))
         # Never a 500, never an accidental accept: log it and fail closed.
         logger.error("unexpected error while authenticating a request", exc_info=error)
-        return self.access.unavailable(JWKSUnavailableError("internal error"))
+        return self.access.unavailable(AuthorizationServerUnavailableError("internal error"))
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         """Warm the key caches at startup and close them at shutdown, then pass the message on."""

@@ -19,6 +19,7 @@ from mcp_oauth2._rust import token_error_descriptions
 __all__ = [
     "AlgorithmNotAllowedError",
     "AuthorizationError",
+    "AuthorizationServerUnavailableError",
     "ConfigurationError",
     "DiscoveryError",
     "ExpiredTokenError",
@@ -186,6 +187,34 @@ class InsufficientScopeError(TokenValidationError):
         )
 
 
+class AuthorizationServerUnavailableError(MCPOAuth2Error):
+    """The authorization server cannot be asked right now (its keys, its metadata, its
+    introspection endpoint): nothing can be verified, so nothing is accepted. The middleware
+    answers 503 with ``Retry-After: retry_after`` and no challenge; the client can fix nothing.
+
+    The base of every "unavailable" error, whichever endpoint failed.
+    """
+
+    code: ClassVar[str] = "authorization_server_unavailable"
+    status_code: ClassVar[int] = 503
+    error: ClassVar[str] = "temporarily_unavailable"
+    default_description: ClassVar[str] = "the authorization server is temporarily unavailable"
+
+    def __init__(
+        self, detail: str | None = None, reasons: tuple[str, ...] = (), retry_after: int = 30
+    ) -> None:
+        # ``detail`` and ``reasons`` are for logs and operators: they may name key ids and URLs.
+        # ``description`` is what a client may see.
+        self.detail: str = detail or self.default_description
+        self.reasons: tuple[str, ...] = tuple(reasons)
+        self.description: str = self.default_description
+        self.retry_after: int = max(1, int(retry_after))
+        MCPOAuth2Error.__init__(self, self.detail, self.reasons, self.retry_after)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
 class JWKSError(MCPOAuth2Error):
     """A key set cannot be used: every key was unusable, or the document is not a JWKS."""
 
@@ -206,7 +235,7 @@ class JWKSError(MCPOAuth2Error):
         return f"{self.code}: {self.detail}"
 
 
-class JWKSUnavailableError(JWKSError):
+class JWKSUnavailableError(AuthorizationServerUnavailableError, JWKSError):
     """No usable keys: the key server failed and nothing fresh enough is cached.
 
     The middleware answers 503 with ``Retry-After: retry_after``.
@@ -214,13 +243,6 @@ class JWKSUnavailableError(JWKSError):
 
     code = "jwks_unavailable"
     default_description = "the authorization server's signing keys are temporarily unavailable"
-
-    def __init__(
-        self, detail: str | None = None, reasons: tuple[str, ...] = (), retry_after: int = 30
-    ) -> None:
-        super().__init__(detail, reasons)
-        self.retry_after: int = max(1, int(retry_after))
-        self.args = (self.detail, self.reasons, self.retry_after)
 
 
 class DiscoveryError(JWKSUnavailableError):
@@ -235,14 +257,11 @@ class IssuerMismatchError(DiscoveryError):
     code = "issuer_mismatch"
 
 
-class IntrospectionUnavailableError(JWKSUnavailableError):
+class IntrospectionUnavailableError(AuthorizationServerUnavailableError):
     """The token could not be introspected (RFC 7662): the endpoint failed, answered something
     that is not an introspection response, is backing off after failures, or has more calls in
     flight than allowed. The token is never accepted; the middleware answers 503 with
     ``Retry-After: retry_after``.
-
-    A subclass of ``JWKSUnavailableError`` so that everything that handles an unreachable
-    authorization server (the middleware, ``MCPTokenVerifier``'s outage log) handles it alike.
     """
 
     code = "introspection_unavailable"

@@ -24,7 +24,8 @@ also for a token without a ``required_scopes`` scope, where the middleware answe
 The SDK's contract has no way to say "cannot check right now": where ``OAuth2Middleware`` answers
 503 with ``Retry-After`` while the key server is unreachable, the SDK answers 401, as for a bad
 token. So that an outage is not mistaken for bad tokens, each refusal caused by unavailable keys
-(``JWKSError``) or introspection (``IntrospectionUnavailableError``, a subclass) is logged at
+(``JWKSError``) or an authorization server that cannot be asked
+(``AuthorizationServerUnavailableError``: keys, discovery or introspection) is logged at
 WARNING, at most one line per ``OUTAGE_LOG_INTERVAL`` seconds per verifier, counting the refusals
 in between.
 """
@@ -42,7 +43,11 @@ from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._url_rules import is_application_id
-from mcp_oauth2.errors import IntrospectionUnavailableError, JWKSError
+from mcp_oauth2.errors import (
+    AuthorizationServerUnavailableError,
+    IntrospectionUnavailableError,
+    JWKSError,
+)
 
 __all__ = ["MCPTokenVerifier"]
 
@@ -74,7 +79,7 @@ class MCPTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             user = await self.authenticator.authenticate(token)
-        except JWKSError as error:  # keys unavailable: the SDK will still say 401
+        except (JWKSError, AuthorizationServerUnavailableError) as error:  # the SDK says 401
             self._log_outage(error)
             return None
         except Exception as error:  # the protocol says: None for any invalid token, never raise
@@ -101,7 +106,7 @@ class MCPTokenVerifier:
     async def aclose(self) -> None:
         await self.authenticator.aclose()
 
-    def _log_outage(self, error: JWKSError) -> None:
+    def _log_outage(self, error: JWKSError | AuthorizationServerUnavailableError) -> None:
         now = self._clock()
         last = self._outage_logged_at
         if last is not None and now - last < OUTAGE_LOG_INTERVAL:

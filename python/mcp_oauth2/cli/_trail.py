@@ -175,7 +175,9 @@ async def _discover(
     result: KeyFetch,
 ) -> str | None:
     try:
-        jwks_uri = await discover_jwks_uri(client, issuer, settings.fetch_limits)
+        jwks_uri = await discover_jwks_uri(
+            lambda url: fetch_document(client, url, settings.fetch_limits), issuer
+        )
     except JWKSError as error:
         jwks_uri = None
         result.failure = (

@@ -55,6 +55,7 @@ NAMED_FAULTS: Final = (
     "gzip_bomb",
     "bad_encoding",
     "nested_json",
+    "wrong_content_type",
 )
 JWKS_ONLY_FAULTS: Final = ("no_usable_keys",)
 # The ``"redirect"`` fault points below this prefix: the same document, served without faults.
@@ -104,6 +105,8 @@ async def fault_answer(
     if fault == "html":
         page = "<!doctype html><html><body><h1>Sign in</h1></body></html>\n"
         return Response(page, media_type="text/html; charset=utf-8")
+    if fault == "wrong_content_type":  # the document itself, labelled as something else
+        return Response(compact_json(document), media_type="text/plain; charset=utf-8")
     content, headers = _FIXED_BODIES[fault](document, empty)
     return Response(content, media_type=media_type, headers=headers)
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_plus
@@ -105,6 +106,7 @@ def introspection(
     otherwise ``issuer.introspection_answer(token)``."""
 
     async def introspect(request: Request) -> Response:
+        arrived = time.monotonic()
         if issuer.introspection_delay:
             await asyncio.sleep(issuer.introspection_delay)
         fault = issuer.introspection_fault
@@ -128,6 +130,7 @@ def introspection(
         token = fields.get("token")
         if not token:
             return JSONResponse({"error": "invalid_request"}, status_code=400)
+        issuer.introspected.setdefault(token, []).append(arrived)
         answer = issuer.introspection_answer(token)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 

@@ -115,6 +115,9 @@ class LocalIssuer:
         """How the client may authenticate (the metadata advertises these)."""
         self.introspection_delay: float = 0.0
         """Seconds the introspection endpoint waits before each answer (a slow server)."""
+        self.introspected: dict[str, list[float]] = {}
+        """When each token was asked about by an authenticated client (``time.monotonic()``
+        as the request arrived): what tests of caching and single flight check."""
         self._opaque: dict[str, dict[str, Any]] = {}
 
     # -- identity and documents --------------------------------------------------------------
@@ -348,7 +351,8 @@ class LocalIssuer:
         the server stops; use a client timeout), ``"gzip_bomb"`` (``Content-Encoding: gzip,
         gzip``, about a kilobyte that inflates to ``BOMB_DECODED_BYTES`` of zeros),
         ``"bad_encoding"`` (``Content-Encoding: gzip`` over a body that is not gzip),
-        ``"nested_json"`` (200, a JSON array nested ``NESTED_JSON_DEPTH`` deep).
+        ``"nested_json"`` (200, a JSON array nested ``NESTED_JSON_DEPTH`` deep),
+        ``"wrong_content_type"`` (200, the document labelled ``text/plain``).
         """
         return self._fault
 
