@@ -420,6 +420,45 @@ def test_inspect_introspection_unavailable_is_exit_code_3(tmp_path: Path) -> Non
     assert closed.introspection_client_secret not in json.dumps(document)
 
 
+def test_inspect_never_shows_what_an_endpoint_echoes(issuer: LocalIssuer, tmp_path: Path) -> None:
+    """An endpoint that echoes the request would show the token and the client's credentials:
+    only the RFC 7662 members are shown, and the names of the others."""
+    issuer.introspection_fault = "echo"
+    token = issuer.mint_opaque(subject="olive")
+    env = introspection_env(issuer, "opaque")
+    code, document = run_json("inspect", token, cwd=tmp_path, env=env)
+    done = run("inspect", token, cwd=tmp_path, env=env)
+    issuer.introspection_fault = None
+    assert code == 0 and done.returncode == 0
+    secret = issuer.introspection_client_secret
+    for shown in (json.dumps(document), done.stdout + done.stderr):
+        assert secret not in shown
+        assert "Basic " not in shown
+        assert token not in shown
+    assert document["introspection"]["sub"] == "olive"
+    assert document["introspection"]["(other members, values not shown)"] == [
+        "authorization",
+        "token",
+        "token_type_hint",
+    ]
+
+
+@pytest.mark.parametrize("fault", ["html", "invalid_json", "nested_json"])
+def test_inspect_an_unusable_answer_is_exit_code_3(
+    issuer: LocalIssuer, tmp_path: Path, fault: str
+) -> None:
+    issuer.introspection_fault = fault
+    try:
+        code, document = run_json(
+            "inspect", issuer.mint_opaque(), cwd=tmp_path, env=introspection_env(issuer, "opaque")
+        )
+    finally:
+        issuer.introspection_fault = None
+    assert code == 3
+    assert document["verdict"]["code"] == "introspection_unavailable"
+    assert "Sign in" not in json.dumps(document)  # the answer itself is never printed
+
+
 # -- jwks ------------------------------------------------------------------------------------------
 
 

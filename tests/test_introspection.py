@@ -151,6 +151,8 @@ async def test_a_wrong_client_secret_is_never_an_accept(issuer: LocalIssuer) -> 
         ({"aud": "https://other.example.com/mcp"}, InvalidAudienceError),
         ({"iss": "https://evil.example.com"}, InvalidIssuerError),
         ({"token_use": "refresh_token"}, InvalidClaimError),
+        ({"token_type": "refresh_token"}, InvalidClaimError),
+        ({"typ": "Refresh"}, InvalidClaimError),
         ({"scope": ["read"]}, InvalidClaimError),
         ({"sub": 42}, InvalidClaimError),
         ({"exp": "tomorrow"}, InvalidClaimError),

@@ -114,3 +114,30 @@ async def test_an_introspection_outage_is_logged_as_one(caplog: pytest.LogCaptur
     assert "introspection is unavailable" in line.message
     assert "introspection_unavailable" in line.message
     assert all(token not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "token", ["a b", "tok\u00e9n", "two\nlines", "", "=abc", "x" * 9000, "a,b", 'q"uote']
+)
+async def test_a_token_not_shaped_as_a_bearer_token_is_never_introspected(token: str) -> None:
+    """The middleware's shape rule (RFC 6750 b64token) holds here too: such a token is refused
+    without a call to the introspection endpoint."""
+    issuer = LocalIssuer(default_audience=AUDIENCE)
+    async with issuer.serve_async():
+        config = OAuth2Config.model_validate(
+            {
+                "issuer": [issuer.issuer],
+                "audience": [AUDIENCE],
+                "token_format": "opaque",
+                "introspection_endpoint": issuer.introspection_endpoint,
+                "introspection_client_id": issuer.introspection_client_id,
+                "introspection_client_secret": issuer.introspection_client_secret,
+            }
+        )
+        verifier = MCPTokenVerifier(config)
+        try:
+            assert await verifier.verify_token(token) is None
+            assert await verifier.verify_token(issuer.mint_opaque(subject="ok")) is not None
+        finally:
+            await verifier.aclose()
+        assert issuer.introspection_requests == 1  # only the well-formed token was asked about

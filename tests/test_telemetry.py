@@ -143,7 +143,9 @@ def test_failed_fetches_and_unavailable_keys_are_counted_and_traced(
     meters = MeterProvider(metric_readers=[reader])
     telemetry = Telemetry(meter_provider=meters, tracer_provider=spans[0])
     issuer.fault = "status:503"
-    app = protected_app(issuer, telemetry, jwks_uri=issuer.metadata()["jwks_uri"], jwks_retries=0)
+    # A query may carry credentials: it never reaches a span.
+    jwks_uri = issuer.metadata()["jwks_uri"]
+    app = protected_app(issuer, telemetry, jwks_uri=jwks_uri + "?sig=s3cret", jwks_retries=0)
     with AppServer(app) as url:
         answer = httpx.get(url + "/mcp", headers={"Authorization": f"Bearer {issuer.mint()}"})
         assert answer.status_code == 503
@@ -166,7 +168,10 @@ def test_failed_fetches_and_unavailable_keys_are_counted_and_traced(
     failed = [s for s in spans[1].get_finished_spans() if s.name == "mcp_oauth2.jwks.fetch"]
     assert failed and all(s.status.status_code is StatusCode.ERROR for s in failed)
     assert failed[0].attributes is not None
-    assert failed[0].attributes["url.full"] == issuer.metadata()["jwks_uri"]
+    assert failed[0].attributes["url.full"] == jwks_uri
+    assert failed[0].attributes["error.type"] == "jwks_unavailable"
+    for span in spans[1].get_finished_spans():
+        assert "s3cret" not in str(span.to_json())
 
 
 def test_off_by_default_and_on_from_the_configuration(issuer: LocalIssuer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +25,14 @@ from mcp.server import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from starlette.applications import Starlette
-from starlette.authentication import AuthCredentials
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
-from mcp_oauth2 import KeySet, OAuth2Config, OAuth2Middleware, ToolScopes
+from mcp_oauth2 import KeySet, OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
 from mcp_oauth2._access import ACCESS_SCOPE_KEY
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
+from test_mcp_e2e import sdk_auth_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -294,3 +296,80 @@ async def test_body_in_thousands_of_pieces_is_checked_and_replayed_whole() -> No
     assert status == 403 and recorder.calls == []
     _, status = await call(app, authenticated_scope(issuer, (TOOLS, ADMIN)), messages)
     assert status == 200 and recorder.calls == [body]
+
+
+# -- never forwarding a request it could not judge -----------------------------------------------
+
+
+async def test_with_the_sdks_own_auth_instead_of_the_middleware_it_refuses_everything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``MCPTokenVerifier`` runs inside the MCP app, after ``ToolScopes``: without
+    ``OAuth2Middleware`` in front, ``ToolScopes`` cannot see the caller's scopes, so it refuses
+    (500 ``unprotected``) and says why, instead of letting a tool run that the token may not
+    call (it used to forward the request unchecked)."""
+    issuer = LocalIssuer()
+    with issuer.serve():
+        sock = bind_loopback()
+        mcp_url = url_of(sock) + "/mcp"
+        server_app = sdk_auth_app(issuer, mcp_url)
+        guarded = ToolScopes(server_app, {"whoami": [ADMIN]})
+        with caplog.at_level(logging.ERROR, logger="mcp_oauth2"), AppServer(guarded, sock):
+            responses: list[httpx2.Response] = []
+            token = issuer.mint(audience=mcp_url, scopes=[TOOLS])
+            async with sdk_session(mcp_url, token, responses) as session:
+                with pytest.raises(MCPError):
+                    await session.initialize()
+            assert {r.status_code for r in responses} == {500}
+            await responses[0].aread()
+            assert responses[0].json()["code"] == "unprotected"
+    assert "OAuth2Middleware did not run before it" in caplog.text
+
+
+async def test_the_missing_middleware_is_logged_at_startup(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guarded = ToolScopes(Recorder(), {"admin_reset": [ADMIN]})
+    messages: list[Message] = [{"type": "lifespan.startup"}]
+
+    async def receive() -> Message:
+        return messages.pop() if messages else {"type": "lifespan.shutdown"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    async def lifespan_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+
+    guarded.app = lifespan_app
+    with caplog.at_level(logging.ERROR, logger="mcp_oauth2"):
+        await guarded({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert "ToolScopes refuses every request" in caplog.text
+    caplog.clear()
+    # Behind the middleware the lifespan scope says so, and nothing is logged.
+    config = OAuth2Config.model_validate(
+        {"issuer": ["https://issuer.example.com"], "audience": ["https://mcp.example.com/mcp"]}
+    )
+    keys = StaticKeys(LocalIssuer("https://issuer.example.com").jwks())
+    protected = OAuth2Middleware(guarded, config, key_sources=keys)
+    messages.append({"type": "lifespan.startup"})
+    with caplog.at_level(logging.ERROR, logger="mcp_oauth2"):
+        await protected({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert "refuses every request" not in caplog.text
+
+
+async def test_an_anonymous_caller_on_an_exempt_route_gets_a_challenge_for_a_scoped_tool() -> None:
+    issuer = LocalIssuer("https://issuer.example.com")
+    recorder = Recorder()
+    app = ToolScopes(recorder, {"admin_reset": [ADMIN]})
+    scope = authenticated_scope(issuer, ())
+    scope["user"] = UnauthenticatedUser()  # as on an exempt route
+    scope["auth"] = AuthCredentials()
+    body = json.dumps(tool_call("admin_reset", {})).encode()
+    sent, status = await call(app, scope, [{"type": "http.request", "body": body}])
+    assert status == 401 and recorder.calls == []
+    headers = dict(sent[0]["headers"])
+    assert b'scope="mcp:admin"' in headers[b"www-authenticate"]
+    echo = json.dumps(tool_call("echo", {"text": "hi"})).encode()
+    _, status = await call(app, scope, [{"type": "http.request", "body": echo}])
+    assert status == 200 and recorder.calls == [echo]

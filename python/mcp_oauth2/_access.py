@@ -20,11 +20,13 @@ or start a new header line. Descriptions come from the errors' client-safe ``des
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from mcp_oauth2._resource_metadata import metadata_url
 from mcp_oauth2._rust import ScopeRules
@@ -37,10 +39,60 @@ from mcp_oauth2.errors import (
 if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
 
-__all__ = ["ACCESS_SCOPE_KEY", "AccessControl", "Refusal", "RefusalRaised", "quote"]
+__all__ = [
+    "ACCESS_SCOPE_KEY",
+    "AccessControl",
+    "Refusal",
+    "RefusalRaised",
+    "access_of",
+    "quote",
+    "unprotected",
+]
+
+logger = logging.getLogger("mcp_oauth2.access")
 
 ACCESS_SCOPE_KEY: Final = "mcp_oauth2.access"
-"""The ASGI scope key under which ``OAuth2Middleware`` hands its ``AccessControl`` to the app."""
+"""The ASGI scope key under which ``OAuth2Middleware`` hands its ``AccessControl`` to the app
+(also on the lifespan scope, so that what it wraps can tell at startup that it is protected)."""
+# Seconds between two ERROR lines about requests refused for want of OAuth2Middleware.
+UNPROTECTED_LOG_INTERVAL: Final = 60.0
+_unprotected_logged: dict[str, float] = {}
+
+
+def access_of(scope: Scope, who: str) -> AccessControl | None:
+    """The ``AccessControl`` that ``OAuth2Middleware`` put into ``scope``; None (logged at
+    ERROR, once a minute per ``who``) when no middleware ran in front of ``who``: then ``who``
+    cannot judge the request and must not pass it on (answer ``unprotected()``)."""
+    access = scope.get(ACCESS_SCOPE_KEY)
+    if isinstance(access, AccessControl):
+        return access
+    now = time.monotonic()
+    last = _unprotected_logged.get(who)
+    if last is None or now - last >= UNPROTECTED_LOG_INTERVAL:
+        _unprotected_logged[who] = now
+        logger.error("%s", unprotected_reason(who))
+    return None
+
+
+def unprotected_reason(who: str) -> str:
+    """Why ``who`` refuses every request without ``OAuth2Middleware`` in front."""
+    return (
+        f"{who} refuses every request: OAuth2Middleware did not run before it, so it cannot "
+        "tell who the caller is or which scopes the token grants (the MCP SDK's own auth "
+        "runs inside the MCP app, after it). Add app.add_middleware(OAuth2Middleware, "
+        f"config=...) to the application that {who} is mounted in."
+    )
+
+
+def unprotected() -> Refusal:
+    """500 for a request that could not be judged because ``OAuth2Middleware`` is missing:
+    a server misconfiguration, never passed on."""
+    body = _body(
+        "server_error",
+        "the server cannot check this request's authorization (misconfigured)",
+        "unprotected",
+    )
+    return _refusal(500, body, None)
 
 
 def quote(value: str) -> str:
@@ -128,11 +180,14 @@ class AccessControl:
 
     # -- refusals, one method per kind ------------------------------------------------------------
 
-    def missing_token(self) -> Refusal:
+    def missing_token(self, needed: Iterable[str] = ()) -> Refusal:
         """401 without an ``error`` (RFC 6750 section 3.1): the client sent no token, so there is
-        no error to name, in the header or in the JSON body."""
+        no error to name, in the header or in the JSON body. The challenge names
+        ``required_scopes`` and then ``needed`` (what this request needs besides)."""
         body = {"error_description": "this resource needs a bearer token", "code": "missing_token"}
-        return _refusal(401, body, self._challenge())
+        needed = tuple(needed)
+        scopes = self.every_scope_needed(needed) if needed else None
+        return _refusal(401, body, self._challenge(scopes=scopes))
 
     def invalid(self, error: AuthorizationError) -> Refusal:
         """The answer an error carries: 400 ``invalid_request``, 401 ``invalid_token`` or 403

@@ -2,13 +2,17 @@
 
 ``AuthenticatorHealth`` sums up one ``KeySourceStats`` per trusted issuer: the authenticator is
 ``ready`` when every issuer's source holds usable keys (``fresh``, ``stale`` within
-``max_stale``, or ``static``). ``send_readiness`` answers a Kubernetes readiness probe with it
-(200 or 503 and a small JSON body naming no URL, key id or token).
+``max_stale``, or ``static``). ``send_readiness`` answers a Kubernetes readiness probe with it:
+200 or 503 and a JSON body that says whether the process is ready and which check failed,
+nothing more (a probe route needs no token, so its answer must tell an outsider nothing about
+the identity provider); the details (state, key counts, ages, failure codes) go to the log when
+readiness changes, and are in ``health()`` for code that asks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,7 +21,9 @@ from starlette.types import Send
 from mcp_oauth2._jwks import KeySourceStats
 from mcp_oauth2._key_schedule import State
 
-__all__ = ["AuthenticatorHealth", "send_readiness", "summarize"]
+__all__ = ["AuthenticatorHealth", "ReadinessProbe", "summarize"]
+
+logger = logging.getLogger("mcp_oauth2.readiness")
 
 # From the healthiest to the worst: the whole is as healthy as its worst source.
 _STATE_ORDER: tuple[State, ...] = ("static", "fresh", "stale", "empty", "failing")
@@ -48,7 +54,7 @@ class AuthenticatorHealth:
     service would never learn that the endpoint came back; requests meanwhile get 503."""
 
     def as_dict(self) -> dict[str, object]:
-        """The summary a readiness route answers with (no URLs, no per-issuer details)."""
+        """The details, for logs and operators (no URLs, no per-issuer details)."""
         return {
             "ready": self.ready,
             "state": self.state,
@@ -57,6 +63,18 @@ class AuthenticatorHealth:
             "last_failure": self.last_failure,
             "introspection_failures": self.introspection_failures,
         }
+
+    def checks(self) -> dict[str, str]:
+        """Each check by name, ``ok`` or ``failing``: ``keys`` (usable keys for every issuer,
+        when keys are needed) and ``introspection`` (the last call succeeded, when tokens are
+        introspected; reported, but not a reason to be unready: no call can be tried without a
+        token, so a process taken out of service would never learn it came back)."""
+        checks: dict[str, str] = {}
+        if self.sources or self.introspection_failures is None:
+            checks["keys"] = "ok" if self.ready else "failing"
+        if self.introspection_failures is not None:
+            checks["introspection"] = "failing" if self.introspection_failures else "ok"
+        return checks
 
 
 def summarize(
@@ -87,20 +105,40 @@ def summarize(
     )
 
 
-async def send_readiness(method: str, health: AuthenticatorHealth, send: Send) -> None:
-    """Answer a readiness probe: ``GET``/``HEAD`` 200 when ``ready``, else 503; others 405."""
-    if method in ("GET", "HEAD"):
-        status = 200 if health.ready else 503
-        body = json.dumps(health.as_dict(), separators=(",", ":")).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"cache-control", b"no-store"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if method == "HEAD":
-            body = b""
-    else:
-        status, body = 405, b""
-        headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"0")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+class ReadinessProbe:
+    """Answers a readiness route, and logs the details when readiness changes."""
+
+    def __init__(self) -> None:
+        self._ready: bool | None = None
+
+    async def send(self, method: str, health: AuthenticatorHealth, send: Send) -> None:
+        """``GET``/``HEAD``: 200 when ``ready``, else 503, with ``{"ready", "checks"}``;
+        other methods 405."""
+        self._note(health)
+        if method in ("GET", "HEAD"):
+            status = 200 if health.ready else 503
+            answer = {"ready": health.ready, "checks": health.checks()}
+            body = json.dumps(answer, separators=(",", ":")).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            if method == "HEAD":
+                body = b""
+        else:
+            status, body = 405, b""
+            headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _note(self, health: AuthenticatorHealth) -> None:
+        if health.ready == self._ready:
+            return
+        first = self._ready is None
+        self._ready = health.ready
+        if health.ready:
+            level = logging.DEBUG if first else logging.INFO
+            logger.log(level, "ready: %s", health.as_dict())
+        else:
+            logger.warning("not ready: %s", health.as_dict())

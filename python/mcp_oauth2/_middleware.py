@@ -19,18 +19,19 @@ middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusal
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
 from mcp_oauth2._exemptions import Exemptions
-from mcp_oauth2._health import send_readiness
+from mcp_oauth2._health import ReadinessProbe
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
@@ -50,6 +51,8 @@ logger = logging.getLogger("mcp_oauth2.middleware")
 
 # RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
 WS_POLICY_VIOLATION = 1008
+# How deep ``route_paths`` looks through middleware, mounts and routers.
+_ROUTE_DEPTH = 16
 
 
 class OAuth2Middleware:
@@ -76,6 +79,7 @@ class OAuth2Middleware:
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)
         self.readiness_path = config.readiness_path
+        self.readiness = ReadinessProbe()
         if telemetry is None and config.telemetry:
             telemetry = _global_telemetry()
         self.telemetry = telemetry
@@ -88,7 +92,8 @@ class OAuth2Middleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            scope[ACCESS_SCOPE_KEY] = self.access  # what it wraps can tell it is protected
+            await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -100,7 +105,7 @@ class OAuth2Middleware:
             await self.metadata.send(method, send)
             return
         if kind == "http" and path == self.readiness_path:
-            await send_readiness(method, await self.authenticator.readiness(), send)
+            await self.readiness.send(method, await self.authenticator.readiness(), send)
             return
         if self.exemptions.match(method, path) is not None:
             scope["user"] = UnauthenticatedUser()
@@ -171,6 +176,51 @@ class OAuth2Middleware:
             return message
 
         return wrapped
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """Turn the application's "started" into "startup failed" when the configuration
+        cannot work with its routes (checked once they are all known, after its startup)."""
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                problem = self.route_problem()
+                if problem is not None:
+                    logger.error("%s", problem)
+                    message = {"type": "lifespan.startup.failed", "message": problem}
+            await send(message)
+
+        return wrapped
+
+    def route_problem(self) -> str | None:
+        """Why the configuration cannot work with the application's routes: ``readiness_path``
+        is also a route (the probe, answered before routing and without a token, would hide
+        it: on the MCP endpoint, a protected route would answer a probe). None when it can."""
+        path = self.readiness_path
+        if path is not None and path in set(route_paths(self.app)):
+            env = ENV_PREFIX + "READINESS_PATH"
+            return (
+                f"readiness_path ({env}) {path!r} is also a route of the application, which the "
+                f"probe would hide; choose a path of its own, e.g. {env}=/ready"
+            )
+        return None
+
+
+def route_paths(app: object, prefix: str = "", depth: int = 0) -> Iterator[str]:
+    """The paths of the routes an ASGI application serves, as far as they can be read: through
+    middleware (``.app``), routers (``.routes``) and mounts (the mount's path, then its app's)."""
+    if depth > _ROUTE_DEPTH:
+        return
+    routes = getattr(app, "routes", None)
+    if isinstance(routes, list):
+        for route in routes:
+            if isinstance(route, Mount):
+                yield from route_paths(route.app, prefix + route.path, depth + 1)
+            elif isinstance(route, Route | WebSocketRoute):
+                yield prefix + route.path
+        return
+    inner = getattr(app, "app", None)
+    if inner is not None and inner is not app:
+        yield from route_paths(inner, prefix, depth + 1)
 
 
 def _global_telemetry() -> Telemetry:

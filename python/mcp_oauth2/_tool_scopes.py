@@ -7,8 +7,14 @@ body (bounded), and when a call names a tool whose scopes the token lacks it ans
 step-up challenge of the MCP authorization specification. Otherwise it replays the body to the
 MCP app unchanged.
 
-It fails closed: a body it cannot inspect is never forwarded.
+It fails closed: a request it cannot judge is never forwarded.
 
+- Without ``OAuth2Middleware`` in front (the MCP SDK's own auth, ``MCPTokenVerifier``, runs
+  inside the MCP app, after ``ToolScopes``, so it cannot serve), every request is refused with
+  500 ``unprotected`` and the reason is logged at ERROR, at startup when ``ToolScopes`` sees the
+  application's lifespan and on requests.
+- An anonymous caller (a route in ``exempt_routes``) calling a tool that needs scopes: 401 with
+  a challenge for those scopes.
 - Over ``max_body_bytes``: 413 ``body_too_large`` (the body is not read further).
 - The client went away before the body was complete: nothing is forwarded.
 - Nested too deeply for Python's JSON parser to finish: 400 ``invalid_request``.
@@ -22,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl
+from mcp_oauth2._access import ACCESS_SCOPE_KEY, access_of, unprotected, unprotected_reason
 from mcp_oauth2._rust import AuthenticatedUser
 
 __all__ = ["ToolScopes"]
+
+logger = logging.getLogger("mcp_oauth2.tool_scopes")
 
 
 class _BodyTooLargeError(Exception):
@@ -55,14 +64,16 @@ class ToolScopes:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        access = scope.get(ACCESS_SCOPE_KEY)
-        user = scope.get("user")
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or not isinstance(access, AccessControl)
-            or not isinstance(user, AuthenticatedUser)
-        ):
+        if scope["type"] == "lifespan" and ACCESS_SCOPE_KEY not in scope:
+            logger.error("%s", unprotected_reason("ToolScopes"))
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        access = access_of(scope, "ToolScopes")
+        if access is None:
+            await unprotected().send(send)
+            return
+        if scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
         try:
@@ -76,7 +87,11 @@ class ToolScopes:
         except _BodyTooDeepError:
             await access.body_too_deep().send(send)
             return
-        refusal = access.scope_refusal(user.scopes, needed)
+        user = scope.get("user")
+        if isinstance(user, AuthenticatedUser):
+            refusal = access.scope_refusal(user.scopes, needed)
+        else:  # an exempt route: no token, so no scopes
+            refusal = access.missing_token(needed) if needed else None
         if refusal is not None:
             await refusal.send(send)
             return

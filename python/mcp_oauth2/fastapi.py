@@ -26,7 +26,7 @@ from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
-from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, RefusalRaised
+from mcp_oauth2._access import RefusalRaised, access_of, unprotected_reason
 from mcp_oauth2._rust import AuthenticatedUser
 
 __all__ = ["OAuth2Bearer"]
@@ -58,11 +58,9 @@ class OAuth2Bearer(SecurityBase):
     async def __call__(
         self, request: Request, security_scopes: SecurityScopes
     ) -> AuthenticatedUser:
-        access = request.scope.get(ACCESS_SCOPE_KEY)
-        if not isinstance(access, AccessControl):
-            raise RuntimeError(
-                "OAuth2Bearer needs OAuth2Middleware: app.add_middleware(OAuth2Middleware, ...)"
-            )
+        access = access_of(request.scope, "OAuth2Bearer")
+        if access is None:
+            raise RuntimeError(unprotected_reason("OAuth2Bearer"))
         user = request.scope.get("user")
         if not isinstance(user, AuthenticatedUser):
             # An exempt route that still asked for a user: answer as for a missing token.

@@ -42,6 +42,7 @@ from mcp_oauth2._access import AccessControl
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._jwks import KeySource
+from mcp_oauth2._rust import bearer_token
 from mcp_oauth2._url_rules import is_application_id
 from mcp_oauth2.errors import (
     AuthorizationServerUnavailableError,
@@ -78,6 +79,10 @@ class MCPTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
+            # The middleware's shape rule first (RFC 6750 b64token), so that nothing else is
+            # ever sent to an introspection endpoint or parsed.
+            if bearer_token(b"Bearer " + token.encode()) is None:
+                return None
             user = await self.authenticator.authenticate(token)
         except (JWKSError, AuthorizationServerUnavailableError) as error:  # the SDK says 401
             self._log_outage(error)

@@ -211,10 +211,22 @@ class Telemetry:
 
     @contextlib.contextmanager
     def _span(self, name: str, attributes: Mapping[str, str]) -> Iterator[object]:
+        # The exception is not recorded as it is: its message names URLs, which may carry a
+        # query; the span says what kind of failure it was (the error's ``code``).
         with self._tracer.start_as_current_span(
-            name, kind=trace.SpanKind.CLIENT, attributes=dict(attributes)
+            name,
+            kind=trace.SpanKind.CLIENT,
+            attributes=dict(attributes),
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            yield span
+            try:
+                yield span
+            except Exception as error:
+                kind = str(getattr(error, "code", type(error).__name__))
+                span.set_attribute("error.type", kind)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, kind))
+                raise
 
     # -- observable instruments --------------------------------------------------------------
 

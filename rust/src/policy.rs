@@ -407,8 +407,20 @@ impl Policy {
             Some(Value::String(used)) if used == "access_token" => {}
             Some(_) => return Err(invalid("'token_use' must be 'access_token'").into()),
         }
-        if !matches!(members.get("token_type"), None | Some(Value::String(_))) {
-            return Err(invalid("'token_type' must be a string").into());
+        // A refresh token said so another way: `token_type` (some servers name the kind of
+        // token there) or Keycloak's `typ` ("Refresh"; "Bearer" for an access token).
+        match members.get("token_type") {
+            None => {}
+            Some(Value::String(kind)) if kind.eq_ignore_ascii_case("refresh_token") => {
+                return Err(invalid("the token is a refresh token, not an access token").into())
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(invalid("'token_type' must be a string").into()),
+        }
+        if let Some(Value::String(typ)) = members.get("typ") {
+            if typ.eq_ignore_ascii_case("refresh") || typ.eq_ignore_ascii_case("offline") {
+                return Err(invalid("the token is a refresh token, not an access token").into());
+            }
         }
         let introspected = Introspected {
             require_audience,
@@ -1072,6 +1084,18 @@ mod tests {
         assert_eq!(code(json!({"exp": "soon"})), "invalid_claim");
         assert_eq!(code(json!({"token_use": "refresh_token"})), "invalid_claim");
         assert_eq!(code(json!({"token_type": 1})), "invalid_claim");
+        // A refresh token named as such in `token_type` or Keycloak's `typ`.
+        assert_eq!(
+            code(json!({"token_type": "refresh_token"})),
+            "invalid_claim"
+        );
+        assert_eq!(
+            code(json!({"token_type": "Refresh_Token"})),
+            "invalid_claim"
+        );
+        assert_eq!(code(json!({"typ": "Refresh"})), "invalid_claim");
+        assert_eq!(code(json!({"typ": "Offline"})), "invalid_claim");
+        assert!(introspected(json!({"token_type": "Bearer", "typ": "Bearer"}), true).is_ok());
         assert_eq!(code(json!({"username": 7})), "invalid_claim");
         assert_eq!(code(json!({"scope": ["a"]})), "invalid_claim");
         // Within the leeway, as for a JWT.

@@ -5,6 +5,10 @@ The endpoint is asked once, as the middleware asks it (the same client authentic
 and discovery), past any cache. The verdict is the native validator's
 (``TokenValidator.validate_introspection``) plus the middleware's ``required_scopes`` rule; each
 check is then explained in plain words from the answer, in the order the rules apply.
+
+The answer is never printed as received: an endpoint that echoes the request would show the
+token and the client's credentials. Only the RFC 7662 members are shown (long values cut), and
+the names of the others. An answer that is not a JSON object is "unavailable" (exit code 3).
 """
 
 from __future__ import annotations
@@ -31,6 +35,25 @@ from mcp_oauth2.errors import (
 
 __all__ = ["ask_once", "run_inspect_opaque"]
 
+# The members of an answer that are shown (RFC 7662 section 2.2, and token_use); of the others,
+# only the names.
+SHOWN_MEMBERS = (
+    "active",
+    "scope",
+    "client_id",
+    "username",
+    "token_type",
+    "token_use",
+    "exp",
+    "iat",
+    "nbf",
+    "sub",
+    "aud",
+    "iss",
+    "jti",
+)
+# Longest text shown of one member's value.
+SHOWN_CHARS = 200
 # Validator error code -> the check that explains it.
 CHECK_OF_CODE = {
     "inactive_token": "active",
@@ -51,17 +74,26 @@ def run_inspect_opaque(
     """Ask the endpoint about ``token``, explain the answer, give the verdict."""
     introspector, body, failure = ask_once(config, token, report)
     data.update(verified=False, valid=False, user=None, checks=[], introspection=None)
+    if isinstance(failure, TokenValidationError):  # a 400-class answer: the token is refused
+        code = report_refusal(report, data, failure)
+        data.update(verified=True, exit_code=int(code))
+        return Result(report, data, code)
+    answer = _lenient_object(body) if body is not None else None
+    if failure is None and answer is None:
+        size = len(body or b"")
+        failure = IntrospectionUnavailableError(
+            f"the endpoint's answer ({size} bytes) is not a JSON object"
+        )
     if failure is not None:
         report.add(Verdict(False, f"NOT VERIFIED: {failure.code}: {failure.detail}"))
         data["verdict"] = {"status": 503, "code": failure.code, "detail": failure.detail}
         data["exit_code"] = int(ExitCode.UNAVAILABLE)
         return Result(report, data, ExitCode.UNAVAILABLE)
     assert body is not None
-    answer = _lenient_object(body)
-    report.add(
-        Heading("Answer"), Document(answer if answer is not None else body.decode("latin-1"))
-    )
-    data["introspection"] = answer
+    assert answer is not None
+    shown = shown_answer(answer)
+    report.add(Heading("Answer"), Document(shown))
+    data["introspection"] = shown
     user, error = _verdict_of(introspector, config, body)
     checks = _Explainer(answer or {}, config, now).checks(error)
     report.add(Heading("Checks"), Checks(checks))
@@ -71,9 +103,29 @@ def run_inspect_opaque(
     return Result(report, data, code)
 
 
+def shown_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """What may be shown of an introspection answer: its RFC 7662 members (long values cut),
+    and the names of the others (their values might be anything the endpoint echoed)."""
+    shown = {name: _cut(answer[name]) for name in SHOWN_MEMBERS if name in answer}
+    others = sorted(name[:SHOWN_CHARS] for name in answer if name not in SHOWN_MEMBERS)
+    if others:
+        shown["(other members, values not shown)"] = others[:50]
+    return shown
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "..."
+    if isinstance(value, list):
+        return [_cut(item) for item in value[:20]]
+    if isinstance(value, dict):
+        return "(an object)"
+    return value
+
+
 def ask_once(
     config: OAuth2Config, token: str, report: Report
-) -> tuple[Introspector, bytes | None, IntrospectionUnavailableError | None]:
+) -> tuple[Introspector, bytes | None, IntrospectionUnavailableError | TokenValidationError | None]:
     """Ask the endpoint of ``config`` about ``token`` once, as the middleware would, and report
     the endpoint and the client: the answer's body, or why there is none."""
     introspector = Introspector(config.token_validator(), IntrospectionSettings.from_config(config))
@@ -93,10 +145,10 @@ def ask_once(
 
 async def _ask(
     introspector: Introspector, token: str
-) -> tuple[bytes | None, IntrospectionUnavailableError | None]:
+) -> tuple[bytes | None, IntrospectionUnavailableError | TokenValidationError | None]:
     try:
         return await introspector.ask(token), None
-    except IntrospectionUnavailableError as failure:
+    except (IntrospectionUnavailableError, TokenValidationError) as failure:
         return None, failure
     finally:
         await introspector.aclose()

@@ -110,6 +110,12 @@ def introspection(
         if issuer.introspection_delay:
             await asyncio.sleep(issuer.introspection_delay)
         fault = issuer.introspection_fault
+        if fault == "echo":
+            form = await request.form()
+            echoed = {name: str(value) for name, value in form.items()}
+            echoed["authorization"] = request.headers.get("authorization", "")
+            answer = issuer.introspection_answer(echoed.get("token", ""))
+            return JSONResponse({**answer, **echoed})
         if fault is not None:
             return await fault_answer(
                 fault,

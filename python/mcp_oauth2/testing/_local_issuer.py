@@ -27,7 +27,10 @@ from mcp_oauth2.testing._keys import (
 )
 from mcp_oauth2.testing._loopback import HOST, LoopbackServer, bind_loopback, stop_tasks
 
-__all__ = ["LocalIssuer"]
+__all__ = ["INTROSPECTION_ECHO", "LocalIssuer"]
+
+# The introspection fault that echoes the request in the answer.
+INTROSPECTION_ECHO: Final = "echo"
 
 # ``mint_expired`` tokens expired this long ago: beyond the validator's largest leeway (3600 s).
 _EXPIRED_AGO: Final = 2 * 3600
@@ -371,12 +374,16 @@ class LocalIssuer:
 
     @property
     def introspection_fault(self) -> str | None:
-        """Like ``fault``, for the introspection endpoint (``"empty"`` answers ``{}``)."""
+        """Like ``fault``, for the introspection endpoint (``"empty"`` answers ``{}``), and
+        ``"echo"``: the usual answer plus what the request sent (its form fields and its
+        ``Authorization`` header), as a careless endpoint might."""
         return self._introspection_fault
 
     @introspection_fault.setter
     def introspection_fault(self, value: str | None) -> None:
-        self._introspection_fault = check_fault(value, "introspection_fault", NAMED_FAULTS)
+        self._introspection_fault = check_fault(
+            value, "introspection_fault", (*NAMED_FAULTS, INTROSPECTION_ECHO)
+        )
 
     def _count(self, path: str) -> None:
         self.requests[path] += 1
