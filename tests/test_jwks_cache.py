@@ -147,6 +147,27 @@ async def test_refresh_ahead_in_the_background(
     assert cache.stats().age == 0
 
 
+async def test_no_store_with_no_minimum_fetches_at_most_once_a_second(
+    issuer: LocalIssuer, clock: FakeClock
+) -> None:
+    """``Cache-Control: no-store`` and ``jwks_min_max_age=0`` give keys a lifetime of 0: every
+    request, readiness probes included, would start a fetch without the one-second floor."""
+    issuer.cache_control = "no-store"
+    settings = CacheSettings(min_max_age=0, timeout=2.0)
+    async with JWKSCache(jwks_uri=jwks_url(issuer), settings=settings, clock=clock) as cache:
+        assert issuer.jwks_requests == 1  # the prefetch
+        auth = authenticator_for(issuer, cache)
+        for _ in range(5):
+            for _ in range(50):
+                assert (await auth.authenticate(issuer.mint())).subject == "user-1"
+                await cache.get_keys()
+                await auth.readiness(wait=0)
+            await settle()
+            clock.advance(0.25)
+        # 1.25 s of the clock: the prefetch, then one refresh at most per second.
+        assert issuer.jwks_requests <= 1 + 2
+
+
 # -- unknown kids and rotation ---------------------------------------------------------------
 
 

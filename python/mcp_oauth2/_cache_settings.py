@@ -24,8 +24,8 @@ class CacheSettings:
     max_stale: float = 3_600.0
     """How long an expired key set keeps serving while refreshes fail; then fail closed."""
     cooldown: float = 30.0
-    """At most one refetch per window triggered by tokens whose key is not (or no longer) in the
-    set; scheduled and startup fetches do not count."""
+    """How long a key id that a fetch showed absent is refused without another fetch (new key
+    ids are fetched at once, at most one miss fetch a second across all ids)."""
     timeout: float = 5.0
     """Total deadline of one refresh, retries included."""
     max_bytes: int = 65_536

@@ -124,7 +124,9 @@ class OAuth2Config(BaseSettings):
     jwks_min_max_age: float = Field(60.0, description="Lower bound for Cache-Control max-age.")
     jwks_max_max_age: float = Field(86_400.0, description="Upper bound for Cache-Control max-age.")
     jwks_max_stale: float = Field(3_600.0, description="Serve expired keys this long in outages.")
-    jwks_cooldown: float = Field(30.0, description="At most one refetch per window on key misses.")
+    jwks_cooldown: float = Field(
+        30.0, description="How long a key id a fetch showed absent is refused without a refetch."
+    )
     jwks_timeout: float = Field(5.0, description="Total deadline of one key refresh.")
     jwks_max_bytes: int = Field(65_536, description="Largest JWKS or metadata document.")
     jwks_retries: int = Field(2, description="Retries within a refresh (connection errors, 5xx).")
@@ -194,10 +196,11 @@ class OAuth2Config(BaseSettings):
         16_384, ge=1_024, le=1_048_576, description="Largest introspection response."
     )
     introspection_max_pending: int = Field(
-        64,
+        128,
         ge=1,
         le=100_000,
-        description="Distinct tokens introspected at once; beyond that, 503 without a call.",
+        description="Distinct tokens admitted for introspection at once (16 in flight, the rest "
+        "waiting for a connection); beyond that, 503 without a call.",
     )
 
     @field_validator(
