@@ -71,14 +71,14 @@ class ToolScopes:
                 return  # the client disconnected mid-body: nothing to check, nothing to forward
             needed = self._needed(body)
         except _BodyTooLargeError:
-            await access.body_too_large(self.max_body_bytes).send(send)
+            await access.refuse(access.body_too_large(self.max_body_bytes), scope, receive, send)
             return
         except _BodyTooDeepError:
-            await access.body_too_deep().send(send)
+            await access.refuse(access.body_too_deep(), scope, receive, send)
             return
         refusal = access.scope_refusal(user.scopes, needed)
         if refusal is not None:
-            await refusal.send(send)
+            await access.refuse(refusal, scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
