@@ -10,7 +10,7 @@ official ``mcp`` SDK's ``MCPServer`` over streamable HTTP:
   serves the RFC 9728 metadata;
 - ``ToolScopes`` refuses a ``tools/call`` of ``admin_reset`` with HTTP 403 ``insufficient_scope``
   unless the token has ``mcp:admin``;
-- the tools read the caller from the Starlette request (``ctx.request_context.request.user``).
+- the tools read the caller with ``mcp_oauth2.current_user()``, which needs no ``Context``.
 
 The MCP app is mounted at ``/`` with ``streamable_http_path="/mcp"``, so it serves exactly
 ``/mcp`` (a ``Mount("/mcp")`` would redirect ``/mcp`` to ``/mcp/``). A mounted app's own lifespan
@@ -45,14 +45,11 @@ from fastapi import FastAPI
 from mcp.client import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
-from starlette.authentication import AuthCredentials
-from starlette.requests import Request
 
-from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes, current_user
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 
 __all__ = [
@@ -93,6 +90,7 @@ class Identity(TypedDict):
     subject: str | None
     client_id: str | None
     scopes: list[str]
+    claims: dict[str, Any]
 
 
 def demo_config(issuer: str, server_url: str) -> OAuth2Config:
@@ -121,27 +119,27 @@ def _with_health_exempt(config: OAuth2Config) -> OAuth2Config:
     return OAuth2Config.model_validate(settings)
 
 
-def _caller(ctx: Context[Any, Any]) -> tuple[AuthenticatedUser, tuple[str, ...]]:
-    """The authenticated caller of the current tool call, and its effective scopes."""
-    request = ctx.request_context.request
-    if not isinstance(request, Request):
-        raise RuntimeError("this tool is served over HTTP only")
-    user = request.scope.get("user")
-    if not isinstance(user, AuthenticatedUser):
+def _caller() -> AuthenticatedUser:
+    """The authenticated caller of the current tool call."""
+    user = current_user()
+    if user is None:
         raise RuntimeError("no authenticated user: is OAuth2Middleware installed?")
-    auth = request.scope.get("auth")
-    scopes = tuple(auth.scopes) if isinstance(auth, AuthCredentials) else tuple(user.scopes)
-    return user, tuple(sorted(scopes))
+    return user
 
 
 def _mcp_server() -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer(SERVER_NAME, log_level="WARNING")
 
     @server.tool()
-    def whoami(ctx: Context[Any, Any]) -> Identity:
-        """Who is calling: the subject, client id and scopes of the bearer token."""
-        user, scopes = _caller(ctx)
-        return Identity(subject=user.subject, client_id=user.client_id, scopes=list(scopes))
+    def whoami() -> Identity:
+        """Who is calling: the subject, client id, scopes and claims of the bearer token."""
+        user = _caller()
+        return Identity(
+            subject=user.subject,
+            client_id=user.client_id,
+            scopes=sorted(user.scopes),
+            claims=dict(user.claims),
+        )
 
     @server.tool()
     def echo(text: str) -> str:
@@ -149,10 +147,9 @@ def _mcp_server() -> MCPServer[Any]:
         return text
 
     @server.tool()
-    def admin_reset(ctx: Context[Any, Any]) -> str:
+    def admin_reset() -> str:
         """A privileged operation (needs the mcp:admin scope); resets nothing in the demo."""
-        user, _ = _caller(ctx)
-        return f"reset done by {user.subject}"
+        return f"reset done by {_caller().subject}"
 
     return server
 
@@ -356,7 +353,12 @@ async def _part_missing_scope(demo: _Demo, out: _Transcript, http: httpx.AsyncCl
         identity = whoami.structured_content or {}
         out.check(
             identity.get("subject") == "demo-user" and identity.get("scopes") == [TOOLS_SCOPE],
-            "whoami reports the token's subject and scopes",
+            "whoami reports the token's subject and scopes (current_user())",
+        )
+        claims = identity.get("claims") or {}
+        out.check(
+            claims.get("sub") == "demo-user" and claims.get("aud") == demo.mcp_url,
+            "whoami returns the token's claims",
         )
         try:
             result = await session.call_tool("admin_reset", {})

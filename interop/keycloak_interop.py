@@ -45,11 +45,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from first_hour import RECIPE_REALM, FirstHour, literal_answer, whoami_problems
 from keycloak_server import (
     KeycloakAdmin,
     KeycloakServer,
     client_credentials,
     find_java_home,
+    free_loopback_port,
     password_grant,
 )
 from mcp_oauth2 import Authenticator, JWKSCache, OAuth2Config
@@ -649,6 +651,137 @@ async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) ->
     out.check(code == "introspection_unavailable", "a wrong client secret: 503, never an accept")
 
 
+async def part_first_hour(run: Run, out: Transcript, admin: KeycloakAdmin) -> None:
+    """The documentation followed literally (``first_hour``): the Keycloak recipe's commands,
+    the getting-started server under uvicorn, the clients page's client, ``whoami``."""
+    out.part("11. the first hour: the Keycloak recipe, the quickstart server and the client")
+    first = FirstHour(
+        run.keycloak.base_url,
+        (run.keycloak.admin_user, run.keycloak.admin_password),
+        free_loopback_port(),
+        Path(sys.executable).parent,
+    )
+    with first.running():
+        started = time.perf_counter()
+        recipe = await asyncio.to_thread(first.run_recipe)
+        out.step(f"docs/providers/keycloak.md's commands (bash): exit status {recipe.returncode}")
+        for line in recipe.output.splitlines():
+            if line.startswith(("OK:", "VALID:", "FAILED:", "INVALID:")):
+                out.step(f"  {line}")
+        if not out.check(recipe.returncode == 0, "the recipe's commands run as the page has them"):
+            out.step(recipe.output[-2000:])
+            return
+        out.check(
+            "OK: the configuration, the issuer and its keys are usable" in recipe.output
+            and "VALID: this server would accept the token" in recipe.output,
+            "mcp-oauth2 check says OK and mcp-oauth2 inspect says VALID",
+        )
+        claims = claims_of(first.token)
+        out.step(f"the recipe's token: claims {json.dumps(claims, sort_keys=True)}")
+        seconds = await asyncio.to_thread(first.start_server)
+        out.step(f"docs/getting-started.md's server.py under uvicorn at {first.mcp_url}")
+        out.figure("quickstart server start (uvicorn, discovery and keys)", f"{seconds:.1f} s")
+        client = await asyncio.to_thread(first.run_client)
+        answer = literal_answer(client.output)
+        out.step(f"docs/clients.md's client with $TOKEN: whoami -> {answer!r}"[:300])
+        problems = whoami_problems(answer, claims, first)
+        out.check(
+            client.returncode == 0 and not problems,
+            "whoami (current_user()) answers the token's subject, client_id mcp-client, "
+            f"scopes ['mcp:tools'] and its claims {problems or ''}",
+        )
+        out.figure(
+            "from the recipe's first command to whoami", f"{time.perf_counter() - started:.1f} s"
+        )
+        provider = await asyncio.to_thread(first.run_oauth_client)
+        answer = literal_answer(provider.output)
+        problems = whoami_problems(answer, claims, first)
+        out.check(
+            provider.returncode == 0 and not problems,
+            "the SDK's ClientCredentialsOAuthProvider gets its token from Keycloak by discovery "
+            f"from the server's 401, and whoami answers {problems or ''}",
+        )
+        await _first_hour_refusals(run, out, first, admin)
+        if out.failures:
+            out.step(f"the server's log (last lines):\n{first.server_log()[-3000:]}")
+
+
+async def _first_hour_refusals(
+    run: Run, out: Transcript, first: FirstHour, admin: KeycloakAdmin
+) -> None:
+    """Refusals on the way, each explained by the server's log; and the recipe's audience
+    mapper left out, as the recipe's mistakes say."""
+    token_endpoint = f"{first.issuer}/protocol/openid-connect/token"
+    # Created without scope lists, a client has the realm's default client scopes (and none of
+    # the realm's own: it cannot ask for mcp:tools); naming either list replaces them all.
+    for client_id, scopes in (
+        ("no-audience-client", {}),
+        (
+            "basic-only-client",
+            {"defaultClientScopes": ["basic"], "optionalClientScopes": [TOOLS_SCOPE]},
+        ),
+    ):
+        client: dict[str, Any] = {
+            "clientId": client_id,
+            "secret": first.client_secret,
+            "publicClient": False,
+            "serviceAccountsEnabled": True,
+            "standardFlowEnabled": False,
+            **scopes,
+        }
+        await admin.create_client(RECIPE_REALM, client)
+    no_audience = await client_credentials(
+        run.http, token_endpoint, "no-audience-client", first.client_secret
+    )
+    basic_only = await client_credentials(
+        run.http, token_endpoint, "basic-only-client", first.client_secret, [TOOLS_SCOPE]
+    )
+    for token, what, expected in (
+        (None, "no token", (401, "missing_token")),
+        (first.token, "the recipe's token, calling admin_reset", (403, "insufficient_scope")),
+        (no_audience, "no audience mapper, the realm's default scopes", (401, "invalid_audience")),
+        (basic_only, "no audience mapper, only basic", (401, "missing_claim")),
+    ):
+        if token is not None and token != first.token:
+            token_claims = claims_of(token)
+            out.step(
+                f"{what}: aud = {token_claims.get('aud')!r}, scope = {token_claims.get('scope')!r}"
+            )
+        answer = await _call_admin_reset(run, first.mcp_url, token)
+        out.step(f"  {_answer(answer)}"[:300])
+        out.check(
+            (answer.status_code, _code(answer)) == expected,
+            f"{what}: {expected[0]} {expected[1]}",
+        )
+    lines = first.refusal_lines()
+    for line in lines:
+        out.step(f"  server log: {line}"[:200])
+    expected_lines = [
+        "refused POST /mcp: 401 missing_token",
+        "refused POST /mcp: 403 insufficient_scope (token lacks the required scope(s): mcp:admin)",
+        "refused POST /mcp: 401 invalid_audience",
+        "refused POST /mcp: 401 missing_claim (token lacks the required claim 'aud')",
+    ]
+    out.check(
+        all(any(line.startswith(e) for line in lines) for e in expected_lines),
+        "the server logged one line for each refusal, with its status and code",
+    )
+    log = first.server_log()
+    out.check(
+        all(t not in log for t in (first.token, no_audience, basic_only)),
+        "no token appears in the server's log",
+    )
+
+
+async def _call_admin_reset(run: Run, url: str, token: str | None) -> httpx.Response:
+    """A raw MCP ``tools/call`` of ``admin_reset`` (2026-07-28: one self-contained POST)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "admin_reset"}}
+    headers = {"Accept": ACCEPT}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return await run.http.post(url, json=body, headers=headers)
+
+
 async def _refusal_code(authenticator: Authenticator, token: str) -> str | None:
     try:
         await authenticator.authenticate(token)
@@ -669,6 +802,7 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     unseen = await part_outage(run, out, admin, seen)
     await part_recovery(run, out, unseen)
     await part_introspection(run, out, config)
+    await part_first_hour(run, out, admin)
 
 
 # -- setting up ------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 MIN_JAVA: Final = 21
-REALM: Final = "mcp"
+REALM: Final = "interop"
 _HOST: Final = "127.0.0.1"
 _JVM_DIRS: Final = (Path("/usr/lib/jvm"), Path("/usr/local/lib/jvm"), Path("/opt/java"))
 _VERSION_RE: Final = re.compile(r'version "(\d+)(?:\.(\d+))?')
@@ -278,8 +278,16 @@ class KeycloakAdmin:
         answer.raise_for_status()
         return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
-    def _url(self, path: str) -> str:
-        return f"{self.server.base_url}/admin/realms/{REALM}{path}"
+    def _url(self, path: str, realm: str = REALM) -> str:
+        return f"{self.server.base_url}/admin/realms/{realm}{path}"
+
+    async def create_client(self, realm: str, representation: Mapping[str, Any]) -> None:
+        """A new client of ``realm`` (a client representation of the admin REST API)."""
+        answer = await self.http.post(
+            self._url("/clients", realm), json=dict(representation), headers=await self._headers()
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"creating a client: HTTP {answer.status_code} {answer.text}")
 
     async def realm_id(self) -> str:
         answer = await self.http.get(self._url(""), headers=await self._headers())

@@ -16,11 +16,16 @@ from typing import Any, Final, TypedDict
 
 from fastapi import FastAPI
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from starlette.requests import Request
 
 from demo import Exchange, SDKClient, challenge_params
-from mcp_oauth2 import AuthenticatedUser, KeySource, OAuth2Config, OAuth2Middleware, ToolScopes
+from mcp_oauth2 import (
+    AuthenticatedUser,
+    KeySource,
+    OAuth2Config,
+    OAuth2Middleware,
+    ToolScopes,
+    current_user,
+)
 
 __all__ = [
     "ADMIN_SCOPE",
@@ -46,12 +51,12 @@ class Identity(TypedDict):
     client_id: str | None
     scopes: list[str]
     audience: list[str]
+    claims: dict[str, Any]
 
 
-def _user(ctx: Context[Any, Any]) -> AuthenticatedUser:
-    request = ctx.request_context.request
-    user = request.scope.get("user") if isinstance(request, Request) else None
-    if not isinstance(user, AuthenticatedUser):
+def _user() -> AuthenticatedUser:
+    user = current_user()
+    if user is None:
         raise RuntimeError("no authenticated user: is OAuth2Middleware installed?")
     return user
 
@@ -60,14 +65,15 @@ def _mcp_server() -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("mcp-oauth2 interop", log_level="WARNING")
 
     @server.tool()
-    def whoami(ctx: Context[Any, Any]) -> Identity:
-        """Who is calling: the token's subject, client, scopes and audience."""
-        user = _user(ctx)
+    def whoami() -> Identity:
+        """Who is calling: the token's subject, client, scopes, audience and claims."""
+        user = _user()
         return Identity(
             subject=user.subject,
             client_id=user.client_id,
             scopes=sorted(user.scopes),
             audience=list(user.audience),
+            claims=dict(user.claims),
         )
 
     @server.tool()
@@ -76,9 +82,9 @@ def _mcp_server() -> MCPServer[Any]:
         return text
 
     @server.tool()
-    def admin_reset(ctx: Context[Any, Any]) -> str:
+    def admin_reset() -> str:
         """A privileged operation (needs mcp:admin); resets nothing."""
-        return f"reset done by {_user(ctx).subject}"
+        return f"reset done by {_user().subject}"
 
     return server
 

@@ -578,12 +578,23 @@ def test_check_asks_the_introspection_endpoint(issuer: LocalIssuer, tmp_path: Pa
     assert "introspection_unavailable" in done.stdout and "HTTP 401" in done.stdout
 
 
-def test_check_reads_a_dot_env_file(issuer: LocalIssuer, tmp_path: Path) -> None:
+def test_check_reads_an_env_file_only_when_named(issuer: LocalIssuer, tmp_path: Path) -> None:
+    """Like the server, ``check`` reads no ``.env`` of its own accord: it says that ``./.env``
+    is not read (naming how to read it); ``--env-file .env`` reads it, as ``uvicorn
+    --env-file`` does."""
     (tmp_path / ".env").write_text(
         f"DATABASE_URL=postgres://elsewhere\nMCP_OAUTH2_ISSUER={issuer.issuer}\n"
         f"MCP_OAUTH2_AUDIENCE={AUDIENCE}\nMCP_OAUTH2_REQUIRED_SCOPE=mcp:tools\n"
     )
     code, document = run_json("check", cwd=tmp_path)
+    assert code == 1 and document["env_file"] is None
+    assert document["problems"][0].startswith("issuer (MCP_OAUTH2_ISSUER) is required, e.g. ")
+    assert document["warnings"][0] == (
+        ".env sets MCP_OAUTH2_AUDIENCE, MCP_OAUTH2_ISSUER, MCP_OAUTH2_REQUIRED_SCOPE but is not "
+        "read: the server reads the process environment only; check it with `mcp-oauth2 check "
+        "--env-file .env` and start the server with `uvicorn --env-file .env ...`"
+    )
+    code, document = run_json("check", "--env-file", ".env", cwd=tmp_path)
     assert code == 0
     assert document["env_file"] == ".env"
     assert document["warnings"] == [
@@ -591,8 +602,15 @@ def test_check_reads_a_dot_env_file(issuer: LocalIssuer, tmp_path: Path) -> None
         "did you mean MCP_OAUTH2_REQUIRED_SCOPES?"
     ]
     # The environment wins over the file.
-    code, document = run_json("check", cwd=tmp_path, env={"MCP_OAUTH2_ISSUER": issuer.issuer + "/"})
+    code, document = run_json(
+        "check", "--env-file", ".env", cwd=tmp_path, env={"MCP_OAUTH2_ISSUER": issuer.issuer + "/"}
+    )
     assert code == 1
+    # A .env without MCP_OAUTH2_* lines is none of the command's business.
+    (tmp_path / ".env").write_text("DATABASE_URL=postgres://elsewhere\n")
+    env = {"MCP_OAUTH2_ISSUER": issuer.issuer, "MCP_OAUTH2_AUDIENCE": AUDIENCE}
+    code, document = run_json("check", cwd=tmp_path, env=env)
+    assert code == 0 and document["warnings"] == []
 
 
 def test_check_fails_on_an_issuer_with_a_trailing_slash(
@@ -620,7 +638,10 @@ def test_check_configuration_errors_one_line_each(tmp_path: Path) -> None:
     assert any(
         line.startswith("issuer uses plain http:// for a non-loopback host") for line in lines
     )
-    assert "MCP_OAUTH2_AUDIENCE is required, e.g. " in done.stdout
+    assert (
+        "audience (MCP_OAUTH2_AUDIENCE) is required, e.g. "
+        "MCP_OAUTH2_AUDIENCE=https://mcp.example.com/mcp" in done.stdout
+    )
     assert any(line.startswith("MCP_OAUTH2_LEEWAY:") for line in lines)
     code, document = run_json("check", cwd=tmp_path, env=env)
     assert code == 1 and len(document["problems"]) == 3

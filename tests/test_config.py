@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -92,12 +95,62 @@ def test_errors_name_the_field_and_variable(
         assert needle in message, (needle, message)
 
 
-def test_issuer_and_audience_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MCP_OAUTH2_ISSUER", raising=False)
-    monkeypatch.delenv("MCP_OAUTH2_AUDIENCE", raising=False)
+REQUIRED_MESSAGES = {
+    "issuer": "issuer (MCP_OAUTH2_ISSUER) is required, e.g. "
+    "MCP_OAUTH2_ISSUER=https://auth.example.com",
+    "audience": "audience (MCP_OAUTH2_AUDIENCE) is required, e.g. "
+    "MCP_OAUTH2_AUDIENCE=https://mcp.example.com/mcp",
+}
+
+
+def required_problems(error: ValidationError) -> dict[str, str]:
+    return {str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ") for e in error.errors()}
+
+
+@pytest.fixture
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No MCP_OAUTH2_* variable, in an empty working directory (returned)."""
+    for name in list(os.environ):
+        if name.upper().startswith("MCP_OAUTH2_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.usefixtures("no_settings")
+def test_issuer_and_audience_are_required_and_the_error_teaches() -> None:
+    """A missing required setting names the field, its variable and a valid example, like
+    every other error (not pydantic's bare "Field required")."""
     with pytest.raises(ValidationError) as caught:
         OAuth2Config()
-    assert {e["loc"][0] for e in caught.value.errors()} == {"issuer", "audience"}
+    assert required_problems(caught.value) == REQUIRED_MESSAGES
+    assert "Field required" not in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config(issuer=ISSUER)
+    assert required_problems(caught.value) == {"audience": REQUIRED_MESSAGES["audience"]}
+    for given in ({}, {"issuer": None, "audience": None}):
+        with pytest.raises(ValidationError) as caught:
+            OAuth2Config.model_validate(given)
+        assert required_problems(caught.value) == REQUIRED_MESSAGES
+    assert OAuth2Config.model_fields["issuer"].is_required()
+
+
+def test_a_dot_env_file_is_not_read_and_the_error_says_so(no_settings: Path) -> None:
+    """The library reads the process environment only; a ./.env with the missing setting gets
+    a note saying how to load it."""
+    (no_settings / ".env").write_text(
+        f"MCP_OAUTH2_ISSUER={ISSUER}\nMCP_OAUTH2_AUDIENCE={AUDIENCE}\n"
+    )
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config()
+    note = (
+        "; ./.env sets {}, but mcp-oauth2 reads the process environment only: start the "
+        "server with `uvicorn --env-file .env ...` (or export the variables)"
+    )
+    assert required_problems(caught.value) == {
+        field: message + note.format(f"MCP_OAUTH2_{field.upper()}")
+        for field, message in REQUIRED_MESSAGES.items()
+    }
 
 
 def test_loopback_http_is_allowed() -> None:

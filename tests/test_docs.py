@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -254,3 +255,35 @@ def test_documented_command_lines_parse(
         parser.parse_args(args)
     assert exited.value.code == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == error
+
+
+# -- the blocks `make interop` runs -------------------------------------------------------------
+
+# Blocks marked `<!-- interop: NAME -->` (above any run mark) are what `make interop` follows
+# literally against Keycloak (interop/first_hour.py): page, name, language, how many.
+INTEROP_BLOCKS = [
+    ("providers/keycloak.md", "keycloak-realm", "sh", 5),
+    ("getting-started.md", "server", "python", 1),
+    ("clients.md", "client", "python", 2),
+    ("clients.md", "oauth-client", "python", 1),
+]
+
+
+@pytest.mark.parametrize(("page", "name", "language", "count"), INTEROP_BLOCKS)
+def test_the_blocks_make_interop_runs_are_there_and_parse(
+    page: str, name: str, language: str, count: int
+) -> None:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    pattern = rf"<!-- interop: {name} -->\n(?:<!--[^\n]*-->\n)*```{language}\n(.*?)\n```"
+    codes = re.findall(pattern, text, re.DOTALL)
+    assert len(codes) == count, f"{page}: {len(codes)} blocks marked interop: {name}"
+    script = "\n".join(codes) + "\n"
+    if language == "sh":
+        bash = shutil.which("bash")
+        assert bash is not None
+        done = subprocess.run(  # noqa: S603 - bash parses the page's commands (-n: runs nothing)
+            [bash, "-n", "-c", script], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    else:
+        compile(script, f"{page}:{name}", "exec")

@@ -148,11 +148,19 @@ async def test_valid_token_initialize_list_and_whoami(stack: Stack) -> None:
         assert sorted(tool.name for tool in tools.tools) == ["admin_reset", "echo", "whoami"]
         whoami = await session.call_tool("whoami", {})
         assert not whoami.is_error
-        assert whoami.structured_content == {
+        identity = whoami.structured_content
+        assert identity is not None
+        claims = identity.pop("claims")
+        assert identity == {
             "subject": "alice",
             "client_id": DEFAULT_CLIENT_ID,
             "scopes": [TOOLS_SCOPE],
         }
+        assert (claims["sub"], claims["aud"], claims["scope"]) == (
+            "alice",
+            stack.mcp_url,
+            TOOLS_SCOPE,
+        )
         echo = await session.call_tool("echo", {"text": "héllo"})
         assert text(echo) == "héllo"
     # Both answer modes really were exercised.

@@ -9,8 +9,11 @@ No ``from __future__ import annotations``: FastAPI reads the route signatures at
 """
 
 import json
+import logging
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -20,11 +23,13 @@ from mcp.server.auth.settings import AuthSettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
 
 from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
-from mcp_oauth2._access import AccessControl, Refusal
+from mcp_oauth2._access import AccessControl, Refusal, RefusalLog
 from mcp_oauth2.fastapi import OAuth2Bearer
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import AppServer, LocalIssuer
@@ -198,3 +203,113 @@ async def test_the_mcp_adapter_decides_with_the_access_control(issuer: LocalIssu
         assert (accepted is None) == bool(lacking), granted
         if accepted is not None:
             assert accepted.scopes == sorted(access.effective_scopes(granted))
+
+
+# -- the log line of each refusal ------------------------------------------------------------------
+
+
+def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "mcp_oauth2.refusals"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_logs_one_line_per_refusal_without_the_token(
+    path: str, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whichever part refuses, the server's log says what the client was told (status, code,
+    path): one INFO line per request, never the token."""
+    caplog.set_level(logging.INFO, logger="mcp_oauth2.refusals")
+    app, _ = build(path, issuer)
+    lacking = issuer.mint(scopes=[TOOLS])
+    expired = issuer.mint_expired(scopes=[ADMIN])
+    with AppServer(app) as url:
+        call_tool(url, lacking)
+        call_tool(url, expired)
+    lines = refusal_lines(caplog)
+    missing = re.escape(f"token lacks the required scope(s): {ADMIN}")
+    expired_words = r"token expired \d+ s ago"  # the seconds depend on when it is checked
+    if path == "mcp_adapter":  # the SDK answers; the verifier knows no request, only the token
+        sdk = "; the MCP SDK answers 401 invalid_token"
+        expected = [
+            f"refused a bearer token: insufficient_scope \\({missing}\\){sdk}",
+            f"refused a bearer token: expired \\({expired_words}\\){sdk}",
+        ]
+    else:
+        expected = [
+            f"refused POST /call: 403 insufficient_scope \\({missing}\\)",
+            f"refused POST /call: 401 expired \\({expired_words}\\)",
+        ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    assert lacking not in caplog.text and expired not in caplog.text
+    assert {r.levelno for r in caplog.records if r.name == "mcp_oauth2.refusals"} == {logging.INFO}
+
+
+def test_the_logged_path_cannot_forge_lines(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_oauth2.refusals")
+    app, _ = build("middleware", issuer)
+    forged = "/call\n\rrefused GET /x: 200 fine/\u00e9"
+    with AppServer(app) as url:
+        httpx.get(url + quote(forged) + "a" * 300, timeout=20)
+    (line,) = refusal_lines(caplog)
+    # Percent-encoded where not printable, cut at 200 characters of the path.
+    expected_path = "/call%0A%0Drefused%20GET%20/x:%20200%20fine/%C3%A9" + "a" * (200 - len(forged))
+    assert line == (
+        f"refused GET {expected_path}: 401 missing_token (this resource needs a bearer token)"
+    )
+
+
+def test_a_refused_websocket_is_logged(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_oauth2.refusals")
+    app = Starlette(routes=[WebSocketRoute("/ws", ok)])
+    app.add_middleware(
+        OAuth2Middleware, config=config_for((), issuer), key_sources=StaticKeys(issuer.jwks())
+    )
+    with (
+        TestClient(app) as client,
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert refusal_lines(caplog) == [
+        "refused WEBSOCKET /ws: 401 missing_token (this resource needs a bearer token)"
+    ]
+
+
+def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At most ``per_second`` lines a second; the next line logged says how many were left out."""
+    caplog.set_level(logging.INFO, logger="mcp_oauth2.refusals")
+    now = [100.0]
+    log = RefusalLog(per_second=10, clock=lambda: now[0])
+    refusal = AccessControl("https://mcp.example.com/.well-known/x").missing_token()
+    scope: Scope = {"type": "http", "method": "POST", "path": "/mcp"}
+    for _ in range(25):
+        log.record(refusal, scope)
+        now[0] += 0.01
+    line = "refused POST /mcp: 401 missing_token (this resource needs a bearer token)"
+    assert refusal_lines(caplog) == [line] * 10
+    now[0] += 1.0
+    log.record(refusal, scope)
+    log.record(refusal, scope)
+    assert refusal_lines(caplog)[10:] == [f"{line}; 15 more refused, not logged", line]
+
+
+def test_nothing_is_logged_while_the_logger_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mcp_oauth2.refusals")
+    log = RefusalLog(per_second=1, clock=lambda: 0.0)
+    refusal = AccessControl("https://mcp.example.com/.well-known/x").missing_token()
+    for _ in range(3):
+        log.record(refusal, {"type": "http", "method": "GET", "path": "/"})
+    caplog.set_level(logging.INFO, logger="mcp_oauth2.refusals")
+    log.record(refusal, {"type": "http", "method": "GET", "path": "/"})
+    # Refusals while the logger was off are not counted as left out.
+    assert refusal_lines(caplog) == [
+        "refused GET /: 401 missing_token (this resource needs a bearer token)"
+    ]

@@ -2,7 +2,8 @@
 
 Bearer JWT access tokens are verified by a native core (Rust, aws-lc-rs): parse the
 authorization server's keys once with :class:`KeySet`, describe what you accept with
-:class:`TokenValidator`, and call :meth:`TokenValidator.validate` per request.
+:class:`TokenValidator`, and call :meth:`TokenValidator.validate` per request. Behind
+:class:`OAuth2Middleware`, :func:`current_user` is the caller of the request being served.
 """
 
 from importlib.metadata import version as _distribution_version
@@ -11,6 +12,7 @@ from mcp_oauth2 import errors
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._current_user import current_user
 from mcp_oauth2._health import AuthenticatorHealth
 from mcp_oauth2._jwks import JWKSCache, KeySource, KeySourceStats, StaticKeys
 from mcp_oauth2._middleware import OAuth2Middleware
@@ -42,6 +44,7 @@ __all__ = [
     "TokenValidator",
     "ToolScopes",
     "__version__",
+    "current_user",
     "peek_header",
     "peek_issuer",
 ]

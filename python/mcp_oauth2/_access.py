@@ -15,6 +15,12 @@ request without a token has no ``error``, section 3.1) and, on the answers about
 scopes to ask for. Every value placed into the header is a quoted-string with backslash and quote
 escaped and characters outside printable ASCII dropped, so nothing can break out of its parameter
 or start a new header line. Descriptions come from the errors' client-safe ``description``.
+
+Every refusal is answered through ``AccessControl.refuse``, which also logs it: one INFO line on
+the ``mcp_oauth2.refusals`` logger per refused request, with the method, the path, the status, the
+``code`` and the description, never the token nor any header (``RefusalLog``). A flood of bad
+requests cannot flood the log: at most ``REFUSAL_LINES_PER_SECOND`` lines a second, and the next
+line says how many were left out.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
+from urllib.parse import quote as percent_encode
 
-from starlette.types import Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from mcp_oauth2._resource_metadata import metadata_url
 from mcp_oauth2._rust import ScopeRules
@@ -41,8 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCESS_SCOPE_KEY",
+    "REFUSAL_LINES_PER_SECOND",
     "AccessControl",
     "Refusal",
+    "RefusalLog",
     "RefusalRaised",
     "access_of",
     "quote",
@@ -50,10 +59,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mcp_oauth2.access")
+refusal_logger = logging.getLogger("mcp_oauth2.refusals")
 
 ACCESS_SCOPE_KEY: Final = "mcp_oauth2.access"
 """The ASGI scope key under which ``OAuth2Middleware`` hands its ``AccessControl`` to the app
 (also on the lifespan scope, so that what it wraps can tell at startup that it is protected)."""
+REFUSAL_LINES_PER_SECOND: Final = 10
+"""At most this many refusal lines are logged per second (per ``AccessControl``)."""
+# RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
+WS_POLICY_VIOLATION: Final = 1008
+# The longest path a refusal line shows, and the characters it shows unescaped.
+_LOGGED_PATH_CHARS: Final = 200
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 # Seconds between two ERROR lines about requests refused for want of OAuth2Middleware.
 UNPROTECTED_LOG_INTERVAL: Final = 60.0
 _unprotected_logged: dict[str, float] = {}
@@ -110,6 +127,8 @@ class Refusal:
     body: bytes
     code: str = ""
     """The body's ``code`` (a fixed word: ``missing_token``, ``expired``, ...), for metrics."""
+    description: str = ""
+    """The body's ``error_description`` (client-safe words), for the log line."""
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
@@ -131,6 +150,78 @@ class RefusalRaised(Exception):  # noqa: N818 - not an error: an answer on its w
         self.refusal = refusal
 
 
+class RefusalLog:
+    """The log line of each refused request, at most ``per_second`` lines a second.
+
+    A line reads ``refused POST /mcp: 401 invalid_audience (audience does not include this
+    server)``; the path is the request's, percent-encoded where it is not printable and cut at
+    200 characters, so a request cannot write anything else into the log. When lines were left
+    out, the next line logged ends with how many. Nothing is computed while the logger is off.
+    """
+
+    def __init__(
+        self,
+        per_second: int = REFUSAL_LINES_PER_SECOND,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` (monotonic seconds) paces the lines; injectable for tests."""
+        self.per_second = per_second
+        self._clock = clock
+        self._window_start = -1.0
+        self._logged = 0
+        self._left_out = 0
+
+    def record(self, refusal: Refusal, scope: Scope) -> None:
+        """Log the refusal of the request ``scope`` describes (unless over the rate)."""
+        left_out = self._admit_line()
+        if left_out is None:
+            return
+        method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
+        path = percent_encode(str(scope.get("path", ""))[:_LOGGED_PATH_CHARS], safe=_PATH_SAFE)
+        refusal_logger.info(
+            "refused %s %s: %d %s (%s)%s",
+            method,
+            path,
+            refusal.status,
+            refusal.code,
+            refusal.description,
+            _left_out_note(left_out),
+        )
+
+    def record_token(self, code: str, description: str, answer: str) -> None:
+        """Log a token refused where no request is at hand (the SDK's token verifier), with the
+        ``answer`` the client gets instead."""
+        left_out = self._admit_line()
+        if left_out is not None:
+            refusal_logger.info(
+                "refused a bearer token: %s (%s); %s%s",
+                code,
+                description,
+                answer,
+                _left_out_note(left_out),
+            )
+
+    def _admit_line(self) -> int | None:
+        """None when no line may be logged now (the logger is off, or this second's lines are
+        spent); else the number of lines left out since the last one."""
+        if not refusal_logger.isEnabledFor(logging.INFO):
+            return None
+        now = self._clock()
+        if self._window_start < 0 or now - self._window_start >= 1.0:
+            self._window_start, self._logged = now, 0
+        if self._logged >= self.per_second:
+            self._left_out += 1
+            return None
+        self._logged += 1
+        left_out, self._left_out = self._left_out, 0
+        return left_out
+
+
+def _left_out_note(left_out: int) -> str:
+    return f"; {left_out} more refused, not logged" if left_out else ""
+
+
 class AccessControl:
     """The scope rules of one protected resource, and every refusal it answers with.
 
@@ -150,6 +241,7 @@ class AccessControl:
         self.resource_metadata_url = resource_metadata_url
         self.rules = ScopeRules(scope_implications or {}, tuple(required_scopes))
         self.required_scopes: tuple[str, ...] = self.rules.required
+        self.log = RefusalLog()
 
     @classmethod
     def from_config(cls, config: OAuth2Config) -> AccessControl:
@@ -178,7 +270,20 @@ class AccessControl:
         so that a client stepping up asks for everything this request needs."""
         return tuple(dict.fromkeys((*self.required_scopes, *needed)))
 
-    # -- refusals, one method per kind ------------------------------------------------------------
+    # -- refusals: answering one, then one method per kind ----------------------------------------
+
+    async def refuse(self, refusal: Refusal, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``refusal`` in place of the application, and log it (``RefusalLog``): every
+        refusal goes out here. A WebSocket handshake is closed before it is accepted (the server
+        answers it with 403)."""
+        self.log.record(refusal, scope)
+        if scope["type"] != "websocket":
+            await refusal.send(send)
+            return
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            reason = "authentication required" if refusal.status == 401 else "not authorized"
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": reason})
 
     def missing_token(self, needed: Iterable[str] = ()) -> Refusal:
         """401 without an ``error`` (RFC 6750 section 3.1): the client sent no token, so there is
@@ -257,4 +362,6 @@ def _refusal(
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode("ascii")))
     headers += [*extra, (b"content-length", str(len(content)).encode())]
-    return Refusal(status, tuple(headers), content, body.get("code", ""))
+    return Refusal(
+        status, tuple(headers), content, body.get("code", ""), body.get("error_description", "")
+    )

@@ -2,7 +2,9 @@
 
 List settings accept, from the environment, either a JSON array or a comma-separated string
 (``MCP_OAUTH2_ISSUER=https://a.example,https://b.example``); ``scope_implications`` is a JSON
-object. Every error names the field, its environment variable, and a valid example.
+object. Every error names the field, its environment variable, and a valid example, a missing
+required setting included. Only the process environment is read, never a ``.env`` file (the
+``mcp-oauth2`` command reads one only when given ``--env-file``, as ``uvicorn --env-file`` does).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -52,6 +56,23 @@ _URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
 }
 # The introspection settings that name a client, and the token formats that introspect.
 _INTROSPECTING = ("opaque", "auto")
+_REQUIRED = ("issuer", "audience")
+_ENV_FILE = Path(".env")
+
+
+def _unread_env_file_note(variable: str) -> str:
+    """When ``./.env`` sets ``variable``: a note that no ``.env`` file is read (the process
+    environment is, as loaded by ``uvicorn --env-file``, ``docker run --env-file``, ...)."""
+    try:
+        names = {name.upper() for name in dotenv_values(_ENV_FILE)} if _ENV_FILE.is_file() else ()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if variable not in names:
+        return ""
+    return (
+        f"; ./.env sets {variable}, but mcp-oauth2 reads the process environment only: "
+        "start the server with `uvicorn --env-file .env ...` (or export the variables)"
+    )
 
 
 def _check_url(name: str, url: str) -> None:
@@ -203,6 +224,18 @@ class OAuth2Config(BaseSettings):
         "waiting for a connection); beyond that, 503 without a call.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _required_given(cls, data: Any) -> Any:
+        # A missing required setting is validated as an empty one, so that its error teaches
+        # like every other (the field, its variable, an example) instead of pydantic's bare
+        # "Field required".
+        if isinstance(data, dict):
+            missing = [name for name in _REQUIRED if data.get(name) is None]
+            if missing:
+                data = {**data, **dict.fromkeys(missing, ())}
+        return data
+
     @field_validator(
         "issuer",
         "audience",
@@ -238,7 +271,10 @@ class OAuth2Config(BaseSettings):
         name = info.field_name
         if not value:
             example = _URL_SETTINGS[name][1]
-            raise ValueError(f"{name} ({_env(name)}) is required, e.g. {_env(name)}={example}")
+            raise ValueError(
+                f"{name} ({_env(name)}) is required, e.g. {_env(name)}={example}"
+                + _unread_env_file_note(_env(name))
+            )
         for url in value:
             _check_url(name, url)
         return value

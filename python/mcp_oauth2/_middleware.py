@@ -7,13 +7,14 @@ Pure ASGI. For ``http`` and ``websocket`` scopes it reads the bearer token from 
 and either answers as RFC 6750 and RFC 9728 prescribe or calls the application with
 ``scope["user"]`` (the ``AuthenticatedUser``) and ``scope["auth"]`` (Starlette
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
-untouched, so streaming and SSE responses are unaffected. It serves the protected-resource
-metadata document itself (and, when ``readiness_path`` is set, a readiness probe), and starts
-and stops the key caches with the application's lifespan.
+untouched, so streaming and SSE responses are unaffected. While the application serves the
+request, ``current_user()`` returns the same user (``_current_user``). It serves the
+protected-resource metadata document itself (and, when ``readiness_path`` is set, a readiness
+probe), and starts and stops the key caches with the application's lifespan.
 
-Which scopes suffice and how every refusal reads is ``AccessControl``'s (``_access``): the
-middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and sends the refusals that
-``OAuth2Bearer`` raises from inside a FastAPI app.
+Which scopes suffice, how every refusal reads and how it is logged is ``AccessControl``'s
+(``_access``): the middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and answers through
+it, the refusals that ``OAuth2Bearer`` raises from inside a FastAPI app included.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
+from mcp_oauth2._current_user import enter_request, leave_request
 from mcp_oauth2._exemptions import Exemptions
 from mcp_oauth2._health import ReadinessProbe
 from mcp_oauth2._jwks import KeySource
@@ -49,8 +51,6 @@ __all__ = ["OAuth2Middleware", "authorization_header"]
 
 logger = logging.getLogger("mcp_oauth2.middleware")
 
-# RFC 6455 section 7.4.1: the endpoint is terminating the connection for a policy violation.
-WS_POLICY_VIOLATION = 1008
 # How deep ``route_paths`` looks through middleware, mounts and routers.
 _ROUTE_DEPTH = 16
 
@@ -111,18 +111,18 @@ class OAuth2Middleware:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
         elif (refusal := await self._admit_request(scope)) is not None:
-            if kind == "websocket":
-                await _refuse_websocket(receive, send, refusal.status)
-            else:
-                await refusal.send(send)
+            await self.access.refuse(refusal, scope, receive, send)
             return
+        caller = enter_request(scope.get("user"))
         try:
             await self.app(scope, receive, send)
         except RefusalRaised as raised:
             # A refusal from within the app (the FastAPI dependency), before any response.
             if kind != "http":
                 raise
-            await raised.refusal.send(send)
+            await self.access.refuse(raised.refusal, scope, receive, send)
+        finally:
+            leave_request(caller)
 
     async def _admit(self, scope: Scope) -> Refusal | None:
         """Authenticate the request into ``scope["user"]`` and ``scope["auth"]`` (with the
@@ -139,16 +139,15 @@ class OAuth2Middleware:
                 else await self.authenticator.authorize(header, self.access.rules)
             )
         except Exception as error:
-            return self._refusal_for(error, scope)
+            return self._refusal_for(error)
         if admitted is None:
             return self.access.missing_token()
         scope["user"], effective = admitted
         scope["auth"] = AuthCredentials(effective)
         return None
 
-    def _refusal_for(self, error: Exception, scope: Scope) -> Refusal:
+    def _refusal_for(self, error: Exception) -> Refusal:
         if isinstance(error, AuthorizationError):
-            logger.debug("refused %s: %s", scope.get("path", "")[:200], error.code)
             return self.access.invalid(error)
         if isinstance(error, AuthorizationServerUnavailableError):
             return self.access.unavailable(error)
@@ -264,11 +263,3 @@ def authorization_header(scope: Scope) -> bytes | None:
         raise InvalidRequestError("the request has more than one Authorization header")
     header: bytes = values[0]
     return header
-
-
-async def _refuse_websocket(receive: Receive, send: Send, status: int) -> None:
-    """Close before accepting (the server answers the handshake with 403)."""
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        reason = "authentication required" if status == 401 else "not authorized"
-        await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": reason})

@@ -82,10 +82,10 @@ class ToolScopes:
                 return  # the client disconnected mid-body: nothing to check, nothing to forward
             needed = self._needed(body)
         except _BodyTooLargeError:
-            await access.body_too_large(self.max_body_bytes).send(send)
+            await access.refuse(access.body_too_large(self.max_body_bytes), scope, receive, send)
             return
         except _BodyTooDeepError:
-            await access.body_too_deep().send(send)
+            await access.refuse(access.body_too_deep(), scope, receive, send)
             return
         user = scope.get("user")
         if isinstance(user, AuthenticatedUser):
@@ -93,7 +93,7 @@ class ToolScopes:
         else:  # an exempt route: no token, so no scopes
             refusal = access.missing_token(needed) if needed else None
         if refusal is not None:
-            await refusal.send(send)
+            await access.refuse(refusal, scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -9,7 +9,11 @@
         auth=AuthSettings(issuer_url=..., resource_server_url=..., validate_token_resource=True),
     )
 
-``verify_token`` never raises: any failure is None. The audience has been checked already;
+``verify_token`` never raises: any failure is None, and logged as the middleware logs its refusals
+(one INFO line on ``mcp_oauth2.refusals``, rate-limited), since the SDK's answer does not say
+why. ``mcp_oauth2.current_user()`` returns the request's ``AuthenticatedUser`` here too: each
+``AccessToken`` the verifier returns carries the user it was made from, and the SDK keeps the
+request's ``AccessToken`` in its auth context. The audience has been checked already;
 ``AccessToken.resource`` is the configured audience the token was issued for (the configured
 ``resource`` when that audience is an Entra ID client ID, a GUID), so the SDK's own resource
 check (``validate_token_resource``) agrees. Which token passes, and with which scopes
@@ -36,16 +40,21 @@ import logging
 import time
 from collections.abc import Callable
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
+from pydantic import PrivateAttr
 
 from mcp_oauth2._access import AccessControl
 from mcp_oauth2._authenticator import Authenticator
 from mcp_oauth2._config import OAuth2Config
+from mcp_oauth2._current_user import read_sdk_auth_with
 from mcp_oauth2._jwks import KeySource
-from mcp_oauth2._rust import bearer_token
+from mcp_oauth2._rust import AuthenticatedUser, bearer_token
 from mcp_oauth2._url_rules import is_application_id
 from mcp_oauth2.errors import (
+    AuthorizationError,
     AuthorizationServerUnavailableError,
+    InsufficientScopeError,
     IntrospectionUnavailableError,
     JWKSError,
 )
@@ -56,6 +65,27 @@ logger = logging.getLogger("mcp_oauth2.mcp")
 
 OUTAGE_LOG_INTERVAL = 60.0
 """Seconds between two WARNING lines about tokens refused because keys are unavailable."""
+_SDK_ANSWER = "the MCP SDK answers 401 invalid_token"
+
+
+class _VerifiedAccessToken(AccessToken):
+    """The SDK's ``AccessToken``, carrying the ``AuthenticatedUser`` it was made from (``user``),
+    which ``current_user()`` returns."""
+
+    _user: AuthenticatedUser = PrivateAttr()
+
+    @property
+    def user(self) -> AuthenticatedUser:
+        return self._user
+
+
+def _sdk_request_user() -> AuthenticatedUser | None:
+    """The user of the SDK's current ``AccessToken``, when this verifier made it."""
+    token = get_access_token()
+    return token.user if isinstance(token, _VerifiedAccessToken) else None
+
+
+read_sdk_auth_with(_sdk_request_user)
 
 
 class MCPTokenVerifier:
@@ -88,17 +118,23 @@ class MCPTokenVerifier:
             self._log_outage(error)
             return None
         except Exception as error:  # the protocol says: None for any invalid token, never raise
-            logger.debug("token refused: %s", getattr(error, "code", type(error).__name__))
+            if isinstance(error, AuthorizationError):
+                self.access.log.record_token(error.code, error.description, _SDK_ANSWER)
+            else:
+                self.access.log.record_token(type(error).__name__, "internal error", _SDK_ANSWER)
             return None
         granted = self.access.effective_scopes(user.scopes)
-        if self.access.missing_scopes(granted, self.access.required_scopes):
-            return None  # the SDK answers 401 (its own body); the middleware would say 403
+        if missing := self.access.missing_scopes(granted, self.access.required_scopes):
+            # The SDK answers 401 (its own body); the middleware would say 403.
+            lacking = InsufficientScopeError.lacking(missing, self.access.required_scopes)
+            self.access.log.record_token(lacking.code, lacking.description, _SDK_ANSWER)
+            return None
         audiences = self.config.audience
         resource = next((aud for aud in audiences if aud in user.audience), None)
         if resource is not None and is_application_id(resource):
             # An application ID names this server too; the SDK compares a URL.
             resource = self.config.resource_uri
-        return AccessToken(
+        verified = _VerifiedAccessToken(
             token=token,
             client_id=user.client_id or "",
             scopes=sorted(granted),
@@ -107,6 +143,8 @@ class MCPTokenVerifier:
             subject=user.subject,
             claims=dict(user.claims),
         )
+        verified._user = user
+        return verified
 
     async def aclose(self) -> None:
         await self.authenticator.aclose()

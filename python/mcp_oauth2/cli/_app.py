@@ -209,8 +209,9 @@ _CHECK: tuple[_Argument, ...] = (
         dict(
             type=Path,
             metavar="FILE",
-            help="read MCP_OAUTH2_* lines from this file (default: .env if present); "
-            "variables already in the environment win",
+            help="read MCP_OAUTH2_* lines from this file, as uvicorn --env-file does (no file "
+            "is read without it, as the server reads none); variables already in the "
+            "environment win",
         ),
     ),
 )
@@ -303,8 +304,8 @@ _COMMANDS: dict[str, tuple[str, str, tuple[_Argument, ...]]] = {
     ),
     "check": (
         "pre-flight a deployment: configuration, discovery, keys, RFC 9728 metadata",
-        "Read the MCP_OAUTH2_* configuration from the environment and a .env file, validate it as "
-        "the middleware will, discover each issuer, fetch its keys, and print the RFC 9728 "
+        "Read the MCP_OAUTH2_* configuration from the environment (and --env-file), validate it "
+        "as the middleware will, discover each issuer, fetch its keys, and print the RFC 9728 "
         "document the server will serve. Exits non-zero when requests would fail.",
         _CHECK,
     ),
@@ -398,10 +399,9 @@ def _dispatch(args: argparse.Namespace, show: Callable[[Result], None]) -> Resul
 
         return run_jwks(args.source, timeout=args.timeout)
     if args.command == "check":
-        from mcp_oauth2.cli._check_config import DEFAULT_ENV_FILE, run_check
+        from mcp_oauth2.cli._check_config import run_check
 
-        explicit = args.env_file is not None
-        return run_check(args.env_file or DEFAULT_ENV_FILE, explicit_env_file=explicit)
+        return run_check(args.env_file)
     from mcp_oauth2.cli._mint import run_token
 
     audience = args.audience or _env_list("MCP_OAUTH2_AUDIENCE")

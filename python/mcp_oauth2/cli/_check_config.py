@@ -22,6 +22,7 @@ from mcp_oauth2.cli._environment import (
     load_config,
     load_env_file,
     unknown_variables,
+    unread_env_file,
 )
 from mcp_oauth2.cli._inspect_opaque import ask_once
 from mcp_oauth2.cli._jwks_report import add_key_blocks, fetch_exit_code, fetch_json
@@ -31,9 +32,10 @@ from mcp_oauth2.cli._output import Document, Fields, Heading, Line, Report, Verd
 from mcp_oauth2.cli._trail import KeyFetch, fetch_keys_sync
 from mcp_oauth2.errors import InactiveTokenError, TokenValidationError
 
-__all__ = ["DEFAULT_ENV_FILE", "run_check"]
+__all__ = ["DOT_ENV", "run_check"]
 
-DEFAULT_ENV_FILE = Path(".env")
+DOT_ENV = Path(".env")
+"""Not read unless named by ``--env-file``; ``check`` warns when it has ``MCP_OAUTH2_*`` lines."""
 # What the verdict names as usable, by token_format.
 _USABLE = {
     "jwt": "its keys",
@@ -42,10 +44,13 @@ _USABLE = {
 }
 
 
-def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
+def run_check(env_file: Path | None) -> Result:
+    """Check the configuration of the environment, after ``env_file``'s lines when given."""
     report = Report()
-    data: dict[str, Any] = {"command": "check", "env_file": _load(env_file, explicit_env_file)}
+    data: dict[str, Any] = {"command": "check", "env_file": _load(env_file)}
     warnings = unknown_variables()
+    if env_file is None and DOT_ENV.is_file() and (unread := unread_env_file(DOT_ENV)):
+        warnings.insert(0, unread)
     report.add(Heading("Configuration"))
     if data["env_file"]:
         report.add(Line(f"environment, then {data['env_file']} (the environment wins)", "dim"))
@@ -82,14 +87,12 @@ def run_check(env_file: Path | None, *, explicit_env_file: bool) -> Result:
     return Result(report, data, exit_code)
 
 
-def _load(env_file: Path | None, explicit: bool) -> str | None:
-    """Read ``env_file`` into the environment; its name, or None when there is none to read."""
+def _load(env_file: Path | None) -> str | None:
+    """Read ``env_file`` into the environment; its name, or None when none is given."""
     if env_file is None:
         return None
     if not env_file.is_file():
-        if explicit:
-            raise UsageError(f"--env-file: {env_file} is not a file")
-        return None
+        raise UsageError(f"--env-file: {env_file} is not a file")
     try:
         load_env_file(env_file)
     except ConfigError as problem:

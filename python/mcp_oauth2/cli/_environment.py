@@ -1,11 +1,13 @@
-"""The command's view of a deployment's configuration: ``MCP_OAUTH2_*`` variables and ``.env``.
+"""The command's view of a deployment's configuration: ``MCP_OAUTH2_*`` variables, and an env
+file when given one.
 
 The configuration is built exactly as the middleware builds it, ``OAuth2Config()`` over the
-process environment, after the ``MCP_OAUTH2_*`` lines of a ``.env`` file (if any) have been
-added the way ``uvicorn --env-file`` or ``docker run --env-file`` would add them: a variable
-already set in the environment wins. Other lines of the file are ignored, so a ``.env`` shared
-with the application works. Validation errors become one line per problem, never the input
-values themselves (which could be secrets) beyond what the library's own messages quote.
+process environment. Like the library, the command reads no ``.env`` file of its own accord: with
+``--env-file FILE`` it adds the file's ``MCP_OAUTH2_*`` lines the way ``uvicorn --env-file`` or
+``docker run --env-file`` would add them (a variable already set in the environment wins; other
+lines of the file are ignored, so a ``.env`` shared with the application works). Validation
+errors become one line per problem, never the input values themselves (which could be secrets)
+beyond what the library's own messages quote.
 """
 
 from __future__ import annotations
@@ -27,13 +29,10 @@ __all__ = [
     "load_config",
     "load_env_file",
     "unknown_variables",
+    "unread_env_file",
 ]
 
 PREFIX = "MCP_OAUTH2_"
-_EXAMPLES = {
-    "issuer": "https://auth.example.com",
-    "audience": "https://mcp.example.com/mcp",
-}
 
 
 class ConfigError(Exception):
@@ -65,6 +64,23 @@ def load_env_file(path: Path) -> list[str]:
             os.environ[name] = value
             added.append(name)
     return added
+
+
+def unread_env_file(path: Path) -> str | None:
+    """A warning when ``path`` (``./.env``) has ``MCP_OAUTH2_*`` lines that were not read: the
+    server does not read them either."""
+    try:
+        names = [name for name in dotenv_values(path) if name.upper().startswith(PREFIX)]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not names:
+        return None
+    return (
+        f"{path} sets {', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''} but is "
+        f"not read: the server reads the process environment only; check it with "
+        f"`mcp-oauth2 check --env-file {path}` and start the server with "
+        f"`uvicorn --env-file {path} ...`"
+    )
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -104,13 +120,7 @@ def describe(error: ValidationError, flags: Mapping[str, str]) -> list[str]:
         message = message.removeprefix("Value error, ")
         if field in OAuth2Config.model_fields:
             name = flags.get(field) or env_name(field)
-            if problem.get("type") == "missing":
-                example = _EXAMPLES.get(field, "...")
-                option = f" (or {flags.get(field, '')})" if field in flags else ""
-                lines.append(
-                    f"{env_name(field)}{option} is required, e.g. {env_name(field)}={example}"
-                )
-            elif field in flags:
+            if field in flags:
                 lines.append(f"{name}: {message}")
             elif env_name(field) in message:
                 lines.append(message)
