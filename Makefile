@@ -11,13 +11,50 @@ UV := $(TOOLS)/bin/uv
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT := $(TOOLS)/bin/actionlint
 VENV := .venv
+# Stamps inside .venv: it was synced from uv.lock, and it holds the current wheel.
+VENV_SYNCED := $(VENV)/.synced
+VENV_WHEEL := $(VENV)/.wheel-installed
 # `make wheel` writes the release wheel and the sdist here; everything else installs that wheel.
 DIST := build/dist
+# The wheel is a file target: it is rebuilt only when what goes into it changed, so `make test`
+# after `make demo` (or the reverse) packages nothing again. The stamp stands for the wheel,
+# whose name carries the version.
+WHEEL_BUILT := $(DIST)/.wheel-built
+# Every file under $(1) matching one of the patterns $(2), at any depth (make's own wildcard:
+# no process is started, not even for `make help`).
+rwildcard = $(foreach entry,$(wildcard $(1:=/*)),$(call rwildcard,$(entry),$(2)) $(filter $(subst *,%,$(2)),$(entry)))
+WHEEL_INPUTS := Cargo.toml Cargo.lock pyproject.toml README.md LICENSE THIRD_PARTY_LICENSES.txt \
+	$(call rwildcard,rust/src,*.rs) $(call rwildcard,python,*.py *.pyi py.typed)
 # manylinux2014 = glibc 2.17: zig links against that glibc's symbol versions (see README).
 MANYLINUX := manylinux2014
-# A CPython 3.13 from pyenv, when the machine has one: the suite runs under it too.
-PY313 := $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
+# `make bench` also runs under CPython 3.13 when pyenv has one (read when a recipe needs it).
+PY313 = $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)
 VENV313 := .venv-3.13
+# The fresh environments the suite runs in against the installed wheel, and what they install.
+DIST_ENVS := build/dist-test
+# The CPythons the whole suite runs under against the installed wheel (from pyenv).
+DIST_PYTHONS := 3.11 3.12 3.13
+# `make ci-full`: the CPythons other than the one `make test` (so .ci/run) runs the suite under.
+CI_FULL_PYTHONS := 3.12 3.13
+# Every extra the package declares, read from pyproject.toml (when a recipe needs it).
+EXTRAS = $(shell $(PYTHON) -c "import tomllib; print(','.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']))")
+# PATH without cargo, rustc and rustup: the installed wheel must need no Rust toolchain.
+NO_RUST_PATH = $(shell printf '%s' "$$PATH" | tr ':' '\n' | grep -v -e '/\.cargo/' -e '/\.rustup/' -e rustup | paste -sd: -)
+SUITE_REQUIREMENTS := $(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt
+
+# $(call suite-in-fresh-venv,INTERPRETER,VENV): a fresh venv made from INTERPRETER (a shell
+# word) holding the wheel in $(DIST) with every extra plus the test group, at the locked
+# versions; the whole suite (tests/ and benches/, each benchmark run once) runs there with no
+# Rust on PATH and checks (MCP_OAUTH2_EXPECT_INSTALLED) that it imports that installed copy.
+define suite-in-fresh-venv
+	rm -rf $(2) && python=$(1) && echo "fresh venv $(2) from $$python" && \
+		$(UV) venv --quiet --python "$$python" $(2)
+	$(UV) pip install --quiet --python $(2)/bin/python \
+		-c $(DIST_ENVS)/constraints.txt -r $(DIST_ENVS)/test-requirements.txt \
+		"mcp-oauth2[$(EXTRAS)] @ file://$(CURDIR)/$$(ls $(DIST)/*.whl)"
+	PATH="$(NO_RUST_PATH)" MCP_OAUTH2_EXPECT_INSTALLED=1 $(2)/bin/pytest -p no:cacheprovider
+endef
+
 # Every folder of Python code the linters check.
 PY_SOURCES := python tests benches examples dist_tests scripts interop
 # Folders mypy checks one at a time: each has its own conftest.py and helpers imported by bare
@@ -30,7 +67,7 @@ export UV_CACHE_DIR := $(CURDIR)/build/uv-cache
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*?## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,62 +77,75 @@ $(ACTIONLINT):
 	GOBIN=$(CURDIR)/$(TOOLS)/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 .PHONY: install
-install: $(UV) ## Create .venv with the locked development dependencies
+install: $(VENV_SYNCED) ## Create .venv with the locked development dependencies
+
+$(VENV_SYNCED): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --inexact --python $(PYTHON)
+	touch $@
 
 # maturin's zig support runs `python3 -m ziglang`: .venv/bin leads PATH so the pinned ziglang
 # of the dev group is the one found.
-.PHONY: wheel
-wheel: install ## The release files: the manylinux2014 abi3 wheel (built with zig) and the sdist
-	rm -rf $(DIST)
+$(WHEEL_BUILT): $(WHEEL_INPUTS) | $(VENV_SYNCED)
+	rm -f $@ $(DIST)/*.whl
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/maturin build --release --locked --quiet \
 		--zig --compatibility $(MANYLINUX) --out $(DIST) --interpreter $(VENV)/bin/python
-	$(VENV)/bin/maturin sdist --out $(DIST)
+	touch $@
+
+.PHONY: wheel
+wheel: $(WHEEL_BUILT) sdist ## The release files: the manylinux2014 abi3 wheel (built with zig) and the sdist
 	@ls -l $(DIST)
 
-.PHONY: build
-build: wheel ## Build the release files (make wheel) and install the wheel into .venv
+.PHONY: sdist
+sdist: $(VENV_SYNCED) ## The sdist (written anew each time: it holds the tests and examples too)
+	rm -f $(DIST)/*.tar.gz
+	$(VENV)/bin/maturin sdist --out $(DIST)
+
+$(VENV_WHEEL): $(WHEEL_BUILT) | $(VENV_SYNCED)
 	$(UV) pip install --quiet --python $(VENV)/bin/python --reinstall --no-deps $(DIST)/*.whl
+	touch $@
+
+.PHONY: build
+build: $(VENV_WHEEL) ## Build the wheel when its sources changed and install it into .venv
 
 .PHONY: develop
-develop: install ## Editable debug build into .venv (fast edit loop)
+develop: $(VENV_SYNCED) ## Editable debug build into .venv (fast edit loop)
+	rm -f $(VENV_WHEEL)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/maturin develop --uv
 
 .PHONY: demo
-demo: build ## The main job: local issuer + protected MCP server, driven by the MCP SDK client
+demo: $(VENV_WHEEL) ## The main job: local issuer + protected MCP server, driven by the MCP SDK client
 	$(VENV)/bin/python examples/demo.py
 
 .PHONY: serve
-serve: build ## Keep the demo issuer and MCP server running; prints a token and a curl line
+serve: $(VENV_WHEEL) ## Keep the demo issuer and MCP server running; prints a token and a curl line
 	$(VENV)/bin/python examples/demo.py serve
 
 .PHONY: test
-test: build test-rust test-python test-python313 ## Build everything and run the whole test suite
+test: build test-rust test-python ## Build what is needed, then cargo test and the whole suite once, against the installed wheel
 
 .PHONY: test-rust
 test-rust: ## cargo test (the core, without Python)
 	cargo test --locked --quiet
 
 .PHONY: test-python
-test-python: ## pytest against the installed wheel
-	$(VENV)/bin/pytest
+test-python: $(WHEEL_BUILT) $(SUITE_REQUIREMENTS) ## The whole pytest suite against the wheel in a fresh venv, no Rust on PATH
+	$(call suite-in-fresh-venv,$$(command -v $(PYTHON)),$(DIST_ENVS)/suite)
 
-.PHONY: test-python313
-test-python313: ## pytest under CPython 3.13 when pyenv has it (same abi3 wheel)
-ifeq ($(PY313),)
-	@echo "CPython 3.13 not found by pyenv: skipping the 3.13 run"
-else
-	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3
-	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
-	$(VENV313)/bin/pytest -p no:cacheprovider
-endif
+# Two CPU-bound processes beside `make test` on a 2-core machine: the suite must pass on a
+# busy machine. The trap stops them however the run ends.
+.PHONY: test-loaded
+test-loaded: ## make test with two CPU-bound processes running beside it (a busy machine)
+	@busy=""; trap 'kill $$busy 2>/dev/null || true' EXIT INT TERM; \
+	for n in 1 2; do $(PYTHON) -c 'while True: pass' & busy="$$busy $$!"; done; \
+	echo "make test beside two CPU-bound processes ($$busy)"; \
+	$(MAKE) --no-print-directory test
 
 .PHONY: soak
-soak: build ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (about 2.5 minutes)
+soak: $(VENV_WHEEL) ## Soak with faults: uvicorn, a misbehaving key server, 50 clients (about 2.5 minutes)
 	$(VENV)/bin/python tests/soak/soak.py
 
 .PHONY: soak-ci
-soak-ci: ## The same soak, short (under 2 minutes; CI runs it after `make test`)
+soak-ci: $(VENV_WHEEL) ## The same soak, short (under 2 minutes; CI runs it after `make test`)
 	$(VENV)/bin/python tests/soak/soak.py --short
 
 # -- a real identity provider --------------------------------------------------------------------
@@ -116,7 +166,7 @@ $(KEYCLOAK_ZIP):
 	mv $@.part $@
 
 .PHONY: interop
-interop: build $(KEYCLOAK_ZIP) ## mcp-oauth2 against a real Keycloak: discovery, tokens, scopes, key rotation, outage
+interop: $(VENV_WHEEL) $(KEYCLOAK_ZIP) ## mcp-oauth2 against a real Keycloak: discovery, tokens, scopes, key rotation, outage
 	echo "$(KEYCLOAK_SHA256)  $(KEYCLOAK_ZIP)" | sha256sum --check --quiet
 	PYTHONPATH=examples $(VENV)/bin/python interop/keycloak_interop.py --distribution $(KEYCLOAK_ZIP)
 
@@ -140,20 +190,12 @@ interop-hydra: build $(HYDRA) ## mcp-oauth2 against a real Ory Hydra: the hydra.
 	PYTHONPATH=examples $(VENV)/bin/python interop/hydra_interop.py --hydra $(HYDRA)
 
 # -- the distribution, tested as installed ------------------------------------------------------
-DIST_ENVS := build/dist-test
-# The CPythons the whole suite runs under against the installed wheel (from pyenv).
-DIST_PYTHONS := 3.11 3.12 3.13
-# Every extra the package declares, read from pyproject.toml.
-EXTRAS := $(shell $(PYTHON) -c "import tomllib; print(','.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']))")
-# PATH without cargo, rustc and rustup: the installed wheel must need no Rust toolchain.
-NO_RUST_PATH := $(shell printf '%s' "$$PATH" | tr ':' '\n' | grep -v -e '/\.cargo/' -e '/\.rustup/' -e rustup | paste -sd: -)
-
 .PHONY: dist-test
 dist-test: wheel dist-check dist-suite dist-packaging ## Wheel checks, the suite against the installed wheel (3.11-3.13), imports per extra, the sdist
 	@echo "dist-test: passed"
 
 .PHONY: dist-check
-dist-check: install ## auditwheel, abi3audit and check-wheel-contents on the built wheel
+dist-check: $(VENV_SYNCED) ## auditwheel, abi3audit and check-wheel-contents on the built wheel
 	$(VENV)/bin/auditwheel show $(DIST)/*.whl
 	$(VENV)/bin/abi3audit --strict --summary $(DIST)/*.whl
 	$(VENV)/bin/check-wheel-contents $(DIST)/*.whl
@@ -170,33 +212,58 @@ $(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt &: pyproject.tom
 .PHONY: dist-suite
 dist-suite: $(addprefix dist-suite-,$(DIST_PYTHONS)) ## The whole pytest suite against the installed wheel, per CPython
 
-# A fresh venv per CPython holding the wheel with every extra plus the test group; pytest runs
-# with no Rust on PATH and checks (MCP_OAUTH2_EXPECT_INSTALLED) that it imports the installed copy.
+# The wheel already in $(DIST) (the release workflow downloads it there), under CPython $*
+# from pyenv, else python$* on PATH.
 .PHONY: dist-suite-%
-dist-suite-%: $(DIST_ENVS)/test-requirements.txt $(DIST_ENVS)/constraints.txt
-	@if prefix=$$(pyenv prefix $* 2>/dev/null); then python=$$prefix/bin/python3; \
-	elif python=$$(command -v python$*); then :; \
-	else echo "CPython $* is needed: not found by pyenv nor as python$* on PATH"; exit 1; fi; \
-	$$python -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$*", sys.version'; \
-	rm -rf $(DIST_ENVS)/py$*; \
-	echo "fresh venv $(DIST_ENVS)/py$* from $$python"; \
-	$(UV) venv --quiet --python $$python $(DIST_ENVS)/py$*
-	$(UV) pip install --quiet --python $(DIST_ENVS)/py$*/bin/python \
-		-c $(DIST_ENVS)/constraints.txt -r $(DIST_ENVS)/test-requirements.txt \
-		"mcp-oauth2[$(EXTRAS)] @ file://$(CURDIR)/$$(ls $(DIST)/*.whl)"
-	PATH="$(NO_RUST_PATH)" MCP_OAUTH2_EXPECT_INSTALLED=1 \
-		$(DIST_ENVS)/py$*/bin/pytest tests -p no:cacheprovider
+dist-suite-%: $(SUITE_REQUIREMENTS)
+	$(call suite-in-fresh-venv,$$(scripts/cpython.sh $*),$(DIST_ENVS)/py$*)
 
 .PHONY: dist-packaging
-dist-packaging: install $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's files and tag, imports per extra, a wheel built from the sdist
+dist-packaging: $(VENV_SYNCED) sdist $(DIST_ENVS)/constraints.txt ## dist_tests/: the wheel's files and tag, imports per extra, a wheel built from the sdist
 	MCP_OAUTH2_DIST=$(DIST) MCP_OAUTH2_UV=$(UV) MCP_OAUTH2_CONSTRAINTS=$(DIST_ENVS)/constraints.txt \
 		$(VENV)/bin/pytest dist_tests -p no:cacheprovider
+
+# -- coverage ------------------------------------------------------------------------------------
+# Python: line and branch coverage of the package over the whole suite, run against the wheel
+# installed in .venv; [tool.coverage] in pyproject.toml maps that installed copy back to
+# python/mcp_oauth2, follows subprocesses, lists the missed lines and fails under 95%.
+# Rust: LLVM source-based coverage of the core over `cargo test`, by cargo-llvm-cov (with
+# rustup's llvm-tools, whose LLVM is rustc's own), reported per file.
+CARGO_LLVM_COV_VERSION := 0.9.1
+CARGO_LLVM_COV := $(TOOLS)/bin/cargo-llvm-cov
+
+$(CARGO_LLVM_COV):
+	rustup component add llvm-tools-preview
+	cargo install --locked --quiet --root $(TOOLS) cargo-llvm-cov@$(CARGO_LLVM_COV_VERSION)
+
+.PHONY: coverage
+coverage: coverage-python coverage-rust ## Coverage: the package's lines and branches over the suite (fails under 95%), the Rust core's over cargo test
+
+.PHONY: coverage-python
+coverage-python: $(VENV_WHEEL) ## Line and branch coverage of python/mcp_oauth2 over the suite; missed lines listed; fails under 95%
+	rm -rf build/coverage
+	$(VENV)/bin/coverage run -m pytest -p no:cacheprovider
+	$(VENV)/bin/coverage combine --quiet
+	$(VENV)/bin/coverage report
+
+.PHONY: coverage-rust
+coverage-rust: $(CARGO_LLVM_COV) ## Line, region and function coverage of the Rust core over cargo test
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" cargo llvm-cov --locked --quiet \
+		--target-dir $(CURDIR)/build/llvm-cov-target
+
+# -- CI ------------------------------------------------------------------------------------------
+# .ci/run is what every change passes (about 12 minutes on 2 cores). ci-full is the rest, for
+# the scheduled workflow and by hand: the suite under the other CPythons, the wheel checks and the
+# sdist rebuilt from clean, coverage, a real Keycloak, and a short fuzz run.
+.PHONY: ci-full
+ci-full: $(WHEEL_BUILT) dist-check $(addprefix dist-suite-,$(CI_FULL_PYTHONS)) dist-packaging coverage interop fuzz-ci ## What .ci/run leaves out: other CPythons, packaging and the sdist build, coverage, Keycloak, fuzzing
+	@echo "ci-full: passed"
 
 .PHONY: lint
 lint: lint-static lint-built ## Every linter: lint-static, then the checks that need the installed wheel
 
 .PHONY: lint-static
-lint-static: install $(ACTIONLINT) ## No build needed: ruff (complexity limits too), mypy --strict, cargo fmt, clippy, actionlint, zizmor, licences, pre-commit config
+lint-static: $(VENV_SYNCED) $(ACTIONLINT) ## No build needed: ruff (complexity limits too), mypy --strict, cargo fmt, clippy, actionlint, zizmor, licences, pre-commit config
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
@@ -212,7 +279,7 @@ lint-static: install $(ACTIONLINT) ## No build needed: ruff (complexity limits t
 	$(VENV)/bin/pre-commit validate-config
 
 .PHONY: lint-built
-lint-built: install docs ## After make build: stubtest of the native stub against the installed wheel; the docs build
+lint-built: $(VENV_WHEEL) docs ## After make build: stubtest of the native stub against the installed wheel; the docs build
 	$(VENV)/bin/python -m mypy.stubtest mcp_oauth2._rust --mypy-config-file pyproject.toml
 
 .PHONY: licenses
@@ -229,7 +296,7 @@ docs-serve: docs ## Serve the documentation on http://127.0.0.1:8001 with live r
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
 
 .PHONY: format
-format: install ## Apply ruff and cargo formatting
+format: $(VENV_SYNCED) ## Apply ruff and cargo formatting
 	$(VENV)/bin/ruff format $(PY_SOURCES)
 	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 	cargo fmt
@@ -242,32 +309,32 @@ BENCH_PYTEST = benches -p no:cacheprovider --timeout=1800 --benchmark-enable --b
 BENCH_JSON = benches/results/suite-cpython
 
 .PHONY: bench
-bench: build ## Benchmarks: Rust floor, then peers, threads, sessions, middleware, cold start (3.11 and 3.13 if pyenv has it); writes benches/results/
+bench: $(VENV_WHEEL) ## Benchmarks: Rust floor, then peers, threads, sessions, middleware, cold start (3.11 and 3.13 if pyenv has it); writes benches/results/
 	$(UV) sync --locked --inexact --group bench
 	rm -f $(BENCH_JSON)-*.json
 	cargo bench --locked --features bench --bench verify_floor
 	BENCH_COMMAND="make bench" $(VENV)/bin/pytest $(BENCH_PYTEST) --benchmark-json=$(BENCH_JSON)-3.11.json
-ifneq ($(PY313),)
-	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3
-	$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl
-	BENCH_COMMAND="make bench" $(VENV313)/bin/pytest $(BENCH_PYTEST) --benchmark-json=$(BENCH_JSON)-3.13.json
-endif
+	@if [ -z "$(PY313)" ]; then echo "CPython 3.13 not found by pyenv: no 3.13 run"; else \
+		UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync --locked --inexact --python $(PY313)/bin/python3 && \
+		$(UV) pip install --quiet --python $(VENV313)/bin/python --reinstall --no-deps $(DIST)/*.whl && \
+		BENCH_COMMAND="make bench" $(VENV313)/bin/pytest $(BENCH_PYTEST) \
+			--benchmark-json=$(BENCH_JSON)-3.13.json; fi
 	$(VENV)/bin/python benches/report.py > /dev/null
 	@echo "wrote benches/results/results.md and benches/results/validation.png"
 
 # wrk is a Debian package (apt-get install wrk); without it the runner falls back to a much
 # slower httpx load, whose figures only show that the path works.
 .PHONY: bench-e2e
-bench-e2e: build ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, wrk
+bench-e2e: $(VENV_WHEEL) ## End to end: FastAPI under uvicorn (1 and 2 workers) with/without the middleware, wrk
 	@command -v wrk >/dev/null || echo "wrk is not installed (Debian/Ubuntu: apt-get install wrk;" \
 		"macOS: brew install wrk): benches/e2e.py falls back to its much slower httpx load"
 	$(UV) sync --locked --inexact --group bench
 	BENCH_COMMAND="make $@" $(VENV)/bin/python benches/e2e.py --duration 5 --reps 4 --reps-workers 6
 
 .PHONY: bench-introspection
-bench-introspection: build ## Opaque tokens: warm-cache cost beside fastmcp's IntrospectionTokenVerifier; calls/s under a flood
+bench-introspection: $(VENV_WHEEL) ## Opaque tokens: warm-cache cost beside fastmcp's IntrospectionTokenVerifier; calls/s under a flood
 	$(UV) sync --locked --inexact --group bench
-	$(BENCH_ENV) $(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
+	$(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
 
 .PHONY: bench-flood
 bench-flood: build ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
