@@ -186,7 +186,7 @@ $(HYDRA): interop/hydra/go.mod interop/hydra/go.sum interop/hydra/main.go
 		-o $(CURDIR)/$@ .
 
 .PHONY: interop-hydra
-interop-hydra: build $(HYDRA) ## mcp-oauth2 against a real Ory Hydra: the hydra.md recipe, JWT and opaque tokens
+interop-hydra: $(VENV_WHEEL) $(HYDRA) ## mcp-oauth2 against a real Ory Hydra: the hydra.md recipe, JWT and opaque tokens
 	PYTHONPATH=examples $(VENV)/bin/python interop/hydra_interop.py --hydra $(HYDRA)
 
 # -- the distribution, tested as installed ------------------------------------------------------
@@ -337,7 +337,7 @@ bench-introspection: $(VENV_WHEEL) ## Opaque tokens: warm-cache cost beside fast
 	$(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
 
 .PHONY: bench-flood
-bench-flood: build ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
+bench-flood: $(VENV_WHEEL) ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
 	$(VENV)/bin/python benches/introspection_flood.py --latencies 0.05 0.2 0.5 --seconds 10
 
 .PHONY: bench-crypto
