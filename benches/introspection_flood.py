@@ -67,8 +67,8 @@ def authenticator_for(issuer: LocalIssuer) -> Authenticator:
             "audience": [AUDIENCE],
             "token_format": "opaque",
             "introspection_endpoint": issuer.introspection_endpoint,
-            "introspection_client_id": issuer.introspection_client_id,
-            "introspection_client_secret": issuer.introspection_client_secret,
+            "client_id": issuer.introspection_client_id,
+            "client_secret": issuer.introspection_client_secret,
         }
     )
     return Authenticator.from_config(config)

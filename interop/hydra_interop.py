@@ -208,7 +208,7 @@ class Run:
 
     async def post_with(self, token: str, **changes: Any) -> httpx.Response:
         """The same POST to a second server whose configuration differs by ``changes``."""
-        settings = {**self.config.model_dump(), "jwks_prefetch": False, **changes}
+        settings = {**self.config.model_dump(), **changes}
         sock = bind_loopback()
         async with AppServer(build_app(OAuth2Config.model_validate(settings)), sock):
             return await self.post(token, url_of(sock) + MCP_PATH)
@@ -414,8 +414,8 @@ async def part_opaque(run: Run, out: Transcript) -> None:
     introspecting = {
         "token_format": "opaque",
         "introspection_endpoint": introspect,
-        "introspection_client_id": "nobody",
-        "introspection_client_secret": "not-checked-by-hydra",
+        "client_id": "nobody",
+        "client_secret": "not-checked-by-hydra",
     }
     accepted = await run.post_with(token, **introspecting)
     out.step(f"token_format=opaque with a client Hydra does not know: {answer(accepted)}")
@@ -508,8 +508,8 @@ async def part_code_flow(run: Run, out: Transcript) -> None:
     introspecting = {
         "token_format": "auto",
         "introspection_endpoint": f"{run.hydra.admin_url}/admin/oauth2/introspect",
-        "introspection_client_id": "mcp-server",
-        "introspection_client_secret": "unused",
+        "client_id": "mcp-server",
+        "client_secret": "unused",
     }
     as_bearer = await run.post_with(refresh, **introspecting)
     out.step(f"the refresh token ({refresh[:7]}...) sent as a bearer token: {answer(as_bearer)}")

@@ -407,7 +407,7 @@ async def part_mistakes(run: Run, out: Transcript, config: OAuth2Config) -> None
     )
     token = await run.token([TOOLS_SCOPE])
     # c) The issuer with a trailing slash: every request 503 issuer_mismatch; check says so.
-    slash = _variant(config, issuer=[run.issuer + "/"], jwks_prefetch=False)
+    slash = _variant(config, issuer=[run.issuer + "/"])
     sock = bind_loopback()
     async with AppServer(build_app(slash), sock):
         raw = await run.post_initialize(token, url_of(sock) + MCP_PATH)
@@ -423,7 +423,7 @@ async def part_mistakes(run: Run, out: Transcript, config: OAuth2Config) -> None
         out.step(f"  {line.strip()[:160]}")
     out.check(check.returncode != 0 and bool(lines), "mcp-oauth2 check reports issuer_mismatch")
     # d) accepted_types=["at+jwt"]: Keycloak's access tokens have typ "JWT".
-    typed = _variant(config, accepted_types=["at+jwt"], jwks_prefetch=False)
+    typed = _variant(config, accepted_types=["at+jwt"])
     sock = bind_loopback()
     async with AppServer(build_app(typed), sock):
         raw = await run.post_initialize(token, url_of(sock) + MCP_PATH)
@@ -591,10 +591,9 @@ async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) ->
         token_format="opaque",  # noqa: S106 - a format name
         # Keycloak answers only a client named in the token's audience: the server's own
         # client, whose id is its resource URI (interop/keycloak/realm.json).
-        introspection_client_id=run.mcp_url,
-        introspection_client_secret=run.secret,
+        client_id=run.mcp_url,
+        client_secret=run.secret,
         introspection_cache_ttl=1,
-        introspection_negative_ttl=1,
     )
     authenticator = Authenticator.from_config(introspecting)
     introspector = authenticator.introspector
@@ -642,7 +641,7 @@ async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) ->
     finally:
         await authenticator.aclose()
     wrong = Authenticator.from_config(
-        _variant(introspecting, introspection_client_secret="not-the-secret")  # noqa: S106
+        _variant(introspecting, client_secret="not-the-secret")  # noqa: S106
     )
     try:
         code = await _refusal_code(wrong, await run.token([TOOLS_SCOPE]))
@@ -890,16 +889,13 @@ def run(distribution: Path) -> int:
                 "required_scopes": [TOOLS_SCOPE],
                 "exempt_routes": [HEALTH],
                 "jwks_min_max_age": MIN_MAX_AGE,
-                "jwks_prefetch": False,
             }
         )
         fetches: list[Fetch] = []
-        http_client, close_client = _recording_client(fetches, config.jwks_timeout)
+        settings = config.cache_settings()
+        http_client, close_client = _recording_client(fetches, settings.timeout)
         cache = JWKSCache(
-            issuer=keycloak.issuer,
-            settings=config.cache_settings(),
-            client=http_client,
-            prefetch=config.jwks_prefetch,
+            issuer=keycloak.issuer, settings=settings, client=http_client, prefetch=False
         )
         app = build_app(config, cache, at_shutdown=[close_client])
         stack.enter_context(AppServer(app, sock))

@@ -366,8 +366,8 @@ def introspection_env(issuer: LocalIssuer, token_format: str = "auto") -> dict[s
         "MCP_OAUTH2_ISSUER": issuer.issuer,
         "MCP_OAUTH2_AUDIENCE": AUDIENCE,
         "MCP_OAUTH2_TOKEN_FORMAT": token_format,
-        "MCP_OAUTH2_INTROSPECTION_CLIENT_ID": issuer.introspection_client_id,
-        "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": issuer.introspection_client_secret,
+        "MCP_OAUTH2_CLIENT_ID": issuer.introspection_client_id,
+        "MCP_OAUTH2_CLIENT_SECRET": issuer.introspection_client_secret,
     }
 
 
@@ -572,7 +572,7 @@ def test_check_asks_the_introspection_endpoint(issuer: LocalIssuer, tmp_path: Pa
     assert issuer.introspection_client_secret not in json.dumps(document)
     code, document = run_json("check", cwd=tmp_path, env=introspection_env(issuer, "auto"))
     assert code == 0 and document["sources"][0]["usable_keys"] == 2
-    wrong = {**introspection_env(issuer, "opaque"), "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": "x"}
+    wrong = {**introspection_env(issuer, "opaque"), "MCP_OAUTH2_CLIENT_SECRET": "x"}
     done = run("check", cwd=tmp_path, env=wrong)
     assert done.returncode == 3
     assert "introspection_unavailable" in done.stdout and "HTTP 401" in done.stdout
@@ -588,7 +588,7 @@ def test_check_reads_an_env_file_only_when_named(issuer: LocalIssuer, tmp_path: 
     )
     code, document = run_json("check", cwd=tmp_path)
     assert code == 1 and document["env_file"] is None
-    assert document["problems"][0].startswith("issuer (MCP_OAUTH2_ISSUER) is required, e.g. ")
+    assert document["problems"][0].startswith("issuer (MCP_OAUTH2_ISSUER): required")
     assert document["warnings"][0] == (
         ".env sets MCP_OAUTH2_AUDIENCE, MCP_OAUTH2_ISSUER, MCP_OAUTH2_REQUIRED_SCOPE but is not "
         "read: the server reads the process environment only; check it with `mcp-oauth2 check "
@@ -636,13 +636,14 @@ def test_check_configuration_errors_one_line_each(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
     lines = [line.strip() for line in done.stdout.splitlines()]
     assert any(
-        line.startswith("issuer uses plain http:// for a non-loopback host") for line in lines
+        line.startswith("issuer (MCP_OAUTH2_ISSUER): issuer uses plain http:// for a non-loopback")
+        for line in lines
     )
     assert (
-        "audience (MCP_OAUTH2_AUDIENCE) is required, e.g. "
+        "audience (MCP_OAUTH2_AUDIENCE): required; e.g. "
         "MCP_OAUTH2_AUDIENCE=https://mcp.example.com/mcp" in done.stdout
     )
-    assert any(line.startswith("MCP_OAUTH2_LEEWAY:") for line in lines)
+    assert any(line.startswith("leeway (MCP_OAUTH2_LEEWAY): ") for line in lines)
     code, document = run_json("check", cwd=tmp_path, env=env)
     assert code == 1 and len(document["problems"]) == 3
 
@@ -666,7 +667,6 @@ def test_check_unreachable_issuer_is_exit_code_3(tmp_path: Path) -> None:
     env = {
         "MCP_OAUTH2_ISSUER": url,
         "MCP_OAUTH2_AUDIENCE": AUDIENCE,
-        "MCP_OAUTH2_JWKS_TIMEOUT": "2",
     }
     code, document = run_json("check", cwd=tmp_path, env=env)
     assert code == 3

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mcp_oauth2 import KeySet, MissingClaimError, OAuth2Config
+from mcp_oauth2 import CacheSettings, KeySet, MissingClaimError, OAuth2Config
+from mcp_oauth2._config import EXAMPLES
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 
@@ -20,8 +21,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:tools")
     monkeypatch.setenv("MCP_OAUTH2_SCOPE_IMPLICATIONS", '{"mcp:admin": ["mcp:tools"]}')
     monkeypatch.setenv("MCP_OAUTH2_EXEMPT_ROUTES", "/health,/public/*,OPTIONS *")
-    monkeypatch.setenv("MCP_OAUTH2_JWKS_MAX_AGE", "300")
-    monkeypatch.setenv("MCP_OAUTH2_JWKS_PREFETCH", "false")
+    monkeypatch.setenv("MCP_OAUTH2_JWKS_MAX_STALE", "120")
     monkeypatch.setenv("MCP_OAUTH2_RESOURCE_NAME", "Demo")
     config = OAuth2Config()
     assert config.issuer == (ISSUER, "https://second.example.com")
@@ -31,8 +31,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.required_scopes == ("mcp:tools",)
     assert config.scope_implications == {"mcp:admin": ("mcp:tools",)}
     assert config.exempt_routes == ("/health", "/public/*", "OPTIONS *")
-    assert config.cache_settings().max_age == 300
-    assert config.jwks_prefetch is False
+    assert config.cache_settings().max_stale == 120
     assert config.resource_uri == AUDIENCE
     assert config.token_validator().leeway == 30
 
@@ -44,67 +43,107 @@ def test_defaults() -> None:
     assert config.required_claims == ("exp", "iss", "aud", "sub")
     assert config.token_validator().required_claims == ("exp", "iss", "aud", "sub")
     assert config.jwks_uri is None
-    assert config.jwks_prefetch is True
-    assert config.cache_settings().cooldown == 30
+    assert config.token_format == "jwt"
+    assert config.cache_settings() == CacheSettings()
 
 
 def test_every_jwks_setting_reaches_the_key_cache() -> None:
-    values = {
-        "jwks_max_age": 301.0,
-        "jwks_min_max_age": 61.0,
-        "jwks_max_max_age": 86_401.0,
-        "jwks_max_stale": 3_601.0,
-        "jwks_cooldown": 31.0,
-        "jwks_timeout": 6.0,
-        "jwks_max_bytes": 65_537,
-        "jwks_retries": 3,
-    }
+    values = {"jwks_min_max_age": 61.0, "jwks_max_stale": 3_601.0}
     config = OAuth2Config.model_validate({"issuer": ISSUER, "audience": AUDIENCE, **values})
     settings = config.cache_settings()
     assert {name: getattr(settings, name.removeprefix("jwks_")) for name in values} == values
-    # Every jwks_* field but the prefetch switch is a CacheSettings knob of the same name.
+    # Every jwks_* field but the key URL is a CacheSettings knob of the same name.
     knobs = {name for name in OAuth2Config.model_fields if name.startswith("jwks_")}
-    assert knobs - {"jwks_uri", "jwks_prefetch"} == set(values)
+    assert knobs - {"jwks_uri"} == set(values)
+
+
+# One value each setting refuses (as Python values: a string may be valid for a text setting).
+BAD_VALUES: dict[str, object] = {
+    "issuer": "http://auth.example.com",
+    "audience": "not a url",
+    "jwks_uri": "http://10.0.0.1/jwks",
+    "algorithms": "HS256",
+    "leeway": -5,
+    "required_claims": ["exp", ""],
+    "required_scopes": 'a"b',
+    "scope_implications": "{not json",
+    "exempt_routes": "/*",
+    "accepted_types": [],
+    "jwks_min_max_age": -1,
+    "jwks_max_stale": "an hour",
+    "telemetry": "maybe",
+    "readiness_path": "ready",
+    "resource": "ftp://mcp.example.com",
+    "authorization_servers": [1],
+    "scopes_supported": 'a"b',
+    "resource_name": 5,
+    "resource_documentation": "not a url",
+    "token_format": "xml",
+    "introspection_endpoint": "http://10.0.0.1/introspect",
+    "client_id": 5,
+    "client_secret": 12345678,
+    "client_auth_method": "private_key_jwt",
+    "introspection_require_audience": "maybe",
+    "introspection_cache_ttl": 99_999,
+}
+
+
+def test_bad_values_cover_every_setting() -> None:
+    assert set(BAD_VALUES) == set(OAuth2Config.model_fields) == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("field", sorted(BAD_VALUES))
+def test_every_error_names_the_field_its_variable_and_an_example(field: str) -> None:
+    """One style for every setting, whatever rule refuses it: the field, its exact variable,
+    what is wrong, and a valid example of that variable."""
+    given = {"issuer": ISSUER, "audience": AUDIENCE, field: BAD_VALUES[field]}
+    if field in ("introspection_endpoint", "client_id", "client_secret", "client_auth_method"):
+        given.update(token_format="opaque", client_id="rs", client_secret="s3cret-value")
+        given[field] = BAD_VALUES[field]
+    with pytest.raises(ValidationError) as caught:
+        OAuth2Config.model_validate(given)
+    variable = "MCP_OAUTH2_" + field.upper()
+    lines = str(caught.value).splitlines()
+    line = next((line for line in lines if f"{field} ({variable}): " in line), None)
+    assert line is not None, lines
+    assert f"; e.g. {variable}={EXAMPLES[field]}" in line
+    assert "12345678" not in str(caught.value)  # a secret's value is never shown
 
 
 @pytest.mark.parametrize(
-    ("env", "value", "needles"),
+    ("env", "value"),
     [
-        ("MCP_OAUTH2_ISSUER", "http://auth.example.com", ["issuer", "MCP_OAUTH2_ISSUER", "https"]),
-        ("MCP_OAUTH2_AUDIENCE", "", ["audience", "MCP_OAUTH2_AUDIENCE", "e.g."]),
-        ("MCP_OAUTH2_JWKS_URI", "http://10.0.0.1/jwks", ["jwks_uri", "MCP_OAUTH2_JWKS_URI"]),
-        ("MCP_OAUTH2_REQUIRED_SCOPES", 'a"b', ["required_scopes", "MCP_OAUTH2_REQUIRED_SCOPES"]),
-        ("MCP_OAUTH2_EXEMPT_ROUTES", "/*", ["exempt_routes", "every path"]),
-        ("MCP_OAUTH2_SCOPE_IMPLICATIONS", "{not json", ["MCP_OAUTH2_SCOPE_IMPLICATIONS"]),
-        ("MCP_OAUTH2_ALGORITHMS", "HS256", ["never accepted", "MCP_OAUTH2_"]),
-        ("MCP_OAUTH2_LEEWAY", "-5", ["leeway"]),
-        ("MCP_OAUTH2_REQUIRED_CLAIMS", '["exp", ""]', ["required_claims", "MCP_OAUTH2_REQUIRED"]),
-        ("MCP_OAUTH2_JWKS_TIMEOUT", "0", ["timeout", "MCP_OAUTH2_JWKS_"]),
+        ("MCP_OAUTH2_LEEWAY", "soon"),
+        ("MCP_OAUTH2_TELEMETRY", "maybe"),
+        ("MCP_OAUTH2_TOKEN_FORMAT", "xml"),
+        ("MCP_OAUTH2_ALGORITHMS", "HS256"),
+        ("MCP_OAUTH2_SCOPE_IMPLICATIONS", "{not json"),
     ],
 )
-def test_errors_name_the_field_and_variable(
-    monkeypatch: pytest.MonkeyPatch, env: str, value: str, needles: list[str]
+def test_errors_from_the_environment_read_the_same(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str
 ) -> None:
     monkeypatch.setenv("MCP_OAUTH2_ISSUER", ISSUER)
     monkeypatch.setenv("MCP_OAUTH2_AUDIENCE", AUDIENCE)
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError) as caught:
         OAuth2Config()
-    message = str(caught.value)
-    for needle in needles:
-        assert needle in message, (needle, message)
+    assert f"({env}): " in str(caught.value) and f"e.g. {env}=" in str(caught.value)
 
 
 REQUIRED_MESSAGES = {
-    "issuer": "issuer (MCP_OAUTH2_ISSUER) is required, e.g. "
+    "issuer": "issuer (MCP_OAUTH2_ISSUER): required; e.g. "
     "MCP_OAUTH2_ISSUER=https://auth.example.com",
-    "audience": "audience (MCP_OAUTH2_AUDIENCE) is required, e.g. "
+    "audience": "audience (MCP_OAUTH2_AUDIENCE): required; e.g. "
     "MCP_OAUTH2_AUDIENCE=https://mcp.example.com/mcp",
 }
 
 
 def required_problems(error: ValidationError) -> dict[str, str]:
-    return {str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ") for e in error.errors()}
+    """Each line of the error, by the setting it names."""
+    lines = str(error).splitlines()[1:]
+    problems = [line.strip().removeprefix("Value error, ").split(" [type=", 1)[0] for line in lines]
+    return {line.split(" ", 1)[0]: line for line in problems if " (MCP_OAUTH2_" in line}
 
 
 @pytest.fixture
@@ -144,11 +183,13 @@ def test_a_dot_env_file_is_not_read_and_the_error_says_so(no_settings: Path) -> 
     with pytest.raises(ValidationError) as caught:
         OAuth2Config()
     note = (
-        "; ./.env sets {}, but mcp-oauth2 reads the process environment only: start the "
-        "server with `uvicorn --env-file .env ...` (or export the variables)"
+        " (./.env sets {}, but mcp-oauth2 reads the process environment only: start the "
+        "server with `uvicorn --env-file .env ...`, or export the variables)"
     )
     assert required_problems(caught.value) == {
-        field: message + note.format(f"MCP_OAUTH2_{field.upper()}")
+        field: message.replace(
+            "required;", "required" + note.format(f"MCP_OAUTH2_{field.upper()}") + ";"
+        )
         for field, message in REQUIRED_MESSAGES.items()
     }
 

@@ -765,8 +765,6 @@ def test_uvicorn_lifespan_on_starts_and_serves_through_key_server_faults(
                 "issuer": [local.issuer],
                 "audience": [AUDIENCE],
                 "exempt_routes": ["/health"],
-                "jwks_timeout": 2,
-                "jwks_retries": 0,
             }
         )
         events: list[str] = []

@@ -99,8 +99,8 @@ async def test_an_introspection_outage_is_logged_as_one(caplog: pytest.LogCaptur
                 "issuer": [issuer.issuer],
                 "audience": [AUDIENCE],
                 "token_format": "opaque",
-                "introspection_client_id": issuer.introspection_client_id,
-                "introspection_client_secret": issuer.introspection_client_secret,
+                "client_id": issuer.introspection_client_id,
+                "client_secret": issuer.introspection_client_secret,
             }
         )
         issuer.introspection_fault = "status:503"
@@ -130,8 +130,8 @@ async def test_a_token_not_shaped_as_a_bearer_token_is_never_introspected(token:
                 "audience": [AUDIENCE],
                 "token_format": "opaque",
                 "introspection_endpoint": issuer.introspection_endpoint,
-                "introspection_client_id": issuer.introspection_client_id,
-                "introspection_client_secret": issuer.introspection_client_secret,
+                "client_id": issuer.introspection_client_id,
+                "client_secret": issuer.introspection_client_secret,
             }
         )
         verifier = MCPTokenVerifier(config)

@@ -23,6 +23,7 @@ from starlette.types import Message
 
 from mcp_oauth2 import (
     Authenticator,
+    CacheSettings,
     JWKSCache,
     OAuth2Config,
     OAuth2Middleware,
@@ -34,28 +35,27 @@ from mcp_oauth2.testing import AppServer, LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"
 # Freshness of one second, nothing served stale, failures noticed fast.
-QUICK_KEYS: dict[str, Any] = {
-    "jwks_max_age": 1,
-    "jwks_min_max_age": 1,
-    "jwks_max_max_age": 1,
-    "jwks_max_stale": 0,
-    "jwks_timeout": 1,
-    "jwks_retries": 0,
-}
+QUICK_KEYS = CacheSettings(
+    max_age=1, min_max_age=1, max_max_age=1, max_stale=0, timeout=1, retries=0
+)
 
 
 async def hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("hello")
 
 
-def protected_app(issuer: LocalIssuer, **options: Any) -> Starlette:
+def protected_app(
+    issuer: LocalIssuer, keys: CacheSettings | None = None, **options: Any
+) -> Starlette:
+    """The app under ``OAuth2Middleware``; with ``keys``, its key cache has those settings."""
     config = OAuth2Config.model_validate(
         {"issuer": [issuer.issuer], "audience": [AUDIENCE], **options}
     )
+    cache = None if keys is None else JWKSCache(issuer=issuer.issuer, settings=keys)
     # Without a probe, /ready is an ordinary route of the application.
     paths = ["/mcp"] if config.readiness_path else ["/mcp", "/ready"]
     app = Starlette(routes=[Route(path, hello) for path in paths])
-    app.add_middleware(OAuth2Middleware, config=config)
+    app.add_middleware(OAuth2Middleware, config=config, key_sources=cache)
     return app
 
 
@@ -127,7 +127,7 @@ def issuer() -> Iterator[LocalIssuer]:
 def test_readiness_flips_when_the_key_server_goes_away_and_comes_back(
     issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = protected_app(issuer, readiness_path="/ready", **QUICK_KEYS)
+    app = protected_app(issuer, QUICK_KEYS, readiness_path="/ready")
     token = {"Authorization": f"Bearer {issuer.mint()}"}
     with caplog.at_level(logging.INFO, logger="mcp_oauth2"), AppServer(app) as url:
         ready = httpx.get(url + "/ready")
@@ -156,7 +156,7 @@ def test_readiness_flips_when_the_key_server_goes_away_and_comes_back(
 
 def test_not_ready_while_the_key_server_fails_at_startup(issuer: LocalIssuer) -> None:
     issuer.fault = "status:503"
-    app = protected_app(issuer, readiness_path="/ready", **QUICK_KEYS)
+    app = protected_app(issuer, QUICK_KEYS, readiness_path="/ready")
     with AppServer(app) as url:
         first = httpx.get(url + "/ready")
         assert first.status_code == 503
@@ -178,8 +178,8 @@ def test_opaque_tokens_need_no_keys_to_be_ready(issuer: LocalIssuer) -> None:
         issuer,
         readiness_path="/ready",
         token_format="opaque",
-        introspection_client_id=issuer.introspection_client_id,
-        introspection_client_secret=issuer.introspection_client_secret,
+        client_id=issuer.introspection_client_id,
+        client_secret=issuer.introspection_client_secret,
     )
     with AppServer(app) as url:
         ready = httpx.get(url + "/ready")
@@ -196,7 +196,7 @@ def test_opaque_tokens_need_no_keys_to_be_ready(issuer: LocalIssuer) -> None:
 
 
 def test_without_readiness_path_the_path_is_the_apps(issuer: LocalIssuer) -> None:
-    with AppServer(protected_app(issuer, **QUICK_KEYS)) as url:
+    with AppServer(protected_app(issuer, QUICK_KEYS)) as url:
         assert httpx.get(url + "/ready").status_code == 401  # an ordinary protected route
 
 

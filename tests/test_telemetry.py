@@ -145,7 +145,7 @@ def test_failed_fetches_and_unavailable_keys_are_counted_and_traced(
     issuer.fault = "status:503"
     # A query may carry credentials: it never reaches a span.
     jwks_uri = issuer.metadata()["jwks_uri"]
-    app = protected_app(issuer, telemetry, jwks_uri=jwks_uri + "?sig=s3cret", jwks_retries=0)
+    app = protected_app(issuer, telemetry, jwks_uri=jwks_uri + "?sig=s3cret")
     with AppServer(app) as url:
         answer = httpx.get(url + "/mcp", headers={"Authorization": f"Bearer {issuer.mint()}"})
         assert answer.status_code == 503
@@ -193,8 +193,8 @@ def test_introspection_calls_are_counted(issuer: LocalIssuer) -> None:
         issuer,
         telemetry,
         token_format="auto",
-        introspection_client_id=issuer.introspection_client_id,
-        introspection_client_secret=issuer.introspection_client_secret,
+        client_id=issuer.introspection_client_id,
+        client_secret=issuer.introspection_client_secret,
     )
     active, revoked = issuer.mint_opaque(), issuer.mint_opaque()
     issuer.revoke(revoked)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mcp_oauth2._health import AuthenticatorHealth, summarize
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
@@ -35,6 +35,7 @@ from mcp_oauth2._rust import (
     peek_header,
     peek_issuer,
 )
+from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2.errors import (
     ConfigurationError,
     InsufficientScopeError,
@@ -58,7 +59,6 @@ __all__ = ["Authenticator", "introspected"]
 MISS_REFETCHES = 2
 # How long a readiness check waits for a refresh it started (a probe's timeout is often 1 s).
 READINESS_WAIT = 0.5
-TokenFormat = Literal["jwt", "opaque", "auto"]
 
 
 class Authenticator:
@@ -70,24 +70,25 @@ class Authenticator:
         keys: KeySource | Mapping[str, KeySource] | None = None,
         *,
         introspector: Introspector | None = None,
-        token_format: TokenFormat = "jwt",  # noqa: S107 - a format name, not a secret
+        token_format: TokenFormat | str = TokenFormat.JWT,
     ) -> None:
         """``keys`` are needed unless ``token_format`` is ``opaque``; ``introspector`` unless
         it is ``jwt``."""
         self.validator = validator
-        self.token_format: TokenFormat = token_format
         self.introspector = introspector
-        if token_format not in ("jwt", "opaque", "auto"):
+        try:
+            token_format = TokenFormat(token_format)
+        except ValueError:
             raise ConfigurationError(
                 f"token_format must be 'jwt', 'opaque' or 'auto', not {token_format!r}"
-            )
-        local_only = token_format in ("jwt",)
-        if (introspector is None) != local_only:
+            ) from None
+        self.token_format = token_format
+        if (introspector is None) == token_format.introspects:
             raise ConfigurationError(
                 f"token_format={token_format!r} "
                 + ("needs an introspector" if introspector is None else "never introspects")
             )
-        self._introspect_all = token_format in ("opaque",)
+        self._introspect_all = not token_format.verifies_locally
         if keys is None:
             if not self._introspect_all:
                 raise ConfigurationError(f"token_format={token_format!r} needs key sources")
@@ -115,25 +116,23 @@ class Authenticator:
         cls,
         config: OAuth2Config,
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
+        introspector: Introspector | None = None,
     ) -> Authenticator:
         """The validator of ``config`` with ``key_sources``, or else the key caches it describes:
         one for ``jwks_uri`` when set, otherwise one per issuer, discovered from its metadata
-        (none under ``token_format="opaque"``); and the introspector it describes, if any."""
+        (none under ``token_format="opaque"``); and ``introspector``, or else the introspector it
+        describes, if any (``IntrospectionSettings`` has the knobs the configuration leaves at
+        their defaults)."""
         validator = config.token_validator()
-        introspector = None
-        if config.token_format in ("opaque", "auto"):
+        if introspector is None and config.token_format.introspects:
             introspector = Introspector(validator, IntrospectionSettings.from_config(config))
-        if key_sources is None and config.token_format in ("jwt", "auto"):
+        if key_sources is None and config.token_format.verifies_locally:
             settings = config.cache_settings()
-            prefetch = config.jwks_prefetch
             if config.jwks_uri is not None:
-                key_sources = JWKSCache(
-                    jwks_uri=config.jwks_uri, settings=settings, prefetch=prefetch
-                )
+                key_sources = JWKSCache(jwks_uri=config.jwks_uri, settings=settings)
             else:
                 key_sources = {
-                    issuer: JWKSCache(issuer=issuer, settings=settings, prefetch=prefetch)
-                    for issuer in config.issuer
+                    issuer: JWKSCache(issuer=issuer, settings=settings) for issuer in config.issuer
                 }
         return cls(
             validator, key_sources, introspector=introspector, token_format=config.token_format
@@ -301,9 +300,9 @@ def _key_id(token: str | bytes, max_token_bytes: int) -> str | None:
 def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:
     """Whether ``token`` is asked about at the authorization server under ``token_format``:
     every token under ``opaque``; under ``auto``, every token not shaped as a JWS."""
-    if token_format in ("jwt",):
+    if not token_format.introspects:
         return False
-    return token_format in ("opaque",) or not _is_jws(token, max_token_bytes)
+    return not token_format.verifies_locally or not _is_jws(token, max_token_bytes)
 
 
 def _is_jws(token: str | bytes, max_token_bytes: int) -> bool:

@@ -2,35 +2,46 @@
 
 List settings accept, from the environment, either a JSON array or a comma-separated string
 (``MCP_OAUTH2_ISSUER=https://a.example,https://b.example``); ``scope_implications`` is a JSON
-object. Every error names the field, its environment variable, and a valid example, a missing
-required setting included. Only the process environment is read, never a ``.env`` file (the
-``mcp-oauth2`` command reads one only when given ``--env-file``, as ``uvicorn --env-file`` does).
+object. Only the process environment is read, never a ``.env`` file (the ``mcp-oauth2`` command
+reads one only when given ``--env-file``, as ``uvicorn --env-file`` does).
+
+Every error, whatever found it (a rule here, pydantic's types, the native validator), reads the
+same way: ``<field> (<variable>): <what is wrong>; e.g. <variable>=<a valid value>``, one line per
+problem, with the example of ``EXAMPLES``; a missing required setting included.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
 from mcp_oauth2._rust import TokenValidator
+from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2._url_rules import (
     require_audience,
     require_fetchable_url,
     require_identifier_url,
 )
 
-__all__ = ["OAuth2Config"]
+__all__ = ["ENV_PREFIX", "EXAMPLES", "OAuth2Config", "env_variable"]
 
-ENV_PREFIX = "MCP_OAUTH2_"
+ENV_PREFIX: Final = "MCP_OAUTH2_"
 StringList = Annotated[tuple[str, ...], NoDecode]
 # RFC 6749 section 3.3 scope-token: also keeps WWW-Authenticate values free of quotes.
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
@@ -39,25 +50,101 @@ METHOD = re.compile(r"^[A-Z]+$")
 PROBE_PATH = re.compile(r"^/[\x21-\x22\x24-\x29\x2b-\x3e\x40-\x7e]+$")
 WELL_KNOWN = "/.well-known/"
 
+EXAMPLES: Final[dict[str, str]] = {
+    "issuer": "https://auth.example.com",
+    "audience": "https://mcp.example.com/mcp",
+    "jwks_uri": "https://auth.example.com/jwks",
+    "algorithms": "RS256,ES256",
+    "leeway": "60",
+    "required_claims": "exp,iss,aud,sub",
+    "required_scopes": "mcp:tools",
+    "scope_implications": '\'{"mcp:admin": ["mcp:tools"]}\'',
+    "exempt_routes": "'/health,OPTIONS *'",
+    "accepted_types": "at+jwt",
+    "jwks_min_max_age": "60",
+    "jwks_max_stale": "3600",
+    "telemetry": "true",
+    "readiness_path": "/ready",
+    "resource": "https://mcp.example.com/mcp",
+    "authorization_servers": "https://auth.example.com",
+    "scopes_supported": "mcp:tools,mcp:admin",
+    "resource_name": "'Weather MCP server'",
+    "resource_documentation": "https://mcp.example.com/docs",
+    "token_format": "auto",
+    "introspection_endpoint": "https://auth.example.com/introspect",
+    "client_id": "mcp-server",
+    "client_secret": "<the client's secret>",
+    "client_auth_method": "client_secret_post",
+    "introspection_require_audience": "false",
+    "introspection_cache_ttl": "60",
+}
+"""A valid value of every setting, as its environment variable would hold it."""
 
-def _env(field: str) -> str:
+# Each URL setting's rule: keys are fetched from some; the others only name something.
+_URL_RULES: dict[str, Callable[[str, str], str]] = {
+    "issuer": require_fetchable_url,
+    "jwks_uri": require_fetchable_url,
+    "audience": require_audience,
+    "resource": require_identifier_url,
+    "resource_documentation": require_identifier_url,
+    "introspection_endpoint": require_fetchable_url,
+}
+# Each number setting's range (seconds).
+_RANGES: dict[str, tuple[float, float]] = {
+    "jwks_min_max_age": (0, 86_400),
+    "jwks_max_stale": (0, 30 * 86_400),
+    "introspection_cache_ttl": (0, 3_600),
+}
+# The settings that need not be given, and the ones that matter only when tokens are introspected.
+_REQUIRED = ("issuer", "audience")
+_CLIENT = ("client_id", "client_secret")
+# The first word of a native validator's error, and the setting it is about.
+_NATIVE_SETTINGS = {
+    "issuer": "issuer",
+    "audience": "audience",
+    "algorithm": "algorithms",
+    "algorithms": "algorithms",
+    "leeway": "leeway",
+    "required_claims": "required_claims",
+    "required_scopes": "required_scopes",
+    "accepted_types": "accepted_types",
+}
+_ENV_FILE = Path(".env")
+
+
+def env_variable(field: str) -> str:
+    """The environment variable of setting ``field``."""
     return ENV_PREFIX + field.upper()
 
 
-# Each URL setting: its rule (keys are fetched from some; the others only name something) and a
-# valid example for the error message.
-_URL_SETTINGS: dict[str, tuple[Callable[[str, str], str], str]] = {
-    "issuer": (require_fetchable_url, "https://auth.example.com"),
-    "jwks_uri": (require_fetchable_url, "https://auth.example.com/jwks"),
-    "audience": (require_audience, "https://mcp.example.com/mcp"),
-    "resource": (require_identifier_url, "https://mcp.example.com/mcp"),
-    "resource_documentation": (require_identifier_url, "https://mcp.example.com/docs"),
-    "introspection_endpoint": (require_fetchable_url, "https://auth.example.com/introspect"),
-}
-# The introspection settings that name a client, and the token formats that introspect.
-_INTROSPECTING = ("opaque", "auto")
-_REQUIRED = ("issuer", "audience")
-_ENV_FILE = Path(".env")
+class SettingError(ValueError):
+    """What is wrong with one setting (``field``), found by a rule of the whole configuration."""
+
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(what)
+        self.field = field
+        self.what = what
+
+
+def teach(field: str | None, what: str) -> str:
+    """One line of an error: the setting, its variable, what is wrong, a valid example."""
+    if field is None or field not in EXAMPLES:
+        return what
+    variable = env_variable(field)
+    return f"{field} ({variable}): {what}; e.g. {variable}={EXAMPLES[field]}"
+
+
+def _problem(error: Any) -> tuple[str | None, str]:
+    """The setting and the words of one pydantic error entry."""
+    location = error.get("loc") or ()
+    field = str(location[0]) if location else None
+    message = str(error.get("msg", ""))
+    if error.get("type") == "extra_forbidden":
+        return (
+            None,
+            f"{field!r} is not a setting of OAuth2Config (the configuration page lists them)",
+        )
+    return field, message.removeprefix("Value error, ")
 
 
 def _unread_env_file_note(variable: str) -> str:
@@ -70,17 +157,9 @@ def _unread_env_file_note(variable: str) -> str:
     if variable not in names:
         return ""
     return (
-        f"; ./.env sets {variable}, but mcp-oauth2 reads the process environment only: "
-        "start the server with `uvicorn --env-file .env ...` (or export the variables)"
+        f" (./.env sets {variable}, but mcp-oauth2 reads the process environment only: "
+        "start the server with `uvicorn --env-file .env ...`, or export the variables)"
     )
-
-
-def _check_url(name: str, url: str) -> None:
-    rule, example = _URL_SETTINGS[name]
-    try:
-        rule(url, name)
-    except ValueError as error:
-        raise ValueError(f"{error} ({_env(name)}), e.g. {_env(name)}={example}") from None
 
 
 def _split(value: Any) -> Any:
@@ -88,7 +167,10 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("not a JSON array; give one, or comma-separated values") from None
         else:
             return tuple(part.strip() for part in text.split(",") if part.strip())
     if isinstance(value, list | tuple | set | frozenset):
@@ -103,8 +185,8 @@ class OAuth2Config(BaseSettings):
     specification requires tokens to be issued for; audience checking cannot be switched off).
     """
 
-    # hide_input_in_errors: a model-level error would otherwise echo every setting given, the
-    # client secret included; each message names its setting and variable instead.
+    # hide_input_in_errors: an error must never echo the settings given, the client secret
+    # included; each message names its setting and variable instead.
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         frozen=True,
@@ -140,18 +222,14 @@ class OAuth2Config(BaseSettings):
     accepted_types: StringList | None = Field(
         None, description="If set, the token header `typ` must be one of these (e.g. at+jwt)."
     )
-    max_token_bytes: int = Field(8192, description="Longer tokens are refused unread.")
-    jwks_max_age: float = Field(600.0, description="Key freshness without Cache-Control.")
-    jwks_min_max_age: float = Field(60.0, description="Lower bound for Cache-Control max-age.")
-    jwks_max_max_age: float = Field(86_400.0, description="Upper bound for Cache-Control max-age.")
-    jwks_max_stale: float = Field(3_600.0, description="Serve expired keys this long in outages.")
-    jwks_cooldown: float = Field(
-        30.0, description="How long a key id a fetch showed absent is refused without a refetch."
+    jwks_min_max_age: float = Field(
+        60.0,
+        description="Shortest freshness of a key set: the floor for `Cache-Control: max-age` "
+        "(and for `no-cache`/`no-store`); a key removed at the provider verifies this long.",
     )
-    jwks_timeout: float = Field(5.0, description="Total deadline of one key refresh.")
-    jwks_max_bytes: int = Field(65_536, description="Largest JWKS or metadata document.")
-    jwks_retries: int = Field(2, description="Retries within a refresh (connection errors, 5xx).")
-    jwks_prefetch: bool = Field(True, description="Fetch keys when the application starts.")
+    jwks_max_stale: float = Field(
+        3_600.0, description="Serve expired keys this long while the key server fails."
+    )
     telemetry: bool = Field(
         False,
         description="Record OpenTelemetry metrics and spans (the `opentelemetry` extra).",
@@ -174,8 +252,8 @@ class OAuth2Config(BaseSettings):
     resource_documentation: str | None = Field(
         None, description="RFC 9728 `resource_documentation` (a URL)."
     )
-    token_format: Literal["jwt", "opaque", "auto"] = Field(
-        "jwt",
+    token_format: TokenFormat = Field(
+        TokenFormat.JWT,
         description="`jwt`: verify JWTs locally; `opaque`: introspect every token (RFC 7662); "
         "`auto`: verify JWTs locally, introspect every other token.",
     )
@@ -184,14 +262,16 @@ class OAuth2Config(BaseSettings):
         description="RFC 7662 endpoint; discovered from the issuer's metadata "
         "(`introspection_endpoint`) if unset.",
     )
-    introspection_client_id: str | None = Field(
-        None, description="This server's client id at the introspection endpoint."
+    client_id: str | None = Field(
+        None,
+        description="This server's own client id at the authorization server (introspection).",
     )
-    introspection_client_secret: SecretStr | None = Field(
+    client_secret: SecretStr | None = Field(
         None, description="Its client secret (never logged nor shown in errors)."
     )
-    introspection_auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
-        "client_secret_basic", description="How the client authenticates to the endpoint."
+    client_auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
+        "client_secret_basic",
+        description="How this server authenticates as a client (RFC 6749 section 2.3.1).",
     )
     introspection_require_audience: bool = Field(
         True,
@@ -200,36 +280,32 @@ class OAuth2Config(BaseSettings):
     )
     introspection_cache_ttl: float = Field(
         60.0,
-        ge=0,
-        le=3_600,
-        description="Longest reuse of an active result (never past the token's `exp`).",
+        description="Longest reuse of an active introspection result (never past the token's "
+        "`exp`): the longest a revocation can go unseen.",
     )
-    introspection_negative_ttl: float = Field(
-        10.0, ge=0, le=3_600, description="Reuse of an inactive (or refused) result."
-    )
-    introspection_cache_size: int = Field(
-        10_000, ge=0, le=10_000_000, description="Results kept in memory (least recently used out)."
-    )
-    introspection_timeout: float = Field(
-        5.0, ge=0.1, le=120, description="Total deadline of one introspection call."
-    )
-    introspection_max_bytes: int = Field(
-        16_384, ge=1_024, le=1_048_576, description="Largest introspection response."
-    )
-    introspection_max_pending: int = Field(
-        128,
-        ge=1,
-        le=100_000,
-        description="Distinct tokens admitted for introspection at once (16 in flight, the rest "
-        "waiting for a connection); beyond that, 503 without a call.",
-    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _taught(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> OAuth2Config:
+        """Every problem found, by whatever rule, as ``teach`` words it."""
+        try:
+            config: OAuth2Config = handler(data)
+        except ValidationError as error:
+            lines = [teach(*_problem(entry)) for entry in error.errors()]
+            raise ValueError("\n".join(dict.fromkeys(lines))) from None
+        # The rules of the whole configuration, once each setting is valid on its own.
+        for check in (config._resource_is_a_url, config._client, config._native_rules):
+            try:
+                check()
+            except SettingError as problem:
+                raise ValueError(teach(problem.field, problem.what)) from None
+        return config
 
     @model_validator(mode="before")
     @classmethod
     def _required_given(cls, data: Any) -> Any:
         # A missing required setting is validated as an empty one, so that its error teaches
-        # like every other (the field, its variable, an example) instead of pydantic's bare
-        # "Field required".
+        # like every other (the field, its variable, an example) instead of "Field required".
         if isinstance(data, dict):
             missing = [name for name in _REQUIRED if data.get(name) is None]
             if missing:
@@ -259,54 +335,48 @@ class OAuth2Config(BaseSettings):
             try:
                 return json.loads(value)
             except ValueError:
-                raise ValueError(
-                    f"scope_implications ({_env('scope_implications')}) must be a JSON object, "
-                    f'e.g. {_env("scope_implications")}=\'{{"mcp:admin": ["mcp:tools"]}}\''
-                ) from None
+                raise ValueError("not a JSON object of scope to the scopes it grants") from None
         return value
 
     @field_validator("issuer", "audience")
     @classmethod
     def _required_urls(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
-        name = info.field_name
         if not value:
-            example = _URL_SETTINGS[name][1]
-            raise ValueError(
-                f"{name} ({_env(name)}) is required, e.g. {_env(name)}={example}"
-                + _unread_env_file_note(_env(name))
-            )
+            raise ValueError("required" + _unread_env_file_note(env_variable(info.field_name)))
         for url in value:
-            _check_url(name, url)
+            _URL_RULES[info.field_name](url, info.field_name)
         return value
 
     @field_validator("jwks_uri", "resource", "resource_documentation", "introspection_endpoint")
     @classmethod
     def _optional_url(cls, value: str | None, info: Any) -> str | None:
         if value is not None:
-            _check_url(info.field_name, value)
+            _URL_RULES[info.field_name](value, info.field_name)
+        return value
+
+    @field_validator("jwks_min_max_age", "jwks_max_stale", "introspection_cache_ttl")
+    @classmethod
+    def _seconds(cls, value: float, info: Any) -> float:
+        low, high = _RANGES[info.field_name]
+        if math.isnan(value) or not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
         return value
 
     @field_validator("required_claims")
     @classmethod
     def _claim_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        env = _env("required_claims")
         if any(not name for name in value):
-            raise ValueError(
-                f"required_claims ({env}) holds an empty name; list claim names, "
-                f"e.g. {env}=exp,iss,aud,sub"
-            )
+            raise ValueError("holds an empty name; list claim names")
         return value
 
     @field_validator("required_scopes", "scopes_supported")
     @classmethod
-    def _scopes(cls, value: tuple[str, ...] | None, info: Any) -> tuple[str, ...] | None:
+    def _scopes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for listed in value or ():
             if not SCOPE_TOKEN.match(listed):
-                name = info.field_name
                 raise ValueError(
-                    f"{name} ({_env(name)}) holds {listed[:60]!r}, which is not a scope token "
-                    f"(printable ASCII, no spaces, quotes or backslashes), e.g. "
-                    f"{_env(name)}=mcp:tools,mcp:read"
+                    f"holds {listed[:60]!r}, which is not a scope token (printable ASCII, no "
+                    "spaces, quotes or backslashes)"
                 )
         return value
 
@@ -316,117 +386,86 @@ class OAuth2Config(BaseSettings):
         for broad, narrow in value.items():
             for named in (broad, *narrow):
                 if not SCOPE_TOKEN.match(named):
-                    raise ValueError(
-                        f"scope_implications ({_env('scope_implications')}) holds "
-                        f"{named[:60]!r}, which is not a scope token"
-                    )
+                    raise ValueError(f"holds {named[:60]!r}, which is not a scope token")
         return value
 
     @field_validator("exempt_routes")
     @classmethod
     def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        env = _env("exempt_routes")
         for route in value:
             method, _, path = route.rpartition(" ")
             method = method.strip()
             if method and not METHOD.match(method):
-                raise ValueError(
-                    f"exempt_routes ({env}): {route!r} has an invalid method; "
-                    f"use e.g. {env}='/health,OPTIONS /mcp'"
-                )
+                raise ValueError(f"{route[:100]!r} has an invalid method")
             if path == "*":
                 if method == "OPTIONS":
                     continue  # every CORS preflight: OPTIONS never reaches a protected handler
                 raise ValueError(
-                    f"exempt_routes ({env}): {route!r} would exempt every path"
+                    f"{route[:100]!r} would exempt every path"
                     f"{' for ' + method if method else ''}, the MCP endpoint included; only "
-                    f"'OPTIONS *' may use '*', e.g. {env}='/health,OPTIONS *'"
+                    "'OPTIONS *' may use '*'"
                 )
             if not path.startswith("/") or "*" in path[:-1] or path.endswith("**"):
                 raise ValueError(
-                    f"exempt_routes ({env}): {route!r} must be a path starting with '/', "
-                    f"optionally ending in '/*', e.g. {env}='/health,/public/*'"
+                    f"{route[:100]!r} must be a path starting with '/', optionally ending in '/*'"
                 )
             if path == "/*":
-                raise ValueError(
-                    f"exempt_routes ({env}): {route!r} would exempt every path; list the "
-                    f"public paths instead, e.g. {env}='/health,/public/*'"
-                )
+                raise ValueError(f"{route[:100]!r} would exempt every path; list the public ones")
         return value
 
     @field_validator("readiness_path")
     @classmethod
     def _probe_path(cls, value: str | None) -> str | None:
         if value is not None and (not PROBE_PATH.match(value) or value.startswith(WELL_KNOWN)):
-            env = _env("readiness_path")
             raise ValueError(
-                f"readiness_path ({env}) must be a path below '/' without '*', '?' or '#', "
-                f"outside /.well-known/, e.g. {env}=/ready"
+                "must be a path below '/' without '*', '?' or '#', outside /.well-known/"
             )
         return value
 
-    @model_validator(mode="after")
-    def _resource_is_a_url(self) -> OAuth2Config:
+    def _resource_is_a_url(self) -> None:
         # The RFC 9728 resource defaults to the first audience, which may be a GUID (Entra ID).
         if self.resource is None:
             try:
                 require_identifier_url(self.audience[0], "the first audience")
             except ValueError as error:
-                env = _env("resource")
-                raise ValueError(
-                    f"resource ({env}) is required when the first audience is not a URL "
-                    f"({error}): it is this server's public URL for RFC 9728, "
-                    f"e.g. {env}=https://mcp.example.com/mcp"
+                raise SettingError(
+                    "resource",
+                    f"required when the first audience is not a URL ({error}): it is this "
+                    "server's public URL for RFC 9728",
                 ) from None
-        return self
 
-    @model_validator(mode="after")
-    def _introspection_client(self) -> OAuth2Config:
-        if self.token_format not in _INTROSPECTING:
-            given = [
-                name
-                for name in ("introspection_endpoint", "introspection_client_id")
-                if getattr(self, name) is not None
-            ]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} set but token_format ({_env('token_format')}) is 'jwt', "
-                    f"which never introspects; e.g. {_env('token_format')}=auto"
+    def _client(self) -> None:
+        if not self.token_format.introspects:
+            if self.introspection_endpoint is not None:
+                raise SettingError(
+                    "token_format",
+                    "'jwt' never introspects, but introspection_endpoint is set",
                 )
-            return self
-        for name, example in (
-            ("introspection_client_id", "mcp-server"),
-            ("introspection_client_secret", "..."),
-        ):
+            return
+        for name in _CLIENT:
             value = getattr(self, name)
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
             if not text:
-                raise ValueError(
-                    f"{name} ({_env(name)}) is required with token_format="
-                    f"{self.token_format!r}: introspection (RFC 7662) needs an authenticated "
-                    f"client, e.g. {_env(name)}={example}"
+                raise SettingError(
+                    name,
+                    f"required with token_format={self.token_format.value!r}: introspection "
+                    "(RFC 7662) needs an authenticated client",
                 )
         if self.introspection_endpoint is None and len(self.issuer) > 1:
-            env = _env("introspection_endpoint")
-            raise ValueError(
-                f"introspection_endpoint ({env}) is required with several issuers (which one's "
-                f"metadata would name it?), e.g. {env}=https://auth.example.com/introspect"
+            raise SettingError(
+                "introspection_endpoint",
+                "required with several issuers (which one's metadata would name it?)",
             )
-        return self
 
-    @model_validator(mode="after")
-    def _checked_by_the_native_validator(self) -> OAuth2Config:
-        # The native validator checks algorithms, leeway, sizes and scopes once more, with the
-        # same rules it applies at runtime; name the environment variables in its message.
+    def _native_rules(self) -> None:
+        # The native validator checks algorithms, leeway and the claim and scope names once
+        # more, with the rules it applies at run time; its words name the argument.
         try:
             self.token_validator()
         except ValueError as error:
-            raise ValueError(f"{error} (see the {ENV_PREFIX}* variables)") from None
-        try:
-            self.cache_settings()
-        except ValueError as error:
-            raise ValueError(f"{error} (the {ENV_PREFIX}JWKS_* variables)") from None
-        return self
+            words = str(error)
+            setting = _NATIVE_SETTINGS.get(words.split(" ", 1)[0])
+            raise SettingError(setting or "issuer", words) from None
 
     def token_validator(self) -> TokenValidator:
         """The native validator for this configuration (global scopes are checked separately,
@@ -438,17 +477,12 @@ class OAuth2Config(BaseSettings):
             leeway=self.leeway,
             required_claims=self.required_claims,
             accepted_types=self.accepted_types,
-            max_token_bytes=self.max_token_bytes,
         )
 
     def cache_settings(self) -> CacheSettings:
-        """The key caches' settings: each ``jwks_<name>`` setting is ``CacheSettings.<name>``."""
-        given = {
-            knob.name: getattr(self, "jwks_" + knob.name)
-            for knob in dataclasses.fields(CacheSettings)
-            if "jwks_" + knob.name in type(self).model_fields
-        }
-        return CacheSettings(**given)
+        """The key caches' settings: ``jwks_min_max_age`` and ``jwks_max_stale``, the rest the
+        defaults (``CacheSettings`` documents each)."""
+        return CacheSettings(min_max_age=self.jwks_min_max_age, max_stale=self.jwks_max_stale)
 
     @property
     def resource_uri(self) -> str:

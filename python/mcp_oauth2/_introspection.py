@@ -97,23 +97,16 @@ class IntrospectionSettings:
 
     @classmethod
     def from_config(cls, config: OAuth2Config) -> IntrospectionSettings:
-        if config.introspection_client_id is None or config.introspection_client_secret is None:
-            raise ConfigurationError(
-                "introspection needs introspection_client_id and introspection_client_secret"
-            )
+        if config.client_id is None or config.client_secret is None:
+            raise ConfigurationError("introspection needs client_id and client_secret")
         return cls(
             issuer=config.issuer[0],
-            client_id=config.introspection_client_id,
-            client_secret=config.introspection_client_secret,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
             endpoint=config.introspection_endpoint,
-            auth_method=config.introspection_auth_method,
+            auth_method=config.client_auth_method,
             require_audience=config.introspection_require_audience,
             cache_ttl=config.introspection_cache_ttl,
-            negative_ttl=config.introspection_negative_ttl,
-            cache_size=config.introspection_cache_size,
-            timeout=config.introspection_timeout,
-            max_bytes=config.introspection_max_bytes,
-            max_pending=config.introspection_max_pending,
         )
 
     @property

@@ -34,6 +34,7 @@ from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
 from mcp_oauth2._current_user import enter_request, leave_request
 from mcp_oauth2._exemptions import Exemptions
 from mcp_oauth2._health import ReadinessProbe
+from mcp_oauth2._introspection import Introspector
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
 from mcp_oauth2.errors import (
@@ -62,19 +63,22 @@ class OAuth2Middleware:
         config: OAuth2Config | None = None,
         *,
         key_sources: KeySource | Mapping[str, KeySource] | None = None,
+        introspector: Introspector | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         """``config`` defaults to ``OAuth2Config()`` read from ``MCP_OAUTH2_*`` variables.
 
         ``key_sources`` replaces the key caches built from the configuration (for example a
-        ``StaticKeys`` in tests, or caches shared between several apps). ``telemetry`` records
+        ``StaticKeys`` in tests, caches shared between several apps, or ``JWKSCache`` with
+        ``CacheSettings`` other than the defaults), and ``introspector`` the introspector (an
+        ``Introspector`` with its own ``IntrospectionSettings``). ``telemetry`` records
         metrics and spans (``mcp_oauth2.telemetry``); with ``config.telemetry`` and none given,
         one on the global OpenTelemetry providers. Without either, nothing is recorded.
         """
         self.app = app
         self.config = config if config is not None else OAuth2Config()
         config = self.config
-        self.authenticator = Authenticator.from_config(config, key_sources)
+        self.authenticator = Authenticator.from_config(config, key_sources, introspector)
         self.access = AccessControl.from_config(config)
         self.exemptions = Exemptions(config.exempt_routes)
         self.metadata = ResourceMetadata(config)

@@ -145,7 +145,7 @@ _INSPECT: tuple[_Argument, ...] = (
         dict(
             choices=("jwt", "opaque", "auto"),
             help="jwt, opaque (introspect) or auto; default MCP_OAUTH2_TOKEN_FORMAT. The client "
-            "secret for introspection is read from MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET only",
+            "secret for introspection is read from MCP_OAUTH2_CLIENT_SECRET only",
         ),
     ),
     (
@@ -156,8 +156,8 @@ _INSPECT: tuple[_Argument, ...] = (
         ),
     ),
     (
-        ("--introspection-client-id",),
-        dict(metavar="ID", help="default MCP_OAUTH2_INTROSPECTION_CLIENT_ID"),
+        ("--client-id",),
+        dict(metavar="ID", help="default MCP_OAUTH2_CLIENT_ID"),
     ),
     (
         ("--algorithm",),
@@ -447,7 +447,7 @@ def _inspect(args: argparse.Namespace) -> Result:
         ("required_scopes", "--require-scope", args.require_scope),
         ("token_format", "--token-format", args.token_format),
         ("introspection_endpoint", "--introspection-endpoint", args.introspection_endpoint),
-        ("introspection_client_id", "--introspection-client-id", args.introspection_client_id),
+        ("client_id", "--client-id", args.client_id),
     ):
         if value is not None:
             overrides[field] = value

@@ -154,9 +154,9 @@ def _check_server(
     """The keys (unless every token is introspected) and the introspection endpoint (when
     tokens are introspected), each reported, with what would fail."""
     exit_code, problems, sources = ExitCode.OK, list[str](), list[dict[str, Any]]()
-    if config.token_format in ("jwt", "auto"):
+    if config.token_format.verifies_locally:
         exit_code, problems, sources = _check_sources(report, config)
-    if config.token_format in ("opaque", "auto"):
+    if config.token_format.introspects:
         code, found = _check_introspection(report, config)
         exit_code, problems = max(exit_code, code), problems + found
         data["introspection"] = {"ok": not found, "problems": found}
@@ -205,7 +205,7 @@ def _summary(config: OAuth2Config) -> list[tuple[str, str]]:
         rows.append(("exempt_routes", ", ".join(config.exempt_routes)))
     if config.accepted_types is not None:
         rows.append(("accepted_types", ", ".join(config.accepted_types)))
-    if config.token_format in ("opaque", "auto"):
+    if config.token_format.introspects:
         rows.append(("token_format", config.token_format))
     return rows
 

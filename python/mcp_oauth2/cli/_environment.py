@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -111,21 +112,18 @@ def load_config(
 
 
 def describe(error: ValidationError, flags: Mapping[str, str]) -> list[str]:
-    """One line per problem, each naming the variable (or option) to change."""
+    """One line per problem as the library words it (``<setting> (<variable>): ...``), or,
+    for a setting given on the command line, under the option the user typed."""
     lines = []
     for problem in error.errors(include_url=False, include_input=False):
-        location = problem.get("loc") or ()
-        field = str(location[0]) if location else ""
-        message = str(problem.get("msg", "invalid"))
-        message = message.removeprefix("Value error, ")
-        if field in OAuth2Config.model_fields:
-            name = flags.get(field) or env_name(field)
-            if field in flags:
-                lines.append(f"{name}: {message}")
-            elif env_name(field) in message:
-                lines.append(message)
-            else:
-                lines.append(f"{name}: {message}")
-        else:
-            lines.append(message)
+        message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+        for line in message.splitlines():
+            taught = _TAUGHT.match(line)
+            if taught is not None and taught["field"] in flags:
+                line = f"{flags[taught['field']]}: {taught['what']}"
+            lines.append(line)
     return lines
+
+
+# A line of a configuration error: "<setting> (<variable>): <what is wrong; e.g. ...>".
+_TAUGHT = re.compile(r"^(?P<field>[a-z_]+) \(MCP_OAUTH2_[A-Z_]+\): (?P<what>.*)$")

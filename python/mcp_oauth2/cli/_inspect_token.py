@@ -197,7 +197,7 @@ def run_inspect(
             config = load_config(overrides, flags)
         except ConfigError as problem:
             raise UsageError("; ".join(problem.lines)) from None
-        if introspected(config.token_format, token, config.max_token_bytes):
+        if introspected(config.token_format, token, config.token_validator().max_token_bytes):
             opaque = {"command": "inspect", "kind": "opaque", "verified": False, "valid": None}
             return run_inspect_opaque(token, config, report, opaque, now)
     decoded = decode(token)
@@ -418,7 +418,7 @@ class _Explainer:
         size = len(self.token.encode())
         limit = self.validator.max_token_bytes
         if size > limit:
-            return "fail", f"{size:,} bytes is over the limit of {limit:,} (max_token_bytes)"
+            return "fail", f"{size:,} bytes is over the limit of {limit:,} (the limit)"
         return "pass", f"{size:,} bytes; the limit is {limit:,}"
 
     def structure(self) -> tuple[Status, str]:
@@ -489,7 +489,7 @@ class _Explainer:
                 listed = ", ".join(keys.key_ids) or "none with a kid"
                 return "fail", (
                     f"kid {kid} is not among {count}: {listed} (a key rotation? the "
-                    "middleware refetches the keys once per jwks_cooldown on an unknown kid)"
+                    "middleware refetches the keys at once for a key id it has not asked for)"
                 )
             fitting = [row for row in named if isinstance(alg, str) and row.fits(alg)]
             if not fitting:

@@ -139,9 +139,9 @@ def caching(headers: httpx.Headers | None, settings: CacheSettings) -> dict[str,
     why = {
         "no-cache": f"no-cache/no-store: kept for jwks_min_max_age ({seconds})",
         "raised": f"max-age={fresh.sent} raised to jwks_min_max_age ({seconds})",
-        "capped": f"max-age={fresh.sent} capped at jwks_max_max_age ({seconds})",
+        "capped": f"max-age={fresh.sent} capped at the maximum ({seconds})",
         "max-age": f"max-age={fresh.sent} ({seconds})",
-        "default": f"no max-age: the default jwks_max_age ({seconds})",
+        "default": f"no max-age: the default ({seconds})",
     }[fresh.basis]
     return {
         "cache_control": cache_control,
