@@ -13,7 +13,7 @@ auth with ``MCPTokenVerifier``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +27,7 @@ from fastapi import FastAPI
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
-from mcp.server.auth.settings import AuthSettings
 from mcp_types import TextContent, TextResourceContents
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from mcp_oauth2 import (
     AuthenticatedUser,
@@ -39,8 +36,8 @@ from mcp_oauth2 import (
     ToolScopes,
     current_user,
 )
-from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
+from test_mcp_e2e import sdk_auth_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -264,37 +261,19 @@ async def test_anonymous_and_outside_requests(stack: tuple[Stack, str]) -> None:
 # -- the SDK's own auth, with MCPTokenVerifier ----------------------------------------------------
 
 
-def sdk_auth_app(issuer: LocalIssuer, mcp_url: str, served: Served) -> Starlette:
-    config = OAuth2Config.model_validate({"issuer": [issuer.issuer], "audience": [mcp_url]})
-    verifier = MCPTokenVerifier(config)
-    server: MCPServer[Any] = MCPServer(
-        "sdk auth callers",
-        log_level="WARNING",
-        token_verifier=verifier,
-        auth=AuthSettings(
-            issuer_url=issuer.issuer, resource_server_url=mcp_url, validate_token_resource=True
-        ),
-    )
+def with_rendezvous(served: Served) -> Callable[[MCPServer[Any]], None]:
+    """A ``rendezvous`` tool for the SDK-auth server of ``test_mcp_e2e``."""
 
-    @server.tool()
-    async def rendezvous() -> dict[str, Any]:
-        before = subject()
-        await served.rendezvous.wait()
-        user = current_user()
-        assert isinstance(user, AuthenticatedUser)
-        return {"before": before, "after": user.subject, "scopes": sorted(user.scopes)}
+    def extend(server: MCPServer[Any]) -> None:
+        @server.tool()
+        async def rendezvous() -> dict[str, Any]:
+            before = subject()
+            await served.rendezvous.wait()
+            user = current_user()
+            assert isinstance(user, AuthenticatedUser)
+            return {"before": before, "after": user.subject, "scopes": sorted(user.scopes)}
 
-    sdk_app = server.streamable_http_app()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        try:
-            async with server.session_manager.run():
-                yield
-        finally:
-            await verifier.aclose()
-
-    return Starlette(routes=[Mount("/", app=sdk_app)], lifespan=lifespan)
+    return extend
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -304,7 +283,7 @@ async def test_with_the_sdk_auth_each_caller_sees_itself(mode: str) -> None:
     async with issuer.serve_async():
         sock = bind_loopback()
         mcp_url = url_of(sock) + "/mcp"
-        async with AppServer(sdk_auth_app(issuer, mcp_url, served), sock):
+        async with AppServer(sdk_auth_app(issuer, mcp_url, extend=with_rendezvous(served)), sock):
             answers: dict[str, Any] = {}
 
             async def call(name: str) -> None:

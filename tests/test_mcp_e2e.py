@@ -281,9 +281,10 @@ def sdk_auth_app(
     mcp_url: str,
     *,
     configure: Callable[[OAuth2Config], OAuth2Config] | None = None,
+    extend: Callable[[MCPServer[Any]], None] | None = None,
 ) -> Starlette:
     """``MCPServer`` protected by the SDK's ``AuthSettings`` with ``MCPTokenVerifier``
-    (``configure`` may change the verifier's configuration)."""
+    (``configure`` may change the verifier's configuration; ``extend`` may add tools)."""
     config = OAuth2Config.model_validate(
         {"issuer": [issuer.issuer], "audience": [mcp_url], "required_scopes": [TOOLS_SCOPE]}
     )
@@ -307,6 +308,8 @@ def sdk_auth_app(
         assert token is not None
         return {"subject": token.subject, "scopes": token.scopes, "resource": token.resource}
 
+    if extend is not None:
+        extend(server)
     sdk_app = server.streamable_http_app(json_response=True)
 
     @contextlib.asynccontextmanager

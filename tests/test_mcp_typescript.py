@@ -102,12 +102,15 @@ def test_typescript_client_calls_whoami(node: str, stack: Stack) -> None:
     assert run.output["tools"] == ["admin_reset", "echo", "whoami"]
     whoami = run.output["results"]["whoami"]
     assert whoami["isError"] is False
-    assert whoami["structured"] == {
+    assert json.loads(whoami["text"]) == whoami["structured"]
+    identity = dict(whoami["structured"])
+    claims = identity.pop("claims")
+    assert identity == {
         "subject": "ts-user",
         "client_id": DEFAULT_CLIENT_ID,
         "scopes": [TOOLS_SCOPE],
     }
-    assert json.loads(whoami["text"]) == whoami["structured"]
+    assert (claims["sub"], claims["aud"]) == ("ts-user", stack.mcp_url)
 
 
 def test_typescript_client_without_token_fails_with_401(node: str, stack: Stack) -> None:

@@ -120,8 +120,8 @@ class MCPTokenVerifier:
         except Exception as error:  # the protocol says: None for any invalid token, never raise
             if isinstance(error, AuthorizationError):
                 self.access.log.record_token(error.code, error.description, _SDK_ANSWER)
-            else:
-                self.access.log.record_token(type(error).__name__, "internal error", _SDK_ANSWER)
+            else:  # as the middleware: never an accidental accept, and said loudly
+                logger.error("unexpected error while verifying a token", exc_info=error)
             return None
         granted = self.access.effective_scopes(user.scopes)
         if missing := self.access.missing_scopes(granted, self.access.required_scopes):
