@@ -124,7 +124,7 @@ def test_validation_and_scope_errors_are_the_validators(keys: KeySet) -> None:
     with pytest.raises(TokenTooLargeError):
         validator.authorize(b"Bearer " + b"a" * 2000, keys, now=NOW)
     with pytest.raises(TypeError):
-        validator.authorize(42, keys)  # type: ignore[arg-type]
+        validator.authorize(42, keys)  # type: ignore[call-overload]
 
 
 def test_scope_rules() -> None:
