@@ -310,8 +310,8 @@ async def introspecting(
             "issuer": issuer.issuer,
             "audience": AUDIENCE,
             "token_format": token_format,
-            "introspection_client_id": issuer.introspection_client_id,
-            "introspection_client_secret": issuer.introspection_client_secret,
+            "client_id": issuer.introspection_client_id,
+            "client_secret": issuer.introspection_client_secret,
             **settings,
         }
     )

@@ -6,7 +6,6 @@ from typing import Any, Literal, final, overload
 
 from mcp_oauth2._claims import ReadOnlyDict
 
-
 __all__ = [
     "AuthenticatedUser",
     "KeySet",
