@@ -45,6 +45,35 @@ impl TokenFormat {
     }
 }
 
+/// What a bearer token is, by the format and its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Verified locally.
+    Jwt,
+    /// Asked about at the authorization server.
+    Introspected,
+}
+
+/// The kind of `token` under `format`, once its size is within `max_token_bytes` (checked
+/// first, whatever the kind: neither a JWT nor an introspection call takes a larger one).
+pub fn classify(
+    token: &str,
+    format: TokenFormat,
+    max_token_bytes: usize,
+) -> Result<Kind, TokenError> {
+    if token.len() > max_token_bytes {
+        return Err(TokenError::TooLarge {
+            size: token.len(),
+            limit: max_token_bytes,
+        });
+    }
+    Ok(if format.introspects(token.as_bytes()) {
+        Kind::Introspected
+    } else {
+        Kind::Jwt
+    })
+}
+
 /// The keys one validation may use.
 #[derive(Debug, Clone)]
 pub enum KeyRing<'k> {
@@ -167,6 +196,26 @@ mod tests {
         }
         let err = TokenFormat::parse("JWT").expect_err("case matters");
         assert!(err.0.contains("\"jwt\", \"opaque\", \"auto\""), "{}", err.0);
+    }
+
+    #[test]
+    fn the_size_limit_comes_before_the_kind() {
+        let long = "a".repeat(300);
+        for format in [TokenFormat::Jwt, TokenFormat::Opaque, TokenFormat::Auto] {
+            assert_eq!(
+                classify(&long, format, 256),
+                Err(TokenError::TooLarge {
+                    size: 300,
+                    limit: 256
+                })
+            );
+        }
+        assert_eq!(
+            classify(&long, TokenFormat::Auto, 300),
+            Ok(Kind::Introspected)
+        );
+        assert_eq!(classify("a.b.c", TokenFormat::Auto, 300), Ok(Kind::Jwt));
+        assert_eq!(classify("abc", TokenFormat::Jwt, 300), Ok(Kind::Jwt));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::errors::refusal;
 use super::keyset::PyKeySet;
 use super::scopes::{PyScopeRules, NO_RULES_ID};
 use super::user::AuthenticatedUser;
-use crate::admission::{KeyRing, TokenFormat, Unsettled};
+use crate::admission::{classify, KeyRing, Kind, TokenFormat, Unsettled};
 use crate::authorization::bearer_credentials;
 use crate::error::{ConfigError, TokenError};
 use crate::policy::{IntrospectionFailure, Policy, PolicyOptions};
@@ -296,15 +296,8 @@ impl PyTokenValidator {
         token_format: &str,
         now: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if token.len() > self.policy.max_token_bytes {
-            return Err(TokenError::TooLarge {
-                size: token.len(),
-                limit: self.policy.max_token_bytes,
-            }
-            .into());
-        }
         let format = TokenFormat::parse(token_format)?;
-        if format.introspects(token.as_bytes()) {
+        if classify(token, format, self.policy.max_token_bytes)? == Kind::Introspected {
             return Referral::refer(py, token, None);
         }
         let now = clock(now)?;
