@@ -54,7 +54,8 @@ from keycloak_server import (
     free_loopback_port,
     password_grant,
 )
-from mcp_oauth2 import Authenticator, JWKSCache, OAuth2Config
+from mcp_oauth2 import OAuth2Config
+from mcp_oauth2.lowlevel import Authenticator, JWKSCache
 from mcp_oauth2.testing import AppServer, bind_loopback, url_of
 from protected_server import (
     ADMIN_SCOPE,

@@ -18,14 +18,8 @@ from fastapi import FastAPI
 from mcp.server import MCPServer
 
 from demo import Exchange, SDKClient, challenge_params
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    KeySource,
-    OAuth2Config,
-    OAuth2Middleware,
-    ToolScopes,
-    current_user,
-)
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes, current_user
+from mcp_oauth2.lowlevel import KeySource
 
 __all__ = [
     "ADMIN_SCOPE",

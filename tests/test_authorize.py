@@ -19,22 +19,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcp_oauth2 import (
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware
+
+# Internal: the middleware's AccessControl builds its ScopeRules from the configuration.
+from mcp_oauth2._rust import ScopeRules, bearer_token
+from mcp_oauth2.errors import (
     AuthorizationError,
     ExpiredTokenError,
     InsufficientScopeError,
     InvalidRequestError,
     InvalidSignatureError,
-    KeySet,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
     TokenTooLargeError,
-    TokenValidator,
 )
-
-# Internal: the middleware's AccessControl builds its ScopeRules from the configuration.
-from mcp_oauth2._rust import ScopeRules, bearer_token
+from mcp_oauth2.lowlevel import KeySet, StaticKeys, TokenValidator
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 IMPLICATIONS = {"admin": ["write"], "write": ["read"]}

@@ -40,7 +40,9 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import JWKRegistry
 
-from mcp_oauth2 import AuthenticatedUser, KeySet, TokenValidationError, TokenValidator
+from mcp_oauth2 import AuthenticatedUser
+from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     ALGORITHMS,
     AUDIENCE,

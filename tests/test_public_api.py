@@ -42,6 +42,7 @@ DOCUMENTED = documented()
 def test_the_page_lists_the_public_modules() -> None:
     assert set(DOCUMENTED) == {
         "mcp_oauth2",
+        "mcp_oauth2.lowlevel",
         "mcp_oauth2.errors",
         "mcp_oauth2.fastapi",
         "mcp_oauth2.mcp_sdk",

@@ -21,16 +21,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import Message
 
-from mcp_oauth2 import (
-    Authenticator,
-    CacheSettings,
-    JWKSCache,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
-    TokenValidator,
-    ToolScopes,
-)
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware, ToolScopes
+from mcp_oauth2.lowlevel import Authenticator, CacheSettings, JWKSCache, StaticKeys, TokenValidator
 from mcp_oauth2.testing import AppServer, LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"

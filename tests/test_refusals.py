@@ -28,9 +28,10 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes
 from mcp_oauth2._access import AccessControl, Refusal, RefusalLog
 from mcp_oauth2.fastapi import OAuth2Bearer
+from mcp_oauth2.lowlevel import StaticKeys
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import AppServer, LocalIssuer
 
