@@ -442,6 +442,15 @@ impl Policy {
         self.check_document(payload, now, None)
     }
 
+    /// The issuer an introspection answer without `iss` is taken to come from: `given` when it
+    /// is a configured issuer (None when it is not), else the first configured one.
+    pub fn introspection_issuer<'a>(&'a self, given: Option<&'a str>) -> Option<&'a str> {
+        match given {
+            Some(issuer) => self.issuers.iter().any(|i| i == issuer).then_some(issuer),
+            None => self.issuers.first().map(String::as_str),
+        }
+    }
+
     /// The rules for an RFC 7662 introspection response, which the authorization server sent
     /// over an authenticated channel in place of a signed payload: only `"active": true`
     /// (exactly) is active; a `token_use` other than `access_token` (a refresh token) is
@@ -1167,6 +1176,13 @@ mod tests {
 
     #[test]
     fn introspection_rules() {
+        let p = policy();
+        assert_eq!(p.introspection_issuer(None), Some("https://as"));
+        assert_eq!(
+            p.introspection_issuer(Some("https://as")),
+            Some("https://as")
+        );
+        assert_eq!(p.introspection_issuer(Some("https://other")), None);
         let user = introspected(json!({"scope": "a b", "username": "ann"}), true).expect("ok");
         assert_eq!(user.scopes().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(user.username(), Some("ann"));

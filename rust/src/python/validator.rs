@@ -235,18 +235,15 @@ impl PyTokenValidator {
         scopes: Option<&Bound<'py, PyScopeRules>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let now = clock(now)?;
-        let issuer = match issuer {
-            Some(issuer) if !self.policy.issuers.contains(&issuer) => {
-                return Err(PyValueError::new_err(
-                    "issuer must be one of the validator's issuers",
-                ))
-            }
-            Some(issuer) => issuer,
-            None => self.policy.issuers.first().cloned().unwrap_or_default(),
-        };
+        let issuer = self
+            .policy
+            .introspection_issuer(issuer.as_deref())
+            .ok_or_else(|| {
+                PyValueError::new_err("issuer must be one of the validator's issuers")
+            })?;
         let verified = self
             .policy
-            .check_introspection(response, now, require_audience, &issuer)
+            .check_introspection(response, now, require_audience, issuer)
             .map_err(|failure| match failure {
                 IntrospectionFailure::Token(error) => PyErr::from(error),
                 IntrospectionFailure::Response(problem) => PyValueError::new_err(format!(
