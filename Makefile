@@ -244,20 +244,29 @@ ci-full: $(WHEEL_BUILT) dist-check $(addprefix dist-suite-,$(CI_FULL_PYTHONS)) d
 lint: lint-static lint-built ## Every linter: lint-static, then the checks that need the installed wheel
 
 .PHONY: lint-static
-lint-static: $(VENV_SYNCED) $(ACTIONLINT) ## No build needed: ruff (complexity limits too), mypy --strict, cargo fmt, clippy, actionlint, zizmor, licences, pre-commit config
+lint-static: lint-python lint-ci lint-rust ## No build needed: lint-python, lint-ci and lint-rust
+
+.PHONY: lint-python
+lint-python: $(VENV_SYNCED) ## ruff (complexity limits too), ruff format --check, mypy --strict
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
 	for folder in $(MYPY_FOLDERS); do \
 		MYPYPATH=python:$$folder:examples $(VENV)/bin/mypy $$folder; \
 	done
+
+.PHONY: lint-ci
+lint-ci: $(VENV_SYNCED) $(ACTIONLINT) ## actionlint and zizmor on the workflows; the pre-commit configuration
+	$(ACTIONLINT) -no-color
+	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+	$(VENV)/bin/pre-commit validate-config
+
+.PHONY: lint-rust
+lint-rust: $(VENV_SYNCED) ## cargo fmt --check, clippy -D warnings (with and without the binding), the licence file against Cargo.lock
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python,bench -- -D warnings
-	$(ACTIONLINT) -no-color
 	$(VENV)/bin/python scripts/third_party_licenses.py --check
-	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
-	$(VENV)/bin/pre-commit validate-config
 
 .PHONY: lint-built
 lint-built: $(VENV_WHEEL) docs ## After make build: stubtest of the native stub against the installed wheel; the docs build
