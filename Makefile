@@ -242,8 +242,7 @@ coverage-suite:
 
 .PHONY: coverage-rust
 coverage-rust: $(CARGO_LLVM_COV) ## Line, region and function coverage of the Rust core over cargo test
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" cargo llvm-cov --locked --quiet \
-		--target-dir $(CURDIR)/build/llvm-cov-target
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" cargo llvm-cov --locked
 
 # -- CI ------------------------------------------------------------------------------------------
 # .ci/run is what every change passes (about 12 minutes on 2 cores). ci-full is the rest, for

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -696,6 +697,29 @@ async def test_serve_async_stop_and_start_listening() -> None:
             assert (await client.get(url)).json() == issuer.jwks()
     assert issuer.base_url == base_url
     assert issuer.jwks_requests == 2
+
+
+@pytest.mark.anyio
+async def test_serve_async_listening_changes_only_from_the_serving_loop() -> None:
+    issuer = LocalIssuer(default_audience=AUDIENCE, algorithms=["ES256"])
+
+    async def status(url: str) -> int:
+        async with httpx.AsyncClient() as client:  # a new connection each time
+            return (await client.get(url)).status_code
+
+    async with issuer.serve_async() as base_url:
+        url = base_url + issuer.jwks_path
+        with pytest.raises(RuntimeError, match="call this from the serving event loop"):
+            await anyio.to_thread.run_sync(issuer.stop_listening)
+        # Refused before it changed anything: still listening, and still stoppable.
+        assert await status(url) == 200
+        issuer.stop_listening()
+        with pytest.raises(httpx.ConnectError):
+            await status(url)
+        with pytest.raises(RuntimeError, match="call this from the serving event loop"):
+            await anyio.to_thread.run_sync(issuer.start_listening)
+        issuer.start_listening()
+        assert await status(url) == 200
 
 
 def test_issuer_with_a_port_listens_there() -> None:
