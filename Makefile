@@ -146,7 +146,7 @@ soak: $(VENV_WHEEL) ## Soak with faults: uvicorn, a misbehaving key server, 50 c
 	$(VENV)/bin/python tests/soak/soak.py
 
 .PHONY: soak-ci
-soak-ci: $(VENV_WHEEL) ## The same soak, short (under 2 minutes; CI runs it after `make test`)
+soak-ci: $(VENV_WHEEL) ## The same soak, short (under 2 minutes; .ci/run runs it after the suite)
 	$(VENV)/bin/python tests/soak/soak.py --short
 
 # -- a real identity provider --------------------------------------------------------------------
