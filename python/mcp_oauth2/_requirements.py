@@ -1,0 +1,388 @@
+"""What an MCP operation requires of its caller, and the verdict for one call: requirements over
+scopes, roles, claims and custom checks, combined with ``&`` and ``|``.
+
+- ``require_scopes(*scopes)``: a token whose scopes, with ``scope_implications`` applied, cover
+  every one (``require_scopes()`` alone: any token). The arithmetic is the native ``ScopeRules``
+  of the request's ``AccessControl``, the same engine the middleware admits with.
+- ``require_roles(*roles)``: a token carrying every role (``AuthenticatedUser.roles``).
+- ``require_claim(path, *values)``: the claim at ``path`` (dotted as ``roles_claims`` are, read
+  natively by ``claim_values``) equals one of ``values``, or is a list holding one.
+- ``require(check)``: ``check(user, call)`` returns True; ``call`` has ``method``, ``name`` and
+  ``arguments``, for rules on arguments.
+- ``PUBLIC``: no token needed.
+
+A verdict (``Decision``) is one of three, because a client must be told differently:
+
+- ``allow``;
+- ``step_up``: a token with more scopes would pass (or, for a caller without a token, any token
+  with these scopes might): 401 or 403 ``insufficient_scope`` naming ``scopes``, every scope the
+  operation needs;
+- ``deny``: more scopes would not help (a role, a claim, a custom check): 403 ``access_denied``
+  without a scope, so that a client does not loop on step-up.
+
+``a & b`` denies when either denies, else steps up (for the scopes of both) when either does;
+``a | b`` allows when either allows, else steps up for the first alternative that could pass with
+more scopes, else denies. Requirements are immutable and shared between requests; they refuse
+``bool()``, so that ``a and b`` (which would silently mean ``b``) is an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from mcp_oauth2._rust import AuthenticatedUser, claim_values
+from mcp_oauth2.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mcp_oauth2._access import AccessControl
+
+__all__ = [
+    "PUBLIC",
+    "Call",
+    "Decision",
+    "Requirement",
+    "all_of",
+    "require",
+    "require_claim",
+    "require_roles",
+    "require_scopes",
+]
+
+logger = logging.getLogger("mcp_oauth2.policy")
+
+# RFC 6749 section 3.3 scope-token (as OAuth2Config checks scopes).
+_SCOPE_TOKEN: Final = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_OFFLINE_ACCESS: Final = "offline_access"
+_NO_ARGUMENTS: Final[Mapping[str, Any]] = MappingProxyType({})
+
+Outcome = Literal["allow", "step_up", "deny"]
+ClaimValue = str | int | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One operation of an MCP request, as a custom check sees it.
+
+    ``method`` is the JSON-RPC method (``tools/call``, ``prompts/get``, ``resources/read``...);
+    ``name`` the tool or prompt name, or the resource URI (None for other methods);
+    ``arguments`` the call's arguments (a tool's or a prompt's; for a resource matched by a
+    URI template, the template's variables, percent-decoded), read-only.
+    """
+
+    method: str
+    name: str | None = None
+    arguments: Mapping[str, Any] = field(default_factory=lambda: _NO_ARGUMENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one call: ``outcome``, the scopes the call needs along the way that was
+    judged (every one, for a challenge), and for a denial what was missing (``role``,
+    ``claim``, ``check``)."""
+
+    outcome: Outcome
+    scopes: tuple[str, ...] = ()
+    missing: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == "allow"
+
+
+ALLOW: Final = Decision("allow")
+NEED_A_TOKEN: Final = Decision("step_up")
+
+
+class Requirement(ABC):
+    """What a caller needs for an operation; combine with ``&`` (both) and ``|`` (either)."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        """The verdict for ``call`` by ``user`` (None: a caller without a token), scopes judged
+        by ``access``'s rules. ``listing``: the question is whether to show the operation in a
+        list, where no call and so no arguments exist: custom checks are not asked then (the
+        call itself is checked when it is made)."""
+
+    def __and__(self, other: object) -> Requirement:
+        if not isinstance(other, Requirement):
+            return NotImplemented
+        return _AllOf((*_parts(self, _AllOf), *_parts(other, _AllOf)))
+
+    def __or__(self, other: object) -> Requirement:
+        if not isinstance(other, Requirement):
+            return NotImplemented
+        return _AnyOf((*_parts(self, _AnyOf), *_parts(other, _AnyOf)))
+
+    def __bool__(self) -> bool:
+        raise TypeError("combine requirements with & and |, not 'and' and 'or'")
+
+
+def _parts(requirement: Requirement, kind: type[_AllOf | _AnyOf]) -> tuple[Requirement, ...]:
+    return requirement.parts if isinstance(requirement, kind) else (requirement,)
+
+
+def all_of(decisions: Iterable[Decision]) -> Decision:
+    """The verdict of several requirements that must all hold: a denial wins (more scopes would
+    not help); else a step-up for every scope of all of them; else allowed."""
+    scopes: dict[str, None] = {}
+    stepping_up = False
+    for decision in decisions:
+        if decision.outcome == "deny":
+            return decision
+        stepping_up = stepping_up or decision.outcome == "step_up"
+        scopes.update(dict.fromkeys(decision.scopes))
+    return Decision("step_up" if stepping_up else "allow", tuple(scopes))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _AllOf(Requirement):
+    parts: tuple[Requirement, ...]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        decisions = []
+        for part in self.parts:
+            decision = part.decide(user, call, access, listing=listing)
+            if decision.outcome == "deny":
+                return decision  # the others cannot change it: not asked
+            decisions.append(decision)
+        return all_of(decisions)
+
+    def __repr__(self) -> str:
+        return " & ".join(_grouped(part) for part in self.parts)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _AnyOf(Requirement):
+    parts: tuple[Requirement, ...]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        fixable: Decision | None = None
+        denied: Decision | None = None
+        for part in self.parts:
+            decision = part.decide(user, call, access, listing=listing)
+            if decision.outcome == "allow":
+                return decision
+            if decision.outcome == "step_up":
+                fixable = fixable or decision
+            else:
+                denied = denied or decision
+        return fixable or denied or Decision("deny", missing="check")
+
+    def __repr__(self) -> str:
+        return " | ".join(_grouped(part) for part in self.parts)
+
+
+def _grouped(part: Requirement) -> str:
+    return f"({part!r})" if isinstance(part, _AllOf | _AnyOf) else repr(part)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Public(Requirement):
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        return ALLOW
+
+    def __repr__(self) -> str:
+        return "PUBLIC"
+
+
+PUBLIC: Final[Requirement] = _Public()
+"""No token needed: a caller without one may run the operation (on an anonymous route)."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Scopes(Requirement):
+    scopes: tuple[str, ...]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        if user is None:
+            return Decision("step_up", self.scopes)
+        if self.scopes and access.missing_scopes(user.scopes, self.scopes):
+            return Decision("step_up", self.scopes)
+        return Decision("allow", self.scopes)
+
+    def __repr__(self) -> str:
+        return f"require_scopes({', '.join(map(repr, self.scopes))})"
+
+
+def require_scopes(*scopes: str) -> Requirement:
+    """A token whose scopes cover every one of ``scopes`` (``scope_implications`` applied); with
+    none, any valid token."""
+    for scope in scopes:
+        if not isinstance(scope, str) or not _SCOPE_TOKEN.match(scope):
+            raise ConfigurationError(
+                f"require_scopes: {scope!r} is not a scope token (printable ASCII without "
+                "spaces, quotes or backslashes), e.g. require_scopes('mcp:admin')"
+            )
+        if scope == _OFFLINE_ACCESS:
+            raise ConfigurationError(
+                "require_scopes: 'offline_access' is how a client asks for a refresh token, "
+                "never what an operation needs (MCP 2026-07-28, SEP-2207)"
+            )
+    return _Scopes(tuple(dict.fromkeys(scopes)))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Roles(Requirement):
+    roles: frozenset[str]
+    shown: tuple[str, ...]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        if user is None:
+            return NEED_A_TOKEN
+        if self.roles <= user.roles:
+            return ALLOW
+        return Decision("deny", missing="role")
+
+    def __repr__(self) -> str:
+        return f"require_roles({', '.join(map(repr, self.shown))})"
+
+
+def require_roles(*roles: str) -> Requirement:
+    """A token carrying every one of ``roles`` (``AuthenticatedUser.roles``, read from
+    ``roles_claims``)."""
+    for role in roles:
+        if not isinstance(role, str) or not role:
+            raise ConfigurationError(
+                f"require_roles: {role!r} is not a role name (a non-empty str)"
+            )
+    return _Roles(frozenset(roles), tuple(dict.fromkeys(roles)))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Claim(Requirement):
+    path: str
+    values: tuple[ClaimValue, ...]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        if user is None:
+            return NEED_A_TOKEN
+        for found in claim_values(user, self.path):
+            items = found if isinstance(found, tuple) else (found,)
+            if any(_same(item, value) for item in items for value in self.values):
+                return ALLOW
+        return Decision("deny", missing="claim")
+
+    def __repr__(self) -> str:
+        return f"require_claim({', '.join(map(repr, (self.path, *self.values)))})"
+
+
+def _same(found: object, wanted: ClaimValue) -> bool:
+    """Equal and of the same JSON type (``1`` is not ``true``, ``"1"`` is not ``1``)."""
+    return type(found) is type(wanted) and found == wanted
+
+
+def require_claim(path: str, *values: ClaimValue) -> Requirement:
+    """The claim at ``path`` (a name, dotted for nesting: ``org.id``) equals one of ``values``,
+    or is a list holding one. Compared with their JSON types: a string is never a number."""
+    if not isinstance(path, str) or not path or len(path) > 256:
+        raise ConfigurationError(f"require_claim: {path!r} is not a claim path, e.g. 'tenant'")
+    if not values:
+        raise ConfigurationError(
+            f"require_claim({path!r}): give the values it may have, e.g. "
+            f"require_claim({path!r}, 'acme')"
+        )
+    for value in values:
+        if not isinstance(value, str | int | bool):
+            raise ConfigurationError(
+                f"require_claim({path!r}): {value!r} is not a str, int or bool"
+            )
+    return _Claim(path, values)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Check(Requirement):
+    check: Callable[[AuthenticatedUser, Call], bool]
+
+    def decide(
+        self,
+        user: AuthenticatedUser | None,
+        call: Call,
+        access: AccessControl,
+        *,
+        listing: bool = False,
+    ) -> Decision:
+        if user is None:
+            return NEED_A_TOKEN
+        if listing:
+            return ALLOW
+        try:
+            passed = self.check(user, call)
+        except Exception:
+            # Fail closed, and say so: a check that raises refuses the call.
+            logger.exception("the check %r raised on %s; the call is refused", self, call.method)
+            return Decision("deny", missing="check")
+        return ALLOW if passed is True else Decision("deny", missing="check")
+
+    def __repr__(self) -> str:
+        return f"require({getattr(self.check, '__qualname__', type(self.check).__name__)})"
+
+
+def require(check: Callable[[AuthenticatedUser, Call], bool]) -> Requirement:
+    """``check(user, call)`` must return True (exactly: anything else, or an exception, refuses
+    the call). It runs for callers with a token only, on every call it guards."""
+    if not callable(check):
+        raise ConfigurationError(f"require: {check!r} is not callable")
+    if inspect.iscoroutinefunction(check):
+        raise ConfigurationError(
+            "require: the check must be a plain function returning a bool, not a coroutine "
+            "function (it runs on every call, before the operation)"
+        )
+    return _Check(check)
