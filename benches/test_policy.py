@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ from mcp_oauth2 import (
 )
 from mcp_oauth2.lowlevel import JWKSCache
 from mcp_oauth2.testing import LocalIssuer
-from test_request_path import paired_difference
+from test_request_path import Recorder, paired_difference
 
 ROUNDS = 300
 BATCH_NS = 3_000_000
@@ -121,26 +121,16 @@ def post_scope(token: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]
     }
 
 
-class Answers:
-    """Counts the statuses answered."""
-
-    def __init__(self) -> None:
-        self.statuses: Counter[int] = Counter()
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.statuses[message["status"]] += 1
-
-
 @pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
+def policy_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
 
 
 @pytest.fixture(scope="module")
-def policy_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: bool) -> Run:
+def policy_run(issuer: LocalIssuer, policy_loop: asyncio.AbstractEventLoop, full: bool) -> Run:
+    loop = policy_loop
     claims = {"roles": ["analyst", "deployer"], "plan": "pro", "tenant": "acme"}
     token = issuer.mint(expires_in=3600, scopes=["mcp:tools"], claims=claims)
     jwks_uri = issuer.metadata()["jwks_uri"]
@@ -155,7 +145,7 @@ def policy_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: bool)
         POLICY_ALL: OAuth2Middleware(policy(minimal), config, key_sources=source),
     }
     tools = {NO_POLICY: "search", TOOL_SCOPES: "search", POLICY: "search", POLICY_ALL: "report"}
-    answers = Answers()
+    answers = Recorder()
 
     def caller(name: str, token: str = token) -> Callable[[], Any]:
         body, headers = tool_call(tools[name])

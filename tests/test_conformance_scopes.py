@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,22 +43,11 @@ from mcp_oauth2 import (
 )
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 from policy_server import build_policy_app, policy_config
+from test_conformance_setup import ACCEPT, INITIALIZE, challenge
 
 pytestmark = pytest.mark.timeout(60)
 
-ACCEPT = "application/json, text/event-stream"
 MODERN = "2026-07-28"
-CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "conformance-scopes", "version": "0"},
-    },
-}
 
 
 @dataclass
@@ -116,12 +104,6 @@ class Scenario:
             .json()
         )
         return document
-
-
-def challenge(response: httpx.Response) -> dict[str, str]:
-    header = response.headers.get("www-authenticate", "")
-    assert header.startswith("Bearer "), header
-    return {name: re.sub(r"\\(.)", r"\1", value) for name, value in CHALLENGE_PARAM.findall(header)}
 
 
 def scenario_app(config: OAuth2Config, tools: dict[str, Any] | None = None) -> Starlette:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from mcp_oauth2 import (
     PUBLIC,
@@ -32,6 +32,7 @@ from mcp_oauth2._list_filter import MAX_ANSWER_BYTES
 from mcp_oauth2.errors import ConfigurationError
 from mcp_oauth2.lowlevel import KeySet
 from mcp_oauth2.testing import LocalIssuer
+from test_tool_scopes import Recorder
 
 pytestmark = pytest.mark.anyio
 
@@ -45,25 +46,6 @@ KEYS = KeySet.from_jwks(ISSUER.jwks())
 def caller(*scopes: str, **claims: Any) -> AuthenticatedUser:
     token = ISSUER.mint(audience=AUDIENCE, scopes=scopes, claims=claims)
     return CONFIG.token_validator().validate(token, KEYS)
-
-
-@dataclass
-class Recorder:
-    """The wrapped app: records each body that reaches it and answers ``answer``."""
-
-    answer: list[Message] = field(default_factory=list)
-    calls: list[bytes] = field(default_factory=list)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        self.calls.append(body)
-        for message in self.answer or json_answer({"jsonrpc": "2.0", "id": 1, "result": {}}):
-            await send(message)
 
 
 def json_answer(document: Any, *headers: tuple[bytes, bytes]) -> list[Message]:

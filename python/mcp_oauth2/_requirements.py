@@ -49,6 +49,7 @@ __all__ = [
     "Decision",
     "Requirement",
     "all_of",
+    "any_of",
     "require",
     "require_claim",
     "require_roles",
@@ -97,7 +98,6 @@ class Decision:
 
 
 ALLOW: Final = Decision("allow")
-NEED_A_TOKEN: Final = Decision("step_up")
 
 
 class Requirement(ABC):
@@ -122,24 +122,28 @@ class Requirement(ABC):
     def __and__(self, other: object) -> Requirement:
         if not isinstance(other, Requirement):
             return NotImplemented
-        return _AllOf((*_parts(self, _AllOf), *_parts(other, _AllOf)))
+        return _Combined((*_parts(self, every=True), *_parts(other, every=True)), every=True)
 
     def __or__(self, other: object) -> Requirement:
         if not isinstance(other, Requirement):
             return NotImplemented
-        return _AnyOf((*_parts(self, _AnyOf), *_parts(other, _AnyOf)))
+        return _Combined((*_parts(self, every=False), *_parts(other, every=False)), every=False)
 
     def __bool__(self) -> bool:
         raise TypeError("combine requirements with & and |, not 'and' and 'or'")
 
 
-def _parts(requirement: Requirement, kind: type[_AllOf | _AnyOf]) -> tuple[Requirement, ...]:
-    return requirement.parts if isinstance(requirement, kind) else (requirement,)
+def _parts(requirement: Requirement, *, every: bool) -> tuple[Requirement, ...]:
+    """A combination's parts when it combines the same way (flattened), else itself."""
+    if isinstance(requirement, _Combined) and requirement.every == every:
+        return requirement.parts
+    return (requirement,)
 
 
 def all_of(decisions: Iterable[Decision]) -> Decision:
     """The verdict of several requirements that must all hold: a denial wins (more scopes would
-    not help); else a step-up for every scope of all of them; else allowed."""
+    not help; the rest not asked); else a step-up for every scope of all of them; else
+    allowed."""
     scopes: dict[str, None] = {}
     stepping_up = False
     for decision in decisions:
@@ -150,9 +154,28 @@ def all_of(decisions: Iterable[Decision]) -> Decision:
     return Decision("step_up" if stepping_up else "allow", tuple(scopes))
 
 
+def any_of(decisions: Iterable[Decision]) -> Decision:
+    """The verdict of alternatives: allowed when one allows (the rest not asked); else the
+    step-up of the first that more scopes could satisfy; else a denial."""
+    fixable: Decision | None = None
+    denied: Decision | None = None
+    for decision in decisions:
+        if decision.outcome == "allow":
+            return decision
+        if decision.outcome == "step_up":
+            fixable = fixable or decision
+        else:
+            denied = denied or decision
+    return fixable or denied or Decision("deny", missing="check")
+
+
 @dataclass(frozen=True, slots=True, repr=False)
-class _AllOf(Requirement):
+class _Combined(Requirement):
+    """``&`` (``every``) or ``|`` of ``parts``, asked in order, lazily: a part is not asked once
+    the verdict cannot change."""
+
     parts: tuple[Requirement, ...]
+    every: bool
 
     def decide(
         self,
@@ -162,48 +185,12 @@ class _AllOf(Requirement):
         *,
         listing: bool = False,
     ) -> Decision:
-        decisions = []
-        for part in self.parts:
-            decision = part.decide(user, call, access, listing=listing)
-            if decision.outcome == "deny":
-                return decision  # the others cannot change it: not asked
-            decisions.append(decision)
-        return all_of(decisions)
+        decisions = (part.decide(user, call, access, listing=listing) for part in self.parts)
+        return all_of(decisions) if self.every else any_of(decisions)
 
     def __repr__(self) -> str:
-        return " & ".join(_grouped(part) for part in self.parts)
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class _AnyOf(Requirement):
-    parts: tuple[Requirement, ...]
-
-    def decide(
-        self,
-        user: AuthenticatedUser | None,
-        call: Call,
-        access: AccessControl,
-        *,
-        listing: bool = False,
-    ) -> Decision:
-        fixable: Decision | None = None
-        denied: Decision | None = None
-        for part in self.parts:
-            decision = part.decide(user, call, access, listing=listing)
-            if decision.outcome == "allow":
-                return decision
-            if decision.outcome == "step_up":
-                fixable = fixable or decision
-            else:
-                denied = denied or decision
-        return fixable or denied or Decision("deny", missing="check")
-
-    def __repr__(self) -> str:
-        return " | ".join(_grouped(part) for part in self.parts)
-
-
-def _grouped(part: Requirement) -> str:
-    return f"({part!r})" if isinstance(part, _AllOf | _AnyOf) else repr(part)
+        grouped = (f"({p!r})" if isinstance(p, _Combined) else repr(p) for p in self.parts)
+        return (" & " if self.every else " | ").join(grouped)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -226,9 +213,12 @@ PUBLIC: Final[Requirement] = _Public()
 """No token needed: a caller without one may run the operation (on an anonymous route)."""
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class _Scopes(Requirement):
-    scopes: tuple[str, ...]
+class _OfCaller(Requirement):
+    """A requirement on the caller's token: a caller without one must get a token (with the
+    requirement's ``scopes``); a caller with one is judged by ``judge``."""
+
+    __slots__ = ()
+    scopes: tuple[str, ...] = ()
 
     def decide(
         self,
@@ -240,6 +230,22 @@ class _Scopes(Requirement):
     ) -> Decision:
         if user is None:
             return Decision("step_up", self.scopes)
+        return self.judge(user, call, access, listing)
+
+    @abstractmethod
+    def judge(
+        self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
+    ) -> Decision:
+        """The verdict for a caller with a token."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Scopes(_OfCaller):
+    scopes: tuple[str, ...]
+
+    def judge(
+        self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
+    ) -> Decision:
         if self.scopes and access.missing_scopes(user.scopes, self.scopes):
             return Decision("step_up", self.scopes)
         return Decision("allow", self.scopes)
@@ -266,20 +272,13 @@ def require_scopes(*scopes: str) -> Requirement:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class _Roles(Requirement):
+class _Roles(_OfCaller):
     roles: frozenset[str]
     shown: tuple[str, ...]
 
-    def decide(
-        self,
-        user: AuthenticatedUser | None,
-        call: Call,
-        access: AccessControl,
-        *,
-        listing: bool = False,
+    def judge(
+        self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
     ) -> Decision:
-        if user is None:
-            return NEED_A_TOKEN
         if self.roles <= user.roles:
             return ALLOW
         return Decision("deny", missing="role")
@@ -300,20 +299,13 @@ def require_roles(*roles: str) -> Requirement:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class _Claim(Requirement):
+class _Claim(_OfCaller):
     path: str
     values: tuple[ClaimValue, ...]
 
-    def decide(
-        self,
-        user: AuthenticatedUser | None,
-        call: Call,
-        access: AccessControl,
-        *,
-        listing: bool = False,
+    def judge(
+        self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
     ) -> Decision:
-        if user is None:
-            return NEED_A_TOKEN
         for found in claim_values(user, self.path):
             items = found if isinstance(found, tuple) else (found,)
             if any(_same(item, value) for item in items for value in self.values):
@@ -348,19 +340,12 @@ def require_claim(path: str, *values: ClaimValue) -> Requirement:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class _Check(Requirement):
+class _Check(_OfCaller):
     check: Callable[[AuthenticatedUser, Call], bool]
 
-    def decide(
-        self,
-        user: AuthenticatedUser | None,
-        call: Call,
-        access: AccessControl,
-        *,
-        listing: bool = False,
+    def judge(
+        self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
     ) -> Decision:
-        if user is None:
-            return NEED_A_TOKEN
         if listing:
             return ALLOW
         try:

@@ -1317,14 +1317,19 @@ mod tests {
         );
     }
 
-    fn with_roles(paths: &[&str]) -> Policy {
-        Policy::new(PolicyOptions {
+    /// The test policy with `change` made to its options.
+    fn policy_with(change: impl FnOnce(&mut PolicyOptions)) -> Policy {
+        let mut options = PolicyOptions {
             issuers: vec!["https://as".into()],
             audiences: vec!["https://rs/mcp".into()],
-            roles_claims: paths.iter().map(|p| (*p).to_owned()).collect(),
             ..Default::default()
-        })
-        .expect("valid policy")
+        };
+        change(&mut options);
+        Policy::new(options).expect("valid policy")
+    }
+
+    fn with_roles(paths: &[&str]) -> Policy {
+        policy_with(|o| o.roles_claims = paths.iter().map(|p| (*p).to_owned()).collect())
     }
 
     fn roles_of(policy: &Policy, extra: Value) -> Result<Vec<String>, TokenError> {
@@ -1438,13 +1443,7 @@ mod tests {
 
     #[test]
     fn a_required_claim_can_also_be_a_roles_claim() {
-        let both = Policy::new(PolicyOptions {
-            issuers: vec!["https://as".into()],
-            audiences: vec!["https://rs/mcp".into()],
-            required_claims: vec!["exp".into(), "roles".into()],
-            ..Default::default()
-        })
-        .expect("valid");
+        let both = policy_with(|o| o.required_claims = vec!["exp".into(), "roles".into()]);
         assert_eq!(
             both.check_claims(bytes(claims(json!({}))), NOW)
                 .expect_err("absent"),
