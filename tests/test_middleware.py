@@ -383,6 +383,9 @@ async def test_a_token_on_an_anonymous_route_is_checked_as_anywhere(
         assert (response.status_code, response.json()["code"]) == (status, code), headers
     query = await anonymous.post("/mcp", params={"access_token": token()})
     assert (query.status_code, query.json()["code"]) == (400, "invalid_request")
+    # A query that only mentions the word offers no token: anonymous.
+    other = await anonymous.post("/mcp", params={"next": "access_token"})
+    assert other.json()["authenticated"] is False
 
 
 def test_anonymous_routes_are_checked_as_exempt_routes_are() -> None:

@@ -9,8 +9,8 @@ answered by ``AccessControl.header_mismatch``).
 - A header that is present must match every message of the body (as either JSON parser reads
   it): its value trimmed of spaces and tabs (RFC 9110 section 5.5), compared case-sensitively;
   an ``Mcp-Name`` of the form ``=?base64?...?=`` is decoded first (canonical base64 of UTF-8,
-  else refused). A header given twice, or holding anything but visible ASCII, space and tab, is
-  refused.
+  else refused). A header given twice, or holding anything but visible ASCII and spaces (a tab
+  only around the value), is refused.
 - A missing header is refused only where the request's protocol version requires it (2026-07-28
   and later; the version from ``MCP-Protocol-Version``, or else from the body's ``_meta``):
   ``MCP-Protocol-Version`` and ``Mcp-Method`` on every request, ``Mcp-Name`` on ``tools/call``,
@@ -37,9 +37,8 @@ HEADERS_REQUIRED_FROM: Final = "2026-07-28"
 _VERSION_META: Final = "io.modelcontextprotocol/protocolVersion"
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SENTINEL: Final = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
-# Visible ASCII, space and horizontal tab: what a header value may hold (RFC 9110 section 5.5).
-_FIELD_VALUE: Final = re.compile(rb"^[\x20-\x7e\t]*$")
 _VERSION, _METHOD, _NAME = b"mcp-protocol-version", b"mcp-method", b"mcp-name"
+_SHOWN: Final = {_VERSION: "MCP-Protocol-Version", _METHOD: "Mcp-Method", _NAME: "Mcp-Name"}
 # Each method's body member that `Mcp-Name` mirrors; the ones a request must send it for.
 NAME_SOURCE: Final[Mapping[str, str]] = {
     "tools/call": "name",
@@ -56,16 +55,21 @@ def header_problem(
 ) -> str | None:
     """Why the MCP headers of a request do not fit its body ``messages`` (the words of a
     -32020 error, naming no value from the request), or None when they do."""
-    found: dict[bytes, str | None] = {_VERSION: None, _METHOD: None, _NAME: None}
-    for name, raw in headers:
-        if name not in found:
+    headers = headers if isinstance(headers, list) else list(headers)
+    table = dict(headers)  # the last of each name; repeats are looked for below
+    found: dict[bytes, str] = {}
+    for name, shown in _SHOWN.items():
+        raw = table.get(name)
+        if raw is None:
             continue
-        if found[name] is not None:
-            return f"the {_shown(name)} header appears more than once"
-        if not _FIELD_VALUE.match(raw):
-            return f"the {_shown(name)} header holds characters a header value may not"
-        found[name] = raw.decode("ascii").strip(" \t")
-    version, method, named = found[_VERSION], found[_METHOD], found[_NAME]
+        if len(table) != len(headers) and [n for n, _ in headers].count(name) > 1:
+            return f"the {shown} header appears more than once"
+        # Trimmed of spaces and tabs (RFC 9110 section 5.5); then visible ASCII and spaces only.
+        value = raw.decode("latin-1").strip(" \t")
+        if not (value.isascii() and value.isprintable()):
+            return f"the {shown} header holds characters a header value may not"
+        found[name] = value
+    version, method, named = found.get(_VERSION), found.get(_METHOD), found.get(_NAME)
     name_value = _decoded(named) if named is not None else None
     if named is not None and name_value is None:
         return "the Mcp-Name header is not canonical base64 of UTF-8 text"
@@ -83,6 +87,8 @@ def _message_problem(
     named: str | None,
     name_value: str | None,
 ) -> str | None:
+    """What is wrong with the headers for one message: a header that does not match it, else a
+    header it needs that is missing."""
     body_method = message.get("method")
     params = message.get("params")
     params = params if isinstance(params, dict) else {}
@@ -96,9 +102,23 @@ def _message_problem(
         source = _name_source(body_method, params)
         if source is None or params.get(source) != name_value:
             return "the Mcp-Name header does not match the body's name or uri"
-    is_request = "id" in message and isinstance(body_method, str)
-    if not is_request or not _requires_headers(version or body_version):
+    if None not in (version, method, named):
+        return None  # every header there, and each matches
+    if "id" not in message or not isinstance(body_method, str):
+        return None  # not a request: the revision has no header rules for it
+    if not _requires_headers(version or body_version):
         return None
+    return _missing(version, method, named, body_method, params)
+
+
+def _missing(
+    version: str | None,
+    method: str | None,
+    named: str | None,
+    body_method: str,
+    params: dict[str, Any],
+) -> str | None:
+    """The first header a request of a protocol version that requires them lacks."""
     if version is None:
         return "the MCP-Protocol-Version header is missing"
     if method is None:
@@ -131,7 +151,7 @@ def _requires_headers(version: object) -> bool:
 def _decoded(value: str) -> str | None:
     """An ``Mcp-Name`` value as the client meant it: the value itself, or the UTF-8 text a
     ``=?base64?...?=`` value encodes (None when it is not canonical base64 of UTF-8)."""
-    sentinel = _SENTINEL.match(value)
+    sentinel = _SENTINEL.match(value) if value.startswith("=?base64?") else None
     if sentinel is None:
         return value
     payload = sentinel.group("payload")
@@ -142,10 +162,6 @@ def _decoded(value: str) -> str | None:
         return decoded.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-
-
-def _shown(name: bytes) -> str:
-    return {_VERSION: "MCP-Protocol-Version", _METHOD: "Mcp-Method", _NAME: "Mcp-Name"}[name]
 
 
 def request_id(messages: list[dict[str, Any]]) -> object:

@@ -199,7 +199,10 @@ class MCPPolicy:
         problem = header_problem(scope.get("headers", ()), found)
         if problem is not None:
             return access.header_mismatch(request_id(found), problem)
-        decision = all_of(self.decide(message, caller, access) for message in found)
+        if len(found) == 1:
+            decision = self.decide(found[0], caller, access)
+        else:
+            decision = all_of(self.decide(message, caller, access) for message in found)
         if decision.outcome == "allow":
             return None
         if decision.outcome == "deny":

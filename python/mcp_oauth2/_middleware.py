@@ -116,7 +116,7 @@ class OAuth2Middleware:
             await self.readiness.send(method, await self.authenticator.readiness(), send)
             return
         if self.exemptions.match(method, path) is not None or (
-            not _presents_credentials(scope) and self.anonymous.match(method, path) is not None
+            self.anonymous.match(method, path) is not None and not _presents_credentials(scope)
         ):
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
@@ -253,11 +253,13 @@ def _app_path(scope: Scope) -> str:
 
 
 def _presents_credentials(scope: Scope) -> bool:
-    """Whether the request offers any credentials: an ``Authorization`` header (of any scheme)
-    or a token in the query string, which are then judged as on every protected route."""
-    if any(name == b"authorization" for name, _ in scope["headers"]):
+    """Whether the request offers any credentials, as ``authorization_header`` reads them: an
+    ``Authorization`` header (of any scheme), or a malformed offer (two headers, a token in the
+    query string), which are then judged as on every protected route."""
+    try:
+        return authorization_header(scope) is not None
+    except InvalidRequestError:
         return True
-    return b"access_token" in scope.get("query_string", b"")
 
 
 def authorization_header(scope: Scope) -> bytes | None:

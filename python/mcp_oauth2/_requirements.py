@@ -33,9 +33,9 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from mcp_oauth2._rust import AuthenticatedUser, claim_values
 from mcp_oauth2.errors import ConfigurationError
@@ -67,8 +67,9 @@ Outcome = Literal["allow", "step_up", "deny"]
 ClaimValue = str | int | bool
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+# Both are built on every call: named tuples (immutable, and several times cheaper to make than
+# frozen dataclasses).
+class Call(NamedTuple):
     """One operation of an MCP request, as a custom check sees it.
 
     ``method`` is the JSON-RPC method (``tools/call``, ``prompts/get``, ``resources/read``...);
@@ -79,11 +80,10 @@ class Call:
 
     method: str
     name: str | None = None
-    arguments: Mapping[str, Any] = field(default_factory=lambda: _NO_ARGUMENTS)
+    arguments: Mapping[str, Any] = _NO_ARGUMENTS
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The verdict on one call: ``outcome``, the scopes the call needs along the way that was
     judged (every one, for a challenge), and for a denial what was missing (``role``,
     ``claim``, ``check``)."""
@@ -144,14 +144,19 @@ def all_of(decisions: Iterable[Decision]) -> Decision:
     """The verdict of several requirements that must all hold: a denial wins (more scopes would
     not help; the rest not asked); else a step-up for every scope of all of them; else
     allowed."""
-    scopes: dict[str, None] = {}
+    scopes: tuple[str, ...] = ()
     stepping_up = False
     for decision in decisions:
         if decision.outcome == "deny":
             return decision
-        stepping_up = stepping_up or decision.outcome == "step_up"
-        scopes.update(dict.fromkeys(decision.scopes))
-    return Decision("step_up" if stepping_up else "allow", tuple(scopes))
+        if decision.outcome == "step_up":
+            stepping_up = True
+        if decision.scopes:
+            merged = (*scopes, *decision.scopes)
+            scopes = tuple(dict.fromkeys(merged)) if scopes else decision.scopes
+    if stepping_up:
+        return Decision("step_up", scopes)
+    return Decision("allow", scopes) if scopes else ALLOW
 
 
 def any_of(decisions: Iterable[Decision]) -> Decision:
@@ -213,12 +218,19 @@ PUBLIC: Final[Requirement] = _Public()
 """No token needed: a caller without one may run the operation (on an anonymous route)."""
 
 
+_ANY_TOKEN: Final = Decision("step_up")
+
+
 class _OfCaller(Requirement):
-    """A requirement on the caller's token: a caller without one must get a token (with the
-    requirement's ``scopes``); a caller with one is judged by ``judge``."""
+    """A requirement on the caller's token: a caller without one must get a token
+    (``without_token``: any token, unless the requirement names scopes); a caller with one is
+    judged by ``judge``."""
 
     __slots__ = ()
-    scopes: tuple[str, ...] = ()
+
+    @property
+    def without_token(self) -> Decision:
+        return _ANY_TOKEN
 
     def decide(
         self,
@@ -229,7 +241,7 @@ class _OfCaller(Requirement):
         listing: bool = False,
     ) -> Decision:
         if user is None:
-            return Decision("step_up", self.scopes)
+            return self.without_token
         return self.judge(user, call, access, listing)
 
     @abstractmethod
@@ -242,13 +254,20 @@ class _OfCaller(Requirement):
 @dataclass(frozen=True, slots=True, repr=False)
 class _Scopes(_OfCaller):
     scopes: tuple[str, ...]
+    # The two verdicts, made once (this runs on every call).
+    allowed: Decision
+    lacking: Decision
+
+    @property
+    def without_token(self) -> Decision:
+        return self.lacking
 
     def judge(
         self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
     ) -> Decision:
-        if self.scopes and access.missing_scopes(user.scopes, self.scopes):
-            return Decision("step_up", self.scopes)
-        return Decision("allow", self.scopes)
+        if self.scopes and access.rules.missing(user.scopes, self.scopes):
+            return self.lacking
+        return self.allowed
 
     def __repr__(self) -> str:
         return f"require_scopes({', '.join(map(repr, self.scopes))})"
@@ -268,7 +287,8 @@ def require_scopes(*scopes: str) -> Requirement:
                 "require_scopes: 'offline_access' is how a client asks for a refresh token, "
                 "never what an operation needs (MCP 2026-07-28, SEP-2207)"
             )
-    return _Scopes(tuple(dict.fromkeys(scopes)))
+    distinct = tuple(dict.fromkeys(scopes))
+    return _Scopes(distinct, Decision("allow", distinct), Decision("step_up", distinct))
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -302,23 +322,23 @@ def require_roles(*roles: str) -> Requirement:
 class _Claim(_OfCaller):
     path: str
     values: tuple[ClaimValue, ...]
+    # Each value with its type: equal and of the same JSON type (`1` is not `true`, nor "1").
+    typed: frozenset[tuple[type, ClaimValue]]
 
     def judge(
         self, user: AuthenticatedUser, call: Call, access: AccessControl, listing: bool
     ) -> Decision:
         for found in claim_values(user, self.path):
-            items = found if isinstance(found, tuple) else (found,)
-            if any(_same(item, value) for item in items for value in self.values):
-                return ALLOW
+            for item in found if isinstance(found, tuple) else (found,):
+                if type(item) in _CLAIM_TYPES and (type(item), item) in self.typed:
+                    return ALLOW
         return Decision("deny", missing="claim")
 
     def __repr__(self) -> str:
         return f"require_claim({', '.join(map(repr, (self.path, *self.values)))})"
 
 
-def _same(found: object, wanted: ClaimValue) -> bool:
-    """Equal and of the same JSON type (``1`` is not ``true``, ``"1"`` is not ``1``)."""
-    return type(found) is type(wanted) and found == wanted
+_CLAIM_TYPES: Final = (str, int, bool)
 
 
 def require_claim(path: str, *values: ClaimValue) -> Requirement:
@@ -336,7 +356,7 @@ def require_claim(path: str, *values: ClaimValue) -> Requirement:
             raise ConfigurationError(
                 f"require_claim({path!r}): {value!r} is not a str, int or bool"
             )
-    return _Claim(path, values)
+    return _Claim(path, values, frozenset((type(value), value) for value in values))
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -207,8 +207,10 @@ class TokenValidator:
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
         cache_size: int = 16384,
-        roles_claims: Sequence[str] = ("roles",),
-    ) -> TokenValidator: ...
+        roles_claims: Sequence[str] | None = None,
+    ) -> TokenValidator:
+        """``roles_claims``: the claim paths ``AuthenticatedUser.roles`` are read from (None:
+        ``("roles",)``)."""
     @property
     def issuers(self) -> tuple[str, ...]: ...
     @property

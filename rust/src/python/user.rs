@@ -231,6 +231,13 @@ fn values_at<'py>(
     path: &str,
     found: &mut Vec<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
+    if !path.contains('.') {
+        // Without a dot only the member of that very name is on the path: one lookup.
+        if let Some(value) = object.get_item(path)? {
+            found.push(value);
+        }
+        return Ok(());
+    }
     for (name, value) in object.iter() {
         let Ok(name) = name.cast::<PyString>() else {
             continue;

@@ -51,7 +51,7 @@ impl PyTokenValidator {
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192, cache_size=16384, roles_claims=('roles',))")]
+        max_token_bytes=8192, cache_size=16384, roles_claims=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
