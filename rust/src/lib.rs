@@ -10,6 +10,7 @@ pub mod admission;
 pub mod algorithm;
 pub mod authorization;
 pub mod base64url;
+pub mod claim_path;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
