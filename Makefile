@@ -264,7 +264,7 @@ coverage-rust: $(CARGO_LLVM_COV) ## Line, region and function coverage of the Ru
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" cargo llvm-cov --locked
 
 # -- CI ------------------------------------------------------------------------------------------
-# .ci/run is what every change passes (about 12 minutes on 2 cores). ci-full is the rest, for
+# .ci/run is what every change passes (under 12 minutes on 2 cores). ci-full is the rest, for
 # the scheduled workflow and by hand: the suite under the other CPythons, the wheel checks and the
 # sdist rebuilt from clean, coverage, a real Keycloak, and a short fuzz run.
 .PHONY: ci-full
