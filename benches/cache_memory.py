@@ -22,19 +22,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from probes import rss_kib
+
 TOKENS = 20_000
 AUDIENCE = "https://mcp.example.com/mcp"
 ISSUER = "https://auth.example.com"
 DEFAULT_CACHE = 16_384
 CACHE_SIZES = (0, DEFAULT_CACHE, TOKENS)
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise LookupError("VmRSS")
 
 
 def probe(tokens_file: str, cache_size: int, call: str) -> dict[str, Any]:

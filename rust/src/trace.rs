@@ -7,7 +7,7 @@
 
 use crate::error::TokenError;
 
-/// A check the validator makes. [`Check::TOKEN`] and [`Check::INTROSPECTION`] list them in the
+/// A check the validator makes. [`Check::TOKEN`] and [`Check::introspection`] list them in the
 /// order the validator makes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -89,23 +89,19 @@ impl Check {
         Check::ScopeRules,
     ];
 
-    /// An introspection answer's checks, in order (`TokenValidator.trace_introspection`).
-    pub const INTROSPECTION: [Check; 14] = [
-        Check::Active,
-        Check::TokenUse,
-        Check::TokenType,
-        Check::Payload,
-        Check::Dates,
-        Check::Exp,
-        Check::Nbf,
-        Check::Iat,
-        Check::Required,
-        Check::Iss,
-        Check::Aud,
-        Check::IdToken,
-        Check::Types,
-        Check::Scopes,
-    ];
+    /// An introspection answer's checks, in order (`TokenValidator.trace_introspection`): its
+    /// own, then a JWT payload's (from `payload` to `scopes`), then `scope_rules` when the
+    /// caller gives scope rules.
+    pub fn introspection(scope_rules: bool) -> Vec<Check> {
+        let payload = Check::TOKEN.iter().position(|c| *c == Check::Payload);
+        let shared = &Check::TOKEN[payload.unwrap_or(0)..Check::TOKEN.len() - 1];
+        let mut plan = vec![Check::Active, Check::TokenUse, Check::TokenType];
+        plan.extend_from_slice(shared);
+        if scope_rules {
+            plan.push(Check::ScopeRules);
+        }
+        plan
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -278,10 +274,14 @@ mod tests {
 
     #[test]
     fn plans_name_each_check_once() {
-        for plan in [&Check::TOKEN[..], &Check::INTROSPECTION[..]] {
+        for plan in [Check::TOKEN.to_vec(), Check::introspection(true)] {
             let names: BTreeSet<&str> = plan.iter().map(|c| c.name()).collect();
             assert_eq!(names.len(), plan.len());
         }
+        let plan = Check::introspection(false);
+        assert_eq!(plan.len(), 14);
+        assert_eq!(plan[3], Check::Payload);
+        assert_eq!(plan.last(), Some(&Check::Scopes));
     }
 
     #[test]

@@ -216,24 +216,21 @@ def _traced(
         return validator.trace(token, keys, rules, token_format=config.token_format, now=now)
 
     shared = jwks_file is not None or config.jwks_uri is not None or len(config.issuer) == 1
-    if shared:
-        fetch, source = _keys_for(config, config.issuer[0], jwks_file)
-    else:
+    issuer = config.issuer[0]
+    if not shared:
         referral = unkeyed[1]
         if not isinstance(referral, Referral) or referral.issuer is None:
             data["keys"] = None  # refused before any key is fetched
             return KeyFetch(issuer=None), [], unkeyed
-        fetch, source = _keys_for(config, referral.issuer, jwks_file)
+        issuer = referral.issuer
+    fetch, source = _keys_for(config, issuer, jwks_file)
     rows = key_rows(fetch)
     cache = caching(fetch.headers, config.cache_settings())
     add_key_blocks(report, fetch, rows, cache, title=source, compact=True)
     data["keys"] = fetch_json(fetch, rows, cache)
     if fetch.keys is None:
         return fetch, rows, unkeyed
-    if shared:
-        return fetch, rows, trace(fetch.keys)
-    assert fetch.issuer is not None
-    return fetch, rows, trace({fetch.issuer: fetch.keys})
+    return fetch, rows, trace(fetch.keys if shared else {issuer: fetch.keys})
 
 
 def _verdict(report: Report, data: dict[str, Any], outcome: Outcome, fetch: KeyFetch) -> ExitCode:

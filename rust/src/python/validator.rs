@@ -296,10 +296,7 @@ impl PyTokenValidator {
         let mut trace = Trace::default();
         let outcome = self.introspected(py, response, asked, scopes, &mut trace);
         let verdict = verdict_of(py, outcome)?;
-        let mut plan = Check::INTROSPECTION.to_vec();
-        if scopes.is_some() {
-            plan.push(Check::ScopeRules);
-        }
+        let plan = Check::introspection(scopes.is_some());
         Ok((step_tuples(trace.finish(&plan)), verdict))
     }
 
