@@ -346,8 +346,9 @@ class TokenValidator:
         ``detail`` is the error's own ``description``. ``verdict`` is what ``authorize_token``
         returns, or the ``TokenValidationError`` it raises (as a value). The rules record their
         outcomes as they run on the same code path as ``authorize_token``; only the
-        verified-token cache is left out (every check is made, and nothing is cached). Raises
-        as ``authorize_token`` does for arguments that are not a token and keys (``TypeError``).
+        verified-token cache is left out (every check is made, and nothing is cached). Raises,
+        as ``authorize_token`` does, for what is no token at all (``TypeError``; bytes that are
+        not UTF-8: ``MalformedTokenError``) and for keys that are not keys (``TypeError``).
         """
 
     def trace_introspection(
