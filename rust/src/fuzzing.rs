@@ -13,7 +13,7 @@ use crate::json;
 use crate::keyset::{KeySet, MAX_KEYS};
 use crate::policy::{Policy, PolicyOptions, Verified};
 use crate::token::{CompactJws, Header};
-use crate::verified_cache::{Entry, VerifiedCache};
+use crate::verified_cache::{TokenKey, VerifiedCache};
 use serde_json::Value;
 use std::sync::LazyLock;
 
@@ -100,17 +100,9 @@ pub fn token(data: &[u8]) {
                     assert!(verified.has_scope(scope));
                 }
                 let cache = VerifiedCache::new(1);
-                cache.insert(
-                    text,
-                    Entry {
-                        value: (),
-                        exp: verified.exp,
-                        nbf: verified.nbf,
-                        key_digest: verified.key_digest,
-                    },
-                );
+                cache.insert(TokenKey::of(text), verified.clone());
                 assert_eq!(
-                    cache.get(text, |_| Some(&*KEYS), policy, NOW, |_| ()),
+                    cache.get(TokenKey::of(text), |_| Some(&*KEYS), policy, NOW, |_| ()),
                     Ok(Some(()))
                 );
             }
@@ -343,10 +335,10 @@ mod reference {
                     roles.sort_unstable();
                     roles
                 },
-                expires_at: verified.expires_at,
-                issued_at: verified.issued_at,
-                exp: verified.exp,
-                nbf: verified.nbf,
+                expires_at: verified.expires_at(),
+                issued_at: verified.issued_at(),
+                exp: verified.exp(),
+                nbf: verified.nbf(),
                 claims: verified.claims().expect("an accepted payload reads again"),
             }
         }

@@ -20,6 +20,7 @@ pub mod keyset;
 pub mod policy;
 pub mod scopes;
 pub mod token;
+pub mod trace;
 pub mod verified_cache;
 
 #[cfg(feature = "python")]

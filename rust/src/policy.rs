@@ -9,6 +9,7 @@ use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
 use crate::scopes::ScopeRules;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
+use crate::trace::{Check, Recorder, Silent};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -70,50 +71,61 @@ pub struct Policy {
 }
 
 /// A verified token: its payload, the claims the validator read out of it (their types
-/// checked by `check_claims`), and the whole claims set on request.
+/// checked by `check_claims`), and the whole claims set on request. Kept compact, since the
+/// verified-token cache holds one per entry: the payload once, and where each claim's text lies
+/// in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// The decoded payload, strict JSON (so valid UTF-8 throughout).
-    payload: String,
+    payload: Box<str>,
     /// Texts that were escaped in the payload, decoded (rare: most claims are plain).
-    decoded: Vec<Box<str>>,
-    issuer: Span,
-    subject: Option<Span>,
-    client_id: Option<Span>,
-    token_id: Option<Span>,
-    /// `username` (RFC 7662; a JWT may carry it too).
-    username: Option<Span>,
+    decoded: Box<[Box<str>]>,
+    /// `iss`, `sub`, `client_id` (or `azp`), `jti`, `username` (RFC 7662; a JWT may carry it).
+    named: [Span; 5],
     /// `aud` values, then the granted scopes (`scopes_from` on), then the roles (`roles_from` on).
     texts: Spans,
-    scopes_from: usize,
-    roles_from: usize,
-    pub expires_at: Option<i64>,
-    pub issued_at: Option<i64>,
-    /// `exp` and `nbf` as read, for re-checking a cached result against a later clock.
-    pub exp: Option<f64>,
-    pub nbf: Option<f64>,
+    scopes_from: u16,
+    roles_from: u16,
+    /// `exp`, `nbf` and `iat` as read.
+    dates: Dates,
     /// The digest of the key that verified the signature (all zeros before verification).
     pub key_digest: [u8; 32],
 }
 
-/// Where a claim's text is: a range of the payload, or an entry of `Verified::decoded`.
+const ISSUER_TEXT: usize = 0;
+const SUBJECT_TEXT: usize = 1;
+const CLIENT_TEXT: usize = 2;
+const TOKEN_ID_TEXT: usize = 3;
+const USERNAME_TEXT: usize = 4;
+
+/// Where a claim's text is: bytes `start..end` of the payload; entry `end` of
+/// `Verified::decoded` when `start` is `DECODED`; nowhere (no such claim) when it is `ABSENT`.
+/// A payload is far shorter than either marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Span {
-    Payload(u32, u32),
-    Decoded(u32),
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const DECODED: u32 = u32::MAX - 1;
+    const ABSENT: Span = Span {
+        start: u32::MAX,
+        end: 0,
+    };
 }
 
 /// The spans of a verified token's texts: a few in place (most tokens), else on the heap.
 #[derive(Debug, Clone, PartialEq)]
 enum Spans {
-    Inline([Span; 6], u8),
+    Inline([Span; 4], u8),
     Heap(Vec<Span>),
 }
 
 impl Spans {
     fn with_capacity(capacity: usize) -> Self {
-        if capacity <= 6 {
-            Spans::Inline([Span::Decoded(0); 6], 0)
+        if capacity <= 4 {
+            Spans::Inline([Span::ABSENT; 4], 0)
         } else {
             Spans::Heap(Vec::with_capacity(capacity))
         }
@@ -144,41 +156,80 @@ impl Spans {
     }
 }
 
+/// `exp`, `nbf` and `iat`, NaN when absent (a JSON number is never NaN): 24 bytes where three
+/// `Option<f64>` take 48. Equal when their bits are, so that an absent date equals itself.
+#[derive(Debug, Clone, Copy)]
+struct Dates([f64; 3]);
+
+impl Dates {
+    fn new(exp: Option<f64>, nbf: Option<f64>, iat: Option<f64>) -> Self {
+        Self([exp, nbf, iat].map(|date| date.unwrap_or(f64::NAN)))
+    }
+
+    fn get(self, index: usize) -> Option<f64> {
+        Some(self.0[index]).filter(|value| !value.is_nan())
+    }
+}
+
+impl PartialEq for Dates {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.map(f64::to_bits) == other.0.map(f64::to_bits)
+    }
+}
+
 impl Verified {
     fn text(&self, span: Span) -> &str {
-        match span {
-            Span::Payload(start, end) => self
-                .payload
-                .get(start as usize..end as usize)
-                .unwrap_or_default(),
-            Span::Decoded(index) => self.decoded.get(index as usize).map_or("", |t| t),
+        if span.start == Span::DECODED {
+            return self.decoded.get(span.end as usize).map_or("", |t| t);
         }
+        self.payload
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
+    fn named(&self, index: usize) -> Option<&str> {
+        let span = self.named[index];
+        (span != Span::ABSENT).then(|| self.text(span))
+    }
+
+    /// `exp`, re-checked on every cache hit.
+    pub fn exp(&self) -> Option<f64> {
+        self.dates.get(0)
+    }
+
+    /// `nbf`, re-checked on every cache hit.
+    pub fn nbf(&self) -> Option<f64> {
+        self.dates.get(1)
+    }
+
+    pub fn iat(&self) -> Option<f64> {
+        self.dates.get(2)
     }
 
     pub fn subject(&self) -> Option<&str> {
-        self.subject.map(|s| self.text(s))
+        self.named(SUBJECT_TEXT)
     }
 
     pub fn issuer(&self) -> &str {
-        self.text(self.issuer)
+        self.named(ISSUER_TEXT).unwrap_or_default()
     }
 
     /// `client_id`, or else `azp`.
     pub fn client_id(&self) -> Option<&str> {
-        self.client_id.map(|s| self.text(s))
+        self.named(CLIENT_TEXT)
     }
 
     pub fn token_id(&self) -> Option<&str> {
-        self.token_id.map(|s| self.text(s))
+        self.named(TOKEN_ID_TEXT)
     }
 
     pub fn username(&self) -> Option<&str> {
-        self.username.map(|s| self.text(s))
+        self.named(USERNAME_TEXT)
     }
 
     /// Every `aud` value (a single string counts as a list of one).
     pub fn audience(&self) -> Vec<&str> {
-        self.texts.as_slice()[..self.scopes_from]
+        self.texts.as_slice()[..usize::from(self.scopes_from)]
             .iter()
             .map(|s| self.text(*s))
             .collect()
@@ -186,16 +237,26 @@ impl Verified {
 
     /// The granted scopes: `scope`, then `scp`, without repeats, in order of appearance.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.texts.as_slice()[self.scopes_from..self.roles_from]
+        self.texts.as_slice()[usize::from(self.scopes_from)..usize::from(self.roles_from)]
             .iter()
             .map(|s| self.text(*s))
     }
 
     /// The roles read from `roles_claims`, without repeats, in order of appearance.
     pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.texts.as_slice()[self.roles_from..]
+        self.texts.as_slice()[usize::from(self.roles_from)..]
             .iter()
             .map(|s| self.text(*s))
+    }
+
+    /// `exp` in unix seconds, rounded down.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.exp().map(seconds)
+    }
+
+    /// `iat` in unix seconds, rounded down.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.iat().map(seconds)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -359,22 +420,100 @@ impl Policy {
         nbf: Option<f64>,
         now: f64,
     ) -> Result<(), TokenError> {
+        self.check_exp(exp, now, &mut Silent)?;
+        self.check_nbf(nbf, now, &mut Silent)
+    }
+
+    fn check_exp<R: Recorder>(
+        &self,
+        exp: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(exp) = exp else {
+            rec.skip(Check::Exp, || "no exp claim".into());
+            return Ok(());
+        };
         let leeway = self.leeway as f64;
-        if let Some(exp) = exp {
-            if now >= exp + leeway {
-                return Err(TokenError::Expired {
-                    seconds_ago: (now - exp).floor() as i64,
-                });
+        let result = if now >= exp + leeway {
+            Err(TokenError::Expired {
+                seconds_ago: (now - exp).floor() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Exp, result, |()| {
+            if now < exp {
+                format!("expires in {} s", (exp - now).floor())
+            } else {
+                format!(
+                    "expired {} s ago, within the leeway of {} s",
+                    (now - exp).floor(),
+                    self.leeway
+                )
             }
-        }
-        if let Some(nbf) = nbf {
-            if now + leeway < nbf {
-                return Err(TokenError::NotYetValid {
-                    seconds_until: (nbf - now).ceil() as i64,
-                });
+        })
+    }
+
+    fn check_nbf<R: Recorder>(
+        &self,
+        nbf: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(nbf) = nbf else {
+            rec.skip(Check::Nbf, || "no nbf claim".into());
+            return Ok(());
+        };
+        let leeway = self.leeway as f64;
+        let result = if now + leeway < nbf {
+            Err(TokenError::NotYetValid {
+                seconds_until: (nbf - now).ceil() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Nbf, result, |()| {
+            if nbf <= now {
+                format!("valid since {} s ago", (now - nbf).floor())
+            } else {
+                format!(
+                    "valid in {} s, within the leeway of {} s",
+                    (nbf - now).ceil(),
+                    self.leeway
+                )
             }
-        }
-        Ok(())
+        })
+    }
+
+    fn check_iat<R: Recorder>(
+        &self,
+        iat: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(iat) = iat else {
+            rec.skip(Check::Iat, || "no iat claim".into());
+            return Ok(());
+        };
+        let result = if iat > now + self.leeway as f64 {
+            Err(TokenError::IssuedInFuture {
+                seconds_ahead: (iat - now).ceil() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Iat, result, |()| {
+            if iat <= now {
+                format!("issued {} s ago", (now - iat).floor())
+            } else {
+                format!(
+                    "issued {} s in the future, within the leeway of {} s",
+                    (iat - now).ceil(),
+                    self.leeway
+                )
+            }
+        })
     }
 
     /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
@@ -397,34 +536,60 @@ impl Policy {
         ring: &KeyRing<'_>,
         now: f64,
     ) -> Result<Verified, Unsettled> {
-        let jws = CompactJws::split(token, self.max_token_bytes)?;
+        self.validate_recorded(token, ring, now, &mut Silent)
+    }
+
+    /// [`Self::validate_with`], recording each check in `rec` as it is made.
+    pub fn validate_recorded<R: Recorder>(
+        &self,
+        token: &str,
+        ring: &KeyRing<'_>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<Verified, Unsettled> {
+        let jws = CompactJws::split_recorded(token, self.max_token_bytes, rec)?;
         // Every segment is decoded (and so checked) before verification, the payload read only
         // once the signature holds; errors are reported in that order.
-        Header::with(jws.header, self.algorithms, |header| {
+        Header::with_recorded(jws.header, self.algorithms, rec, |rec, header| {
             let header = header?;
-            if let Some(accepted) = &self.accepted_types {
-                let typ = header.typ.as_deref().map(normalize_media_type);
-                if !typ.is_some_and(|t| accepted.contains(&t)) {
-                    return Err(TokenError::InvalidType(WrongKind::Typ).into());
-                }
-            }
-            let payload = decode_segment(jws.payload, "payload")?;
-            // On the stack when it fits (RSA keys up to 3072 bits, every EC and EdDSA key).
+            self.check_typ(header, rec)?;
             let mut stack = [0u8; 392];
             let mut heap = Vec::new();
-            let bound = base64url::decoded_len_bound(jws.signature);
-            let buffer: &mut [u8] = if bound <= stack.len() {
-                &mut stack
-            } else {
-                heap.resize(bound, 0);
-                &mut heap
+            let decoded = match decode_segment(jws.payload, "payload") {
+                Ok(payload) => {
+                    // On the stack when it fits (RSA keys up to 3072 bits, every EC and EdDSA
+                    // key).
+                    let bound = base64url::decoded_len_bound(jws.signature);
+                    let buffer: &mut [u8] = if bound <= stack.len() {
+                        &mut stack
+                    } else {
+                        heap.resize(bound, 0);
+                        &mut heap
+                    };
+                    match base64url::decode_to(jws.signature, buffer) {
+                        Some(signature) => Ok((payload, signature)),
+                        None => Err(not_base64("signature")),
+                    }
+                }
+                Err(error) => Err(error),
             };
-            let signature = base64url::decode_to(jws.signature, buffer)
-                .ok_or_else(|| not_base64("signature"))?;
+            let (payload, signature) = rec.outcome(Check::Encoding, decoded, |_| {
+                "the payload and the signature are base64url".into()
+            })?;
             let (keys, routed) = match ring {
-                KeyRing::Shared(keys) => (*keys, None),
+                KeyRing::Shared(keys) => {
+                    rec.skip(Check::Route, || "one key set serves every issuer".into());
+                    (*keys, None)
+                }
                 KeyRing::ByIssuer(_) => {
-                    let issuer = self.route(&payload)?;
+                    let issuer = rec.outcome(Check::Route, self.route(&payload), |issuer| {
+                        let held = if ring.for_issuer(issuer).is_some() {
+                            "its keys are used"
+                        } else {
+                            "no keys of it are at hand yet"
+                        };
+                        format!("the unverified iss {issuer:?} is a trusted issuer: {held}")
+                    })?;
                     match ring.for_issuer(issuer) {
                         Some(keys) => (keys, Some(issuer)),
                         None => {
@@ -436,11 +601,12 @@ impl Policy {
                 }
             };
             let key = keys
-                .verify(
+                .verify_recorded(
                     header.kid.as_deref(),
                     header.alg,
                     jws.signing_input.as_bytes(),
                     signature,
+                    rec,
                 )
                 .map_err(|error| Unsettled::Refused {
                     error,
@@ -449,9 +615,30 @@ impl Policy {
                         kid: header.kid.as_deref().map(str::to_owned),
                     }),
                 })?;
-            let mut verified = self.check_claims(payload, now)?;
+            let mut verified = self.check_document(payload, now, None, rec)?;
             verified.key_digest = key.digest;
             Ok(verified)
+        })
+    }
+
+    /// The header's `typ` against `accepted_types`, when set.
+    fn check_typ<R: Recorder>(&self, header: &Header<'_>, rec: &mut R) -> Result<(), TokenError> {
+        let Some(accepted) = &self.accepted_types else {
+            rec.skip(Check::Typ, || "accepted_types is not set".into());
+            return Ok(());
+        };
+        let typ = header.typ.as_deref().map(normalize_media_type);
+        let result = if typ.as_ref().is_some_and(|t| accepted.contains(t)) {
+            Ok(())
+        } else {
+            Err(TokenError::InvalidType(WrongKind::Typ))
+        };
+        rec.outcome(Check::Typ, result, |()| {
+            format!(
+                "{:?} is accepted ({})",
+                header.typ.as_deref().unwrap_or_default(),
+                accepted.join(", ")
+            )
         })
     }
 
@@ -485,7 +672,7 @@ impl Policy {
     /// read in one pass that checks all of it under the strict JSON rules and keeps only the
     /// claims the rules need; the rules then apply in a fixed order.
     pub fn check_claims(&self, payload: Vec<u8>, now: f64) -> Result<Verified, TokenError> {
-        self.check_document(payload, now, None)
+        self.check_document(payload, now, None, &mut Silent)
     }
 
     /// The issuer an introspection answer without `iss` is taken to come from: `given` when it
@@ -511,44 +698,59 @@ impl Policy {
         require_audience: bool,
         issuer: &str,
     ) -> Result<Verified, IntrospectionFailure> {
+        self.check_introspection_recorded(response, now, require_audience, issuer, &mut Silent)
+    }
+
+    /// [`Self::check_introspection`], recording each check in `rec` as it is made.
+    pub fn check_introspection_recorded<R: Recorder>(
+        &self,
+        response: &[u8],
+        now: f64,
+        require_audience: bool,
+        issuer: &str,
+        rec: &mut R,
+    ) -> Result<Verified, IntrospectionFailure> {
         // The members only this kind of document has, read from its tree; the shared rules then
         // read the same text in one pass, as for a JWT payload.
         let members = json::parse_object(response).map_err(IntrospectionFailure::Response)?;
-        if members.get("active") != Some(&Value::Bool(true)) {
-            return Err(TokenError::Inactive.into());
-        }
-        match members.get("token_use") {
-            None => {}
-            Some(Value::String(used)) if used == "access_token" => {}
-            Some(_) => return Err(invalid("'token_use' must be 'access_token'").into()),
-        }
-        // A refresh token said so another way: `token_type` (some servers name the kind of
-        // token there) or Keycloak's `typ` ("Refresh"; "Bearer" for an access token).
-        match members.get("token_type") {
-            None => {}
-            Some(Value::String(kind)) if kind.eq_ignore_ascii_case("refresh_token") => {
-                return Err(invalid("the token is a refresh token, not an access token").into())
+        let active = if members.get("active") == Some(&Value::Bool(true)) {
+            Ok(())
+        } else {
+            Err(TokenError::Inactive)
+        };
+        rec.outcome(Check::Active, active, |()| "\"active\": true".into())?;
+        let token_use = match members.get("token_use") {
+            None => {
+                rec.skip(Check::TokenUse, || "no token_use member".into());
+                Ok(())
             }
-            Some(Value::String(_)) => {}
-            Some(_) => return Err(invalid("'token_type' must be a string").into()),
-        }
-        if let Some(Value::String(typ)) = members.get("typ") {
-            if typ.eq_ignore_ascii_case("refresh") || typ.eq_ignore_ascii_case("offline") {
-                return Err(invalid("the token is a refresh token, not an access token").into());
+            Some(Value::String(used)) if used == "access_token" => {
+                rec.pass(Check::TokenUse, || "access_token".into());
+                Ok(())
             }
-        }
+            Some(_) => {
+                let error = invalid("'token_use' must be 'access_token'");
+                rec.fail(Check::TokenUse, &error);
+                Err(error)
+            }
+        };
+        token_use?;
+        rec.outcome(Check::TokenType, not_a_refresh_token(&members), |()| {
+            "names no refresh token (token_type, typ)".into()
+        })?;
         let introspected = Introspected {
             require_audience,
             issuer,
         };
-        Ok(self.check_document(response.to_vec(), now, Some(introspected))?)
+        Ok(self.check_document(response.to_vec(), now, Some(introspected), rec)?)
     }
 
-    fn check_document(
+    fn check_document<R: Recorder>(
         &self,
         payload: Vec<u8>,
         now: f64,
         introspected: Option<Introspected<'_>>,
+        rec: &mut R,
     ) -> Result<Verified, TokenError> {
         let payload = match String::from_utf8(payload) {
             Ok(text) => text,
@@ -556,27 +758,30 @@ impl Policy {
                 // Not UTF-8, so not JSON: the reader names the first problem, as for any text.
                 let bytes = not_text.into_bytes();
                 let read = json::read_object(&bytes, &mut self.claims_reader());
-                return Err(malformed_json(
-                    "payload",
-                    read.err().unwrap_or(JsonProblem::Invalid),
-                ));
+                let error = malformed_json("payload", read.err().unwrap_or(JsonProblem::Invalid));
+                rec.fail(Check::Payload, &error);
+                return Err(error);
             }
         };
         let mut found = self.claims_reader();
-        json::read_text(&payload, &mut found)
-            .map_err(|problem| malformed_json("payload", problem))?;
-        let leeway = self.leeway as f64;
-        let exp = numeric_date(found.get(EXP), "exp")?;
-        let nbf = numeric_date(found.get(NBF), "nbf")?;
-        let iat = numeric_date(found.get(IAT), "iat")?;
-        self.check_lifetime(exp, nbf, now)?;
-        if let Some(iat) = iat {
-            if iat > now + leeway {
-                return Err(TokenError::IssuedInFuture {
-                    seconds_ahead: (iat - now).ceil() as i64,
-                });
-            }
-        }
+        let read = json::read_text(&payload, &mut found)
+            .map_err(|problem| malformed_json("payload", problem));
+        rec.outcome(Check::Payload, read, |()| {
+            "one JSON object, each member once".into()
+        })?;
+        let dates = (|| -> Result<_, TokenError> {
+            Ok((
+                numeric_date(found.get(EXP), "exp")?,
+                numeric_date(found.get(NBF), "nbf")?,
+                numeric_date(found.get(IAT), "iat")?,
+            ))
+        })();
+        let (exp, nbf, iat) = rec.outcome(Check::Dates, dates, |_| {
+            "exp, nbf and iat are numbers where present".into()
+        })?;
+        self.check_exp(exp, now, rec)?;
+        self.check_nbf(nbf, now, rec)?;
+        self.check_iat(iat, now, rec)?;
         // The issuer and audience are always checked, so in a token `iss` and `aud` are always
         // required. JSON null is a value, not an absence: a required claim given as null is
         // invalid. An introspection response may leave out `iss`, and `aud` if so configured.
@@ -595,83 +800,148 @@ impl Policy {
                 })
                 .collect(),
         };
-        for (name, required) in required {
-            match found.presence(required) {
-                Presence::Absent => return Err(TokenError::MissingClaim(name.to_owned())),
-                Presence::Null => {
-                    return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+        let present =
+            required
+                .iter()
+                .try_for_each(|(name, required)| match found.presence(*required) {
+                    Presence::Absent => Err(TokenError::MissingClaim((*name).to_owned())),
+                    Presence::Null => {
+                        Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+                    }
+                    Presence::Value => Ok(()),
+                });
+        if required.is_empty() && present.is_ok() {
+            rec.skip(Check::Required, || {
+                "none: required_claims apply to JWTs, and aud is not required here".into()
+            });
+        }
+        rec.outcome(Check::Required, present, |()| {
+            let mut names: Vec<&str> = Vec::new();
+            for (name, _) in &required {
+                if !names.contains(name) {
+                    names.push(name);
                 }
-                Presence::Value => {}
             }
-        }
+            format!("present: {}", names.join(", "))
+        })?;
         let issuer = match (found.get(ISS), &introspected) {
-            (Claim::Text(iss), _) if self.issuers.iter().any(|i| i == iss) => iss.as_ref(),
-            (Claim::Text(_), _) => return Err(TokenError::InvalidIssuer),
-            (Claim::Absent, Some(rules)) => rules.issuer,
-            _ => return Err(invalid("'iss' must be a string")),
+            (Claim::Text(iss), _) if self.issuers.iter().any(|i| i == iss) => Ok(iss.as_ref()),
+            (Claim::Text(_), _) => Err(TokenError::InvalidIssuer),
+            (Claim::Absent, Some(rules)) => {
+                rec.skip(Check::Iss, || {
+                    format!("absent: the issuer asked, {:?}", rules.issuer)
+                });
+                Ok(rules.issuer)
+            }
+            _ => Err(invalid("'iss' must be a string")),
         };
+        let issuer = rec.outcome(Check::Iss, issuer, |iss| format!("{iss:?} is trusted"))?;
         let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
-        let audience_ok = match (found.get(AUD), &introspected) {
-            (Claim::Text(aud), _) => ours(aud),
-            (Claim::Texts(items), _) => items.iter().any(|aud| ours(aud)),
-            (Claim::Absent, Some(_)) => true, // allowed only when not required (checked above)
-            _ => return Err(invalid("'aud' must be a string or an array of strings")),
-        };
-        if !audience_ok {
-            return Err(TokenError::InvalidAudience);
+        let audience = match (found.get(AUD), &introspected) {
+            (Claim::Text(aud), _) => Ok(ours(aud)),
+            (Claim::Texts(items), _) => Ok(items.iter().any(|aud| ours(aud))),
+            (Claim::Absent, Some(_)) => {
+                // Allowed only when not required (checked above).
+                rec.skip(Check::Aud, || "absent, and not required".into());
+                Ok(true)
+            }
+            _ => Err(invalid("'aud' must be a string or an array of strings")),
         }
+        .and_then(|ok| ok.then_some(()).ok_or(TokenError::InvalidAudience));
+        rec.outcome(Check::Aud, audience, |()| {
+            format!("names this server ({})", self.audiences.join(", "))
+        })?;
         // A JWT with `nonce` for an application ID is an OpenID Connect ID token: an identity
         // provider that names applications by a GUID (Entra ID) issues those to the same `aud`,
         // with the same `iss` and keys, as the access tokens for the application.
-        if introspected.is_none() && !matches!(found.get(NONCE), Claim::Absent) {
+        if introspected.is_some() {
+            rec.skip(Check::IdToken, || {
+                "an introspection answer, not a JWT".into()
+            });
+        } else if matches!(found.get(NONCE), Claim::Absent) {
+            rec.skip(Check::IdToken, || "no nonce claim".into());
+        } else {
             let application = |aud: &str| is_guid(aud) && ours(aud);
             let to_application = match found.get(AUD) {
                 Claim::Text(aud) => application(aud),
                 Claim::Texts(items) => items.iter().any(|aud| application(aud)),
                 _ => false,
             };
-            if to_application {
-                return Err(TokenError::InvalidType(WrongKind::IdToken));
-            }
+            let result = if to_application {
+                Err(TokenError::InvalidType(WrongKind::IdToken))
+            } else {
+                Ok(())
+            };
+            rec.outcome(Check::IdToken, result, |()| {
+                "nonce, but no audience is an application ID".into()
+            })?;
         }
-        for (claim, name) in [
+        let types = [
             (found.get(SUB), "sub"),
             (found.get(JTI), "jti"),
             (found.get(CLIENT_ID), "client_id"),
             (found.get(AZP), "azp"),
             (found.get(USERNAME), "username"),
-        ] {
-            if !matches!(claim, Claim::Absent | Claim::Text(_)) {
-                return Err(TokenError::InvalidClaim(
+        ]
+        .into_iter()
+        .try_for_each(|(claim, name)| {
+            if matches!(claim, Claim::Absent | Claim::Text(_)) {
+                Ok(())
+            } else {
+                Err(TokenError::InvalidClaim(
                     format!("'{name}' must be a string").into(),
-                ));
+                ))
             }
-        }
+        });
+        rec.outcome(Check::Types, types, |()| {
+            "sub, jti, client_id, azp and username are strings where present".into()
+        })?;
         // Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a
         // list, as Azure AD and Okta issue it), without repeats, in order of appearance.
         let mut scopes = Scopes::default();
-        match found.get(SCOPE) {
-            Claim::Absent => {}
-            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
-            _ => return Err(invalid("'scope' must be a space-separated string")),
-        }
-        match found.get(SCP) {
-            Claim::Absent => {}
-            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
-            Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
-            _ => return Err(invalid("'scp' must be a string or an array of strings")),
-        }
-        self.required_scopes.check(scopes.iter())?;
-        if let Some(path) = found.roles.invalid {
-            return Err(TokenError::InvalidClaim(
+        let granted = (|| -> Result<(), TokenError> {
+            match found.get(SCOPE) {
+                Claim::Absent => {}
+                Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+                _ => return Err(invalid("'scope' must be a space-separated string")),
+            }
+            match found.get(SCP) {
+                Claim::Absent => {}
+                Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+                Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
+                _ => return Err(invalid("'scp' must be a string or an array of strings")),
+            }
+            self.required_scopes.check(scopes.iter())
+        })();
+        rec.outcome(Check::Scopes, granted, |()| {
+            let granted: Vec<&str> = scopes.iter().collect();
+            let granted = if granted.is_empty() {
+                "none".to_owned()
+            } else {
+                granted.join(" ")
+            };
+            match self.required_scopes.required() {
+                [] => format!("granted: {granted}"),
+                required => format!("granted: {granted}; required: {}", required.join(" ")),
+            }
+        })?;
+        let roles = match found.roles.invalid {
+            Some(path) => Err(TokenError::InvalidClaim(
                 format!(
                     "'{}' (a roles claim) must be a string or an array of strings",
                     self.roles_claims.get(path).map_or("", |p| truncated(p))
                 )
                 .into(),
-            ));
-        }
-        let roles = found.roles.distinct();
+            )),
+            None => Ok(found.roles.distinct()),
+        };
+        let roles = rec.outcome(Check::Roles, roles, |roles| {
+            if roles.is_empty() {
+                "none".to_owned()
+            } else {
+                roles.join(" ")
+            }
+        })?;
         // Where each kept text lies: a range of the payload when it was read without escapes.
         let base = payload.as_ptr() as usize;
         let mut decoded: Vec<Box<str>> = Vec::new();
@@ -683,10 +953,13 @@ impl Policy {
                 .checked_add(text.len())
                 .filter(|end| *end <= payload.len());
             match end.map(|end| (u32::try_from(start), u32::try_from(end))) {
-                Some((Ok(from), Ok(to))) => Span::Payload(from, to),
+                Some((Ok(start), Ok(end))) if start < Span::DECODED => Span { start, end },
                 _ => {
                     decoded.push(text.into());
-                    Span::Decoded(u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX))
+                    Span {
+                        start: Span::DECODED,
+                        end: u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX),
+                    }
                 }
             }
         };
@@ -703,34 +976,32 @@ impl Policy {
         scopes.iter().for_each(|scope| texts.push(span(scope)));
         let roles_from = texts.as_slice().len();
         roles.iter().for_each(|role| texts.push(span(role)));
-        let issuer = span(issuer);
-        let text_of = |claim: &Claim<'_>, span: &mut dyn FnMut(&str) -> Span| match claim {
-            Claim::Text(text) => Some(span(text)),
-            _ => None,
-        };
-        let subject = text_of(found.get(SUB), &mut span);
+        let mut named = [Span::ABSENT; 5];
+        named[ISSUER_TEXT] = span(issuer);
         let client_id = match found.get(CLIENT_ID) {
-            Claim::Text(_) => text_of(found.get(CLIENT_ID), &mut span),
-            _ => text_of(found.get(AZP), &mut span),
+            Claim::Text(_) => found.get(CLIENT_ID),
+            _ => found.get(AZP),
         };
-        let token_id = text_of(found.get(JTI), &mut span);
-        let username = text_of(found.get(USERNAME), &mut span);
+        for (index, claim) in [
+            (SUBJECT_TEXT, found.get(SUB)),
+            (CLIENT_TEXT, client_id),
+            (TOKEN_ID_TEXT, found.get(JTI)),
+            (USERNAME_TEXT, found.get(USERNAME)),
+        ] {
+            if let Claim::Text(text) = claim {
+                named[index] = span(text);
+            }
+        }
+        let scopes_from = audience_len.min(roles_from);
         drop(found);
         Ok(Verified {
-            payload,
-            decoded,
-            issuer,
-            subject,
-            client_id,
-            token_id,
-            username,
-            scopes_from: audience_len.min(roles_from),
-            roles_from,
+            payload: payload.into_boxed_str(),
+            decoded: decoded.into_boxed_slice(),
+            named,
+            scopes_from: u16::try_from(scopes_from).unwrap_or(u16::MAX),
+            roles_from: u16::try_from(roles_from).unwrap_or(u16::MAX),
             texts,
-            expires_at: exp.map(seconds),
-            issued_at: iat.map(seconds),
-            exp,
-            nbf,
+            dates: Dates::new(exp, nbf, iat),
             key_digest: [0; 32],
         })
     }
@@ -795,6 +1066,25 @@ impl<'s> Scopes<'s> {
             .copied()
             .chain(self.more.iter().copied())
     }
+}
+
+/// An introspection answer's `token_type` (some servers name the kind of token there) and
+/// Keycloak's `typ` ("Refresh"; "Bearer" for an access token) must not say "refresh token".
+fn not_a_refresh_token(members: &Map<String, Value>) -> Result<(), TokenError> {
+    match members.get("token_type") {
+        None => {}
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("refresh_token") => {
+            return Err(invalid("the token is a refresh token, not an access token"))
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(invalid("'token_type' must be a string")),
+    }
+    if let Some(Value::String(typ)) = members.get("typ") {
+        if typ.eq_ignore_ascii_case("refresh") || typ.eq_ignore_ascii_case("offline") {
+            return Err(invalid("the token is a refresh token, not an access token"));
+        }
+    }
+    Ok(())
 }
 
 #[cold]
@@ -1162,7 +1452,7 @@ mod tests {
         assert_eq!(v.audience(), vec!["https://rs/mcp"]);
         assert_eq!(v.token_id(), Some("j"));
         assert_eq!(v.issuer(), "https://as");
-        assert_eq!(v.expires_at, Some(NOW as i64 + 300));
+        assert_eq!(v.expires_at(), Some(NOW as i64 + 300));
     }
 
     #[test]
