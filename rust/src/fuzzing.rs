@@ -231,7 +231,7 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
         rest.get(start..end).unwrap_or_default().to_vec()
     };
     if credentials.is_empty() {
-        return Err(BadCredentials::Empty);
+        return Err(BadCredentials::Empty(crate::authorization::Scheme::Bearer));
     }
     let body = credentials.iter().take_while(|b| **b != b'=').count();
     let tail_ok = credentials[body..].iter().all(|b| *b == b'=');
@@ -240,7 +240,9 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
     if !(tail_ok && body_ok) {
-        return Err(BadCredentials::NotOneToken);
+        return Err(BadCredentials::NotOneToken(
+            crate::authorization::Scheme::Bearer,
+        ));
     }
     Ok(Some(String::from_utf8(credentials).expect("ASCII")))
 }

@@ -182,6 +182,20 @@ impl<'a> Reader<'a> {
         self.value(true)
     }
 
+    /// An object, its members handed to `members` (None); any other value read as a [`Shape`].
+    pub(crate) fn object_or_shape<M: Members<'a>>(
+        &mut self,
+        members: &mut M,
+    ) -> Result<Option<Shape<'a>>, JsonProblem> {
+        self.whitespace();
+        if self.peek() == Some(b'{') {
+            self.object(members)?;
+            Ok(None)
+        } else {
+            self.shape().map(Some)
+        }
+    }
+
     /// One value; `keep` says whether strings and numbers are wanted.
     fn value(&mut self, keep: bool) -> Result<Shape<'a>, JsonProblem> {
         self.whitespace();

@@ -76,6 +76,8 @@ pub struct Verified {
     token_id: Option<Span>,
     /// `username` (RFC 7662; a JWT may carry it too).
     username: Option<Span>,
+    /// `cnf.jkt` (RFC 9449 section 6): the thumbprint of the key the token is bound to.
+    confirmation: Option<Span>,
     /// `aud` values, then the granted scopes (`scopes_from` on).
     texts: Spans,
     scopes_from: usize,
@@ -166,6 +168,11 @@ impl Verified {
 
     pub fn username(&self) -> Option<&str> {
         self.username.map(|s| self.text(s))
+    }
+
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the key a DPoP-bound token is bound to.
+    pub fn confirmation(&self) -> Option<&str> {
+        self.confirmation.map(|s| self.text(s))
     }
 
     /// Every `aud` value (a single string counts as a list of one).
@@ -588,6 +595,17 @@ impl Policy {
                 return Err(TokenError::InvalidType(WrongKind::IdToken));
             }
         }
+        // `cnf` (RFC 7800): an object; its `jkt` (RFC 9449 section 6), when present, a string.
+        // Other confirmation methods are not this validator's to check.
+        let confirmation = match (found.get(CNF), found.cnf_is_object) {
+            (Claim::Absent, _) => None,
+            (_, true) => match &found.jkt {
+                Claim::Absent => None,
+                Claim::Text(jkt) => Some(jkt.clone()),
+                _ => return Err(invalid("'cnf.jkt' must be a string")),
+            },
+            _ => return Err(invalid("'cnf' must be an object")),
+        };
         for (claim, name) in [
             (found.get(SUB), "sub"),
             (found.get(JTI), "jti"),
@@ -657,6 +675,7 @@ impl Policy {
         };
         let token_id = text_of(found.get(JTI), &mut span);
         let username = text_of(found.get(USERNAME), &mut span);
+        let confirmation = confirmation.map(|jkt| span(&jkt));
         drop(found);
         Ok(Verified {
             payload,
@@ -666,6 +685,7 @@ impl Policy {
             client_id,
             token_id,
             username,
+            confirmation,
             scopes_from: audience_len.min(texts.as_slice().len()),
             texts,
             expires_at: exp.map(seconds),
@@ -798,7 +818,8 @@ const SCOPE: usize = 9;
 const SCP: usize = 10;
 const USERNAME: usize = 11;
 const NONCE: usize = 12;
-const READ_CLAIMS: usize = 13;
+const CNF: usize = 13;
+const READ_CLAIMS: usize = 14;
 
 /// The index of a claim the rules read. Names are matched as small integers (every read name
 /// but `client_id`, `username`, `scope` and `nonce` is three bytes long): this runs once per
@@ -816,6 +837,7 @@ fn claim_index(name: &str) -> Option<usize> {
             0x0069_746a => Some(JTI), // "jti"
             0x0070_7a61 => Some(AZP), // "azp"
             0x0070_6373 => Some(SCP), // "scp"
+            0x0066_6e63 => Some(CNF), // "cnf"
             _ => None,
         },
         5 if bytes == b"scope" => Some(SCOPE),
@@ -833,12 +855,33 @@ pub(crate) enum Required {
     Other(usize),
 }
 
+/// The `jkt` member of a `cnf` object.
+struct Confirmation<'a>(Claim<'a>);
+
+impl<'a> json::Members<'a> for Confirmation<'a> {
+    fn find(&mut self, name: &str) -> Result<Option<usize>, JsonProblem> {
+        match (name, &self.0) {
+            ("jkt", Claim::Absent) => Ok(Some(0)),
+            ("jkt", _) => Err(JsonProblem::DuplicateMember),
+            _ => Ok(None),
+        }
+    }
+
+    fn keep(&mut self, _index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        self.0 = reader.shape()?;
+        Ok(())
+    }
+}
+
 /// The claims the rules read, collected in one pass over the payload (`check_claims`).
 struct Claims<'a, 'p> {
     slots: [Claim<'a>; READ_CLAIMS],
     /// The configured required claims, and what the payload holds of those not read above.
     required: &'p [String],
     others: Vec<Presence>,
+    /// Whether `cnf` is an object (its slot then holds `Other`), and its `jkt`.
+    cnf_is_object: bool,
+    jkt: Claim<'a>,
 }
 
 impl<'a, 'p> Claims<'a, 'p> {
@@ -847,6 +890,8 @@ impl<'a, 'p> Claims<'a, 'p> {
             slots: Default::default(),
             required,
             others: vec![Presence::Absent; others],
+            cnf_is_object: false,
+            jkt: Claim::Absent,
         }
     }
 
@@ -873,6 +918,14 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
     }
 
     fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        if index == CNF {
+            let mut confirmation = Confirmation(Claim::Absent);
+            let shape = reader.object_or_shape(&mut confirmation)?;
+            self.cnf_is_object = shape.is_none();
+            self.jkt = confirmation.0;
+            self.slots[index] = shape.unwrap_or(Claim::Other);
+            return Ok(());
+        }
         self.slots[index] = reader.shape()?;
         Ok(())
     }
@@ -1110,6 +1163,77 @@ mod tests {
         );
     }
 
+    /// `cnf.jkt` (RFC 9449 section 6) is read in the same pass, from a JWT or an introspection
+    /// answer; `cnf` must be an object and `jkt` a string; other confirmation members pass.
+    #[test]
+    fn the_confirmation_key() {
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let check = |extra: Value| policy().check_claims(bytes(claims(extra)), NOW);
+        let bound = check(json!({"cnf": {"jkt": jkt, "x5t#S256": "abc"}})).expect("bound");
+        assert_eq!(bound.confirmation(), Some(jkt));
+        assert_eq!(check(json!({})).expect("plain").confirmation(), None);
+        let other = check(json!({"cnf": {"x5t#S256": "abc"}})).expect("mTLS-bound");
+        assert_eq!(other.confirmation(), None);
+        let escaped = policy()
+            .check_claims(
+                format!(
+                    r#"{{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":{},"cnf":{{"jkt":"\u0030ZcO"}}}}"#,
+                    NOW + 60.0
+                )
+                .into_bytes(),
+                NOW,
+            )
+            .expect("escaped");
+        assert_eq!(escaped.confirmation(), Some("0ZcO"));
+        for (extra, why) in [
+            (json!({"cnf": "x"}), "'cnf' must be an object"),
+            (json!({"cnf": null}), "'cnf' must be an object"),
+            (json!({"cnf": [1]}), "'cnf' must be an object"),
+            (json!({"cnf": {"jkt": 1}}), "'cnf.jkt' must be a string"),
+            (json!({"cnf": {"jkt": null}}), "'cnf.jkt' must be a string"),
+        ] {
+            assert_eq!(
+                check(extra.clone()),
+                Err(TokenError::InvalidClaim(why.into())),
+                "{extra}"
+            );
+        }
+        let repeated = |text: &str| {
+            let payload = format!(
+                r#"{{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":{},{text}}}"#,
+                NOW + 60.0
+            );
+            policy()
+                .check_claims(payload.into_bytes(), NOW)
+                .expect_err("repeated")
+                .code()
+        };
+        assert_eq!(
+            repeated(r#""cnf":{"jkt":"a"},"cnf":{"jkt":"a"}"#),
+            "malformed"
+        );
+        assert_eq!(repeated(r#""cnf":{},"cnf":{}"#), "malformed");
+        assert_eq!(repeated(r#""cnf":{"jkt":"a","jkt":"a"}"#), "malformed");
+        assert_eq!(repeated(r#""cnf":{"x":1,"x":1}"#), "malformed");
+        let answer = introspected(json!({"cnf": {"jkt": jkt}}), true).expect("introspected");
+        assert_eq!(answer.confirmation(), Some(jkt));
+        // A required `cnf` is read like any required claim.
+        let requiring = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            required_claims: vec!["exp".into(), "cnf".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            requiring.check_claims(bytes(claims(json!({}))), NOW),
+            Err(TokenError::MissingClaim("cnf".into()))
+        );
+        assert!(requiring
+            .check_claims(bytes(claims(json!({"cnf": {"jkt": jkt}}))), NOW)
+            .is_ok());
+    }
+
     /// A JWT with `nonce` for an audience that is an application ID (a GUID) is an ID token;
     /// `nonce` for a URL audience, or a GUID that did not match, changes nothing.
     #[test]
@@ -1178,7 +1302,10 @@ mod tests {
     fn introspection_rules() {
         let p = policy();
         assert_eq!(p.introspection_issuer(None), Some("https://as"));
-        assert_eq!(p.introspection_issuer(Some("https://as")), Some("https://as"));
+        assert_eq!(
+            p.introspection_issuer(Some("https://as")),
+            Some("https://as")
+        );
         assert_eq!(p.introspection_issuer(Some("https://other")), None);
         let user = introspected(json!({"scope": "a b", "username": "ann"}), true).expect("ok");
         assert_eq!(user.scopes().collect::<Vec<_>>(), vec!["a", "b"]);

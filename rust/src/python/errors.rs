@@ -25,6 +25,9 @@ pyo3::import_exception!(mcp_oauth2.errors, InvalidClaimError);
 pyo3::import_exception!(mcp_oauth2.errors, InsufficientScopeError);
 pyo3::import_exception!(mcp_oauth2.errors, InvalidTokenTypeError);
 pyo3::import_exception!(mcp_oauth2.errors, InactiveTokenError);
+pyo3::import_exception!(mcp_oauth2.errors, InvalidDPoPProofError);
+pyo3::import_exception!(mcp_oauth2.errors, UseDPoPNonceError);
+pyo3::import_exception!(mcp_oauth2.errors, DPoPRequiredError);
 // The refusal of a malformed `Authorization` header.
 pyo3::import_exception!(mcp_oauth2.errors, InvalidRequestError);
 
@@ -50,6 +53,9 @@ impl From<TokenError> for PyErr {
             }
             TokenError::InvalidType(_) => InvalidTokenTypeError::new_err(description),
             TokenError::Inactive => InactiveTokenError::new_err(description),
+            TokenError::InvalidProof(_) => InvalidDPoPProofError::new_err(description),
+            TokenError::NonceRequired { fresh } => UseDPoPNonceError::new_err((description, fresh)),
+            TokenError::DpopRequired(_) => DPoPRequiredError::new_err(description),
         }
     }
 }
