@@ -545,7 +545,7 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
 
 /// A URL normalized for comparison: RFC 3986 section 6.2.2 (scheme and host in lower case,
 /// percent-encoding in upper case, unreserved characters decoded, dot segments removed), the
-/// scheme's default port dropped, an empty path as `/`, and one trailing slash dropped.
+/// scheme's default port dropped, an empty path as `/`, and trailing slashes dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalUrl {
     /// `scheme://host[:port]`.
@@ -665,11 +665,15 @@ fn normalize_path(path: &str) -> Result<String, UrlProblem> {
         }
         at += 3;
     }
-    let mut normal = remove_dot_segments(&decoded);
-    if normal.len() > 1 && normal.ends_with('/') {
-        normal.pop();
-    }
-    Ok(normal)
+    // A trailing slash is not significant here (`/mcp/` is `/mcp`): every one goes, so that a
+    // normal form is a fixed point.
+    let normal = remove_dot_segments(&decoded);
+    let kept = normal.trim_end_matches('/');
+    Ok(if kept.is_empty() {
+        "/".into()
+    } else {
+        kept.into()
+    })
 }
 
 /// RFC 3986 section 5.2.4 for an absolute path (an empty one is `/`).
@@ -1276,7 +1280,8 @@ h6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
             ("https://e.com/%7euser/%2f%41", "https://e.com/~user/%2FA"),
             ("https://e.com/a/./b/../c", "https://e.com/a/c"),
             ("https://e.com/a/..", "https://e.com/"),
-            ("https://e.com/a//", "https://e.com/a/"),
+            ("https://e.com/a//", "https://e.com/a"),
+            ("https://e.com//", "https://e.com/"),
         ] {
             assert_eq!(normal(url).as_deref(), Ok(expected), "{url}");
         }
