@@ -604,3 +604,41 @@ def test_validator_without_dpop_reads_no_dpop_scheme() -> None:
         plain.authorize(f"Bearer {token}", keys)
     with pytest.raises(Exception, match="not accepted as a bearer token"):
         plain.authorize_token(token, keys)
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_inspect_explains_a_proof_from_the_core_checks() -> None:
+    import json
+    import subprocess
+    import sys
+
+    issuer = LocalIssuer("https://as.example")
+    key = DPoPKey()
+    token = issuer.mint(audience=AUDIENCE, jkt=key.thumbprint)
+
+    def inspect(proof: str, method: str = "POST") -> tuple[int, list[dict[str, str]]]:
+        argv = ["inspect", "--json", "--dpop", proof, "--method", method, "--url", AUDIENCE]
+        done = subprocess.run(  # noqa: S603 - this interpreter, the package's own command
+            [sys.executable, "-m", "mcp_oauth2.cli", *argv, token],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        return done.returncode, json.loads(done.stdout)["dpop"]
+
+    code, checks = inspect(key.proof("POST", AUDIENCE, access_token=token))
+    assert code == 0 and {c["status"] for c in checks} == {"pass"}, checks
+    assert checks[-1]["name"] == "the token is bound to the proof's key (cnf.jkt)"
+    code, checks = inspect(key.proof("POST", AUDIENCE, access_token=token), method="GET")
+    statuses = [c["status"] for c in checks]
+    failed = statuses.index("fail")
+    assert (
+        code == 1
+        and checks[failed]["detail"] == "the DPoP proof's htm is not this request's method"
+    )
+    assert set(statuses[:failed]) == {"pass"} and set(statuses[failed + 1 :]) == {"not_reached"}
+    code, checks = inspect(key.proof("POST", AUDIENCE, access_token=token, headers={"typ": "jwt"}))
+    assert [c["status"] for c in checks][3] == "fail"
