@@ -336,6 +336,11 @@ bench-introspection: $(VENV_WHEEL) ## Opaque tokens: warm-cache cost beside fast
 	$(UV) sync --locked --inexact --group bench
 	$(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
 
+.PHONY: bench-dpop
+bench-dpop: $(VENV_WHEEL) ## DPoP: a proof's cost per request for ES256 and EdDSA, beside the bare signature check and auth0-api-python
+	$(UV) sync --locked --inexact --group bench
+	$(VENV)/bin/python -W ignore benches/dpop.py
+
 .PHONY: bench-flood
 bench-flood: $(VENV_WHEEL) ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
 	$(VENV)/bin/python benches/introspection_flood.py --latencies 0.05 0.2 0.5 --seconds 10
