@@ -104,7 +104,9 @@ def _rows(
     def authorize_bearer() -> Any:
         return plain.authorize(bearer, keys)
 
-    assert bare() and len(authorize_dpop()) == 3 and len(authorize_bearer()) == 2
+    assert bare()
+    assert len(authorize_dpop()) == 3  # the user, its scopes and the proof
+    assert len(authorize_bearer()) == 2
     auth0 = auth0_cost(token, proof, calls // 4) if peers and algorithm == "ES256" else None
     return [
         (algorithm, "verify_signature", per_call(bare, calls)),
