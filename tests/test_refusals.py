@@ -138,7 +138,7 @@ def test_a_missing_scope_is_answered_alike_by_every_path(
     response = call_tool(url, issuer.mint(scopes=[TOOLS]))
     if path == "mcp_adapter":
         # The adapter's decision is the AccessControl's; the answer is the SDK's (documented in
-        # mcp_oauth2.mcp_sdk and the README): a 401 with its own body and challenge.
+        # mcp_oauth2.mcp_sdk and docs/getting-started.md): a 401 with its own body and challenge.
         assert access.missing_scopes([TOOLS], access.required_scopes) == (ADMIN,)
         assert response.status_code == 401
         assert response.json() == {

@@ -7,7 +7,7 @@ exercises the same code path as production: discovery, key fetching, caching and
 It can also misbehave on request (error statuses, junk bodies, huge or hanging answers, refused
 connections) for resilience tests::
 
-    from mcp_oauth2 import KeySet, TokenValidator
+    from mcp_oauth2.lowlevel import KeySet, TokenValidator
     from mcp_oauth2.testing import LocalIssuer
 
     issuer = LocalIssuer(default_audience="https://mcp.example.com/mcp")
