@@ -175,19 +175,9 @@ class Run:
     async def post_initialize(self, token: str, url: str | None = None) -> httpx.Response:
         """An MCP ``initialize`` POST with ``token``, as a raw HTTP request (the first request
         an MCP client makes): its status and JSON body show the server's answer as sent."""
-        body = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "interop", "version": "0"},
-            },
-        }
         return await self.http.post(
             url or self.mcp_url,
-            json=body,
+            json=INITIALIZE,
             headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
         )
 

@@ -32,25 +32,15 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from demo import build_demo_app
 from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.testing import AppServer, DPoPKey, LocalIssuer, bind_loopback, url_of
+from test_conformance_setup import INITIALIZE
 
 pytestmark = pytest.mark.timeout(60)
 
 ACCEPT = "application/json, text/event-stream"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "conformance-dpop-server-test", "version": "1.0.0"},
-    },
-}
 # A DPoP challenge at the start of the header or after a comma (RFC 9110 section 11.6.1).
 DPOP_CHALLENGE = re.compile(r"(?:^|,)\s*dpop(?:\s|$|,)", re.IGNORECASE)
 

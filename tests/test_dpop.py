@@ -23,7 +23,6 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
 
 from demo import TOOLS_SCOPE, build_demo_app
@@ -32,20 +31,11 @@ from mcp_oauth2._dpop_replay import MemoryReplayStore, ReplayCheck
 from mcp_oauth2.errors import DPoPReplayUnavailableError, InvalidDPoPProofError
 from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import AppServer, DPoPAuth, DPoPKey, LocalIssuer, bind_loopback, url_of
+from test_conformance_setup import INITIALIZE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 ACCEPT = "application/json, text/event-stream"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "dpop-test", "version": "0"},
-    },
-}
 ALGS = 'algs="ES256 ES384 RS256 PS256 EdDSA"'
 
 

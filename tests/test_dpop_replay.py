@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from dpop_redis import AppProcess, RedisServer, free_port, redis_server_binary
 from mcp_oauth2.testing import DPoPKey, LocalIssuer
+from test_conformance_setup import INITIALIZE
 
 REDIS_SERVER = redis_server_binary()
 pytestmark = [
@@ -31,16 +31,6 @@ pytestmark = [
     ),
 ]
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "dpop-replay", "version": "0"},
-    },
-}
 # After a failure the store pauses about a second (jitter up to 1.2 s); then it tries again.
 RECOVERY_WITHIN = 15.0
 

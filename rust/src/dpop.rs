@@ -1316,83 +1316,42 @@ h6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
 
     #[test]
     fn configuration_is_checked() {
-        let algorithms = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let cases: Vec<(Result<DpopPolicy, ConfigError>, &str)> = vec![
+        // (mode, resource, algorithms, max_age, nonce, secret) and what the error says.
+        type Case<'c> = (Mode, &'c str, &'c [&'c str], i64, bool, Option<&'c [u8]>);
+        let cases: [(Case<'_>, &str); 9] = [
             (
-                DpopPolicy::new(Mode::Allowed, RESOURCE, &[], 300, false, None),
+                (Mode::Allowed, RESOURCE, &[], 300, false, None),
                 "dpop_algorithms is empty",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Allowed,
-                    RESOURCE,
-                    &algorithms(&["HS256"]),
-                    300,
-                    false,
-                    None,
-                ),
+                (Mode::Allowed, RESOURCE, &["HS256"], 300, false, None),
                 "never accepted",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Allowed,
-                    RESOURCE,
-                    &algorithms(&["none"]),
-                    300,
-                    false,
-                    None,
-                ),
+                (Mode::Allowed, RESOURCE, &["none"], 300, false, None),
                 "never accepted",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Allowed,
-                    RESOURCE,
-                    &algorithms(&["ES999"]),
-                    300,
-                    false,
-                    None,
-                ),
+                (Mode::Allowed, RESOURCE, &["ES999"], 300, false, None),
                 "not supported",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Allowed,
-                    RESOURCE,
-                    &algorithms(&["ES256"]),
-                    0,
-                    false,
-                    None,
-                ),
+                (Mode::Allowed, RESOURCE, &["ES256"], 0, false, None),
                 "dpop_max_age",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Allowed,
-                    "urn:x",
-                    &algorithms(&["ES256"]),
-                    300,
-                    false,
-                    None,
-                ),
+                (Mode::Allowed, "urn:x", &["ES256"], 300, false, None),
                 "resource",
             ),
             (
-                DpopPolicy::new(
-                    Mode::Off,
-                    RESOURCE,
-                    &algorithms(&["ES256"]),
-                    300,
-                    true,
-                    None,
-                ),
+                (Mode::Off, RESOURCE, &["ES256"], 300, true, None),
                 "dpop is off",
             ),
             (
-                DpopPolicy::new(
+                (
                     Mode::Allowed,
                     RESOURCE,
-                    &algorithms(&["ES256"]),
+                    &["ES256"],
                     300,
                     false,
                     Some(&[1; 32]),
@@ -1400,10 +1359,10 @@ h6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
                 "dpop_nonce is off",
             ),
             (
-                DpopPolicy::new(
+                (
                     Mode::Allowed,
                     RESOURCE,
-                    &algorithms(&["ES256"]),
+                    &["ES256"],
                     300,
                     true,
                     Some(&[1; 8]),
@@ -1411,6 +1370,14 @@ h6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
                 "at least 32 bytes",
             ),
         ];
+        let algorithms = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let cases = cases.map(
+            |((mode, resource, names, max_age, nonce, secret), needle)| {
+                let policy =
+                    DpopPolicy::new(mode, resource, &algorithms(names), max_age, nonce, secret);
+                (policy, needle)
+            },
+        );
         for (result, needle) in cases {
             let err = result.expect_err(needle);
             assert!(err.0.contains(needle), "{needle}: {}", err.0);
