@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, overload
 
@@ -189,11 +188,23 @@ class Authenticator:
         ``InvalidRequestError`` for a malformed header, ``TokenValidationError``
         (``InsufficientScopeError`` and the DPoP refusals included) or
         ``AuthorizationServerUnavailableError``."""
-        call: NativeCall = self.validator.authorize
-        if dpop is not None:
-            call = functools.partial(
-                call, dpop_proofs=dpop.proofs, method=dpop.method, path=dpop.path
+        if dpop is None:
+            return self._admit(self.validator.authorize, authorization, rules)
+        authorize = self.validator.authorize
+
+        def call(
+            subject: str | bytes, keys: Keys, rules: ScopeRules | None, *, token_format: str
+        ) -> Admitted | Referral | None:
+            return authorize(
+                subject,
+                keys,
+                rules,
+                token_format=token_format,
+                dpop_proofs=dpop.proofs,
+                method=dpop.method,
+                path=dpop.path,
             )
+
         return self._admit(call, authorization, rules)
 
     # ``authenticate`` and ``authorize`` are not coroutine functions themselves: a request then
