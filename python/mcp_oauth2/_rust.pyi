@@ -285,10 +285,10 @@ class TokenValidator:
         *,
         token_format: Literal["jwt"] = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-        dpop_proofs: Sequence[bytes] | None = None,
+        dpop_proofs: None = None,
         method: str = "GET",
         path: str = "/",
-    ) -> _Admitted | _Proven | None: ...
+    ) -> _Admitted | None: ...
     @overload
     def authorize(
         self,
@@ -298,7 +298,20 @@ class TokenValidator:
         *,
         token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-        dpop_proofs: Sequence[bytes] | None = None,
+        dpop_proofs: None = None,
+        method: str = "GET",
+        path: str = "/",
+    ) -> _Admitted | Referral | None: ...
+    @overload
+    def authorize(
+        self,
+        authorization: bytes | str,
+        keys: KeySet | Mapping[str, KeySet],
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+        dpop_proofs: Sequence[bytes],
         method: str = "GET",
         path: str = "/",
     ) -> _Admitted | _Proven | Referral | None:
