@@ -60,7 +60,9 @@ EXAMPLES: Final[dict[str, str]] = {
     "required_claims": "exp,iss,aud,sub",
     "required_scopes": "mcp:tools",
     "scope_implications": '\'{"mcp:admin": ["mcp:tools"]}\'',
+    "roles_claims": "realm_access.roles,resource_access.mcp-server.roles",
     "exempt_routes": "'/health,OPTIONS *'",
+    "anonymous_routes": "/mcp",
     "accepted_types": "at+jwt",
     "jwks_min_max_age": "60",
     "jwks_max_stale": "3600",
@@ -117,6 +119,7 @@ _NATIVE_SETTINGS = {
     "required_claims": "required_claims",
     "required_scopes": "required_scopes",
     "accepted_types": "accepted_types",
+    "roles_claims": "roles_claims",
     "dpop": "dpop",
     "dpop_algorithms": "dpop_algorithms",
     "dpop_max_age": "dpop_max_age",
@@ -124,6 +127,9 @@ _NATIVE_SETTINGS = {
     "dpop_nonce_secret": "dpop_nonce_secret",
     "resource": "resource",
 }
+# RFC 6749 and OpenID Connect: a client asks for a refresh token with it. Never a resource's
+# requirement, so never in a challenge nor in `scopes_supported` (MCP 2026-07-28, SEP-2207).
+OFFLINE_ACCESS: Final = "offline_access"
 _ENV_FILE = Path(".env")
 
 
@@ -229,10 +235,21 @@ class OAuth2Config(BaseSettings):
         default_factory=dict,
         description='A broader scope grants narrower ones: {"mcp:admin": ["mcp:tools"]}.',
     )
+    roles_claims: StringList = Field(
+        ("roles",),
+        description="Where `AuthenticatedUser.roles` are read: claim paths, dotted for nesting "
+        "(`realm_access.roles`); each holds a string or a list of strings.",
+    )
     exempt_routes: StringList = Field(
         (),
         description="Paths served without a token: exact ('/health'), prefix globs "
         "('/public/*'), optionally per method ('OPTIONS /mcp', 'OPTIONS *').",
+    )
+    anonymous_routes: StringList = Field(
+        (),
+        description="Paths (as in `exempt_routes`) where a request without a token passes as "
+        "anonymous, for `MCPPolicy` to decide per operation; a token there is checked as "
+        "anywhere.",
     )
     accepted_types: StringList | None = Field(
         None, description="If set, the token header `typ` must be one of these (e.g. at+jwt)."
@@ -368,7 +385,9 @@ class OAuth2Config(BaseSettings):
         "algorithms",
         "required_claims",
         "required_scopes",
+        "roles_claims",
         "exempt_routes",
+        "anonymous_routes",
         "accepted_types",
         "authorization_servers",
         "scopes_supported",
@@ -429,6 +448,12 @@ class OAuth2Config(BaseSettings):
                     f"holds {listed[:60]!r}, which is not a scope token (printable ASCII, no "
                     "spaces, quotes or backslashes)"
                 )
+            if listed == OFFLINE_ACCESS:
+                raise ValueError(
+                    "holds 'offline_access', which a client asks for to get a refresh token: "
+                    "never a resource's requirement, so a server neither requires nor "
+                    "advertises it (MCP 2026-07-28, SEP-2207); remove it"
+                )
         return value
 
     @field_validator("scope_implications")
@@ -440,7 +465,7 @@ class OAuth2Config(BaseSettings):
                     raise ValueError(f"holds {named[:60]!r}, which is not a scope token")
         return value
 
-    @field_validator("exempt_routes")
+    @field_validator("exempt_routes", "anonymous_routes")
     @classmethod
     def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for route in value:
@@ -452,7 +477,7 @@ class OAuth2Config(BaseSettings):
                 if method == "OPTIONS":
                     continue  # every CORS preflight: OPTIONS never reaches a protected handler
                 raise ValueError(
-                    f"{route[:100]!r} would exempt every path"
+                    f"{route[:100]!r} would cover every path"
                     f"{' for ' + method if method else ''}, the MCP endpoint included; only "
                     "'OPTIONS *' may use '*'"
                 )
@@ -461,7 +486,7 @@ class OAuth2Config(BaseSettings):
                     f"{route[:100]!r} must be a path starting with '/', optionally ending in '/*'"
                 )
             if path == "/*":
-                raise ValueError(f"{route[:100]!r} would exempt every path; list the public ones")
+                raise ValueError(f"{route[:100]!r} would cover every path; list the public ones")
         return value
 
     @field_validator("dpop_replay_store")
@@ -545,6 +570,7 @@ class OAuth2Config(BaseSettings):
             leeway=self.leeway,
             required_claims=self.required_claims,
             accepted_types=self.accepted_types,
+            roles_claims=self.roles_claims,
             dpop=self.dpop_policy(),
         )
 

@@ -17,6 +17,7 @@ __all__ = [
     "TokenValidator",
     "__version__",
     "bearer_token",
+    "claim_values",
     "introspected",
     "peek_header",
     "peek_issuer",
@@ -107,6 +108,13 @@ class AuthenticatedUser:
     @property
     def scopes(self) -> frozenset[str]:
         """Scopes from ``scope`` (space-separated) and ``scp`` (string or list)."""
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles at the validator's ``roles_claims`` paths (``roles`` by default; dotted
+        paths such as ``realm_access.roles`` for nested claims): each string found there, or
+        each string of a list found there. Read with the other claims; a value of another type
+        made the token an ``invalid_claim``."""
 
     @property
     def client_id(self) -> str | None:
@@ -207,8 +215,11 @@ class TokenValidator:
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
         cache_size: int = 16384,
+        roles_claims: Sequence[str] | None = None,
         dpop: DPoPPolicy | None = None,
-    ) -> TokenValidator: ...
+    ) -> TokenValidator:
+        """``roles_claims``: the claim paths ``AuthenticatedUser.roles`` are read from (None:
+        ``("roles",)``); ``dpop``: what it accepts of DPoP (None: as ``off``)."""
     @property
     def issuers(self) -> tuple[str, ...]: ...
     @property
@@ -225,6 +236,8 @@ class TokenValidator:
     def accepted_types(self) -> tuple[str, ...] | None: ...
     @property
     def max_token_bytes(self) -> int: ...
+    @property
+    def roles_claims(self) -> tuple[str, ...]: ...
     @property
     def dpop(self) -> DPoPPolicy | None:
         """What this validator accepts of DPoP (None: bearer tokens only, as ``off``)."""
@@ -490,6 +503,12 @@ def bearer_token(authorization: bytes | str) -> str | None:
     """The bearer token of an ``Authorization`` header value, read as ``TokenValidator.authorize``
     reads it (RFC 6750 section 2.1): None when the header names another scheme; raises
     ``InvalidRequestError`` for empty or malformed Bearer credentials."""
+
+def claim_values(user: AuthenticatedUser, path: str) -> tuple[Any, ...]:
+    """Every value at the dotted claim ``path`` of ``user.claims`` (``realm_access.roles``: the
+    member ``roles`` of the claim ``realm_access``; a member name is matched as written, dots
+    included), as read-only values: none when the path leads nowhere, more than one only when the
+    claims hold both readings of a dotted name. The path rule is the one ``roles_claims`` uses."""
 
 def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
     """Decode the protected header of a compact JWS without verifying anything.

@@ -60,6 +60,14 @@ static STRICT: LazyLock<Policy> = LazyLock::new(|| {
         required_scopes: vec!["mcp:tools".into()],
         accepted_types: Some(vec!["at+jwt".into()]),
         max_token_bytes: 2048,
+        roles_claims: [
+            "roles",
+            "realm_access.roles",
+            "resource_access.mcp.roles",
+            "a.b",
+        ]
+        .map(String::from)
+        .to_vec(),
     })
     .expect("strict policy")
 });
@@ -301,6 +309,7 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
 /// read tokens in one pass: the reference the one-pass readers must match exactly.
 mod reference {
     use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+    use crate::claim_path::{self, Step};
     use crate::error::{TokenError, WrongKind};
     use crate::policy::{Policy, Verified};
     use crate::token::parse_object;
@@ -362,6 +371,8 @@ mod reference {
         token_id: Option<String>,
         audience: Vec<String>,
         scopes: Vec<String>,
+        /// Sorted: the one-pass reader keeps document order, which a `Map` does not.
+        roles: Vec<String>,
         expires_at: Option<i64>,
         issued_at: Option<i64>,
         exp: Option<f64>,
@@ -379,6 +390,11 @@ mod reference {
                 token_id: owned(verified.token_id()),
                 audience: verified.audience().into_iter().map(str::to_owned).collect(),
                 scopes: verified.scopes().map(str::to_owned).collect(),
+                roles: {
+                    let mut roles: Vec<String> = verified.roles().map(str::to_owned).collect();
+                    roles.sort_unstable();
+                    roles
+                },
                 expires_at: verified.expires_at,
                 issued_at: verified.issued_at,
                 exp: verified.exp,
@@ -402,6 +418,30 @@ mod reference {
             Some(_) => Err(TokenError::InvalidClaim(
                 format!("'{name}' must be a number (NumericDate)").into(),
             )),
+        }
+    }
+
+    /// The roles at `path` in `object`, each member tried as `claim_path` says; `unreadable`
+    /// keeps the lowest index of a path whose value is not roles.
+    fn roles_at(
+        object: &Map<String, Value>,
+        path: &str,
+        index: usize,
+        roles: &mut Vec<String>,
+        unreadable: &mut Option<usize>,
+    ) {
+        for (name, value) in object {
+            match (claim_path::step(path, name), value) {
+                (None, _) => {}
+                (Some(Step::Here), Value::String(role)) => roles.push(role.clone()),
+                (Some(Step::Here), Value::Array(items)) if items.iter().all(Value::is_string) => {
+                    roles.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                (Some(Step::Into(rest)), Value::Object(inner)) => {
+                    roles_at(inner, rest, index, roles, unreadable);
+                }
+                _ => *unreadable = Some(unreadable.map_or(index, |u| u.min(index))),
+            }
         }
     }
 
@@ -512,6 +552,23 @@ mod reference {
                 missing,
             });
         }
+        let mut roles: Vec<String> = Vec::new();
+        let mut unreadable: Option<usize> = None;
+        for (index, path) in policy.roles_claims.iter().enumerate() {
+            roles_at(&claims, path, index, &mut roles, &mut unreadable);
+        }
+        if let Some(index) = unreadable {
+            return Err(TokenError::InvalidClaim(
+                format!(
+                    "'{}' (a roles claim) must be a string or an array of strings",
+                    policy.roles_claims[index]
+                )
+                .into(),
+            ));
+        }
+        roles.retain(|role| !role.is_empty());
+        roles.sort_unstable();
+        roles.dedup();
         Ok(Read {
             subject: text(&claims, "sub"),
             issuer: text(&claims, "iss").unwrap_or_default(),
@@ -519,6 +576,7 @@ mod reference {
             token_id: text(&claims, "jti"),
             audience,
             scopes,
+            roles,
             expires_at: exp.map(|v| v.floor() as i64),
             issued_at: iat.map(|v| v.floor() as i64),
             exp,

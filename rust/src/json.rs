@@ -182,18 +182,16 @@ impl<'a> Reader<'a> {
         self.value(true)
     }
 
-    /// An object, its members handed to `members` (None); any other value read as a [`Shape`].
-    pub(crate) fn object_or_shape<M: Members<'a>>(
-        &mut self,
-        members: &mut M,
-    ) -> Result<Option<Shape<'a>>, JsonProblem> {
+    /// Whether the next value is an object (nothing is read but whitespace).
+    pub(crate) fn at_object(&mut self) -> bool {
         self.whitespace();
-        if self.peek() == Some(b'{') {
-            self.object(members)?;
-            Ok(None)
-        } else {
-            self.shape().map(Some)
-        }
+        self.peek() == Some(b'{')
+    }
+
+    /// The object the reader is at (see [`Self::at_object`]), its members handed to `members`
+    /// under the same rules as the top level's.
+    pub(crate) fn members<M: Members<'a>>(&mut self, members: &mut M) -> Result<(), JsonProblem> {
+        self.object(members)
     }
 
     /// One value; `keep` says whether strings and numbers are wanted.

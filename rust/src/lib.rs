@@ -11,6 +11,7 @@ pub mod admission;
 pub mod algorithm;
 pub mod authorization;
 pub mod base64url;
+pub mod claim_path;
 pub mod dpop;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -3,12 +3,14 @@
 use crate::admission::{unverified_issuer, KeyMissed, KeyRing, Unsettled};
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
+use crate::claim_path::{self, Step};
 use crate::error::{ConfigError, TokenError, WrongKind};
 use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
 use crate::scopes::ScopeRules;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Clock skew beyond an hour is a broken clock, not skew.
 pub const MAX_LEEWAY_SECONDS: i64 = 3600;
@@ -26,6 +28,8 @@ pub struct PolicyOptions {
     pub required_scopes: Vec<String>,
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
+    /// The claims the roles are read from, as dotted paths (`claim_path`).
+    pub roles_claims: Vec<String>,
 }
 
 impl Default for PolicyOptions {
@@ -41,6 +45,7 @@ impl Default for PolicyOptions {
             required_scopes: Vec::new(),
             accepted_types: None,
             max_token_bytes: 8192,
+            roles_claims: vec!["roles".into()],
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct Policy {
     /// Normalized with [`normalize_media_type`].
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
+    /// The dotted paths (`claim_path`) of the claims holding the user's roles.
+    pub roles_claims: Vec<String>,
     /// Where `check_claims` finds each required claim, and how many it does not read itself.
     required_slots: Vec<Required>,
     other_required: usize,
@@ -78,9 +85,10 @@ pub struct Verified {
     username: Option<Span>,
     /// `cnf.jkt` (RFC 9449 section 6): the thumbprint of the key the token is bound to.
     confirmation: Option<Span>,
-    /// `aud` values, then the granted scopes (`scopes_from` on).
+    /// `aud` values, then the granted scopes (`scopes_from` on), then the roles (`roles_from` on).
     texts: Spans,
     scopes_from: usize,
+    roles_from: usize,
     pub expires_at: Option<i64>,
     pub issued_at: Option<i64>,
     /// `exp` and `nbf` as read, for re-checking a cached result against a later clock.
@@ -185,7 +193,14 @@ impl Verified {
 
     /// The granted scopes: `scope`, then `scp`, without repeats, in order of appearance.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.texts.as_slice()[self.scopes_from..]
+        self.texts.as_slice()[self.scopes_from..self.roles_from]
+            .iter()
+            .map(|s| self.text(*s))
+    }
+
+    /// The roles read from `roles_claims`, without repeats, in order of appearance.
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.texts.as_slice()[self.roles_from..]
             .iter()
             .map(|s| self.text(*s))
     }
@@ -278,6 +293,32 @@ impl Policy {
                 "required_claims holds an empty name ({bad:?}); list claim names such as \"sub\""
             ));
         }
+        for path in &options.roles_claims {
+            if let Some(problem) = claim_path::problem(path) {
+                return err(format!(
+                    "roles_claims holds {:?}, which {problem}; give claim paths such as \"roles\" \
+                     or \"realm_access.roles\"",
+                    truncated(path)
+                ));
+            }
+            // The members the claim rules read are never handed to the roles reader.
+            if let Some(read) = READ_CLAIM_NAMES
+                .iter()
+                .find(|name| claim_path::step(path, name).is_some())
+            {
+                return err(format!(
+                    "roles_claims holds {:?}, which goes through '{read}', a claim read for its \
+                     own rule; give the claim that holds roles, e.g. \"roles\"",
+                    truncated(path)
+                ));
+            }
+        }
+        if options.roles_claims.len() > MAX_ROLES_CLAIMS {
+            return err(format!(
+                "roles_claims holds {} paths; at most {MAX_ROLES_CLAIMS} are read",
+                options.roles_claims.len()
+            ));
+        }
         let required_scopes = ScopeRules::requiring(options.required_scopes, "required_scopes")?;
         let accepted_types = match options.accepted_types {
             None => None,
@@ -314,6 +355,7 @@ impl Policy {
             required_scopes,
             accepted_types,
             max_token_bytes: options.max_token_bytes,
+            roles_claims: options.roles_claims,
         })
     }
 
@@ -439,7 +481,11 @@ impl Policy {
     }
 
     fn claims_reader(&self) -> Claims<'_, '_> {
-        Claims::new(&self.required_claims, self.other_required)
+        Claims::new(
+            &self.required_claims,
+            self.other_required,
+            &self.roles_claims,
+        )
     }
 
     /// The claim rules, on a decoded payload whose signature has been verified. The payload is
@@ -634,6 +680,16 @@ impl Policy {
             _ => return Err(invalid("'scp' must be a string or an array of strings")),
         }
         self.required_scopes.check(scopes.iter())?;
+        if let Some(path) = found.roles.invalid {
+            return Err(TokenError::InvalidClaim(
+                format!(
+                    "'{}' (a roles claim) must be a string or an array of strings",
+                    self.roles_claims.get(path).map_or("", |p| truncated(p))
+                )
+                .into(),
+            ));
+        }
+        let roles = found.roles.distinct();
         // Where each kept text lies: a range of the payload when it was read without escapes.
         let base = payload.as_ptr() as usize;
         let mut decoded: Vec<Box<str>> = Vec::new();
@@ -656,13 +712,15 @@ impl Policy {
             Claim::Texts(items) => items.len(),
             _ => 1,
         };
-        let mut texts = Spans::with_capacity(audience_len + scopes.len());
+        let mut texts = Spans::with_capacity(audience_len + scopes.len() + roles.len());
         match found.get(AUD) {
             Claim::Texts(items) => items.iter().for_each(|aud| texts.push(span(aud))),
             Claim::Text(aud) => texts.push(span(aud)),
             _ => {}
         }
         scopes.iter().for_each(|scope| texts.push(span(scope)));
+        let roles_from = texts.as_slice().len();
+        roles.iter().for_each(|role| texts.push(span(role)));
         let issuer = span(issuer);
         let text_of = |claim: &Claim<'_>, span: &mut dyn FnMut(&str) -> Span| match claim {
             Claim::Text(text) => Some(span(text)),
@@ -686,7 +744,8 @@ impl Policy {
             token_id,
             username,
             confirmation,
-            scopes_from: audience_len.min(texts.as_slice().len()),
+            scopes_from: audience_len.min(roles_from),
+            roles_from,
             texts,
             expires_at: exp.map(seconds),
             issued_at: iat.map(seconds),
@@ -820,6 +879,32 @@ const USERNAME: usize = 11;
 const NONCE: usize = 12;
 const CNF: usize = 13;
 const READ_CLAIMS: usize = 14;
+/// The names `claim_index` knows, which a roles path may not go through.
+const READ_CLAIM_NAMES: [&str; READ_CLAIMS] = [
+    "exp",
+    "nbf",
+    "iat",
+    "iss",
+    "aud",
+    "sub",
+    "jti",
+    "client_id",
+    "azp",
+    "scope",
+    "scp",
+    "username",
+    "nonce",
+    "cnf",
+];
+/// At most this many `roles_claims` paths.
+const MAX_ROLES_CLAIMS: usize = 16;
+
+/// A configured text as an error message shows it: at most 64 characters.
+fn truncated(text: &str) -> &str {
+    text.char_indices()
+        .nth(64)
+        .map_or(text, |(end, _)| &text[..end])
+}
 
 /// The index of a claim the rules read. Names are matched as small integers (every read name
 /// but `client_id`, `username`, `scope` and `nonce` is three bytes long): this runs once per
@@ -882,16 +967,21 @@ struct Claims<'a, 'p> {
     /// Whether `cnf` is an object (its slot then holds `Other`), and its `jkt`.
     cnf_is_object: bool,
     jkt: Claim<'a>,
+    /// The `roles_claims` paths, and the roles found at them.
+    roles_paths: &'p [String],
+    roles: Roles<'a>,
 }
 
 impl<'a, 'p> Claims<'a, 'p> {
-    fn new(required: &'p [String], others: usize) -> Self {
+    fn new(required: &'p [String], others: usize, roles_paths: &'p [String]) -> Self {
         Self {
             slots: Default::default(),
             required,
             others: vec![Presence::Absent; others],
             cnf_is_object: false,
             jkt: Claim::Absent,
+            roles_paths,
+            roles: Roles::default(),
         }
     }
 
@@ -919,11 +1009,16 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
 
     fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
         if index == CNF {
+            // An object: its `jkt` kept (the slot says `Other`); anything else read as a shape.
+            self.cnf_is_object = reader.at_object();
+            if !self.cnf_is_object {
+                self.slots[index] = reader.shape()?;
+                return Ok(());
+            }
             let mut confirmation = Confirmation(Claim::Absent);
-            let shape = reader.object_or_shape(&mut confirmation)?;
-            self.cnf_is_object = shape.is_none();
+            reader.members(&mut confirmation)?;
             self.jkt = confirmation.0;
-            self.slots[index] = shape.unwrap_or(Claim::Other);
+            self.slots[index] = Claim::Other;
             return Ok(());
         }
         self.slots[index] = reader.shape()?;
@@ -931,14 +1026,26 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
     }
 
     fn other(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
-        if self.others.is_empty() {
+        let on_a_path = self
+            .roles_paths
+            .iter()
+            .any(|path| claim_path::step(path, name).is_some());
+        let found = if on_a_path {
+            let routes = self.roles_paths.iter().enumerate();
+            let routes = routes.map(|(index, path)| (index, path.as_str()));
+            self.roles.read(routes.collect(), name, reader)?
+        } else if self.others.is_empty() {
             return reader.skip();
-        }
-        // A required claim this validator does not read: only whether it is null matters.
-        let found = match reader.shape()? {
-            Claim::Null => Presence::Null,
-            _ => Presence::Value,
+        } else {
+            // A required claim this validator does not read: only whether it is null matters.
+            match reader.shape()? {
+                Claim::Null => Presence::Null,
+                _ => Presence::Value,
+            }
         };
+        if self.others.is_empty() {
+            return Ok(());
+        }
         let mut other = 0;
         for required in self.required {
             if claim_index(required).is_none() {
@@ -949,6 +1056,112 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The roles found at the `roles_claims` paths while the payload is read: every string at the
+/// end of a path (a string, or each string of an array); anything else there, or a value that is
+/// not an object on the way, makes the roles claim invalid.
+#[derive(Default)]
+struct Roles<'a> {
+    found: Vec<Cow<'a, str>>,
+    /// The index of the first configured path whose value could not be read as roles.
+    invalid: Option<usize>,
+}
+
+impl<'a> Roles<'a> {
+    /// Reads the value of member `name`, on the way of some of `paths` (index, the rest of the
+    /// path at this depth); what the member holds, for the required-claims rule.
+    fn read<'p>(
+        &mut self,
+        paths: Vec<(usize, &'p str)>,
+        name: &str,
+        reader: &mut json::Reader<'a>,
+    ) -> Result<Presence, JsonProblem> {
+        let mut ending: Option<usize> = None;
+        let mut going_on: Vec<(usize, &'p str)> = Vec::new();
+        for (index, path) in paths {
+            match claim_path::step(path, name) {
+                Some(Step::Here) => {
+                    ending.get_or_insert(index);
+                }
+                Some(Step::Into(rest)) => going_on.push((index, rest)),
+                None => {}
+            }
+        }
+        if !going_on.is_empty() && reader.at_object() {
+            // An object: the end of no path (an object is not roles), the way for the others.
+            if let Some(index) = ending {
+                self.mark_invalid(index);
+            }
+            reader.members(&mut RolesWithin {
+                roles: self,
+                paths: going_on,
+            })?;
+            return Ok(Presence::Value);
+        }
+        if let Some((index, _)) = going_on.first() {
+            self.mark_invalid(*index); // not an object on the way
+        }
+        let shape = reader.shape()?;
+        let presence = match shape {
+            Claim::Null => Presence::Null,
+            _ => Presence::Value,
+        };
+        if let Some(index) = ending {
+            match shape {
+                Claim::Text(role) => self.found.push(role),
+                Claim::Texts(roles) => self.found.extend(roles),
+                _ => self.mark_invalid(index),
+            }
+        }
+        Ok(presence)
+    }
+
+    /// Notes that the path at `index` holds no roles; the error names the first such path.
+    fn mark_invalid(&mut self, index: usize) {
+        self.invalid = Some(self.invalid.map_or(index, |first| first.min(index)));
+    }
+
+    /// The roles found, each once, in order of appearance.
+    fn distinct(&self) -> Vec<&str> {
+        let mut roles: Vec<&str> = Vec::with_capacity(self.found.len());
+        if self.found.len() <= 16 {
+            for role in &self.found {
+                if !role.is_empty() && !roles.contains(&role.as_ref()) {
+                    roles.push(role);
+                }
+            }
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(self.found.len());
+            for role in &self.found {
+                if !role.is_empty() && seen.insert(role.as_ref()) {
+                    roles.push(role);
+                }
+            }
+        }
+        roles
+    }
+}
+
+/// The members of an object on the way of some roles paths.
+struct RolesWithin<'r, 'a, 'p> {
+    roles: &'r mut Roles<'a>,
+    paths: Vec<(usize, &'p str)>,
+}
+
+impl<'a> json::Members<'a> for RolesWithin<'_, 'a, '_> {
+    fn other(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        let on_a_path = self
+            .paths
+            .iter()
+            .any(|(_, path)| claim_path::step(path, name).is_some());
+        if !on_a_path {
+            return reader.skip();
+        }
+        self.roles
+            .read(self.paths.clone(), name, reader)
+            .map(|_| ())
     }
 }
 
@@ -1232,6 +1445,170 @@ mod tests {
         assert!(requiring
             .check_claims(bytes(claims(json!({"cnf": {"jkt": jkt}}))), NOW)
             .is_ok());
+    }
+
+    /// The test policy with `change` made to its options.
+    fn policy_with(change: impl FnOnce(&mut PolicyOptions)) -> Policy {
+        let mut options = PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            ..Default::default()
+        };
+        change(&mut options);
+        Policy::new(options).expect("valid policy")
+    }
+
+    fn with_roles(paths: &[&str]) -> Policy {
+        policy_with(|o| o.roles_claims = paths.iter().map(|p| (*p).to_owned()).collect())
+    }
+
+    fn roles_of(policy: &Policy, extra: Value) -> Result<Vec<String>, TokenError> {
+        let v = policy.check_claims(bytes(claims(extra)), NOW)?;
+        Ok(v.roles().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn roles_are_read_from_the_configured_paths() {
+        // The default reads `roles` (Entra ID's app roles).
+        assert_eq!(
+            roles_of(&policy(), json!({"roles": ["a", "b", "a"], "scope": "s"})),
+            Ok(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            roles_of(&policy(), json!({"roles": "solo"})),
+            Ok(vec!["solo".into()])
+        );
+        assert_eq!(roles_of(&policy(), json!({})), Ok(vec![]));
+        let keycloak = with_roles(&[
+            "realm_access.roles",
+            "resource_access.mcp-server.roles",
+            "resource_access.other.roles",
+        ]);
+        let token = json!({
+            "realm_access": {"roles": ["user", "offline"]},
+            "resource_access": {
+                "mcp-server": {"roles": ["deployer", "user"]},
+                "account": {"roles": ["manage-account"]},
+                "other": {"roles": []},
+            },
+            "roles": ["not-read"],
+        });
+        let v = keycloak
+            .check_claims(bytes(claims(token)), NOW)
+            .expect("valid");
+        assert_eq!(
+            v.roles().collect::<Vec<_>>(),
+            ["user", "offline", "deployer"]
+        );
+        // Scopes and roles are kept apart.
+        assert!(v.scopes().next().is_none());
+        let both = keycloak
+            .check_claims(
+                bytes(claims(
+                    json!({"scope": "a b", "realm_access": {"roles": ["r"]}}),
+                )),
+                NOW,
+            )
+            .expect("valid");
+        assert_eq!(both.scopes().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(both.roles().collect::<Vec<_>>(), ["r"]);
+        // Namespaced claims are matched as written; escaped texts decoded.
+        let auth0 = with_roles(&["https://example.com/roles", "cognito:groups"]);
+        assert_eq!(
+            roles_of(
+                &auth0,
+                json!({"https://example.com/roles": ["\u{e9}diteur", "x"], "cognito:groups": ["g"]})
+            ),
+            // In document order (serde_json writes members sorted by name).
+            Ok(vec!["g".into(), "\u{e9}diteur".into(), "x".into()])
+        );
+        let escaped = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"roles":["\u0061dmin"]}"#;
+        let v = policy().check_claims(escaped.to_vec(), NOW).expect("valid");
+        assert_eq!(v.roles().collect::<Vec<_>>(), ["admin"]);
+    }
+
+    #[test]
+    fn a_roles_claim_of_another_type_is_an_invalid_claim() {
+        let keycloak = with_roles(&["realm_access.roles"]);
+        for bad in [
+            json!({"roles": 1}),
+            json!({"roles": null}),
+            json!({"roles": ["a", 1]}),
+            json!({"roles": {"a": true}}),
+            json!({"roles": true}),
+        ] {
+            let err = roles_of(&policy(), bad.clone()).expect_err("invalid");
+            assert_eq!(err.code(), "invalid_claim", "{bad}");
+            assert!(
+                err.description().contains("'roles' (a roles claim)"),
+                "{err}"
+            );
+        }
+        for bad in [
+            json!({"realm_access": "admin"}),
+            json!({"realm_access": null}),
+            json!({"realm_access": ["roles"]}),
+            json!({"realm_access": {"roles": [{"name": "admin"}]}}),
+        ] {
+            let err = roles_of(&keycloak, bad.clone()).expect_err("invalid");
+            assert_eq!(err.code(), "invalid_claim", "{bad}");
+        }
+        // A path that leads nowhere is no roles, not an error.
+        assert_eq!(roles_of(&keycloak, json!({"realm_access": {}})), Ok(vec![]));
+        // The strict JSON rules hold inside the objects a path goes through.
+        let duplicate = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"realm_access":{"roles":["a"],"roles":["b"]}}"#;
+        let err = keycloak
+            .check_claims(duplicate.to_vec(), NOW)
+            .expect_err("duplicate");
+        assert_eq!(err.code(), "malformed");
+        let off_path = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"realm_access":{"x":1,"x":2}}"#;
+        assert_eq!(
+            keycloak
+                .check_claims(off_path.to_vec(), NOW)
+                .expect_err("dup")
+                .code(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn a_required_claim_can_also_be_a_roles_claim() {
+        let both = policy_with(|o| o.required_claims = vec!["exp".into(), "roles".into()]);
+        assert_eq!(
+            both.check_claims(bytes(claims(json!({}))), NOW)
+                .expect_err("absent"),
+            TokenError::MissingClaim("roles".into())
+        );
+        let v = both
+            .check_claims(bytes(claims(json!({"roles": ["r"]}))), NOW)
+            .expect("valid");
+        assert_eq!(v.roles().collect::<Vec<_>>(), ["r"]);
+    }
+
+    #[test]
+    fn roles_claims_are_checked() {
+        let options = |paths: &[&str]| PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs".into()],
+            roles_claims: paths.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        };
+        for (paths, needle) in [
+            (&["a..b"][..], "empty segment"),
+            (&[""][..], "is empty"),
+            (&["scope"][..], "'scope'"),
+            (&["scp"][..], "'scp'"),
+            (&["aud.x"][..], "'aud'"),
+        ] {
+            let err = Policy::new(options(paths)).expect_err(needle);
+            assert!(err.0.starts_with("roles_claims holds"), "{}", err.0);
+            assert!(err.0.contains(needle), "{needle}: {}", err.0);
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("r{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(Policy::new(options(&many)).is_err());
+        assert!(Policy::new(options(&[])).is_ok());
+        assert!(Policy::new(options(&["scopes", "audit.x"])).is_ok());
     }
 
     /// A JWT with `nonce` for an audience that is an application ID (a GUID) is an ID token;

@@ -35,6 +35,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(admission::introspected, m)?)?;
     m.add_function(wrap_pyfunction!(admission::peek_header, m)?)?;
     m.add_function(wrap_pyfunction!(admission::peek_issuer, m)?)?;
+    m.add_function(wrap_pyfunction!(user::claim_values, m)?)?;
     m.add_function(wrap_pyfunction!(errors::token_error_descriptions, m)?)?;
     m.add_function(wrap_pyfunction!(errors::token_error_examples, m)?)?;
     Ok(())

@@ -1,12 +1,13 @@
 //! `AuthenticatedUser`: a verified token as Python sees it, with views built on first use.
 
 use super::convert::frozen_object;
+use crate::claim_path::{self, Step};
 use crate::error::TokenError;
 use crate::policy::Verified;
 use crate::scopes::ScopeRules;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyFrozenSet, PyTuple};
+use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
 use std::hash::{Hash, Hasher};
 
 #[pyclass(
@@ -21,6 +22,7 @@ pub(crate) struct AuthenticatedUser {
     // no dict, and a cached user object builds each view once.
     audience: PyOnceLock<Py<PyTuple>>,
     scopes: PyOnceLock<Py<PyFrozenSet>>,
+    roles: PyOnceLock<Py<PyFrozenSet>>,
     /// The claims, read-only at every depth (objects as `ReadOnlyDict`, arrays as tuples): the
     /// user object is shared through the cache, so no request may change what another one sees.
     claims: PyOnceLock<Py<PyAny>>,
@@ -35,6 +37,7 @@ impl AuthenticatedUser {
             verified,
             audience: PyOnceLock::new(),
             scopes: PyOnceLock::new(),
+            roles: PyOnceLock::new(),
             claims: PyOnceLock::new(),
             admitted: PyOnceLock::new(),
         }
@@ -103,6 +106,15 @@ impl AuthenticatedUser {
         self.scopes
             .get_or_try_init(py, || {
                 PyFrozenSet::new(py, self.verified.scopes()).map(Bound::unbind)
+            })
+            .map(|s| s.clone_ref(py))
+    }
+
+    #[getter]
+    fn roles(&self, py: Python<'_>) -> PyResult<Py<PyFrozenSet>> {
+        self.roles
+            .get_or_try_init(py, || {
+                PyFrozenSet::new(py, self.verified.roles()).map(Bound::unbind)
             })
             .map(|s| s.clone_ref(py))
     }
@@ -195,4 +207,50 @@ impl AuthenticatedUser {
                 .map_or("None".to_string(), |e| e.to_string())
         )
     }
+}
+
+/// Every value at the dotted claim `path` of `user`'s claims (`crate::claim_path`), in document
+/// order: none when the path leads nowhere, more than one only when the claims hold both readings
+/// of a dotted name. The values are the read-only ones of `user.claims`.
+#[pyfunction]
+pub(crate) fn claim_values<'py>(
+    py: Python<'py>,
+    user: &Bound<'py, AuthenticatedUser>,
+    path: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let claims = user.get().claims(py)?.into_bound(py);
+    let mut found = Vec::new();
+    if let Ok(object) = claims.cast::<PyDict>() {
+        values_at(object, path, &mut found)?;
+    }
+    PyTuple::new(py, found)
+}
+
+fn values_at<'py>(
+    object: &Bound<'py, PyDict>,
+    path: &str,
+    found: &mut Vec<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    if !path.contains('.') {
+        // Without a dot only the member of that very name is on the path: one lookup.
+        if let Some(value) = object.get_item(path)? {
+            found.push(value);
+        }
+        return Ok(());
+    }
+    for (name, value) in object.iter() {
+        let Ok(name) = name.cast::<PyString>() else {
+            continue;
+        };
+        match claim_path::step(path, name.to_str()?) {
+            Some(Step::Here) => found.push(value),
+            Some(Step::Into(rest)) => {
+                if let Ok(inner) = value.cast::<PyDict>() {
+                    values_at(inner, rest, found)?;
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }

@@ -51,11 +51,12 @@ impl PyTokenValidator {
         accepted_types = None,
         max_token_bytes = None,
         cache_size = None,
+        roles_claims = None,
         dpop = None,
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192, cache_size=16384, dpop=None)")]
+        max_token_bytes=8192, cache_size=16384, roles_claims=None, dpop=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
@@ -67,6 +68,7 @@ impl PyTokenValidator {
         accepted_types: Option<&Bound<'_, PyAny>>,
         max_token_bytes: Option<&Bound<'_, PyAny>>,
         cache_size: Option<&Bound<'_, PyAny>>,
+        roles_claims: Option<&Bound<'_, PyAny>>,
         dpop: Option<Bound<'_, PyDpopPolicy>>,
     ) -> PyResult<Self> {
         let defaults = PolicyOptions::default();
@@ -110,6 +112,10 @@ impl PyTokenValidator {
             },
             accepted_types: accepted_types.clone(),
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(0),
+            roles_claims: match roles_claims {
+                Some(value) => string_list(value, "roles_claims")?,
+                None => defaults.roles_claims,
+            },
         };
         let cache_size = integer(cache_size, "cache_size", DEFAULT_CACHE_SIZE)?;
         if !(0..=MAX_CACHE_SIZE).contains(&cache_size) {
@@ -174,6 +180,11 @@ impl PyTokenValidator {
     #[getter]
     fn max_token_bytes(&self) -> usize {
         self.policy.max_token_bytes
+    }
+
+    #[getter]
+    fn roles_claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.roles_claims)
     }
 
     #[pyo3(signature = (token, keys, *, now = None))]
