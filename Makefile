@@ -361,6 +361,11 @@ bench-introspection: $(VENV_WHEEL) ## Opaque tokens: warm-cache cost beside fast
 	$(UV) sync --locked --inexact --group bench
 	$(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
 
+.PHONY: bench-dpop
+bench-dpop: $(VENV_WHEEL) ## DPoP: a proof's cost per request for ES256 and EdDSA, beside the bare signature check and auth0-api-python
+	$(UV) sync --locked --inexact --group bench
+	$(VENV)/bin/python -W ignore benches/dpop.py
+
 .PHONY: bench-flood
 bench-flood: $(VENV_WHEEL) ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
 	$(VENV)/bin/python benches/introspection_flood.py --latencies 0.05 0.2 0.5 --seconds 10
@@ -376,7 +381,7 @@ bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
 # fuzz/regressions/<target>, which `cargo test` replays with the seeds.
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
-FUZZ_TARGETS := token jwks json base64url authorization
+FUZZ_TARGETS := token jwks json base64url authorization dpop
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 45
 FUZZ_LIMITS := -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10

@@ -300,6 +300,59 @@ def authorization_seeds(tokens: dict[str, str]) -> dict[str, bytes]:
     return encoded
 
 
+# The dpop target's request (rust/src/fuzzing.rs): POST DPOP_RESOURCE with DPOP_TOKEN.
+DPOP_RESOURCE = "https://mcp.example.com/mcp"
+DPOP_TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJmdXp6In0.c2lnbmF0dXJl"
+
+
+def dpop_seeds() -> dict[str, bytes]:
+    """Proofs named ``<check>-<what>`` by the check they fail (``ok-`` ones pass), made by the
+    testing client for the harness's request at its clock; and URLs for the normal form."""
+    from mcp_oauth2.testing import DPoPKey
+
+    es, ed, rs = DPoPKey("ES256"), DPoPKey("EdDSA"), DPoPKey("RS256")
+
+    def proof(key: DPoPKey = es, **options: Any) -> str:
+        options.setdefault("issued_at", NOW)
+        options.setdefault("access_token", DPOP_TOKEN)
+        return key.proof("POST", DPOP_RESOURCE, **options)
+
+    good = proof()
+    head, signature = good.rsplit(".", 1)
+    seeds = {
+        "ok-es256": good,
+        "ok-eddsa": proof(ed),
+        "ok-rs256": proof(rs),
+        "ok-htu-spelling": proof(claims={"htu": "HTTPS://MCP.example.com:443/./mcp/"}),
+        "wellformed-not-a-jwt": "this-is-not-a-jwt",
+        "wellformed-two-segments": head,
+        "wellformed-joined": f"{good}, {good}",
+        "wellformed-duplicate": proof(claims={"jti": "a"}).replace(
+            b64u(b'{"jti":"a",'), b64u(b'{"jti":"a","jti":"b",'), 1
+        ),
+        "members-no-jti": proof(claims={"jti": None}),
+        "members-no-jwk": proof(headers={"jwk": None}),
+        "members-iat-text": proof(claims={"iat": "now"}),
+        "members-no-ath": proof(access_token=None),
+        "type-jwt": proof(headers={"typ": "JWT"}),
+        "algorithm-none": proof(headers={"alg": "none"}),
+        "algorithm-hs256": proof(headers={"alg": "HS256"}),
+        "key-private": proof(headers={"jwk": es.private_jwk()}),
+        "key-oct": proof(headers={"jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
+        "signature-tampered": f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}",
+        "signature-other-key": proof(headers={"jwk": DPoPKey("ES256").public_jwk}),
+        "method-get": proof(claims={"htm": "GET"}),
+        "url-other-host": proof(claims={"htu": "https://wrong.example.com/mcp"}),
+        "url-query": proof(claims={"htu": DPOP_RESOURCE + "?a=1"}),
+        "time-stale": proof(issued_at=NOW - 301),
+        "time-future": proof(issued_at=NOW + 301),
+        "accesstokenhash-other-token": proof(access_token="another.token.here"),
+        "url-normal-upper": "HTTPS://Example.COM:443/a/./b/../%7Ec/",
+        "url-normal-ipv6": "http://[::1]:8080/%2f//",
+    }
+    return {name: text.encode() for name, text in seeds.items()}
+
+
 def write(target: str, seeds: dict[str, bytes]) -> None:
     folder = SEEDS / target
     shutil.rmtree(folder, ignore_errors=True)
@@ -309,6 +362,9 @@ def write(target: str, seeds: dict[str, bytes]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["dpop"]:  # the dpop seeds alone: the other targets' keys stay
+        write("dpop", dpop_seeds())
+        return
     (FUZZ / "keys.json").write_text(json.dumps(jwks(), indent=1) + "\n")
     tokens = token_seeds()
     write("token", {name: token.encode() for name, token in tokens.items()})
@@ -316,6 +372,7 @@ def main() -> None:
     write("json", json_seeds(tokens))
     write("base64url", base64url_seeds(tokens))
     write("authorization", authorization_seeds(tokens))
+    write("dpop", dpop_seeds())
 
 
 if __name__ == "__main__":

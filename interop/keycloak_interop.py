@@ -58,7 +58,7 @@ from keycloak_server import (
 )
 from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.lowlevel import Authenticator, JWKSCache
-from mcp_oauth2.testing import AppServer, bind_loopback, url_of
+from mcp_oauth2.testing import AppServer, DPoPKey, bind_loopback, url_of
 from protected_server import (
     ADMIN_SCOPE,
     HEALTH,
@@ -83,11 +83,22 @@ CLIENT: Final = "mcp-client"
 OTHER_CLIENT: Final = "other-client"
 NO_BASIC_CLIENT: Final = "no-basic-client"
 USER_CLIENT: Final = "user-client"
+DPOP_CLIENT: Final = "dpop-client"
 USER: Final = "alice"
 """A user with the realm roles deployer and viewer and the client role operator of mcp-server."""
 PLAIN_USER: Final = "bob"
 """A user with the realm role viewer only."""
 ACCEPT: Final = "application/json, text/event-stream"
+INITIALIZE: Final = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": LATEST_HANDSHAKE_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "interop", "version": "0"},
+    },
+}
 
 
 # -- the transcript --------------------------------------------------------------------------
@@ -172,19 +183,9 @@ class Run:
     async def post_initialize(self, token: str, url: str | None = None) -> httpx.Response:
         """An MCP ``initialize`` POST with ``token``, as a raw HTTP request (the first request
         an MCP client makes): its status and JSON body show the server's answer as sent."""
-        body = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "interop", "version": "0"},
-            },
-        }
         return await self.http.post(
             url or self.mcp_url,
-            json=body,
+            json=INITIALIZE,
             headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
         )
 
@@ -450,6 +451,85 @@ async def part_roles(run: Run, out: Transcript, config: OAuth2Config) -> None:
             raw.status_code == 403 and _code(raw) == "access_denied",
             "the body's code is access_denied",
         )
+
+
+async def _dpop_token(run: Run, key: DPoPKey) -> tuple[str, str]:
+    """A token of ``DPOP_CLIENT`` bound to ``key`` (RFC 9449 section 5: a proof for the token
+    request), and its ``token_type``; a ``use_dpop_nonce`` answer is retried with its nonce."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": DPOP_CLIENT,
+        "client_secret": run.secret,
+        "scope": TOOLS_SCOPE,
+    }
+    nonce = None
+    for _ in range(2):
+        proof = key.proof("POST", run.token_endpoint, nonce=nonce)
+        answer = await run.http.post(run.token_endpoint, data=form, headers={"DPoP": proof})
+        nonce = answer.headers.get("dpop-nonce")
+        if answer.status_code == 400 and nonce and "use_dpop_nonce" in answer.text:
+            continue
+        if answer.status_code != 200:
+            raise RuntimeError(f"token endpoint: HTTP {answer.status_code} {answer.text[:300]}")
+        body = answer.json()
+        return body["access_token"], body.get("token_type", "")
+    raise RuntimeError("token endpoint: use_dpop_nonce twice")
+
+
+async def part_dpop(run: Run, out: Transcript, config: OAuth2Config) -> None:
+    """DPoP (RFC 9449): Keycloak binds the tokens of a client that requires DPoP-bound tokens
+    to the key of the proof its token request carried; a server with ``dpop="required"`` takes
+    such a token with a proof by that key, and refuses it as a bearer token, with another key's
+    proof, and a plain bearer token of another client."""
+    out.part("12. DPoP (RFC 9449): Keycloak's DPoP-bound token, a server with dpop=required")
+    key = DPoPKey()
+    token, token_type = await _dpop_token(run, key)
+    cnf = claims_of(token).get("cnf")
+    out.step(f"{DPOP_CLIENT}'s token: token_type={token_type!r}, cnf={cnf!r}")
+    out.check(token_type == "DPoP", "Keycloak answers token_type DPoP")  # noqa: S105
+    # Keycloak adds a member of its own beside jkt ("kc-jkt-type"), which the validator skips.
+    out.check(
+        isinstance(cnf, dict) and cnf.get("jkt") == key.thumbprint,
+        "its cnf.jkt is the RFC 7638 thumbprint of the client's key",
+    )
+    required = _variant(config, dpop="required")
+    sock = bind_loopback()
+    cache = JWKSCache(issuer=run.issuer, settings=required.cache_settings())
+    # Another process behind the same public URL (run.mcp_url, which every proof names): the
+    # request's URL is the configured resource's, never what the Host header says.
+    async with AppServer(build_app(required, cache, at_shutdown=[cache.aclose]), sock) as url:
+        endpoint = url + MCP_PATH
+
+        async def post(authorization: str, proof: str | None) -> httpx.Response:
+            headers = {"Authorization": authorization, "Accept": ACCEPT}
+            if proof is not None:
+                headers["DPoP"] = proof
+            return await run.http.post(endpoint, json=INITIALIZE, headers=headers)
+
+        accepted = await post(f"DPoP {token}", key.proof("POST", run.mcp_url, access_token=token))
+        out.step(f"DPoP {'<token>'} with a proof: {_answer(accepted)}"[:300])
+        out.check(accepted.status_code == 200, "the token with a proof by its key: 200")
+        for what, authorization, proof, expected in (
+            ("as a bearer token", f"Bearer {token}", None, "dpop_required"),
+            (
+                "with another key's proof",
+                f"DPoP {token}",
+                DPoPKey().proof("POST", run.mcp_url, access_token=token),
+                "invalid_dpop_proof",
+            ),
+            (
+                f"{CLIENT}'s bearer token",
+                f"Bearer {await run.token([TOOLS_SCOPE])}",
+                None,
+                "dpop_required",
+            ),
+        ):
+            refused = await post(authorization, proof)
+            out.step(f"{what}: {_answer(refused)}"[:300])
+            out.check(
+                (refused.status_code, _code(refused)) == (401, expected),
+                f"{what}: 401 {expected}",
+            )
 
 
 def _variant(config: OAuth2Config, **changes: Any) -> OAuth2Config:
@@ -890,6 +970,7 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     await part_recovery(run, out, unseen)
     await part_introspection(run, out, config)
     await part_first_hour(run, out, admin)
+    await part_dpop(run, out, config)
 
 
 # -- setting up ------------------------------------------------------------------------------

@@ -89,6 +89,12 @@ BAD_VALUES: dict[str, object] = {
     "client_auth_method": "private_key_jwt",
     "introspection_require_audience": "maybe",
     "introspection_cache_ttl": 99_999,
+    "dpop": "on",
+    "dpop_algorithms": "HS256",
+    "dpop_max_age": 0,
+    "dpop_nonce": "maybe",
+    "dpop_nonce_secret": "short",
+    "dpop_replay_store": "http://:12345678@redis:6379",
 }
 
 

@@ -35,7 +35,7 @@ from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, _rust
 from mcp_oauth2._access import AccessControl
 from mcp_oauth2._rust import ScopeRules
 from mcp_oauth2.lowlevel import JWKSCache, KeySource, StaticKeys, TokenValidator
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.testing import DPoPKey, LocalIssuer
 from token_factory import AUDIENCE, ISSUER, b64u, jwks_for, make_claims, mint
 
 BASE = "https://mcp.example.com"
@@ -252,6 +252,22 @@ async def test_a_jwt_costs_one_native_call_with_one_issuer() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_dpop_request_costs_one_native_call() -> None:
+    """The proof is checked in the same call as the token (which the verified-token cache
+    serves the second time); the replay check reads the proof's attributes, no call."""
+    _, client = protected(StaticKeys(jwks_for(["ec-256"])), dpop="required")
+    key = DPoPKey()
+    now = int(time.time())
+    claims = make_claims(scope="mcp:tools", iat=now - 5, nbf=now - 5, exp=now + 600)
+    token = mint("ES256", {**claims, "cnf": {"jkt": key.thumbprint}}, key="ec-256")
+    async with client:
+        for _ in range(2):
+            proof = key.proof("GET", AUDIENCE, access_token=token)
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+            assert await calls_of(client, headers) == ["TokenValidator.authorize"]
+
+
+@pytest.mark.anyio
 async def test_a_jwt_costs_one_native_call_with_three_issuers() -> None:
     """Each issuer has its own keys; the call routes by the token's unverified ``iss``. The first
     token of an issuer costs one more call (its keys were not at hand); a forged ``iss`` meets
@@ -319,7 +335,8 @@ async def introspecting(
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
 async def test_an_opaque_token_costs_at_most_two_native_calls() -> None:
-    """The call that classifies the token, then the scope rules on the introspected user. The
+    """The call that classifies the token, then the referral's admission of the introspected
+    user (the DPoP binding and the scope rules: ``Referral.admit``). The
     first request also has the introspector check the endpoint's answer
     (``validate_introspection``); later ones are answered from its cache."""
     issuer = LocalIssuer(default_audience=AUDIENCE)
@@ -331,9 +348,9 @@ async def test_an_opaque_token_costs_at_most_two_native_calls() -> None:
     assert first == [
         "TokenValidator.authorize",
         "TokenValidator.validate_introspection",
-        "ScopeRules.admit",
+        "Referral.admit",
     ]
-    assert again == ["TokenValidator.authorize", "ScopeRules.admit"]
+    assert again == ["TokenValidator.authorize", "Referral.admit"]
     assert issuer.introspection_requests == 1
 
 

@@ -212,6 +212,15 @@ CODES = {
     "InsufficientScopeError": "insufficient_scope",
     "InvalidTokenTypeError": "invalid_type",
     "InactiveTokenError": "inactive_token",
+    "InvalidDPoPProofError": "invalid_dpop_proof",
+    "UseDPoPNonceError": "use_dpop_nonce",
+    "DPoPRequiredError": "dpop_required",
+}
+# The RFC 6750 / RFC 9449 error of the codes whose error is not invalid_token.
+OWN_ERROR = {
+    "insufficient_scope": (403, "insufficient_scope"),
+    "invalid_dpop_proof": (401, "invalid_dpop_proof"),
+    "use_dpop_nonce": (401, "use_dpop_nonce"),
 }
 
 
@@ -220,9 +229,7 @@ def test_error_codes_and_http_meaning(name: str, code: str) -> None:
     cls = getattr(errors, name)
     assert issubclass(cls, TokenValidationError)
     assert cls.code == code
-    expected = (
-        (403, "insufficient_scope") if code == "insufficient_scope" else (401, "invalid_token")
-    )
+    expected = OWN_ERROR.get(code, (401, "invalid_token"))
     assert (cls.status_code, cls.error) == expected
     error = cls()
     assert error.description == cls.default_description

@@ -22,6 +22,12 @@ quoted-string with backslash and quote escaped and characters outside printable 
 nothing can break out of its parameter or start a new header line. Descriptions come from the
 errors' client-safe ``description``.
 
+With DPoP (RFC 9449 section 7.1) the challenges follow the mode: under ``required`` one
+``WWW-Authenticate: DPoP algs="..."`` challenge in place of the Bearer one; under ``allowed``
+both, the DPoP refusals (``invalid_dpop_proof``, ``use_dpop_nonce``, ``dpop_required``) naming
+their error in the DPoP challenge alone, the others in both. ``use_dpop_nonce`` carries the
+nonce to use in a ``DPoP-Nonce`` header.
+
 Every refusal is answered through ``AccessControl.refuse``, which also logs it: one INFO line on
 the ``mcp_oauth2.refusals`` logger per refused request, with the method, the path, the status, the
 ``code`` and the description, never the token nor any header (``RefusalLog``). A flood of bad
@@ -46,7 +52,10 @@ from mcp_oauth2._rust import ScopeRules
 from mcp_oauth2.errors import (
     AuthorizationError,
     AuthorizationServerUnavailableError,
+    DPoPRequiredError,
     InsufficientScopeError,
+    InvalidDPoPProofError,
+    UseDPoPNonceError,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +86,9 @@ WS_POLICY_VIOLATION: Final = 1008
 # The longest path a refusal line shows, and the characters it shows unescaped.
 _LOGGED_PATH_CHARS: Final = 200
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
+# The refusals about DPoP itself, whose error only the DPoP challenge names.
+_DPOP_ERRORS: Final = (InvalidDPoPProofError, UseDPoPNonceError, DPoPRequiredError)
+_DPOP_NEEDED: Final = "this resource needs a DPoP-bound token and a DPoP proof"
 # Seconds between two ERROR lines about requests refused for want of OAuth2Middleware.
 UNPROTECTED_LOG_INTERVAL: Final = 60.0
 # Never challenged for (SEP-2207): the scope a client adds to get a refresh token.
@@ -125,7 +137,7 @@ def unprotected() -> Refusal:
         "the server cannot check this request's authorization (misconfigured)",
         "unprotected",
     )
-    return _refusal(500, body, None)
+    return _refusal(500, body, ())
 
 
 def quote(value: str) -> str:
@@ -245,6 +257,9 @@ class AccessControl:
     then asks the authorization server for: not ``scopes_supported``, since a least-privilege
     client that may not have every supported scope would otherwise be refused by its
     authorization server and could never connect.
+
+    ``dpop`` (``off``, ``allowed``, ``required``) decides the challenges' schemes, and
+    ``dpop_algorithms`` their ``algs``.
     """
 
     def __init__(
@@ -253,11 +268,15 @@ class AccessControl:
         *,
         required_scopes: Iterable[str] = (),
         scope_implications: Mapping[str, Iterable[str]] | None = None,
+        dpop: str = "off",
+        dpop_algorithms: Iterable[str] = (),
     ) -> None:
         self.resource_metadata_url = resource_metadata_url
         self.rules = ScopeRules(scope_implications or {}, tuple(required_scopes))
         self.required_scopes: tuple[str, ...] = self.rules.required
         self.log = RefusalLog()
+        self._bearer = dpop != "required"
+        self._dpop_algs = f"algs={quote(' '.join(dpop_algorithms))}" if dpop != "off" else None
 
     @classmethod
     def from_config(cls, config: OAuth2Config) -> AccessControl:
@@ -265,6 +284,8 @@ class AccessControl:
             metadata_url(config.resource_uri),
             required_scopes=config.required_scopes,
             scope_implications=config.scope_implications,
+            dpop=config.dpop,
+            dpop_algorithms=config.dpop_algorithms,
         )
 
     # -- scopes ---------------------------------------------------------------------------------
@@ -305,19 +326,26 @@ class AccessControl:
         """401 without an ``error`` (RFC 6750 section 3.1): the client sent no token, so there is
         no error to name, in the header or in the JSON body. The challenge names
         ``required_scopes`` and then ``needed`` (what this request needs besides)."""
-        body = {"error_description": "this resource needs a bearer token", "code": "missing_token"}
+        words = "this resource needs a bearer token" if self._bearer else _DPOP_NEEDED
+        body = {"error_description": words, "code": "missing_token"}
         needed = tuple(needed)
         scopes = self.every_scope_needed(needed) if needed else None
-        return _refusal(401, body, self._challenge(scopes=scopes))
+        return _refusal(401, body, self._challenges(scopes=scopes))
 
     def invalid(self, error: AuthorizationError) -> Refusal:
-        """The answer an error carries: 400 ``invalid_request``, 401 ``invalid_token`` or 403
-        ``insufficient_scope`` (challenging for the scopes it says are required)."""
+        """The answer an error carries: 400 ``invalid_request``, 401 ``invalid_token`` (or the
+        DPoP errors) or 403 ``insufficient_scope`` (challenging for the scopes it says are
+        required); ``use_dpop_nonce`` with the nonce in ``DPoP-Nonce``."""
         scopes = error.required_scopes if isinstance(error, InsufficientScopeError) else None
-        challenge = self._challenge(error.error, error.description, scopes)
-        return _refusal(
-            error.status_code, _body(error.error, error.description, error.code), challenge
+        challenges = self._challenges(
+            error.error, error.description, scopes, dpop_only=isinstance(error, _DPOP_ERRORS)
         )
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if isinstance(error, UseDPoPNonceError) and error.nonce:
+            nonce = "".join(ch for ch in error.nonce if "!" <= ch <= "~")  # a token68, no more
+            extra = ((b"dpop-nonce", nonce.encode("ascii")),)
+        body = _body(error.error, error.description, error.code)
+        return _refusal(error.status_code, body, challenges, *extra)
 
     def scope_refusal(self, granted: Iterable[str], needed: Iterable[str]) -> Refusal | None:
         """403 ``insufficient_scope`` when the granted scopes (with implications) do not cover
@@ -333,14 +361,14 @@ class AccessControl:
         """503 with ``Retry-After`` and no challenge: keys cannot be had right now, so nothing can
         be verified, and there is nothing the client could fix."""
         body = _body("temporarily_unavailable", error.description, error.code)
-        return _refusal(503, body, None, (b"retry-after", str(error.retry_after).encode()))
+        return _refusal(503, body, (), (b"retry-after", str(error.retry_after).encode()))
 
     def access_denied(self, missing: str = "check") -> Refusal:
         """403 ``access_denied`` for a caller refused by a rule more scopes would not satisfy
         (``missing``: ``role``, ``claim`` or ``check``): no challenge and no ``scope``, so a
         client does not try to step up."""
         description = _DENIED.get(missing, _DENIED["check"])
-        return _refusal(403, _body("access_denied", description, "access_denied"), None)
+        return _refusal(403, _body("access_denied", description, "access_denied"), ())
 
     def header_mismatch(self, request_id: object, what: str) -> Refusal:
         """400 with a JSON-RPC error -32020 (SEP-2243) for a request whose ``Mcp-Method``,
@@ -353,35 +381,46 @@ class AccessControl:
         message = f"Header mismatch: {what}"
         error = {"code": HEADER_MISMATCH, "message": message}
         document = {"jsonrpc": "2.0", "id": echoed, "error": error}
-        return _answer(400, document, None, code="header_mismatch", description=message)
+        return _answer(400, document, (), code="header_mismatch", description=message)
 
     def body_too_large(self, limit: int) -> Refusal:
         """413 for a body too large to be checked (``MCPPolicy``): not about the token, so no
         challenge."""
         description = f"the request body exceeds the {limit}-byte limit of the tool-scope check"
-        return _refusal(413, _body("invalid_request", description, "body_too_large"), None)
+        return _refusal(413, _body("invalid_request", description, "body_too_large"), ())
 
     def body_too_deep(self) -> Refusal:
         """400 for a body nested too deeply for the JSON parser to finish (``MCPPolicy``)."""
         description = "the request body is nested too deeply to be checked"
-        return _refusal(400, _body("invalid_request", description, "invalid_request"), None)
+        return _refusal(400, _body("invalid_request", description, "invalid_request"), ())
 
-    def _challenge(
+    def _challenges(
         self,
         error: str | None = None,
         description: str | None = None,
         scopes: Iterable[str] | None = None,
-    ) -> str:
+        *,
+        dpop_only: bool = False,
+    ) -> tuple[str, ...]:
+        """The ``WWW-Authenticate`` challenges: Bearer unless DPoP is required, DPoP unless it is
+        off; the error in each, but a DPoP refusal's in the DPoP challenge alone."""
         params = [f"resource_metadata={quote(self.resource_metadata_url)}"]
         names = tuple(self.required_scopes if scopes is None else scopes)
         names = tuple(name for name in names if name != OFFLINE_ACCESS)
         if names:
             params.append(f"scope={quote(' '.join(names))}")
+        plain = list(params)
         if error is not None:
             params.append(f"error={quote(error)}")
         if description:
             params.append(f"error_description={quote(description)}")
-        return "Bearer " + ", ".join(params)
+        challenges = []
+        if self._bearer:
+            bearer = plain if dpop_only and self._dpop_algs is not None else params
+            challenges.append("Bearer " + ", ".join(bearer))
+        if self._dpop_algs is not None:
+            challenges.append("DPoP " + ", ".join([self._dpop_algs, *params]))
+        return tuple(challenges)
 
 
 def _body(error: str, description: str, code: str) -> dict[str, str]:
@@ -391,13 +430,13 @@ def _body(error: str, description: str, code: str) -> dict[str, str]:
 def _refusal(
     status: int,
     body: Mapping[str, str],
-    challenge: str | None,
+    challenges: tuple[str, ...],
     *extra: tuple[bytes, bytes],
 ) -> Refusal:
     return _answer(
         status,
         body,
-        challenge,
+        challenges,
         *extra,
         code=body.get("code", ""),
         description=body.get("error_description", ""),
@@ -407,14 +446,13 @@ def _refusal(
 def _answer(
     status: int,
     document: Mapping[str, object],
-    challenge: str | None,
+    challenges: tuple[str, ...],
     *extra: tuple[bytes, bytes],
     code: str,
     description: str,
 ) -> Refusal:
     content = json.dumps(document, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-    if challenge is not None:
-        headers.append((b"www-authenticate", challenge.encode("ascii")))
+    headers += [(b"www-authenticate", challenge.encode("ascii")) for challenge in challenges]
     headers += [*extra, (b"content-length", str(len(content)).encode())]
     return Refusal(status, tuple(headers), content, code, description)

@@ -16,6 +16,12 @@ source per issuer, the call gets the set each source gave last, and the token's 
 asked afterwards, as any request asks (which may start a refresh, or find the keys too old to
 serve: 503); when it gives another set, the token is checked again with it.
 
+DPoP (RFC 9449): with the request's ``DPoP`` header values, method and path (``DPoPRequest``),
+the same native call checks the proof and, once the token is verified, that the token is bound
+to the proof's key; an introspected token's binding is checked on the answer
+(``Referral.admit``). The answer then carries the ``DPoPProof``, whose replay is the caller's
+to check (``_dpop_replay``).
+
 When the key set does not know the token's key (a rotation), or the signature fails under a known
 ``kid`` (an issuer that restarted with a new key under the same id), the call's error names the
 issuer and key id that missed; the source may refetch, rate limited, and the token is checked
@@ -29,12 +35,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, overload
 
 from mcp_oauth2._health import AuthenticatorHealth, summarize
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import AuthenticatedUser, KeySet, Referral, ScopeRules, TokenValidator
+from mcp_oauth2._rust import (
+    AuthenticatedUser,
+    DPoPProof,
+    KeySet,
+    Referral,
+    ScopeRules,
+    TokenValidator,
+)
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2.errors import (
     ConfigurationError,
@@ -50,8 +63,10 @@ if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
 
 Checked = TypeVar("Checked")
-# A user and its effective scopes, sorted.
-Admitted = tuple[AuthenticatedUser, tuple[str, ...]]
+# A user and its effective scopes, sorted; and the DPoP proof, when the request came with one.
+Admitted = (
+    tuple[AuthenticatedUser, tuple[str, ...]] | tuple[AuthenticatedUser, tuple[str, ...], DPoPProof]
+)
 # The keys one native call is given: a set for every issuer, or a set per issuer.
 Keys = KeySet | Mapping[str, KeySet]
 # One native call on a header (None: another scheme) or a bare token, with the given keys.
@@ -59,12 +74,21 @@ Check = Callable[[Keys], Admitted | Referral | None]
 # TokenValidator.authorize (a header) or authorize_token (a bare token).
 NativeCall = Callable[..., Admitted | Referral | None]
 
-__all__ = ["Authenticator"]
+__all__ = ["Admitted", "Authenticator", "DPoPRequest"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
 # How long a readiness check waits for a refresh it started (a probe's timeout is often 1 s).
 READINESS_WAIT = 0.5
+
+
+class DPoPRequest(NamedTuple):
+    """What a DPoP proof is checked against: the values of the request's ``DPoP`` headers, its
+    method, and its path as sent (percent-encoded, without the query)."""
+
+    proofs: tuple[bytes, ...]
+    method: str
+    path: str
 
 
 class Authenticator:
@@ -153,16 +177,35 @@ class Authenticator:
         return self._admit(self.validator.authorize_token, token, None, user_only=True)
 
     def authorize(
-        self, authorization: bytes, rules: ScopeRules
+        self, authorization: bytes, rules: ScopeRules, dpop: DPoPRequest | None = None
     ) -> Coroutine[None, None, Admitted | None]:
         """(Awaitable.) The user of an ``Authorization`` header value and its effective scopes
-        under ``rules``, or None when the header names another scheme. A JWT is settled in one
-        native call (``TokenValidator.authorize``: the header, the token's kind, its issuer's
-        keys, validation, the scope rules); an opaque token in two (that call, then the rules on
-        the introspected user). Raises ``InvalidRequestError`` for a malformed header,
-        ``TokenValidationError`` (``InsufficientScopeError`` included) or
+        under ``rules`` (and the ``DPoPProof``, for a request that proved possession with
+        ``dpop``), or None when the header names a scheme not read here. A JWT is settled in one
+        native call (``TokenValidator.authorize``: the header, the DPoP proof, the token's
+        kind, its issuer's keys, validation, the DPoP binding, the scope rules); an opaque token
+        in two (that call, then ``Referral.admit`` on the introspected user). Raises
+        ``InvalidRequestError`` for a malformed header, ``TokenValidationError``
+        (``InsufficientScopeError`` and the DPoP refusals included) or
         ``AuthorizationServerUnavailableError``."""
-        return self._admit(self.validator.authorize, authorization, rules)
+        if dpop is None:
+            return self._admit(self.validator.authorize, authorization, rules)
+        authorize = self.validator.authorize
+
+        def call(
+            subject: str | bytes, keys: Keys, rules: ScopeRules | None, *, token_format: str
+        ) -> Admitted | Referral | None:
+            return authorize(
+                subject,
+                keys,
+                rules,
+                token_format=token_format,
+                dpop_proofs=dpop.proofs,
+                method=dpop.method,
+                path=dpop.path,
+            )
+
+        return self._admit(call, authorization, rules)
 
     # ``authenticate`` and ``authorize`` are not coroutine functions themselves: a request then
     # costs one coroutine (``_admit``), not two (about 80 ns each on CPython 3.11 here).
@@ -288,16 +331,15 @@ class Authenticator:
         return await self._after_miss(self.sources[issuer], keys, miss, with_keys)
 
     async def _introspected(self, referral: Referral, rules: ScopeRules | None) -> Admitted:
-        """The user the authorization server vouches for, and its effective scopes under
-        ``rules`` (one native call; without rules, the granted scopes)."""
+        """The user the authorization server vouches for, bound as the token was presented, and
+        its effective scopes under ``rules`` (one native call; without rules, the granted
+        scopes)."""
         if referral.issuer is not None:  # only with several issuers, which _admit_routed takes
             raise JWKSUnavailableError(f"no keys for {referral.issuer}")
         if self.introspector is None:  # token_format "jwt" refers no token to introspection
             raise ConfigurationError("token_format='jwt' never introspects")
         user = await self.introspector.introspect(referral.token)
-        if rules is None:
-            return user, tuple(sorted(user.scopes))
-        return user, rules.admit(user)
+        return referral.admit(user, rules)
 
     async def _after_miss(
         self,

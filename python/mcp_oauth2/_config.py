@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -31,7 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
-from mcp_oauth2._rust import TokenValidator
+from mcp_oauth2._rust import DPoPPolicy, TokenValidator
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2._url_rules import (
     require_audience,
@@ -79,6 +80,12 @@ EXAMPLES: Final[dict[str, str]] = {
     "client_auth_method": "client_secret_post",
     "introspection_require_audience": "false",
     "introspection_cache_ttl": "60",
+    "dpop": "required",
+    "dpop_algorithms": "ES256,EdDSA",
+    "dpop_max_age": "300",
+    "dpop_nonce": "true",
+    "dpop_nonce_secret": "<32 or more random characters>",
+    "dpop_replay_store": "redis://redis.internal:6379/0",
 }
 """A valid value of every setting, as its environment variable would hold it."""
 
@@ -97,6 +104,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "jwks_max_stale": (0, 30 * 86_400),
     "introspection_cache_ttl": (0, 3_600),
 }
+# Where a shared DPoP replay store may be (redis-py's URL schemes over the network).
+_REPLAY_STORE_SCHEMES = ("redis", "rediss")
 # The settings that need not be given, and the ones that matter only when tokens are introspected.
 _REQUIRED = ("issuer", "audience")
 _CLIENT = ("client_id", "client_secret")
@@ -111,6 +120,12 @@ _NATIVE_SETTINGS = {
     "required_scopes": "required_scopes",
     "accepted_types": "accepted_types",
     "roles_claims": "roles_claims",
+    "dpop": "dpop",
+    "dpop_algorithms": "dpop_algorithms",
+    "dpop_max_age": "dpop_max_age",
+    "dpop_nonce": "dpop_nonce",
+    "dpop_nonce_secret": "dpop_nonce_secret",
+    "resource": "resource",
 }
 # RFC 6749 and OpenID Connect: a client asks for a refresh token with it. Never a resource's
 # requirement, so never in a challenge nor in `scopes_supported` (MCP 2026-07-28, SEP-2207).
@@ -300,6 +315,35 @@ class OAuth2Config(BaseSettings):
         description="Longest reuse of an active introspection result (never past the token's "
         "`exp`): the longest a revocation can go unseen.",
     )
+    dpop: Literal["off", "allowed", "required"] = Field(
+        "off",
+        description="DPoP (RFC 9449): `off` (bearer tokens; a DPoP-bound one is refused), "
+        "`allowed` (bearer and DPoP; a DPoP-bound token needs its proof), `required` (DPoP only).",
+    )
+    dpop_algorithms: StringList = Field(
+        ("ES256", "ES384", "RS256", "PS256", "EdDSA"),
+        description="Algorithms a DPoP proof may be signed with (asymmetric only).",
+    )
+    dpop_max_age: int = Field(
+        300,
+        description="How far a proof's `iat` may be from the server's clock, either way, in "
+        "seconds (the leeway is not added).",
+    )
+    dpop_nonce: bool = Field(
+        False,
+        description="Require this server's nonce in every proof (RFC 9449 section 9; 401 "
+        "`use_dpop_nonce` with a `DPoP-Nonce` header until a proof carries it).",
+    )
+    dpop_nonce_secret: SecretStr | None = Field(
+        None,
+        description="The nonces' secret (32 characters or more), the same in every process of "
+        "the server; unset, each process draws its own, which works for one process only.",
+    )
+    dpop_replay_store: SecretStr | None = Field(
+        None,
+        description="`redis://...`: where every process records each proof's `jti` (the "
+        "`redis` extra); unset, in this process's memory (one process only).",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -311,7 +355,13 @@ class OAuth2Config(BaseSettings):
             lines = [teach(*_problem(entry)) for entry in error.errors()]
             raise ValueError("\n".join(dict.fromkeys(lines))) from None
         # The rules of the whole configuration, once each setting is valid on its own.
-        for check in (config._resource_is_a_url, config._client, config._native_rules):
+        checks = (
+            config._resource_is_a_url,
+            config._client,
+            config._dpop_rules,
+            config._native_rules,
+        )
+        for check in checks:
             try:
                 check()
             except SettingError as problem:
@@ -341,6 +391,7 @@ class OAuth2Config(BaseSettings):
         "accepted_types",
         "authorization_servers",
         "scopes_supported",
+        "dpop_algorithms",
         mode="before",
     )
     @classmethod
@@ -438,6 +489,19 @@ class OAuth2Config(BaseSettings):
                 raise ValueError(f"{route[:100]!r} would cover every path; list the public ones")
         return value
 
+    @field_validator("dpop_replay_store")
+    @classmethod
+    def _replay_store(cls, value: SecretStr | None) -> SecretStr | None:
+        # The URL may hold a password: the error never shows it.
+        if value is not None:
+            try:
+                scheme = urlsplit(value.get_secret_value()).scheme
+            except ValueError:
+                scheme = ""
+            if scheme not in _REPLAY_STORE_SCHEMES:
+                raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
     @field_validator("readiness_path")
     @classmethod
     def _probe_path(cls, value: str | None) -> str | None:
@@ -482,6 +546,10 @@ class OAuth2Config(BaseSettings):
                 "required with several issuers (which one's metadata would name it?)",
             )
 
+    def _dpop_rules(self) -> None:
+        if self.dpop == "off" and self.dpop_replay_store is not None:
+            raise SettingError("dpop_replay_store", "set, but dpop is off")
+
     def _native_rules(self) -> None:
         # The native validator checks algorithms, leeway and the claim and scope names once
         # more, with the rules it applies at run time; its words name the argument.
@@ -494,7 +562,7 @@ class OAuth2Config(BaseSettings):
 
     def token_validator(self) -> TokenValidator:
         """The native validator for this configuration (global scopes are checked separately,
-        so that ``scope_implications`` apply)."""
+        so that ``scope_implications`` apply), with its ``dpop_policy``."""
         return TokenValidator(
             self.issuer,
             self.audience,
@@ -503,6 +571,20 @@ class OAuth2Config(BaseSettings):
             required_claims=self.required_claims,
             accepted_types=self.accepted_types,
             roles_claims=self.roles_claims,
+            dpop=self.dpop_policy(),
+        )
+
+    def dpop_policy(self) -> DPoPPolicy:
+        """What the resource accepts of DPoP. Each call without ``dpop_nonce_secret`` draws a
+        new random nonce key: the validator holds the one that counts."""
+        secret = self.dpop_nonce_secret
+        return DPoPPolicy(
+            self.dpop,
+            self.resource_uri,
+            algorithms=self.dpop_algorithms,
+            max_age=self.dpop_max_age,
+            nonce=self.dpop_nonce,
+            nonce_secret=None if secret is None else secret.get_secret_value().encode(),
         )
 
     def cache_settings(self) -> CacheSettings:

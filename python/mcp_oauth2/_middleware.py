@@ -18,6 +18,12 @@ set, a readiness probe), and starts and stops the key caches with the applicatio
 Which scopes suffice, how every refusal reads and how it is logged is ``AccessControl``'s
 (``_access``): the middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and answers through
 it, the refusals that ``OAuth2Bearer`` raises from inside a FastAPI app included.
+
+With DPoP on (``dpop`` ``allowed`` or ``required``), the request's ``DPoP`` headers, method and
+path go to the same native call (``DPoPRequest``): the request's URL is the configured
+resource's scheme and authority with the request's own path, never what its ``Host`` header
+says. A proof that passed is then recorded once (``_dpop_replay.ReplayCheck``), and a replay
+refused.
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
+from urllib.parse import quote as percent_encode
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_oauth2._access import ACCESS_SCOPE_KEY, AccessControl, Refusal, RefusalRaised
-from mcp_oauth2._authenticator import Authenticator
+from mcp_oauth2._authenticator import Authenticator, DPoPRequest
 from mcp_oauth2._config import ENV_PREFIX, OAuth2Config
 from mcp_oauth2._current_user import enter_request, leave_request
+from mcp_oauth2._dpop_replay import ReplayCheck
 from mcp_oauth2._exemptions import Exemptions
 from mcp_oauth2._health import ReadinessProbe
 from mcp_oauth2._introspection import Introspector
@@ -51,12 +59,14 @@ from mcp_oauth2.errors import (
 if TYPE_CHECKING:
     from mcp_oauth2.telemetry import Admit, Telemetry
 
-__all__ = ["OAuth2Middleware", "authorization_header"]
+__all__ = ["OAuth2Middleware", "authorization_header", "dpop_request"]
 
 logger = logging.getLogger("mcp_oauth2.middleware")
 
 # How deep ``route_paths`` looks through middleware, mounts and routers.
 _ROUTE_DEPTH = 16
+# The characters a path keeps unescaped when it is written back from its decoded form.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 class OAuth2Middleware:
@@ -83,6 +93,8 @@ class OAuth2Middleware:
         config = self.config
         self.authenticator = Authenticator.from_config(config, key_sources, introspector)
         self.access = AccessControl.from_config(config)
+        self.replay = ReplayCheck.from_config(config)
+        """Each DPoP proof accepted once; None while DPoP is off."""
         self.exemptions = Exemptions(config.exempt_routes)
         self.anonymous = Exemptions(config.anonymous_routes)
         self.metadata = ResourceMetadata(config)
@@ -139,20 +151,22 @@ class OAuth2Middleware:
         effective scopes), or return the refusal.
 
         From the header's bytes to the user and its effective scopes is one native call
-        (``TokenValidator.authorize``: the b64token check, the verified-token cache, validation,
-        and ``AccessControl``'s scope rules, which refuse with ``InsufficientScopeError``)."""
+        (``TokenValidator.authorize``: the b64token check, the DPoP proof, the verified-token
+        cache, validation, and ``AccessControl``'s scope rules, which refuse with
+        ``InsufficientScopeError``); then the replay check of a DPoP proof."""
         try:
             header = authorization_header(scope)
-            admitted = (
-                None
-                if header is None
-                else await self.authenticator.authorize(header, self.access.rules)
-            )
+            admitted = None
+            if header is not None:
+                dpop = None if self.replay is None else dpop_request(scope)
+                admitted = await self.authenticator.authorize(header, self.access.rules, dpop)
+                if admitted is not None and len(admitted) == 3 and self.replay is not None:
+                    await self.replay.first_use(admitted[2])
         except Exception as error:
             return self._refusal_for(error)
         if admitted is None:
             return self.access.missing_token()
-        scope["user"], effective = admitted
+        scope["user"], effective = admitted[0], admitted[1]
         scope["auth"] = AuthCredentials(effective)
         return None
 
@@ -182,6 +196,8 @@ class OAuth2Middleware:
                     logger.exception("key prefetch at startup failed; requests answer 503")
             elif message["type"] == "lifespan.shutdown":
                 await self.authenticator.aclose()
+                if self.replay is not None:
+                    await self.replay.aclose()
             return message
 
         return wrapped
@@ -283,3 +299,21 @@ def authorization_header(scope: Scope) -> bytes | None:
         raise InvalidRequestError("the request has more than one Authorization header")
     header: bytes = values[0]
     return header
+
+
+def dpop_request(scope: Scope) -> DPoPRequest:
+    """What a DPoP proof of this request is checked against: the values of every ``DPoP`` header
+    (exactly one must be there; the check counts them), the method (``GET`` for a WebSocket
+    handshake), and the path as the client sent it, below the application's ``root_path``."""
+    proofs = tuple(value for name, value in scope["headers"] if name == b"dpop")
+    method: str = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+    raw: bytes | None = scope.get("raw_path")
+    path = (
+        raw.decode("latin-1")
+        if raw is not None
+        else percent_encode(scope.get("path") or "/", safe=_PATH_SAFE)
+    )
+    root: str = scope.get("root_path") or ""
+    if root and not path.startswith(root):
+        path = root + path  # a proxy took the prefix off: the client's URL has it
+    return DPoPRequest(proofs, method, path)

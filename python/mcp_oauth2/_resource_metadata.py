@@ -5,7 +5,9 @@ The document lives at ``/.well-known/oauth-protected-resource`` and, for a resou
 (``https://host/mcp``), also at the path-suffixed form ``/.well-known/oauth-protected-resource/mcp``
 (RFC 9728 section 3.1), which is the URL advertised in ``WWW-Authenticate``. MCP clients start
 authorization from it, so it is exempt from authentication, answers GET, HEAD and OPTIONS, allows
-any origin (it is public), and may be cached.
+any origin (it is public), and may be cached. With DPoP on, it names the proofs' algorithms
+(``dpop_signing_alg_values_supported``) and whether only DPoP-bound tokens are accepted
+(``dpop_bound_access_tokens_required``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class ResourceMetadata:
             document["resource_name"] = config.resource_name
         if config.resource_documentation:
             document["resource_documentation"] = config.resource_documentation
+        if config.dpop != "off":
+            # RFC 9728 section 2: what a DPoP client needs to know before its first request.
+            document["dpop_signing_alg_values_supported"] = list(config.dpop_algorithms)
+            document["dpop_bound_access_tokens_required"] = config.dpop == "required"
         self.document = document
         """The document as a dict (the ``check`` command prints it)."""
         self.body = json.dumps(document, separators=(",", ":")).encode()

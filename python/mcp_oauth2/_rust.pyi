@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
 from mcp_oauth2._claims import ReadOnlyDict
-from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.errors import InvalidDPoPProofError, TokenValidationError
 
 # One check of a trace: ``(check, status, detail)``, status ``"pass"``, ``"fail"``, ``"skip"``
 # or ``"not_reached"``.
@@ -13,6 +13,8 @@ _Step = tuple[str, str, str]
 
 __all__ = [
     "AuthenticatedUser",
+    "DPoPPolicy",
+    "DPoPProof",
     "KeySet",
     "Referral",
     "ScopeRules",
@@ -24,6 +26,11 @@ __all__ = [
 ]
 
 __version__: str
+
+# What ``TokenValidator.authorize`` admits: the user and its effective scopes (sorted), and the
+# DPoP proof when the request came with one.
+_Admitted = tuple[AuthenticatedUser, tuple[str, ...]]
+_Proven = tuple[AuthenticatedUser, tuple[str, ...], DPoPProof]
 
 @final
 class KeySet:
@@ -209,9 +216,10 @@ class TokenValidator:
         max_token_bytes: int = 8192,
         cache_size: int = 16384,
         roles_claims: Sequence[str] | None = None,
+        dpop: DPoPPolicy | None = None,
     ) -> TokenValidator:
         """``roles_claims``: the claim paths ``AuthenticatedUser.roles`` are read from (None:
-        ``("roles",)``)."""
+        ``("roles",)``); ``dpop``: what it accepts of DPoP (None: as ``off``)."""
     @property
     def issuers(self) -> tuple[str, ...]: ...
     @property
@@ -230,6 +238,10 @@ class TokenValidator:
     def max_token_bytes(self) -> int: ...
     @property
     def roles_claims(self) -> tuple[str, ...]: ...
+    @property
+    def dpop(self) -> DPoPPolicy | None:
+        """What this validator accepts of DPoP (None: bearer tokens only, as ``off``)."""
+
     def validate(
         self, token: str | bytes, keys: KeySet, *, now: float | None = None
     ) -> AuthenticatedUser:
@@ -286,7 +298,10 @@ class TokenValidator:
         *,
         token_format: Literal["jwt"] = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None: ...
+        dpop_proofs: None = None,
+        method: str = "GET",
+        path: str = "/",
+    ) -> _Admitted | None: ...
     @overload
     def authorize(
         self,
@@ -296,11 +311,35 @@ class TokenValidator:
         *,
         token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | Referral | None:
+        dpop_proofs: None = None,
+        method: str = "GET",
+        path: str = "/",
+    ) -> _Admitted | Referral | None: ...
+    @overload
+    def authorize(
+        self,
+        authorization: bytes | str,
+        keys: KeySet | Mapping[str, KeySet],
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+        dpop_proofs: Sequence[bytes],
+        method: str = "GET",
+        path: str = "/",
+    ) -> _Admitted | _Proven | Referral | None:
         """One call from an ``Authorization`` header value to what becomes of the request.
 
-        Reads the Bearer credentials (RFC 6750 section 2.1: the scheme case-insensitively, one
-        b64token) and returns None when the header names another scheme. The token's kind is
+        Reads the credentials (RFC 6750 section 2.1, RFC 9449 section 7.1: the scheme
+        case-insensitively, one token) and returns None when the header names a scheme this
+        validator does not read (``DPoP`` is one only with a ``dpop`` policy that is not
+        ``off``). Under the ``DPoP`` scheme, ``dpop_proofs`` (the values of every ``DPoP``
+        header: exactly one is required) is checked for ``method`` and ``path`` (the request's
+        own, percent-encoded, without the query) as RFC 9449 section 4.3 says, and after
+        validation the token must be bound to the proof's key (``cnf.jkt``); the answer then has
+        the ``DPoPProof`` third, for the caller's replay check. A token bound to a key
+        (``cnf.jkt``) presented as a bearer token is refused (``DPoPRequiredError``), and so is
+        any bearer token under ``required``. The token's kind is
         decided by ``token_format`` and its shape alone: under ``opaque`` every token, under
         ``auto`` every token without exactly two dots, is handed back as a ``Referral`` to
         introspect. A JWT is validated as ``validate`` does (verified-token cache included)
@@ -310,7 +349,8 @@ class TokenValidator:
         a ``Referral`` naming it. ``scopes`` then applies: returns ``(user, effective scopes
         sorted)``.
 
-        Raises ``InvalidRequestError`` for empty or malformed Bearer credentials,
+        Raises ``InvalidRequestError`` for empty or malformed credentials,
+        ``InvalidDPoPProofError``, ``UseDPoPNonceError`` and ``DPoPRequiredError`` for DPoP,
         ``TokenValidationError`` subclasses as ``validate`` does (a ``KeyNotFoundError`` or
         ``InvalidSignatureError`` names in ``issuer`` and ``kid`` the issuer whose keys were
         chosen, if chosen by issuer, and the token's key id), and ``InsufficientScopeError``
@@ -326,7 +366,7 @@ class TokenValidator:
         *,
         token_format: Literal["jwt"] = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]]: ...
+    ) -> _Admitted: ...
     @overload
     def authorize_token(
         self,
@@ -336,8 +376,9 @@ class TokenValidator:
         *,
         token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | Referral:
-        """``authorize`` for a bare token, without the header (as the MCP SDK hands one over)."""
+    ) -> _Admitted | Referral:
+        """``authorize`` for a bare token, without the header (as the MCP SDK hands one over):
+        a bearer token, so one bound to a DPoP key (``cnf.jkt``) is refused."""
 
     def trace(
         self,
@@ -349,7 +390,7 @@ class TokenValidator:
         now: float | None = None,
     ) -> tuple[
         list[_Step],
-        tuple[AuthenticatedUser, tuple[str, ...]] | Referral | TokenValidationError,
+        _Admitted | Referral | TokenValidationError,
     ]:
         """``authorize_token``, explained: ``(steps, verdict)``.
 
@@ -389,7 +430,15 @@ class TokenValidator:
 
 @final
 class Referral:
-    """A bearer token that one ``TokenValidator.authorize`` call could not settle by itself."""
+    """A token that one ``TokenValidator.authorize`` call could not settle by itself."""
+
+    def admit(
+        self, user: AuthenticatedUser, scopes: ScopeRules | None = None
+    ) -> _Admitted | _Proven:
+        """The introspected ``user`` of this token admitted as ``authorize`` admits a verified
+        one: the DPoP binding (the answer's ``cnf.jkt`` against the proof's key; none for a
+        bearer token), then ``(user, effective scopes sorted)`` under ``scopes`` (the granted
+        scopes without), with the ``DPoPProof`` third when the token came with one."""
 
     @property
     def token(self) -> str:
@@ -399,6 +448,89 @@ class Referral:
     def issuer(self) -> str | None:
         """None: introspect the token (RFC 7662). Otherwise a configured issuer, named by the
         JWT's unverified ``iss``, whose keys the call was not given: get them and call again."""
+
+    def __repr__(self) -> str: ...
+
+@final
+class DPoPPolicy:
+    """What a resource accepts of DPoP (RFC 9449): the mode (``off``, ``allowed``,
+    ``required``), the proofs' algorithms (asymmetric only) and time window, the resource's URL
+    (the scheme and authority of every ``htu``), and nonces: an HMAC of ``nonce_secret`` (32 bytes
+    or more) and a 150-second window, accepted in that window and the next, so that any process
+    with the secret accepts another's nonce; without a secret, a random one of this object, which
+    no other process knows."""
+
+    def __new__(
+        cls,
+        mode: str,
+        resource: str,
+        *,
+        algorithms: Sequence[str] = ("ES256", "ES384", "RS256", "PS256", "EdDSA"),
+        max_age: int = 300,
+        nonce: bool = False,
+        nonce_secret: bytes | None = None,
+    ) -> DPoPPolicy: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def algorithms(self) -> tuple[str, ...]: ...
+    @property
+    def max_age(self) -> int:
+        """Seconds a proof's ``iat`` may be from the clock, either way."""
+
+    @property
+    def nonce(self) -> bool:
+        """Whether proofs must carry this server's nonce."""
+
+    def current_nonce(self, *, now: float | None = None) -> str | None:
+        """The nonce to hand a client now (``DPoP-Nonce``); None when nonces are off."""
+
+    def check_proof(
+        self,
+        proof: str,
+        *,
+        method: str,
+        path: str,
+        access_token: str,
+        now: float | None = None,
+    ) -> DPoPProof:
+        """Check one proof (RFC 9449 section 4.3) for ``method`` on ``path`` of this resource
+        with ``access_token``; raises ``InvalidDPoPProofError`` or ``UseDPoPNonceError``. The
+        binding to the token's key is ``TokenValidator.authorize``'s."""
+
+    def explain(
+        self,
+        proof: str,
+        *,
+        method: str,
+        path: str,
+        access_token: str,
+        confirmation: str | None = None,
+        now: float | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """Each check ``check_proof`` makes, in its order, then the binding to ``confirmation``
+        (the token's ``cnf.jkt``): ``(check, "passed" | "failed" | "not reached", why)``."""
+
+    def __repr__(self) -> str: ...
+
+@final
+class DPoPProof:
+    """A DPoP proof that passed: its key's thumbprint, and what a replay check keeps of it."""
+
+    @property
+    def thumbprint(self) -> str:
+        """The RFC 7638 SHA-256 thumbprint of the proof's key (a bound token's ``cnf.jkt``)."""
+
+    @property
+    def replay_key(self) -> bytes:
+        """32 bytes naming the proof (its key and ``jti``) in a replay cache."""
+
+    @property
+    def expires_at(self) -> float:
+        """Unix time after which the proof no longer passes the time check."""
+
+    def replayed(self) -> InvalidDPoPProofError:
+        """The refusal of this proof when it was seen before."""
 
     def __repr__(self) -> str: ...
 

@@ -21,6 +21,8 @@ __all__ = [
     "AuthorizationError",
     "AuthorizationServerUnavailableError",
     "ConfigurationError",
+    "DPoPReplayUnavailableError",
+    "DPoPRequiredError",
     "DiscoveryError",
     "ExpiredTokenError",
     "InactiveTokenError",
@@ -28,6 +30,7 @@ __all__ = [
     "IntrospectionUnavailableError",
     "InvalidAudienceError",
     "InvalidClaimError",
+    "InvalidDPoPProofError",
     "InvalidIssuerError",
     "InvalidRequestError",
     "InvalidSignatureError",
@@ -44,6 +47,7 @@ __all__ = [
     "TokenTooLargeError",
     "TokenValidationError",
     "UnsupportedAlgorithmError",
+    "UseDPoPNonceError",
 ]
 
 
@@ -167,6 +171,36 @@ class InactiveTokenError(TokenValidationError):
     code = "inactive_token"
 
 
+class InvalidDPoPProofError(TokenValidationError):
+    """The request's DPoP proof (RFC 9449) fails a check of section 4.3, was used before, or
+    does not prove possession of the key the token is bound to (``cnf.jkt``). 401 with a
+    ``DPoP`` challenge naming ``invalid_dpop_proof``."""
+
+    code = "invalid_dpop_proof"
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonceError(TokenValidationError):
+    """The DPoP proof lacks this server's current nonce (RFC 9449 section 9). 401 with
+    ``error="use_dpop_nonce"`` and the nonce to use in the ``DPoP-Nonce`` header."""
+
+    code = "use_dpop_nonce"
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str | None = None, nonce: str | None = None) -> None:
+        super().__init__(description)
+        self.nonce: str | None = nonce
+        """The nonce the client is to put in its next proof."""
+        self.args = (self.description, self.nonce)
+
+
+class DPoPRequiredError(TokenValidationError):
+    """A token came as a bearer token where DPoP is needed: it is bound to a key (``cnf.jkt``,
+    RFC 9449 section 7.2), or this resource accepts DPoP only (``dpop="required"``)."""
+
+    code = "dpop_required"
+
+
 class InsufficientScopeError(TokenValidationError):
     """The token is valid but lacks scopes. ``required_scopes`` lists every scope needed."""
 
@@ -261,6 +295,14 @@ class IssuerMismatchError(DiscoveryError):
     """The discovery document names another issuer (RFC 8414 section 3.3): it is refused."""
 
     code = "issuer_mismatch"
+
+
+class DPoPReplayUnavailableError(AuthorizationServerUnavailableError):
+    """The DPoP replay check cannot be made (its Redis store does not answer, or the
+    in-process one is full): no proof is accepted unchecked; 503 with ``Retry-After``."""
+
+    code = "dpop_replay_unavailable"
+    default_description = "the DPoP replay check is temporarily unavailable"
 
 
 class IntrospectionUnavailableError(AuthorizationServerUnavailableError):

@@ -1,29 +1,66 @@
-//! The `Authorization` request header (RFC 6750 section 2.1): the bearer token in it, or why the
-//! credentials are broken.
+//! The `Authorization` request header: the token of the `Bearer` scheme (RFC 6750 section 2.1) or
+//! of the `DPoP` scheme (RFC 9449 section 7.1), or why the credentials are broken.
 
-/// Why Bearer credentials were refused; the words are safe to show a client.
+/// The schemes whose token this server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    DPoP,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::DPoP => "DPoP",
+        }
+    }
+}
+
+/// Why credentials were refused; the words are safe to show a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadCredentials {
-    Empty,
-    NotOneToken,
+    Empty(Scheme),
+    NotOneToken(Scheme),
 }
 
 impl BadCredentials {
+    pub fn scheme(self) -> Scheme {
+        match self {
+            Self::Empty(scheme) | Self::NotOneToken(scheme) => scheme,
+        }
+    }
+
     pub fn description(self) -> &'static str {
         match self {
-            Self::Empty => "the Bearer credentials are empty",
-            Self::NotOneToken => {
+            Self::Empty(Scheme::Bearer) => "the Bearer credentials are empty",
+            Self::Empty(Scheme::DPoP) => "the DPoP credentials are empty",
+            Self::NotOneToken(Scheme::Bearer) => {
                 "the Authorization header must hold exactly one bearer token (RFC 6750 section 2.1)"
+            }
+            Self::NotOneToken(Scheme::DPoP) => {
+                "the Authorization header must hold exactly one DPoP token (RFC 9449 section 7.1)"
             }
         }
     }
 }
 
-/// The token of an `Authorization` header value: `Ok(None)` for another scheme, `Err` for Bearer
-/// credentials that are empty or not one b64token. The scheme compares case-insensitively; the
-/// value is trimmed as Python's `bytes.strip()` trims (space, `\t`, `\n`, `\r`, `\x0b`, `\x0c`),
-/// and spaces around the credentials are allowed.
+/// The token of an `Authorization` header value under the Bearer scheme alone: `Ok(None)` for
+/// any other scheme (DPoP included). See [`credentials`].
 pub fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, BadCredentials> {
+    match credentials(header) {
+        Ok(Some((Scheme::Bearer, token))) => Ok(Some(token)),
+        Err(bad) if bad.scheme() == Scheme::Bearer => Err(bad),
+        _ => Ok(None),
+    }
+}
+
+/// The scheme and token of an `Authorization` header value: `Ok(None)` for a scheme other than
+/// Bearer and DPoP, `Err` for credentials that are empty or not one token (`b64token` of
+/// RFC 6750 and `token68` of RFC 9449 are the same grammar). The scheme compares
+/// case-insensitively; the value is trimmed as Python's `bytes.strip()` trims (space, `\t`,
+/// `\n`, `\r`, `\x0b`, `\x0c`), and spaces around the credentials are allowed.
+pub fn credentials(header: &[u8]) -> Result<Option<(Scheme, &str)>, BadCredentials> {
     let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
     let start = header
         .iter()
@@ -38,23 +75,27 @@ pub fn bearer_credentials(header: &[u8]) -> Result<Option<&str>, BadCredentials>
         Some(space) => (&header[..space], &header[space + 1..]),
         None => (header, &header[header.len()..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::DPoP
+    } else {
         return Ok(None);
-    }
+    };
     let start = credentials.iter().position(|b| *b != b' ');
     let end = credentials.iter().rposition(|b| *b != b' ');
     let credentials = match (start, end) {
         (Some(start), Some(end)) => &credentials[start..=end],
-        _ => return Err(BadCredentials::Empty),
+        _ => return Err(BadCredentials::Empty(scheme)),
     };
     let body_len = credentials.len() - credentials.iter().rev().take_while(|b| **b == b'=').count();
     if body_len == 0 || !all_b64token(&credentials[..body_len]) {
-        return Err(BadCredentials::NotOneToken);
+        return Err(BadCredentials::NotOneToken(scheme));
     }
     // Only ASCII passed, so the text is the bytes.
     std::str::from_utf8(credentials)
-        .map(Some)
-        .map_err(|_| BadCredentials::NotOneToken)
+        .map(|token| Some((scheme, token)))
+        .map_err(|_| BadCredentials::NotOneToken(scheme))
 }
 
 /// Whether every byte is a b64token character (RFC 6750 section 2.1: ALPHA, DIGIT and
@@ -95,6 +136,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_dpop_token() {
+        for (header, token) in [
+            (&b"DPoP abc"[..], "abc"),
+            (b"dpop a.b.c", "a.b.c"),
+            (b" DPOP   abc== ", "abc=="),
+        ] {
+            assert_eq!(
+                credentials(header),
+                Ok(Some((Scheme::DPoP, token))),
+                "{header:?}"
+            );
+            assert_eq!(bearer_credentials(header), Ok(None), "{header:?}");
+        }
+        assert_eq!(
+            credentials(b"Bearer abc"),
+            Ok(Some((Scheme::Bearer, "abc")))
+        );
+        assert_eq!(
+            credentials(b"DPoP"),
+            Err(BadCredentials::Empty(Scheme::DPoP))
+        );
+        assert_eq!(
+            credentials(b"DPoP a b"),
+            Err(BadCredentials::NotOneToken(Scheme::DPoP))
+        );
+        assert_eq!(credentials(b"DPoPx abc"), Ok(None));
+        // Broken DPoP credentials are another scheme's business to the Bearer reading.
+        assert_eq!(bearer_credentials(b"DPoP"), Ok(None));
+        assert_eq!(bearer_credentials(b"DPoP a b"), Ok(None));
+        assert!(BadCredentials::NotOneToken(Scheme::DPoP)
+            .description()
+            .contains("RFC 9449"));
+    }
+
+    #[test]
     fn another_scheme_is_no_token() {
         for header in [
             &b""[..],
@@ -112,20 +188,26 @@ mod tests {
     #[test]
     fn broken_credentials_are_refused() {
         for (header, why) in [
-            (&b"Bearer"[..], BadCredentials::Empty),
-            (b"Bearer    ", BadCredentials::Empty),
-            (b"Bearer\t\t", BadCredentials::Empty),
-            (b"Bearer a b", BadCredentials::NotOneToken),
-            (b"Bearer a\tb", BadCredentials::NotOneToken),
-            (b"Bearer abc\xc3\xa9", BadCredentials::NotOneToken),
-            (b"Bearer \"quoted\"", BadCredentials::NotOneToken),
-            (b"Bearer ==", BadCredentials::NotOneToken),
-            (b"Bearer a=b", BadCredentials::NotOneToken),
-            (b"Bearer a,b", BadCredentials::NotOneToken),
+            (&b"Bearer"[..], BadCredentials::Empty(Scheme::Bearer)),
+            (b"Bearer    ", BadCredentials::Empty(Scheme::Bearer)),
+            (b"Bearer\t\t", BadCredentials::Empty(Scheme::Bearer)),
+            (b"Bearer a b", BadCredentials::NotOneToken(Scheme::Bearer)),
+            (b"Bearer a\tb", BadCredentials::NotOneToken(Scheme::Bearer)),
+            (
+                b"Bearer abc\xc3\xa9",
+                BadCredentials::NotOneToken(Scheme::Bearer),
+            ),
+            (
+                b"Bearer \"quoted\"",
+                BadCredentials::NotOneToken(Scheme::Bearer),
+            ),
+            (b"Bearer ==", BadCredentials::NotOneToken(Scheme::Bearer)),
+            (b"Bearer a=b", BadCredentials::NotOneToken(Scheme::Bearer)),
+            (b"Bearer a,b", BadCredentials::NotOneToken(Scheme::Bearer)),
         ] {
             assert_eq!(bearer_credentials(header), Err(why), "{header:?}");
         }
-        assert!(BadCredentials::NotOneToken
+        assert!(BadCredentials::NotOneToken(Scheme::Bearer)
             .description()
             .contains("RFC 6750"));
     }

@@ -40,6 +40,102 @@ pub enum TokenError {
     InvalidType(WrongKind),
     /// An RFC 7662 introspection answered that the token is not active.
     Inactive,
+    /// The request's DPoP proof fails a check of RFC 9449 section 4.3, or does not prove
+    /// possession of the key the token is bound to.
+    InvalidProof(ProofProblem),
+    /// The proof lacks the server's current nonce (RFC 9449 section 9): the client retries with
+    /// `fresh`, which the answer carries in its `DPoP-Nonce` header.
+    NonceRequired {
+        fresh: String,
+    },
+    /// A DPoP-bound token, or any token at a resource that requires DPoP, came without DPoP.
+    DpopRequired(Downgrade),
+}
+
+/// Why a DPoP proof was refused, in the order of the checks (`crate::dpop`). The words never
+/// echo the proof: the names in them are fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofProblem {
+    /// The `DPoP` scheme without a `DPoP` header.
+    Missing,
+    /// More than one `DPoP` header (RFC 9449 section 4.3 step 1).
+    Several,
+    /// Not one JWS compact serialization of JSON objects.
+    Malformed(Cow<'static, str>),
+    /// A required header parameter or claim is absent.
+    MissingMember(&'static str),
+    /// A header parameter or claim has the wrong type.
+    InvalidMember(&'static str),
+    /// `typ` is not `dpop+jwt`.
+    Type,
+    /// `none`, HMAC, or an asymmetric algorithm this server does not allow.
+    Algorithm,
+    /// The `jwk` cannot verify a signature (a private key in it included); the reason names
+    /// member names, key types and sizes only.
+    Key(String),
+    InvalidSignature,
+    /// `htm` is not the request's method.
+    Method,
+    /// `htu` carries a query or a fragment.
+    UrlQuery,
+    /// `htu` is not the request's URL.
+    Url,
+    /// `iat` is further from the server's clock than the window allows.
+    Stale {
+        seconds_ago: i64,
+    },
+    Early {
+        seconds_ahead: i64,
+    },
+    /// `ath` is not the hash of the access token presented with it.
+    AccessTokenHash,
+    /// The token is not bound to a key (`cnf.jkt`), so no proof can be for it.
+    NotBound,
+    /// The proof's key is not the key the token is bound to.
+    KeyMismatch,
+    /// The proof (its `jti`) was accepted before.
+    Replayed,
+}
+
+impl ProofProblem {
+    pub fn describe(&self) -> Cow<'static, str> {
+        let fixed: &'static str = match self {
+            Self::Missing => "the request has no DPoP proof (DPoP header)",
+            Self::Several => "the request has more than one DPoP header",
+            Self::Malformed(why) => return why.clone(),
+            Self::MissingMember(name) => {
+                return format!("the DPoP proof lacks '{name}'").into();
+            }
+            Self::InvalidMember(why) => return format!("the DPoP proof's {why}").into(),
+            Self::Type => "the DPoP proof's typ is not dpop+jwt",
+            Self::Algorithm => "the DPoP proof's signing algorithm is not allowed",
+            Self::Key(why) => return format!("the DPoP proof's jwk is not usable: {why}").into(),
+            Self::InvalidSignature => "the DPoP proof's signature does not verify with its jwk",
+            Self::Method => "the DPoP proof's htm is not this request's method",
+            Self::UrlQuery => "the DPoP proof's htu has a query or a fragment",
+            Self::Url => "the DPoP proof's htu is not this request's URL",
+            Self::Stale { seconds_ago } => {
+                return format!("the DPoP proof was made {seconds_ago} s ago, too long ago").into();
+            }
+            Self::Early { seconds_ahead } => {
+                return format!("the DPoP proof was made {seconds_ahead} s in the future").into();
+            }
+            Self::AccessTokenHash => "the DPoP proof's ath is not the hash of this access token",
+            Self::NotBound => "the access token is not DPoP-bound (it has no cnf.jkt)",
+            Self::KeyMismatch => "the DPoP proof's key is not the key the access token is bound to",
+            Self::Replayed => "the DPoP proof was used before (its jti)",
+        };
+        Cow::Borrowed(fixed)
+    }
+}
+
+/// How a token came without the DPoP it needs (RFC 9449 section 7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downgrade {
+    /// This resource accepts DPoP-bound tokens only (`dpop="required"`).
+    Resource,
+    /// The token is DPoP-bound (`cnf.jkt`) but came as a bearer token.
+    BoundToken,
 }
 
 /// Why a token is not the kind of token accepted here.
@@ -90,6 +186,9 @@ impl TokenError {
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::InvalidType(_) => "invalid_type",
             Self::Inactive => "inactive_token",
+            Self::InvalidProof(_) => "invalid_dpop_proof",
+            Self::NonceRequired { .. } => "use_dpop_nonce",
+            Self::DpopRequired(_) => "dpop_required",
         }
     }
 
@@ -114,6 +213,11 @@ impl TokenError {
             Self::InsufficientScope { .. } => "the token lacks a required scope",
             Self::InvalidType(_) => "the token's type (typ) is not accepted",
             Self::Inactive => "the token is not active (revoked, expired or unknown)",
+            Self::InvalidProof(_) => "the DPoP proof is invalid",
+            Self::NonceRequired { .. } => {
+                "the DPoP proof must carry the nonce of the DPoP-Nonce header"
+            }
+            Self::DpopRequired(_) => "the token must be presented with DPoP",
         }
     }
 
@@ -158,12 +262,23 @@ impl TokenError {
             Self::InvalidType(WrongKind::IdToken) => {
                 "an ID token (it carries 'nonce') is not an access token".into()
             }
+            Self::InvalidProof(problem) => problem.describe().into_owned(),
+            Self::DpopRequired(Downgrade::Resource) => {
+                "this resource accepts DPoP-bound tokens only: use the DPoP scheme with a proof"
+                    .into()
+            }
+            Self::DpopRequired(Downgrade::BoundToken) => {
+                "a DPoP-bound token (cnf.jkt) is not accepted as a bearer token: use the DPoP \
+                 scheme with a proof"
+                    .into()
+            }
             Self::UnsupportedAlgorithm
             | Self::InvalidSignature
             | Self::InvalidIssuer
             | Self::InvalidAudience
             | Self::InvalidType(WrongKind::Typ)
-            | Self::Inactive => self.fixed_description().into(),
+            | Self::Inactive
+            | Self::NonceRequired { .. } => self.fixed_description().into(),
         }
     }
 
@@ -198,6 +313,13 @@ impl TokenError {
             Self::InvalidType(WrongKind::Typ),
             Self::InvalidType(WrongKind::IdToken),
             Self::Inactive,
+            Self::InvalidProof(ProofProblem::InvalidSignature),
+            Self::InvalidProof(ProofProblem::Stale { seconds_ago: 301 }),
+            Self::NonceRequired {
+                fresh: "Yx9dSy4oxL0XFPQ8VMC3dD0CnWOBsU7ZCZ_K7lXvy6E".into(),
+            },
+            Self::DpopRequired(Downgrade::Resource),
+            Self::DpopRequired(Downgrade::BoundToken),
         ]
     }
 }
@@ -267,9 +389,12 @@ mod tests {
             TokenError::InsufficientScope { .. } => 13,
             TokenError::InvalidType(_) => 14,
             TokenError::Inactive => 15,
+            TokenError::InvalidProof(_) => 16,
+            TokenError::NonceRequired { .. } => 17,
+            TokenError::DpopRequired(_) => 18,
         }
     }
-    const VARIANTS: usize = 16;
+    const VARIANTS: usize = 19;
 
     #[test]
     fn examples_cover_every_variant_with_one_code_each() {

@@ -8,6 +8,7 @@ use crate::admission::{KeyRing, TokenFormat, Unsettled};
 use crate::algorithm::Algorithm;
 use crate::authorization::{all_b64token, bearer_credentials};
 use crate::base64url;
+use crate::dpop::{self, DpopPolicy, Mode, Presented, Step};
 use crate::error::TokenError;
 use crate::json;
 use crate::keyset::{KeySet, MAX_KEYS};
@@ -206,6 +207,55 @@ pub fn authorization(data: &[u8]) {
     }
 }
 
+/// The request the `dpop` target's proofs are checked for (`fuzz/make_seeds.py` signs its
+/// seeds for it, at `NOW`).
+pub const DPOP_RESOURCE: &str = "https://mcp.example.com/mcp";
+pub const DPOP_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJmdXp6In0.c2lnbmF0dXJl";
+
+/// Every algorithm, the default window, no nonces (so that proofs reach every later check).
+static DPOP: LazyLock<DpopPolicy> = LazyLock::new(|| {
+    let algorithms: Vec<String> = Algorithm::ALL.iter().map(|a| a.name().into()).collect();
+    DpopPolicy::new(Mode::Required, DPOP_RESOURCE, &algorithms, 300, false, None)
+        .expect("fuzz DPoP policy")
+});
+
+/// A `DPoP` header value checked for `POST /mcp` with `DPOP_TOKEN`: never a panic; a proof that
+/// passes names a key by a 43-character thumbprint and binds a token bound to that key; every
+/// refusal names the check it failed. The same bytes read as a URL normalize to a fixed point.
+pub fn dpop(data: &[u8]) {
+    let request = dpop::Request {
+        method: "POST",
+        path: "/mcp",
+        access_token: DPOP_TOKEN,
+    };
+    match dpop::present(
+        Some(&DPOP),
+        crate::authorization::Scheme::DPoP,
+        &[data],
+        &request,
+        NOW,
+    ) {
+        Ok(Some(Presented::Proven(proof))) => {
+            assert_eq!(proof.thumbprint.len(), 43);
+            assert!(base64url::decode(&proof.thumbprint).is_some_and(|d| d.len() == 32));
+            assert!(proof.expires_at.is_finite());
+            let jkt = proof.thumbprint.clone();
+            let proven = Presented::Proven(proof);
+            assert_eq!(dpop::bind(&proven, Some(&jkt)), Ok(()));
+            assert!(dpop::bind(&proven, None).is_err());
+        }
+        Ok(other) => panic!("a DPoP request under \"required\" gave {other:?}"),
+        Err(error) => {
+            assert!(Step::of(&error).is_some(), "{error:?} names no check");
+            assert!(!error.description().is_empty());
+        }
+    }
+    if let Ok(Ok(normal)) = std::str::from_utf8(data).map(dpop::normalize_url) {
+        let again = format!("{}{}", normal.origin, normal.path);
+        assert_eq!(dpop::normalize_url(&again), Ok(normal), "not a fixed point");
+    }
+}
+
 /// RFC 6750 section 2.1 read plainly: `credentials = "Bearer" 1*SP b64token`, where
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`, the scheme
 /// matched case-insensitively, the value trimmed of ASCII white space (as Python's
@@ -231,7 +281,7 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
         rest.get(start..end).unwrap_or_default().to_vec()
     };
     if credentials.is_empty() {
-        return Err(BadCredentials::Empty);
+        return Err(BadCredentials::Empty(crate::authorization::Scheme::Bearer));
     }
     let body = credentials.iter().take_while(|b| **b != b'=').count();
     let tail_ok = credentials[body..].iter().all(|b| *b == b'=');
@@ -240,7 +290,9 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
     if !(tail_ok && body_ok) {
-        return Err(BadCredentials::NotOneToken);
+        return Err(BadCredentials::NotOneToken(
+            crate::authorization::Scheme::Bearer,
+        ));
     }
     Ok(Some(String::from_utf8(credentials).expect("ASCII")))
 }
@@ -682,6 +734,48 @@ mod tests {
     #[test]
     fn authorization_inputs() {
         replay("authorization", authorization);
+    }
+
+    #[test]
+    fn dpop_inputs() {
+        replay("dpop", dpop);
+    }
+
+    /// The seeds reach the checks they are named after (`<step>-<what>`; `ok-` ones pass).
+    #[test]
+    fn dpop_seeds_reach_their_check() {
+        let request = dpop::Request {
+            method: "POST",
+            path: "/mcp",
+            access_token: DPOP_TOKEN,
+        };
+        let mut passed = 0;
+        for (path, data) in inputs_in("seeds", "dpop") {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let Some((expected, _)) = name.split_once('-') else {
+                continue;
+            };
+            let outcome = std::str::from_utf8(&data)
+                .map(|text| DPOP.check(text, &request, NOW))
+                .expect("seeds are text");
+            let step = outcome.as_ref().err().map(Step::of);
+            match expected {
+                "ok" => {
+                    assert!(outcome.is_ok(), "{name}: {outcome:?}");
+                    passed += 1;
+                }
+                "url" if name.starts_with("url-normal") => {}
+                _ => assert_eq!(
+                    step.flatten().map(|s| format!("{s:?}").to_lowercase()),
+                    Some(expected.to_string()),
+                    "{name}"
+                ),
+            }
+        }
+        assert!(passed >= 2, "seeds that pass: {passed}");
     }
 
     /// Payloads at the edges of the rules: the one-pass reader and the rules over the whole

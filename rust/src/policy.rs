@@ -80,8 +80,9 @@ pub struct Verified {
     payload: Box<str>,
     /// Texts that were escaped in the payload, decoded (rare: most claims are plain).
     decoded: Box<[Box<str>]>,
-    /// `iss`, `sub`, `client_id` (or `azp`), `jti`, `username` (RFC 7662; a JWT may carry it).
-    named: [Span; 5],
+    /// `iss`, `sub`, `client_id` (or `azp`), `jti`, `username` (RFC 7662; a JWT may carry it),
+    /// `cnf.jkt` (RFC 9449 section 6: the thumbprint of the key the token is bound to).
+    named: [Span; 6],
     /// `aud` values, then the granted scopes (`scopes_from` on), then the roles (`roles_from` on).
     texts: Spans,
     scopes_from: u16,
@@ -97,6 +98,7 @@ const SUBJECT_TEXT: usize = 1;
 const CLIENT_TEXT: usize = 2;
 const TOKEN_ID_TEXT: usize = 3;
 const USERNAME_TEXT: usize = 4;
+const CONFIRMATION_TEXT: usize = 5;
 
 /// Where a claim's text is: bytes `start..end` of the payload; entry `end` of
 /// `Verified::decoded` when `start` is `DECODED`; nowhere (no such claim) when it is `ABSENT`.
@@ -225,6 +227,11 @@ impl Verified {
 
     pub fn username(&self) -> Option<&str> {
         self.named(USERNAME_TEXT)
+    }
+
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the key a DPoP-bound token is bound to.
+    pub fn confirmation(&self) -> Option<&str> {
+        self.named(CONFIRMATION_TEXT)
     }
 
     /// Every `aud` value (a single string counts as a list of one).
@@ -876,6 +883,17 @@ impl Policy {
                 "nonce, but no audience is an application ID".into()
             })?;
         }
+        // `cnf` (RFC 7800): an object; its `jkt` (RFC 9449 section 6), when present, a string.
+        // Other confirmation methods are not this validator's to check.
+        let confirmation = match (found.get(CNF), found.cnf_is_object) {
+            (Claim::Absent, _) => Ok(None),
+            (_, true) => match &found.jkt {
+                Claim::Absent => Ok(None),
+                Claim::Text(jkt) => Ok(Some(jkt.clone())),
+                _ => Err(invalid("'cnf.jkt' must be a string")),
+            },
+            _ => Err(invalid("'cnf' must be an object")),
+        };
         let types = [
             (found.get(SUB), "sub"),
             (found.get(JTI), "jti"),
@@ -893,8 +911,10 @@ impl Policy {
                 ))
             }
         });
-        rec.outcome(Check::Types, types, |()| {
-            "sub, jti, client_id, azp and username are strings where present".into()
+        let confirmation = rec.outcome(Check::Types, types.and(confirmation), |_| {
+            "sub, jti, client_id, azp and username are strings where present; cnf is an object, \
+             its jkt a string"
+                .into()
         })?;
         // Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a
         // list, as Azure AD and Okta issue it), without repeats, in order of appearance.
@@ -976,7 +996,7 @@ impl Policy {
         scopes.iter().for_each(|scope| texts.push(span(scope)));
         let roles_from = texts.as_slice().len();
         roles.iter().for_each(|role| texts.push(span(role)));
-        let mut named = [Span::ABSENT; 5];
+        let mut named = [Span::ABSENT; 6];
         named[ISSUER_TEXT] = span(issuer);
         let client_id = match found.get(CLIENT_ID) {
             Claim::Text(_) => found.get(CLIENT_ID),
@@ -993,6 +1013,9 @@ impl Policy {
             }
         }
         let scopes_from = audience_len.min(roles_from);
+        if let Some(jkt) = confirmation {
+            named[CONFIRMATION_TEXT] = span(&jkt);
+        }
         drop(found);
         Ok(Verified {
             payload: payload.into_boxed_str(),
@@ -1147,7 +1170,8 @@ const SCOPE: usize = 9;
 const SCP: usize = 10;
 const USERNAME: usize = 11;
 const NONCE: usize = 12;
-const READ_CLAIMS: usize = 13;
+const CNF: usize = 13;
+const READ_CLAIMS: usize = 14;
 /// The names `claim_index` knows, which a roles path may not go through.
 const READ_CLAIM_NAMES: [&str; READ_CLAIMS] = [
     "exp",
@@ -1163,6 +1187,7 @@ const READ_CLAIM_NAMES: [&str; READ_CLAIMS] = [
     "scp",
     "username",
     "nonce",
+    "cnf",
 ];
 /// At most this many `roles_claims` paths.
 const MAX_ROLES_CLAIMS: usize = 16;
@@ -1190,6 +1215,7 @@ fn claim_index(name: &str) -> Option<usize> {
             0x0069_746a => Some(JTI), // "jti"
             0x0070_7a61 => Some(AZP), // "azp"
             0x0070_6373 => Some(SCP), // "scp"
+            0x0066_6e63 => Some(CNF), // "cnf"
             _ => None,
         },
         5 if bytes == b"scope" => Some(SCOPE),
@@ -1207,12 +1233,33 @@ pub(crate) enum Required {
     Other(usize),
 }
 
+/// The `jkt` member of a `cnf` object.
+struct Confirmation<'a>(Claim<'a>);
+
+impl<'a> json::Members<'a> for Confirmation<'a> {
+    fn find(&mut self, name: &str) -> Result<Option<usize>, JsonProblem> {
+        match (name, &self.0) {
+            ("jkt", Claim::Absent) => Ok(Some(0)),
+            ("jkt", _) => Err(JsonProblem::DuplicateMember),
+            _ => Ok(None),
+        }
+    }
+
+    fn keep(&mut self, _index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        self.0 = reader.shape()?;
+        Ok(())
+    }
+}
+
 /// The claims the rules read, collected in one pass over the payload (`check_claims`).
 struct Claims<'a, 'p> {
     slots: [Claim<'a>; READ_CLAIMS],
     /// The configured required claims, and what the payload holds of those not read above.
     required: &'p [String],
     others: Vec<Presence>,
+    /// Whether `cnf` is an object (its slot then holds `Other`), and its `jkt`.
+    cnf_is_object: bool,
+    jkt: Claim<'a>,
     /// The `roles_claims` paths, and the roles found at them.
     roles_paths: &'p [String],
     roles: Roles<'a>,
@@ -1224,6 +1271,8 @@ impl<'a, 'p> Claims<'a, 'p> {
             slots: Default::default(),
             required,
             others: vec![Presence::Absent; others],
+            cnf_is_object: false,
+            jkt: Claim::Absent,
             roles_paths,
             roles: Roles::default(),
         }
@@ -1252,6 +1301,19 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
     }
 
     fn keep(&mut self, index: usize, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        if index == CNF {
+            // An object: its `jkt` kept (the slot says `Other`); anything else read as a shape.
+            self.cnf_is_object = reader.at_object();
+            if !self.cnf_is_object {
+                self.slots[index] = reader.shape()?;
+                return Ok(());
+            }
+            let mut confirmation = Confirmation(Claim::Absent);
+            reader.members(&mut confirmation)?;
+            self.jkt = confirmation.0;
+            self.slots[index] = Claim::Other;
+            return Ok(());
+        }
         self.slots[index] = reader.shape()?;
         Ok(())
     }
@@ -1605,6 +1667,77 @@ mod tests {
                 missing: vec!["z".into()]
             }
         );
+    }
+
+    /// `cnf.jkt` (RFC 9449 section 6) is read in the same pass, from a JWT or an introspection
+    /// answer; `cnf` must be an object and `jkt` a string; other confirmation members pass.
+    #[test]
+    fn the_confirmation_key() {
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let check = |extra: Value| policy().check_claims(bytes(claims(extra)), NOW);
+        let bound = check(json!({"cnf": {"jkt": jkt, "x5t#S256": "abc"}})).expect("bound");
+        assert_eq!(bound.confirmation(), Some(jkt));
+        assert_eq!(check(json!({})).expect("plain").confirmation(), None);
+        let other = check(json!({"cnf": {"x5t#S256": "abc"}})).expect("mTLS-bound");
+        assert_eq!(other.confirmation(), None);
+        let escaped = policy()
+            .check_claims(
+                format!(
+                    r#"{{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":{},"cnf":{{"jkt":"\u0030ZcO"}}}}"#,
+                    NOW + 60.0
+                )
+                .into_bytes(),
+                NOW,
+            )
+            .expect("escaped");
+        assert_eq!(escaped.confirmation(), Some("0ZcO"));
+        for (extra, why) in [
+            (json!({"cnf": "x"}), "'cnf' must be an object"),
+            (json!({"cnf": null}), "'cnf' must be an object"),
+            (json!({"cnf": [1]}), "'cnf' must be an object"),
+            (json!({"cnf": {"jkt": 1}}), "'cnf.jkt' must be a string"),
+            (json!({"cnf": {"jkt": null}}), "'cnf.jkt' must be a string"),
+        ] {
+            assert_eq!(
+                check(extra.clone()),
+                Err(TokenError::InvalidClaim(why.into())),
+                "{extra}"
+            );
+        }
+        let repeated = |text: &str| {
+            let payload = format!(
+                r#"{{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":{},{text}}}"#,
+                NOW + 60.0
+            );
+            policy()
+                .check_claims(payload.into_bytes(), NOW)
+                .expect_err("repeated")
+                .code()
+        };
+        assert_eq!(
+            repeated(r#""cnf":{"jkt":"a"},"cnf":{"jkt":"a"}"#),
+            "malformed"
+        );
+        assert_eq!(repeated(r#""cnf":{},"cnf":{}"#), "malformed");
+        assert_eq!(repeated(r#""cnf":{"jkt":"a","jkt":"a"}"#), "malformed");
+        assert_eq!(repeated(r#""cnf":{"x":1,"x":1}"#), "malformed");
+        let answer = introspected(json!({"cnf": {"jkt": jkt}}), true).expect("introspected");
+        assert_eq!(answer.confirmation(), Some(jkt));
+        // A required `cnf` is read like any required claim.
+        let requiring = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            required_claims: vec!["exp".into(), "cnf".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            requiring.check_claims(bytes(claims(json!({}))), NOW),
+            Err(TokenError::MissingClaim("cnf".into()))
+        );
+        assert!(requiring
+            .check_claims(bytes(claims(json!({"cnf": {"jkt": jkt}}))), NOW)
+            .is_ok());
     }
 
     /// The test policy with `change` made to its options.

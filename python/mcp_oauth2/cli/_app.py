@@ -117,6 +117,21 @@ _INSPECT: tuple[_Argument, ...] = (
         ),
     ),
     (
+        ("--dpop",),
+        dict(
+            metavar="PROOF",
+            help="a DPoP proof (the DPoP header) sent with TOKEN: explain its checks too",
+        ),
+    ),
+    (
+        ("--method",),
+        dict(default="POST", metavar="METHOD", help="the request's method for --dpop (POST)"),
+    ),
+    (
+        ("--url",),
+        dict(metavar="URL", help="the request's URL for --dpop (this server's resource URL)"),
+    ),
+    (
         ("--issuer",),
         dict(
             action="append",
@@ -429,6 +444,8 @@ def _inspect(args: argparse.Namespace) -> Result:
     from mcp_oauth2.cli._environment import ConfigError, load_env_file
     from mcp_oauth2.cli._inspect_token import run_inspect
 
+    if args.dpop is not None and args.token == "-":  # noqa: S105 - "-" is standard input
+        raise UsageError("--dpop needs the token as an argument, not on standard input")
     if args.env_file is not None:
         if not args.env_file.is_file():
             raise UsageError(f"--env-file: {args.env_file} is not a file")
@@ -458,9 +475,37 @@ def _inspect(args: argparse.Namespace) -> Result:
     verify = configured or bool(
         {"issuer", "audience", "jwks_uri"} & overrides.keys() or args.jwks_file
     )
-    return run_inspect(
+    result = run_inspect(
         args.token, overrides=overrides, flags=flags, verify=verify, jwks_file=args.jwks_file
     )
+    if args.dpop is None:
+        return result
+    return _inspect_proof(args, result, verify, overrides, flags)
+
+
+def _inspect_proof(
+    args: argparse.Namespace,
+    result: Result,
+    verify: bool,
+    overrides: dict[str, Any],
+    flags: dict[str, str],
+) -> Result:
+    """``inspect --dpop``: the proof's checks after the token's."""
+    from mcp_oauth2.cli._environment import ConfigError, load_config
+    from mcp_oauth2.cli._inspect_dpop import add_proof_checks
+    from mcp_oauth2.cli._inspect_token import read_token
+
+    config = None
+    if verify:
+        try:
+            config = load_config(overrides, flags)
+        except ConfigError as problem:
+            raise UsageError("; ".join(problem.lines)) from None
+    url = args.url if args.url is not None else (config.resource_uri if config else None)
+    if url is None:
+        raise UsageError("--dpop needs --url (the request's URL), or a configuration")
+    token = read_token(args.token)
+    return add_proof_checks(result, token, args.dpop, args.method, url, config)
 
 
 def _env_list(name: str) -> list[str]:

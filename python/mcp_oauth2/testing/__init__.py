@@ -20,9 +20,19 @@ connections) for resilience tests::
 ``AppServer`` serves any ASGI app under uvicorn on a free loopback port; ``bind_loopback`` and
 ``url_of`` let the app know its URL first.
 
+DPoP (RFC 9449): ``DPoPKey`` is a client's key pair that makes proofs, ``mint(jkt=key.thumbprint)``
+binds a token to it (``mint_opaque`` too: the introspection answer carries ``cnf.jkt``), and
+``DPoPAuth(key, token)`` sends the token and a fresh proof on every request of an httpx client
+(the MCP SDK's ``httpx2`` client included)::
+
+    key = DPoPKey()
+    token = issuer.mint(scopes=["read"], jkt=key.thumbprint)
+    async with httpx2.AsyncClient(auth=DPoPAuth(key, token)) as http: ...
+
 Needs the ``testing`` extra (``pip install 'mcp-oauth2[testing]'``: cryptography and uvicorn).
 The parts: ``_keys`` (keys and minting), ``_issuer_app`` (the issuer's ASGI app), ``_faults``
-(fault injection), ``_loopback`` (the one uvicorn runner), ``_local_issuer``, ``_app_server``.
+(fault injection), ``_loopback`` (the one uvicorn runner), ``_local_issuer``, ``_app_server``,
+``_dpop`` (the DPoP client).
 """
 
 try:
@@ -34,6 +44,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 from mcp_oauth2.testing._app_server import AppServer
+from mcp_oauth2.testing._dpop import DPoPAuth, DPoPKey
 from mcp_oauth2.testing._faults import BOMB_DECODED_BYTES, HUGE_BODY_BYTES, NESTED_JSON_DEPTH
 from mcp_oauth2.testing._keys import DEFAULT_CLIENT_ID, MintOptions
 from mcp_oauth2.testing._local_issuer import LocalIssuer
@@ -45,6 +56,8 @@ __all__ = [
     "HUGE_BODY_BYTES",
     "NESTED_JSON_DEPTH",
     "AppServer",
+    "DPoPAuth",
+    "DPoPKey",
     "LocalIssuer",
     "MintOptions",
     "bind_loopback",

@@ -33,6 +33,10 @@ __all__ = [
     "b64u",
     "claims_for",
     "compact_json",
+    "generate",
+    "merged",
+    "public_jwk",
+    "sign",
     "unusable_jwks",
 ]
 
@@ -56,6 +60,7 @@ class CommonMintOptions(TypedDict, total=False):
     headers: Mapping[str, Any] | None
     claims: Mapping[str, Any] | None
     issued_at: int | None
+    jkt: str | None
 
 
 class MintOptions(CommonMintOptions, total=False):
@@ -130,6 +135,41 @@ def compact_json(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+def generate(algorithm: str) -> _PrivateKey:
+    """A new private key for ``algorithm`` (RSA keys of 2048 bits)."""
+    return _algorithm(algorithm).generate()
+
+
+def sign(
+    header: Mapping[str, Any], payload: Mapping[str, Any], key: _PrivateKey, algorithm: str
+) -> str:
+    """A compact JWS of ``payload`` under ``header`` as given, signed with ``key`` by
+    ``algorithm`` (whatever the header's ``alg`` says: a mislabelled token is a test case)."""
+    signing_input = f"{b64u(compact_json(header))}.{b64u(compact_json(payload))}"
+    signature = _algorithm(algorithm).sign(key, signing_input.encode("ascii"))
+    return f"{signing_input}.{b64u(signature)}"
+
+
+def public_jwk(private: _PrivateKey, algorithm: str) -> dict[str, str]:
+    """The public JWK (RFC 7517/7518/8037) of ``private``, its members only, built by hand with
+    exact-length members."""
+    public = private.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        numbers = public.public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        spec = _ALGORITHMS[algorithm]
+        point = public.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": spec.crv,
+            "x": _uint(point.x, spec.size),
+            "y": _uint(point.y, spec.size),
+        }
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64u(raw)}
+
+
 @dataclass(slots=True)
 class _SigningKey:
     kid: str
@@ -137,24 +177,8 @@ class _SigningKey:
     private: _PrivateKey
 
     def public_jwk(self) -> dict[str, str]:
-        """The public JWK (RFC 7517/7518/8037), built by hand with exact-length members."""
-        public = self.private.public_key()
-        jwk: dict[str, str]
-        if isinstance(public, rsa.RSAPublicKey):
-            numbers = public.public_numbers()
-            jwk = {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
-        elif isinstance(public, ec.EllipticCurvePublicKey):
-            spec = _ALGORITHMS[self.algorithm]
-            point = public.public_numbers()
-            jwk = {
-                "kty": "EC",
-                "crv": spec.crv,
-                "x": _uint(point.x, spec.size),
-                "y": _uint(point.y, spec.size),
-            }
-        else:
-            raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-            jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u(raw)}
+        """The published JWK: the key's members, its ``kid``, ``use`` and ``alg``."""
+        jwk = public_jwk(self.private, self.algorithm)
         return {**jwk, "kid": self.kid, "use": "sig", "alg": self.algorithm}
 
 
@@ -260,10 +284,7 @@ class KeyRing:
         key = self._signing_key(algorithm, kid)
         private = self._impostor(key.algorithm) if impostor else key.private
         base = {"alg": key.algorithm, "typ": "at+jwt", "kid": kid or key.kid}
-        signing_input = b64u(compact_json(_merged(base, header))) + "."
-        signing_input += b64u(compact_json(payload))
-        signature = _ALGORITHMS[key.algorithm].sign(private, signing_input.encode("ascii"))
-        return signing_input + "." + b64u(signature)
+        return sign(merged(base, header), payload, private, key.algorithm)
 
     def _signing_key(self, algorithm: str | None, kid: str | None) -> _SigningKey:
         with self._lock:
@@ -323,10 +344,13 @@ def claims_for(
         "client_id": DEFAULT_CLIENT_ID,
         "scope": scope or None,
     }
-    return _merged(payload, options.get("claims"))
+    jkt = options.get("jkt")
+    if jkt is not None:
+        payload["cnf"] = {"jkt": jkt}  # RFC 9449 section 6.1: bound to that key
+    return merged(payload, options.get("claims"))
 
 
-def _merged(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
+def merged(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
     """``base`` updated with ``changes``; members whose value ends up None are dropped."""
-    merged = {**base, **(changes or {})}
-    return {name: value for name, value in merged.items() if value is not None}
+    both = {**base, **(changes or {})}
+    return {name: value for name, value in both.items() if value is not None}

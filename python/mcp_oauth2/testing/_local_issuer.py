@@ -243,12 +243,14 @@ class LocalIssuer:
 
         Keyword arguments (``MintOptions``): ``subject`` (default ``"user-1"``), ``audience``,
         ``scopes`` (a string or strings), ``expires_in`` (seconds, default 300), ``algorithm``,
-        ``kid``, ``headers``, ``claims``, ``issued_at`` (unix seconds, default now).
+        ``kid``, ``headers``, ``claims``, ``issued_at`` (unix seconds, default now), ``jkt``
+        (the RFC 7638 thumbprint of the DPoP key the token is bound to: ``DPoPKey.thumbprint``).
 
         Claims: ``iss``, ``sub`` (omitted when ``subject`` is None), ``aud`` (required, unless
         the constructor got ``default_audience``; a list gives an array), ``iat`` and ``nbf``
         (``issued_at``), ``exp`` (``iat + expires_in``), ``jti``, ``client_id`` and ``scope``
-        (space-joined; omitted when empty). ``claims`` adds or replaces claims.
+        (space-joined; omitted when empty), ``cnf`` (``{"jkt": jkt}``, RFC 9449 section 6.1,
+        when ``jkt`` is given). ``claims`` adds or replaces claims.
 
         Header: ``alg``, ``typ: at+jwt`` (RFC 9068) and ``kid``. A published ``kid`` selects
         that key (and its algorithm); an unknown ``kid`` is written into the header of a token
@@ -265,12 +267,14 @@ class LocalIssuer:
 
         Takes ``mint``'s options; the endpoint answers ``{"active": true, "token_type":
         "Bearer"}`` with the claims ``mint`` would sign (``claims`` may change or remove any
-        member, ``active`` too: ``claims={"active": "true"}``), until ``revoke`` or ``exp``.
+        member, ``active`` too: ``claims={"active": "true"}``), until ``revoke`` or ``exp``. A
+        token bound to a DPoP key (``jkt``) is answered with ``"token_type": "DPoP"`` and
+        ``cnf.jkt`` (RFC 9449 section 6.2).
         """
         # None removes a member (claims_for drops them), "active" included.
         options["claims"] = {
             "active": True,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if options.get("jkt") is None else "DPoP",
             **(options.get("claims") or {}),
         }
         payload = self._payload(options)

@@ -27,6 +27,9 @@ pyo3::import_exception!(mcp_oauth2.errors, InvalidTokenTypeError);
 pyo3::import_exception!(mcp_oauth2.errors, InactiveTokenError);
 // The base of every refusal of a token.
 pyo3::import_exception!(mcp_oauth2.errors, TokenValidationError);
+pyo3::import_exception!(mcp_oauth2.errors, InvalidDPoPProofError);
+pyo3::import_exception!(mcp_oauth2.errors, UseDPoPNonceError);
+pyo3::import_exception!(mcp_oauth2.errors, DPoPRequiredError);
 // The refusal of a malformed `Authorization` header.
 pyo3::import_exception!(mcp_oauth2.errors, InvalidRequestError);
 
@@ -52,6 +55,9 @@ impl From<TokenError> for PyErr {
             }
             TokenError::InvalidType(_) => InvalidTokenTypeError::new_err(description),
             TokenError::Inactive => InactiveTokenError::new_err(description),
+            TokenError::InvalidProof(_) => InvalidDPoPProofError::new_err(description),
+            TokenError::NonceRequired { fresh } => UseDPoPNonceError::new_err((description, fresh)),
+            TokenError::DpopRequired(_) => DPoPRequiredError::new_err(description),
         }
     }
 }

@@ -7,10 +7,12 @@
 //! - `user`: `AuthenticatedUser`;
 //! - `scopes`: `ScopeRules`;
 //! - `validator`: `TokenValidator` (validation, admission, introspection answers);
-//! - `admission`: `Referral` and the bearer token of a header.
+//! - `admission`: `Referral` and the bearer token of a header;
+//! - `dpop`: `DPoPPolicy` and `DPoPProof`.
 
 mod admission;
 mod convert;
+mod dpop;
 mod errors;
 mod keyset;
 mod scopes;
@@ -27,6 +29,8 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<user::AuthenticatedUser>()?;
     m.add_class::<scopes::PyScopeRules>()?;
     m.add_class::<admission::Referral>()?;
+    m.add_class::<dpop::PyDpopPolicy>()?;
+    m.add_class::<dpop::PyProof>()?;
     m.add_function(wrap_pyfunction!(admission::bearer_token, m)?)?;
     m.add_function(wrap_pyfunction!(user::claim_values, m)?)?;
     m.add_function(wrap_pyfunction!(errors::token_error_descriptions, m)?)?;

@@ -6,12 +6,14 @@
 use super::admission::Referral;
 use super::convert::header_bytes;
 use super::convert::{clock, string_list, token_text};
+use super::dpop::{PyDpopPolicy, PyProof};
 use super::errors::{refusal, verdict_of};
 use super::keyset::PyKeySet;
 use super::scopes::{PyScopeRules, NO_RULES_ID};
 use super::user::AuthenticatedUser;
 use crate::admission::{classify_recorded, KeyRing, Kind, TokenFormat, Unsettled};
-use crate::authorization::bearer_credentials;
+use crate::authorization::{credentials, Scheme};
+use crate::dpop::{self, Presented, Request};
 use crate::error::{ConfigError, TokenError};
 use crate::policy::{IntrospectionFailure, Policy, PolicyOptions};
 use crate::scopes::ScopeRules;
@@ -19,7 +21,7 @@ use crate::trace::{Check, Recorder, Silent, Step, Trace};
 use crate::verified_cache::{Cached, TokenKey, VerifiedCache};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyMapping, PyString, PyTuple};
 
 #[pyclass(frozen, name = "TokenValidator", module = "mcp_oauth2")]
 pub(crate) struct PyTokenValidator {
@@ -27,6 +29,8 @@ pub(crate) struct PyTokenValidator {
     algorithm_names: Vec<String>,
     accepted_type_names: Option<Vec<String>>,
     cache: VerifiedCache<Py<AuthenticatedUser>>,
+    /// What this resource accepts of DPoP; None: as `off`.
+    dpop: Option<Py<PyDpopPolicy>>,
 }
 
 /// Tokens longer than this are validated but never cached, which bounds each entry's size (the
@@ -50,10 +54,11 @@ impl PyTokenValidator {
         max_token_bytes = None,
         cache_size = None,
         roles_claims = None,
+        dpop = None,
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192, cache_size=16384, roles_claims=None)")]
+        max_token_bytes=8192, cache_size=16384, roles_claims=None, dpop=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
@@ -66,6 +71,7 @@ impl PyTokenValidator {
         max_token_bytes: Option<&Bound<'_, PyAny>>,
         cache_size: Option<&Bound<'_, PyAny>>,
         roles_claims: Option<&Bound<'_, PyAny>>,
+        dpop: Option<Bound<'_, PyDpopPolicy>>,
     ) -> PyResult<Self> {
         let defaults = PolicyOptions::default();
         let integer = |value: Option<&Bound<'_, PyAny>>, name: &str, default: i64| {
@@ -126,7 +132,13 @@ impl PyTokenValidator {
             algorithm_names: algorithms,
             accepted_type_names: accepted_types,
             cache: VerifiedCache::new(usize::try_from(cache_size).unwrap_or(0)),
+            dpop: dpop.map(Bound::unbind),
         })
+    }
+
+    #[getter]
+    fn dpop(&self, py: Python<'_>) -> Option<Py<PyDpopPolicy>> {
+        self.dpop.as_ref().map(|policy| policy.clone_ref(py))
     }
 
     #[getter]
@@ -195,13 +207,26 @@ impl PyTokenValidator {
     }
 
     /// One call from an `Authorization` header value to what becomes of the request: None when
-    /// the header names another scheme; `(user, effective scopes sorted)` for a JWT verified
-    /// with `keys` and admitted by `scopes`; a `Referral` for a token to introspect (by
+    /// the header names a scheme this resource does not read; `(user, effective scopes
+    /// sorted)` for a JWT verified with `keys` and admitted by `scopes`, with a third item, the
+    /// `DPoPProof`, when the request proved possession (`dpop_proofs` are the values of its
+    /// `DPoP` headers, `method` and `path` its own); a `Referral` for a token to introspect (by
     /// `token_format` and its shape) or a JWT whose issuer's keys `keys` does not hold. Raises
-    /// `InvalidRequestError` for broken Bearer credentials, the validation errors (a key miss
-    /// carries the issuer and key id it missed in `issuer` and `kid`), and
+    /// `InvalidRequestError` for broken credentials, the validation errors (a key miss carries
+    /// the issuer and key id it missed in `issuer` and `kid`), the DPoP refusals and
     /// `InsufficientScopeError`.
-    #[pyo3(signature = (authorization, keys, scopes = None, *, token_format = "jwt", now = None))]
+    #[pyo3(signature = (
+        authorization,
+        keys,
+        scopes = None,
+        *,
+        token_format = "jwt",
+        now = None,
+        dpop_proofs = None,
+        method = "GET",
+        path = "/",
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn authorize<'py>(
         &self,
         py: Python<'py>,
@@ -210,11 +235,33 @@ impl PyTokenValidator {
         scopes: Option<&Bound<'py, PyScopeRules>>,
         token_format: &str,
         now: Option<f64>,
+        dpop_proofs: Option<&Bound<'py, PyAny>>,
+        method: &str,
+        path: &str,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(token) = bearer_credentials(header_bytes(authorization)?)? else {
+        let Some((scheme, token)) = credentials(header_bytes(authorization)?)? else {
             return Ok(None);
         };
-        self.admit(py, token, keys, scopes, token_format, now, &mut Silent)
+        let now = clock(now)?;
+        let policy = self.dpop.as_ref().map(|policy| &policy.get().inner);
+        let request = Request {
+            method,
+            path,
+            access_token: token,
+        };
+        let presented = match scheme {
+            Scheme::Bearer => dpop::present(policy, scheme, &[], &request, now)?,
+            Scheme::DPoP => {
+                let held = proof_values(dpop_proofs)?;
+                let proofs: Vec<&[u8]> = held.iter().map(|value| value.as_bytes()).collect();
+                // The proof's signature is checked with other threads running.
+                py.detach(|| dpop::present(policy, scheme, &proofs, &request, now))?
+            }
+        };
+        let Some(presented) = presented else {
+            return Ok(None);
+        };
+        self.admit(py, token, keys, scopes, token_format, now, presented, &mut Silent)
             .map(Some)
     }
 
@@ -231,7 +278,8 @@ impl PyTokenValidator {
         now: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
-        self.admit(py, text, keys, scopes, token_format, now, &mut Silent)
+        let now = clock(now)?;
+        self.admit(py, text, keys, scopes, token_format, now, Presented::Bearer, &mut Silent)
     }
 
     /// `authorize_token`, explained: `(steps, verdict)`, where `steps` are the checks in the
@@ -251,8 +299,10 @@ impl PyTokenValidator {
     ) -> PyResult<(Vec<StepTuple>, Bound<'py, PyAny>)> {
         // The size is a check of the trace, not a reason to raise.
         let text = token_text(token, usize::MAX)?;
+        let now = clock(now)?;
         let mut trace = Trace::default();
-        let outcome = self.admit(py, text, keys, scopes, token_format, now, &mut trace);
+        let presented = Presented::Bearer;
+        let outcome = self.admit(py, text, keys, scopes, token_format, now, presented, &mut trace);
         let verdict = verdict_of(py, outcome)?;
         let introspected = verdict
             .cast::<Referral>()
@@ -336,7 +386,8 @@ impl PyTokenValidator {
 }
 
 impl PyTokenValidator {
-    /// Classification, then routing, validation and the scope rules for one token.
+    /// Classification, then routing, validation, the DPoP binding and the scope rules for one
+    /// token presented as `presented` says.
     #[allow(clippy::too_many_arguments)]
     fn admit<'py, R: Recorder + Send>(
         &self,
@@ -345,15 +396,15 @@ impl PyTokenValidator {
         keys: &Bound<'py, PyAny>,
         scopes: Option<&Bound<'py, PyScopeRules>>,
         token_format: &str,
-        now: Option<f64>,
+        now: f64,
+        presented: Presented,
         rec: &mut R,
     ) -> PyResult<Bound<'py, PyAny>> {
         let format = TokenFormat::parse(token_format)?;
         if classify_recorded(token, format, self.policy.max_token_bytes, rec)? == Kind::Introspected
         {
-            return Referral::refer(py, token, None);
+            return Referral::refer(py, token, None, presented);
         }
-        let now = clock(now)?;
         let verdict = if let Ok(shared) = keys.cast::<PyKeySet>() {
             self.verified(py, token, &KeyRing::Shared(&shared.get().inner), now, rec)?
         } else {
@@ -365,8 +416,11 @@ impl PyTokenValidator {
             self.verified(py, token, &KeyRing::ByIssuer(sets), now, rec)?
         };
         match verdict {
-            Verdict::User(user) => admitted(py, user, scopes, rec).map(Bound::into_any),
-            Verdict::NoKeys(issuer) => Referral::refer(py, token, Some(issuer)),
+            Verdict::User(user) => {
+                dpop::bind(&presented, user.get().verified.confirmation())?;
+                admitted(py, user, scopes, presented, rec).map(Bound::into_any)
+            }
+            Verdict::NoKeys(issuer) => Referral::refer(py, token, Some(issuer), presented),
         }
     }
 
@@ -439,7 +493,9 @@ impl PyTokenValidator {
         let user = Bound::new(py, AuthenticatedUser::new(verified))?;
         match scopes {
             None => Ok(user.into_any()),
-            Some(rules) => admitted(py, user.unbind(), Some(rules), rec).map(Bound::into_any),
+            Some(rules) => {
+                admitted(py, user.unbind(), Some(rules), None, rec).map(Bound::into_any)
+            }
         }
     }
 }
@@ -483,12 +539,14 @@ enum Verdict {
     NoKeys(String),
 }
 
-/// `(user, effective scopes sorted)` under `scopes` (none: the granted scopes, sorted), or the
-/// refusal for a required scope that is missing.
-fn admitted<'py, R: Recorder>(
+/// `(user, effective scopes sorted)` under `scopes` (none: the granted scopes, sorted), and the
+/// `DPoPProof` third when the token came with one; or the refusal for a required scope that is
+/// missing.
+pub(crate) fn admitted<'py, R: Recorder>(
     py: Python<'py>,
     user: Py<AuthenticatedUser>,
     scopes: Option<&Bound<'py, PyScopeRules>>,
+    presented: impl Into<Option<Presented>>,
     rec: &mut R,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let effective = match scopes {
@@ -500,9 +558,34 @@ fn admitted<'py, R: Recorder>(
             .get()
             .admitted(py, NO_RULES_ID, &ScopeRules::default(), rec)?,
     };
-    PyTuple::new(py, [user.into_any(), effective.into_any()])
+    match presented.into() {
+        Some(Presented::Proven(proof)) => {
+            let proof = Py::new(py, PyProof::from(proof))?;
+            PyTuple::new(
+                py,
+                [user.into_any(), effective.into_any(), proof.into_any()],
+            )
+        }
+        _ => PyTuple::new(py, [user.into_any(), effective.into_any()]),
+    }
 }
 
+/// The values of a request's `DPoP` headers (a sequence of bytes; None: none), held while they
+/// are read.
+fn proof_values<'py>(values: Option<&Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let wrong = || PyTypeError::new_err("dpop_proofs must be a sequence of bytes (header values)");
+    let Some(values) = values else {
+        return Ok(Vec::new());
+    };
+    if values.is_instance_of::<PyBytes>() || values.is_instance_of::<PyString>() {
+        return Err(wrong());
+    }
+    values
+        .try_iter()
+        .map_err(|_| wrong())?
+        .map(|value| value?.cast_into::<PyBytes>().map_err(|_| wrong()))
+        .collect()
+}
 /// The key sets of a mapping from issuer to `KeySet`, held while they are used.
 fn keys_by_issuer<'py>(
     keys: &Bound<'py, PyAny>,
