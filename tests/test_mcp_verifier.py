@@ -12,9 +12,10 @@ import logging
 import pytest
 
 from mcp_oauth2 import OAuth2Config
+from mcp_oauth2.errors import ConfigurationError
 from mcp_oauth2.lowlevel import CacheSettings, JWKSCache, StaticKeys
 from mcp_oauth2.mcp_sdk import OUTAGE_LOG_INTERVAL, MCPTokenVerifier
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.testing import DPoPKey, LocalIssuer
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +143,21 @@ async def test_a_token_not_shaped_as_a_bearer_token_is_never_introspected(token:
         finally:
             await verifier.aclose()
         assert issuer.introspection_requests == 1  # only the well-formed token was asked about
+
+
+async def test_dpop_required_cannot_be_enforced_by_the_sdk_verifier() -> None:
+    issuer = LocalIssuer(issuer="https://login.example.com")
+    config = OAuth2Config(
+        issuer=issuer.issuer, audience=AUDIENCE, resource=AUDIENCE, dpop="required"
+    )
+    with pytest.raises(ConfigurationError, match=r"dpop \(MCP_OAUTH2_DPOP\): 'required'"):
+        MCPTokenVerifier(config, key_sources=StaticKeys(issuer.jwks()))
+
+
+async def test_dpop_allowed_accepts_bearer_tokens_and_refuses_bound_ones() -> None:
+    issuer = LocalIssuer(issuer="https://login.example.com")
+    config = OAuth2Config(issuer=issuer.issuer, audience=AUDIENCE, resource=AUDIENCE, dpop="allowed")
+    verifier = MCPTokenVerifier(config, key_sources=StaticKeys(issuer.jwks()))
+    assert await verifier.verify_token(issuer.mint(audience=AUDIENCE)) is not None
+    bound = issuer.mint(audience=AUDIENCE, jkt=DPoPKey().thumbprint)
+    assert await verifier.verify_token(bound) is None

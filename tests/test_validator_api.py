@@ -12,7 +12,7 @@ import pytest
 from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2 import AuthenticatedUser, errors
-from mcp_oauth2._rust import token_error_descriptions
+from mcp_oauth2._rust import DPoPPolicy, token_error_descriptions
 from mcp_oauth2.errors import (
     ConfigurationError,
     ExpiredTokenError,
@@ -23,7 +23,18 @@ from mcp_oauth2.errors import (
 )
 from mcp_oauth2.lowlevel import Authenticator, KeySet, StaticKeys, TokenValidator
 from refused_tokens import REFUSED
-from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint, plain_json
+from mcp_oauth2.testing import DPoPKey
+from token_factory import (
+    AUDIENCE,
+    ISSUER,
+    NOW,
+    TRUSTED_KEY_IDS,
+    default_validator,
+    jwks_for,
+    make_claims,
+    mint,
+    plain_json,
+)
 
 
 def test_defaults() -> None:
@@ -279,8 +290,35 @@ def _inactive() -> TokenValidationError:
 NATIVE = [(case.label, case.code) for case in REFUSED] + [("inactive", "inactive_token")]
 
 
+def _dpop_refusals() -> list[TokenValidationError]:
+    """The DPoP refusals the core raises: a proof that is no JWT, one without the server's
+    nonce, and a DPoP-bound token presented as a bearer token."""
+    resource = "https://mcp.example.com/mcp"
+    key = DPoPKey()
+    proof = key.proof("POST", resource, access_token="t")
+    asks: list[Any] = [
+        lambda: DPoPPolicy("allowed", resource).check_proof(
+            "not-a-jwt", method="POST", path="/mcp", access_token="t"
+        ),
+        lambda: DPoPPolicy("allowed", resource, nonce=True).check_proof(
+            proof, method="POST", path="/mcp", access_token="t"
+        ),
+        lambda: default_validator().authorize_token(
+            mint("ES256", make_claims(cnf={"jkt": key.thumbprint})),
+            KeySet.from_jwks(jwks_for(TRUSTED_KEY_IDS)),
+            now=NOW,
+        ),
+    ]
+    refusals = []
+    for ask in asks:
+        with pytest.raises(TokenValidationError) as caught:
+            ask()
+        refusals.append(caught.value)
+    return refusals
+
+
 def native_errors() -> list[TokenValidationError]:
-    return [_raised(i) for i in range(len(REFUSED))] + [_inactive()]
+    return [_raised(i) for i in range(len(REFUSED))] + [_inactive(), *_dpop_refusals()]
 
 
 @pytest.mark.parametrize(("index", "label", "code"), [(i, *c) for i, c in enumerate(NATIVE)])

@@ -54,6 +54,7 @@ from mcp_oauth2._url_rules import is_application_id
 from mcp_oauth2.errors import (
     AuthorizationError,
     AuthorizationServerUnavailableError,
+    ConfigurationError,
     InsufficientScopeError,
     IntrospectionUnavailableError,
     JWKSError,
@@ -98,9 +99,20 @@ class MCPTokenVerifier:
         key_sources: KeySource | dict[str, KeySource] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``clock`` (monotonic seconds) paces the outage log lines; injectable for tests."""
+        """``clock`` (monotonic seconds) paces the outage log lines; injectable for tests.
+
+        Raises ``ConfigurationError`` for ``dpop="required"``: the SDK hands a verifier the
+        token alone, never the request's ``DPoP`` proof, so no token could be accepted here as
+        that setting means (``OAuth2Middleware`` checks proofs). Under ``dpop="allowed"`` the
+        verifier accepts bearer tokens and refuses DPoP-bound ones."""
         self.config = config if config is not None else OAuth2Config()
         config = self.config
+        if config.dpop == "required":
+            raise ConfigurationError(
+                "dpop (MCP_OAUTH2_DPOP): 'required' cannot be enforced by MCPTokenVerifier, "
+                "which the MCP SDK hands the token without the request's DPoP proof; protect "
+                "the app with OAuth2Middleware instead, or set dpop='allowed' or 'off'"
+            )
         self.authenticator = Authenticator.from_config(config, key_sources)
         self.access = AccessControl.from_config(config)
         self._clock = clock
