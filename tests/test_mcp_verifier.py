@@ -156,7 +156,9 @@ async def test_dpop_required_cannot_be_enforced_by_the_sdk_verifier() -> None:
 
 async def test_dpop_allowed_accepts_bearer_tokens_and_refuses_bound_ones() -> None:
     issuer = LocalIssuer(issuer="https://login.example.com")
-    config = OAuth2Config(issuer=issuer.issuer, audience=AUDIENCE, resource=AUDIENCE, dpop="allowed")
+    config = OAuth2Config(
+        issuer=issuer.issuer, audience=AUDIENCE, resource=AUDIENCE, dpop="allowed"
+    )
     verifier = MCPTokenVerifier(config, key_sources=StaticKeys(issuer.jwks()))
     assert await verifier.verify_token(issuer.mint(audience=AUDIENCE)) is not None
     bound = issuer.mint(audience=AUDIENCE, jkt=DPoPKey().thumbprint)

@@ -22,8 +22,8 @@ from mcp_oauth2.errors import (
     TokenValidationError,
 )
 from mcp_oauth2.lowlevel import Authenticator, KeySet, StaticKeys, TokenValidator
-from refused_tokens import REFUSED
 from mcp_oauth2.testing import DPoPKey
+from refused_tokens import REFUSED
 from token_factory import (
     AUDIENCE,
     ISSUER,

@@ -261,8 +261,17 @@ impl PyTokenValidator {
         let Some(presented) = presented else {
             return Ok(None);
         };
-        self.admit(py, token, keys, scopes, token_format, now, presented, &mut Silent)
-            .map(Some)
+        self.admit(
+            py,
+            token,
+            keys,
+            scopes,
+            token_format,
+            now,
+            presented,
+            &mut Silent,
+        )
+        .map(Some)
     }
 
     /// `authorize` for a bare token (str or bytes), as the MCP SDK hands one over: the same
@@ -279,7 +288,16 @@ impl PyTokenValidator {
     ) -> PyResult<Bound<'py, PyAny>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
         let now = clock(now)?;
-        self.admit(py, text, keys, scopes, token_format, now, Presented::Bearer, &mut Silent)
+        self.admit(
+            py,
+            text,
+            keys,
+            scopes,
+            token_format,
+            now,
+            Presented::Bearer,
+            &mut Silent,
+        )
     }
 
     /// `authorize_token`, explained: `(steps, verdict)`, where `steps` are the checks in the
@@ -302,7 +320,16 @@ impl PyTokenValidator {
         let now = clock(now)?;
         let mut trace = Trace::default();
         let presented = Presented::Bearer;
-        let outcome = self.admit(py, text, keys, scopes, token_format, now, presented, &mut trace);
+        let outcome = self.admit(
+            py,
+            text,
+            keys,
+            scopes,
+            token_format,
+            now,
+            presented,
+            &mut trace,
+        );
         let verdict = verdict_of(py, outcome)?;
         let introspected = verdict
             .cast::<Referral>()
@@ -493,9 +520,7 @@ impl PyTokenValidator {
         let user = Bound::new(py, AuthenticatedUser::new(verified))?;
         match scopes {
             None => Ok(user.into_any()),
-            Some(rules) => {
-                admitted(py, user.unbind(), Some(rules), None, rec).map(Bound::into_any)
-            }
+            Some(rules) => admitted(py, user.unbind(), Some(rules), None, rec).map(Bound::into_any),
         }
     }
 }
