@@ -85,6 +85,8 @@ BAD_VALUES: dict[str, object] = {
     "client_auth_method": "private_key_jwt",
     "introspection_require_audience": "maybe",
     "introspection_cache_ttl": 99_999,
+    "token_endpoint": "http://10.0.0.1/token",
+    "delegated_tokens": "sometimes",
 }
 
 

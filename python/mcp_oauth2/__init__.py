@@ -3,7 +3,8 @@
 Bearer JWT access tokens are verified by a native core (Rust, aws-lc-rs): parse the
 authorization server's keys once with :class:`KeySet`, describe what you accept with
 :class:`TokenValidator`, and call :meth:`TokenValidator.validate` per request. Behind
-:class:`OAuth2Middleware`, :func:`current_user` is the caller of the request being served.
+:class:`OAuth2Middleware`, :func:`current_user` is the caller of the request being served, and
+:class:`TokenExchanger` calls downstream APIs as that caller (RFC 8693 token exchange).
 """
 
 from importlib.metadata import version as _distribution_version
@@ -23,6 +24,7 @@ from mcp_oauth2._rust import (
     peek_header,
     peek_issuer,
 )
+from mcp_oauth2._token_exchange import ExchangedToken, TokenExchanger
 from mcp_oauth2._tool_scopes import ToolScopes
 from mcp_oauth2.errors import *  # noqa: F403 - every error class, as errors.__all__ lists
 
@@ -34,6 +36,7 @@ __all__ = [
     "Authenticator",
     "AuthenticatorHealth",
     "CacheSettings",
+    "ExchangedToken",
     "JWKSCache",
     "KeySet",
     "KeySource",
@@ -41,6 +44,7 @@ __all__ = [
     "OAuth2Config",
     "OAuth2Middleware",
     "StaticKeys",
+    "TokenExchanger",
     "TokenValidator",
     "ToolScopes",
     "__version__",
