@@ -351,7 +351,7 @@ bench-crypto: ## Rust floor benchmark of aws-lc-rs against ring
 # fuzz/regressions/<target>, which `cargo test` replays with the seeds.
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
-FUZZ_TARGETS := token jwks json base64url
+FUZZ_TARGETS := token jwks json base64url authorization
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 45
 FUZZ_LIMITS := -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10

@@ -42,6 +42,7 @@ FASTAPI = "FastAPI endpoint"
 FASTAPI_PROTECTED = "FastAPI endpoint + OAuth2Middleware"
 AUTHENTICATE = "Authenticator.authenticate (warm caches)"
 CACHED = "TokenValidator.validate (cached)"
+AUTHORIZE = "TokenValidator.authorize (cached)"
 UNCACHED = "TokenValidator.validate (uncached)"
 CASES = (
     MINIMAL,
@@ -50,6 +51,7 @@ CASES = (
     FASTAPI_PROTECTED,
     AUTHENTICATE,
     CACHED,
+    AUTHORIZE,
     UNCACHED,
 )
 
@@ -122,6 +124,8 @@ def middleware_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: b
     keys: KeySet = loop.run_until_complete(source.get_keys())
     validator = config.token_validator()
     uncached = TokenValidator(issuer.issuer, AUDIENCE, cache_size=0)
+    header = b"Bearer " + token.encode()
+    rules = minimal_protected.access.rules
     assert validator.validate(token, keys).subject == "user-1"
     cases: dict[str, Batch] = {
         MINIMAL: timed_async(loop, caller(minimal)),
@@ -130,6 +134,7 @@ def middleware_run(issuer: LocalIssuer, loop: asyncio.AbstractEventLoop, full: b
         FASTAPI_PROTECTED: timed_async(loop, caller(protected)),
         AUTHENTICATE: timed_async(loop, lambda: authenticator.authenticate(token)),
         CACHED: timed(lambda: validator.validate(token, keys)),
+        AUTHORIZE: timed(lambda: validator.authorize(header, keys, rules)),
         UNCACHED: timed(lambda: uncached.validate(token, keys)),
     }
     try:

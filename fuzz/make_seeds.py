@@ -265,6 +265,41 @@ def base64url_seeds(tokens: dict[str, str]) -> dict[str, bytes]:
     return {name: text.encode() for name, text in out.items()}
 
 
+def authorization_seeds(tokens: dict[str, str]) -> dict[str, bytes]:
+    """``Authorization`` header values: Bearer tokens of each shape, other schemes, and the
+    broken credentials RFC 6750 section 2.1 refuses."""
+    jwt = tokens["ok-ES256"]
+    out = {
+        "bearer-jwt": f"Bearer {jwt}",
+        "bearer-jwe": f"Bearer {tokens['malformed-jwe']}",
+        "bearer-none-alg": f"Bearer {tokens['algorithm_not_allowed-none']}",
+        "bearer-opaque": "Bearer 2YotnFZFEjr1zCsicMWpAA",
+        "bearer-padded": "Bearer mF_9.B5f-4.1JqM==",
+        "bearer-alphabet": "Bearer AZaz09-._~+/=",
+        "lower-case": f"bearer {jwt}",
+        "mixed-case-spaces": f" \t BeArEr    {jwt}   \r\n",
+        "vertical-tab": f"\x0bBearer {jwt}\x0c",
+        "basic": "Basic dXNlcjpwYXNzd29yZA==",
+        "dpop": f"DPoP {jwt}",
+        "scheme-only": "Bearer",
+        "scheme-spaces": "Bearer    ",
+        "scheme-colon": "Bearer:abc",
+        "scheme-tab": "Bearer\tabc",
+        "two-tokens": "Bearer abc def",
+        "comma": "Bearer a,b",
+        "quoted": 'Bearer "abc"',
+        "only-padding": "Bearer ==",
+        "inner-padding": "Bearer a=b",
+        "empty": "",
+        "blank": " \t\r\n",
+    }
+    encoded = {name: text.encode() for name, text in out.items()}
+    encoded["latin1"] = b"Bearer caf\xe9"
+    encoded["utf8"] = "Bearer café".encode()
+    encoded["nul"] = b"Bearer a\x00b"
+    return encoded
+
+
 def write(target: str, seeds: dict[str, bytes]) -> None:
     folder = SEEDS / target
     shutil.rmtree(folder, ignore_errors=True)
@@ -280,6 +315,7 @@ def main() -> None:
     write("jwks", jwks_seeds())
     write("json", json_seeds(tokens))
     write("base64url", base64url_seeds(tokens))
+    write("authorization", authorization_seeds(tokens))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,38 @@ def test_validation_and_scope_errors_are_the_validators(keys: KeySet) -> None:
     with pytest.raises(TokenTooLargeError):
         validator.authorize(b"Bearer " + b"a" * 2000, keys, now=NOW)
     with pytest.raises(TypeError):
-        validator.authorize(42, keys)  # type: ignore[arg-type]
+        validator.authorize(42, keys)  # type: ignore[call-overload]
+
+
+def test_scope_rules_admit_a_user_as_authorize_does(keys: KeySet) -> None:
+    """The same verdict for a user already in hand (an introspected one, say): one engine."""
+    validator = TokenValidator(ISSUER, AUDIENCE)
+    rules = ScopeRules(IMPLICATIONS, REQUIRED)
+    outcome = validator.authorize(b"Bearer " + token("admin z").encode(), keys, rules, now=NOW)
+    assert outcome is not None
+    user, effective = outcome
+    assert rules.admit(user) == effective == ("admin", "read", "write", "z")
+    narrow = validator.validate(token("z"), keys, now=NOW)
+    with pytest.raises(InsufficientScopeError) as caught:
+        rules.admit(narrow)
+    assert caught.value.required_scopes == ("read",)
+    assert ScopeRules().admit(narrow) == ("z",)
+
+
+def test_an_introspection_answer_under_scope_rules() -> None:
+    validator = TokenValidator(ISSUER, AUDIENCE)
+    rules = ScopeRules(IMPLICATIONS, REQUIRED)
+
+    def answer(scope: str) -> bytes:
+        claims = {"active": True, "iss": ISSUER, "aud": AUDIENCE, "sub": "u", "exp": NOW + 60}
+        return json.dumps({**claims, "scope": scope}).encode()
+
+    user, effective = validator.validate_introspection(answer("admin"), now=NOW, scopes=rules)
+    assert (user.subject, effective) == ("u", ("admin", "read", "write"))
+    with pytest.raises(InsufficientScopeError):
+        validator.validate_introspection(answer("z"), now=NOW, scopes=rules)
+    plain = validator.validate_introspection(answer("z"), now=NOW)
+    assert plain.scopes == {"z"}
 
 
 def test_scope_rules() -> None:

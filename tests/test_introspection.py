@@ -30,6 +30,7 @@ from mcp_oauth2.errors import (
     InvalidIssuerError,
     InvalidSignatureError,
     JWKSError,
+    MalformedTokenError,
     MissingClaimError,
     TokenTooLargeError,
 )
@@ -554,10 +555,11 @@ async def test_auto_verifies_jwts_locally_and_introspects_the_rest(issuer: Local
         forged = await refused(authenticator, issuer.mint_untrusted())
         assert isinstance(forged, InvalidSignatureError)
         assert issuer.introspection_requests == 1
-        # Three dot-separated segments that are not a JWS are introspected.
+        # Three dot-separated segments are a JWT by shape: refused locally when they do not
+        # parse, never introspected.
         odd = await refused(authenticator, "a.b.c")
-        assert isinstance(odd, InactiveTokenError)
-        assert issuer.introspection_requests == 2
+        assert isinstance(odd, MalformedTokenError)
+        assert issuer.introspection_requests == 1
     finally:
         await authenticator.aclose()
     assert (jwt_user.subject, opaque_user.subject) == ("jay", "opal")

@@ -10,9 +10,14 @@ natively or a tool or endpoint asks ``AccessControl``, one object decides. Keys 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -24,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import mcp_oauth2
+import mcp_oauth2.testing
 from mcp_oauth2 import (
     AuthenticatedUser,
     JWKSCache,
@@ -32,10 +39,12 @@ from mcp_oauth2 import (
     OAuth2Middleware,
     StaticKeys,
     TokenValidator,
+    _rust,
 )
 from mcp_oauth2._access import AccessControl
 from mcp_oauth2._rust import ScopeRules
-from token_factory import AUDIENCE, ISSUER, jwks_for, make_claims, mint
+from mcp_oauth2.testing import LocalIssuer
+from token_factory import AUDIENCE, ISSUER, b64u, jwks_for, make_claims, mint
 
 BASE = "https://mcp.example.com"
 IMPLICATIONS = {"mcp:root": ["mcp:admin"], "mcp:admin": ["mcp:tools"]}
@@ -180,3 +189,228 @@ def test_access_control_decides_with_its_native_rules(
     assert access.rules.missing(granted) == tuple(
         name for name in dict.fromkeys(required) if name not in effective
     )
+
+
+# -- native calls per request ----------------------------------------------------------------------
+# Counted with sys.setprofile: each C-call event on this thread whose function belongs to the
+# native module (a module function, or a method of one of its classes) and whose caller is the
+# library's own code (not the test, nor the local issuer of mcp_oauth2.testing). Reading an
+# attribute of a result (``user.issuer``) is no call.
+
+NATIVE_TYPES = (
+    _rust.AuthenticatedUser,
+    _rust.KeySet,
+    _rust.Referral,
+    _rust.ScopeRules,
+    _rust.TokenValidator,
+)
+PACKAGE = str(Path(mcp_oauth2.__file__).parent)
+TESTING = str(Path(mcp_oauth2.testing.__file__).parent)
+SECOND, THIRD = "https://second.example.com", "https://third.example.com"
+
+
+def native(function: object) -> bool:
+    if getattr(function, "__module__", None) == "mcp_oauth2._rust":
+        return True
+    owner = getattr(function, "__self__", None)
+    return isinstance(owner, NATIVE_TYPES) or owner in NATIVE_TYPES
+
+
+@contextlib.contextmanager
+def native_calls() -> Iterator[list[str]]:
+    """The native calls the library makes meanwhile, by name."""
+    calls: list[str] = []
+
+    def profile(frame: FrameType, event: str, function: object) -> None:
+        if event == "c_call" and native(function):
+            caller = frame.f_code.co_filename
+            if caller.startswith(PACKAGE) and not caller.startswith(TESTING):
+                calls.append(getattr(function, "__qualname__", repr(function)))
+
+    before = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(before)
+
+
+async def calls_of(client: httpx.AsyncClient, headers: dict[str, str]) -> list[str]:
+    with native_calls() as calls:
+        response = await client.get("/mcp", headers=headers)
+    assert response.status_code == 200, response.text
+    return calls
+
+
+def signed_for(issuer: str, kid: str, scope: str = "mcp:tools") -> dict[str, str]:
+    now = int(time.time())
+    claims = make_claims(iss=issuer, scope=scope, iat=now - 5, nbf=now - 5, exp=now + 600)
+    alg = {"rsa-1": "RS256", "ec-256": "ES256", "ed25519": "EdDSA"}[kid]
+    return {"Authorization": f"Bearer {mint(alg, claims, key=kid)}"}
+
+
+@pytest.mark.anyio
+async def test_a_jwt_costs_one_native_call_with_one_issuer() -> None:
+    _, client = protected(StaticKeys(jwks_for(["ec-256"])), required_scopes=["mcp:tools"])
+    headers = bearer("mcp:root")
+    async with client:
+        first = await calls_of(client, headers)  # validated
+        again = await calls_of(client, headers)  # from the verified-token cache
+    assert first == again == ["TokenValidator.authorize"]
+
+
+@pytest.mark.anyio
+async def test_a_jwt_costs_one_native_call_with_three_issuers() -> None:
+    """Each issuer has its own keys; the call routes by the token's unverified ``iss``. The first
+    token of an issuer costs one more call (its keys were not at hand); a forged ``iss`` meets
+    the keys of the issuer it names and is refused."""
+    sources = {
+        ISSUER: StaticKeys(jwks_for(["rsa-1"])),
+        SECOND: StaticKeys(jwks_for(["ec-256"])),
+        THIRD: StaticKeys(jwks_for(["ed25519"])),
+    }
+    config = OAuth2Config(
+        issuer=[ISSUER, SECOND, THIRD],
+        audience=AUDIENCE,
+        algorithms=["RS256", "ES256", "EdDSA"],
+        required_scopes=["mcp:tools"],
+        scope_implications=IMPLICATIONS,
+    )
+    app = OAuth2Middleware(Starlette(routes=[Route("/mcp", whoami)]), config, key_sources=sources)
+    tokens = [
+        signed_for(ISSUER, "rsa-1"),
+        signed_for(SECOND, "ec-256"),
+        signed_for(THIRD, "ed25519"),
+    ]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        firsts = [await calls_of(client, headers) for headers in tokens]
+        agains = [await calls_of(client, headers) for headers in tokens]
+        fresh = await calls_of(client, signed_for(SECOND, "ec-256", scope="mcp:admin"))
+        forged = await client.get("/mcp", headers=signed_for(ISSUER, "ec-256"))
+        unknown = await client.get("/mcp", headers=signed_for("https://evil.example", "ec-256"))
+    assert firsts == [["TokenValidator.authorize"] * 2] * 3
+    assert agains == [["TokenValidator.authorize"]] * 3
+    assert fresh == ["TokenValidator.authorize"]  # not cached, its issuer's keys at hand
+    assert (forged.status_code, forged.json()["code"]) == (401, "key_not_found")
+    assert (unknown.status_code, unknown.json()["code"]) == (401, "invalid_issuer")
+    # Each source was asked for its keys once per request that reached them: admitted, or (the
+    # forged token) missing a key.
+    assert [source.stats().hits for source in sources.values()] == [3, 3, 2]
+
+
+@contextlib.asynccontextmanager
+async def introspecting(
+    issuer: LocalIssuer, token_format: str, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the middleware (in process) over ``issuer``, whose introspection endpoint it
+    may call."""
+    config = OAuth2Config.model_validate(
+        {
+            "issuer": issuer.issuer,
+            "audience": AUDIENCE,
+            "token_format": token_format,
+            "client_id": issuer.introspection_client_id,
+            "client_secret": issuer.introspection_client_secret,
+            **settings,
+        }
+    )
+    app = OAuth2Middleware(Starlette(routes=[Route("/mcp", whoami)]), config)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            yield client
+    finally:
+        await app.authenticator.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_an_opaque_token_costs_at_most_two_native_calls() -> None:
+    """The call that classifies the token, then the scope rules on the introspected user. The
+    first request also has the introspector check the endpoint's answer
+    (``validate_introspection``); later ones are answered from its cache."""
+    issuer = LocalIssuer(default_audience=AUDIENCE)
+    rules = {"required_scopes": ["mcp:tools"], "scope_implications": IMPLICATIONS}
+    async with issuer.serve_async(), introspecting(issuer, "opaque", **rules) as client:
+        headers = {"Authorization": f"Bearer {issuer.mint_opaque(scopes=['mcp:admin'])}"}
+        first = await calls_of(client, headers)
+        again = await calls_of(client, headers)
+    assert first == [
+        "TokenValidator.authorize",
+        "TokenValidator.validate_introspection",
+        "ScopeRules.admit",
+    ]
+    assert again == ["TokenValidator.authorize", "ScopeRules.admit"]
+    assert issuer.introspection_requests == 1
+
+
+# -- token_format="auto": a token shaped as a JWS is never introspected ---------------------------
+
+
+def unsigned(header: bytes, signature: str = "c2ln") -> str:
+    payload = json.dumps(make_claims()).encode()
+    return f"{b64u(header)}.{b64u(payload)}.{signature}"
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (unsigned(b'{"alg":"none"}', signature=""), "malformed"),
+        (unsigned(b'{"alg":"none"}'), "algorithm_not_allowed"),
+        (unsigned(b'{"alg":"ES256","alg":"ES256"}'), "malformed"),
+        (unsigned('\ufeff{"alg":"ES256"}'.encode()), "malformed"),
+        (unsigned(b'["ES256"]'), "malformed"),
+        ("a.b.c", "malformed"),
+        ("..", "malformed"),
+    ],
+    ids=["none-empty-signature", "none", "duplicate-member", "bom", "array", "abc", "dots"],
+)
+async def test_auto_refuses_a_jws_shaped_token_locally(token: str, code: str) -> None:
+    issuer = LocalIssuer(default_audience=AUDIENCE)
+    async with issuer.serve_async(), introspecting(issuer, "auto") as client:
+        refused = await client.get("/mcp", headers={"Authorization": f"Bearer {token}"})
+        opaque = await client.get(
+            "/mcp", headers={"Authorization": f"Bearer {issuer.mint_opaque()}"}
+        )
+    assert (refused.status_code, refused.json()["code"]) == (401, code)
+    assert opaque.status_code == 200  # and an opaque token is introspected, once
+    assert issuer.introspection_requests == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_a_key_miss_refreshes_the_keys_of_the_issuer_the_call_named() -> None:
+    """Two issuers, each with its key cache: a rotation at the second is found by refreshing
+    the second's keys (the error of the native call names the issuer and the key id); the
+    first's are not asked for again."""
+    first, second = LocalIssuer(default_audience=AUDIENCE), LocalIssuer(default_audience=AUDIENCE)
+    async with first.serve_async(), second.serve_async():
+        config = OAuth2Config(issuer=[first.issuer, second.issuer], audience=AUDIENCE)
+        app = OAuth2Middleware(Starlette(routes=[Route("/mcp", whoami)]), config)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+
+                async def status(issuer: LocalIssuer) -> int:
+                    token = issuer.mint(scopes=["mcp:tools"])
+                    answer = await client.get("/mcp", headers={"Authorization": f"Bearer {token}"})
+                    return answer.status_code
+
+                assert [await status(first), await status(second)] == [200, 200]
+                fetched = (first.jwks_requests, second.jwks_requests)
+                second.rotate(keep_old=False)
+                with native_calls() as calls:
+                    rotated = await status(second)
+                assert rotated == 200
+                assert (first.jwks_requests, second.jwks_requests) == (
+                    fetched[0],
+                    fetched[1] + 1,
+                )
+                # The miss, then the token checked again with the fetched keys.
+                assert calls == ["TokenValidator.authorize"] * 2
+                assert await status(first) == 200
+        finally:
+            await app.authenticator.aclose()

@@ -24,6 +24,7 @@ from jwt.algorithms import get_default_algorithms
 from mcp_oauth2 import (
     AlgorithmNotAllowedError,
     ConfigurationError,
+    InvalidTokenTypeError,
     KeySet,
     TokenValidationError,
     TokenValidator,
@@ -412,6 +413,33 @@ def test_wrong_audience_is_rejected(keyset: KeySet, aud: Any, code: str) -> None
 def test_missing_audience_is_rejected_even_if_not_listed_as_required(keyset: KeySet) -> None:
     token = mint("ES256", make_claims(drop=["aud"]))
     assert code_of(token, keyset, default_validator(required_claims=("exp",))) == "missing_claim"
+
+
+# An Entra ID application (client) ID: v2.0 access tokens for the API carry it in `aud`, and so do
+# the OpenID Connect ID tokens Entra issues to the same application, with the same `iss` and keys.
+APPLICATION_ID = "8f5c1a2b-3d4e-4f60-9a7b-0c1d2e3f4a5b"
+
+
+def test_an_id_token_is_refused_where_the_audience_is_an_application_id(keyset: KeySet) -> None:
+    validator = TokenValidator(ISSUER, [APPLICATION_ID, AUDIENCE])
+    access = make_claims(aud=APPLICATION_ID, scp="mcp.tools", drop=["scope"])
+    id_token = make_claims(aud=APPLICATION_ID, nonce="n-0S6_WzA2Mj", drop=["scope", "client_id"])
+    assert validator.validate(mint("RS256", access), keyset, now=NOW).scopes == {"mcp.tools"}
+    with pytest.raises(InvalidTokenTypeError) as caught:
+        validator.validate(mint("RS256", id_token), keyset, now=NOW)
+    assert caught.value.code == "invalid_type"
+    assert caught.value.description == "an ID token (it carries 'nonce') is not an access token"
+    # In a list, in upper case as configured, even with a null nonce: still an ID token for us.
+    shouting = TokenValidator(ISSUER, APPLICATION_ID.upper())
+    for aud in ([AUDIENCE, APPLICATION_ID], APPLICATION_ID):
+        token = mint("ES256", {**id_token, "aud": aud, "nonce": None})
+        assert code_of(token, keyset, validator) == "invalid_type"
+    assert code_of(
+        mint("ES256", {**id_token, "aud": APPLICATION_ID.upper()}), keyset, shouting
+    ) == ("invalid_type")
+    # A URL audience is not an application ID: `nonce` there is just another claim.
+    url_token = mint("ES256", make_claims(nonce="n"))
+    assert validator.validate(url_token, keyset, now=NOW).subject == "user-1"
 
 
 # -- JSON --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from collections.abc import Mapping
@@ -136,7 +137,7 @@ def test_authenticated_user_is_frozen(keyset: KeySet, validator: TokenValidator)
     with pytest.raises(AttributeError):
         user.subject = "admin"  # type: ignore[misc]
     with pytest.raises(TypeError):
-        user.claims["sub"] = "admin"  # type: ignore[index]
+        user.claims["sub"] = "admin"
     assert user.claims["sub"] == "user-1"
     again = validator.validate(mint("ES256", make_claims()), keyset, now=NOW)
     assert user == again and hash(user) == hash(again)
@@ -280,13 +281,15 @@ def test_every_code_has_one_set_of_words_whichever_layer_raises_it() -> None:
         assert cls.default_description == fixed[code], name
         assert cls().description == fixed[code], name
     # An error the core raises with nothing particular to say reads as the Python one.
-    native = {type(e): d for _, d, e in NATIVE_EXAMPLES}
+    native: dict[type[Exception], set[str]] = {}
+    for _, description, error in NATIVE_EXAMPLES:
+        native.setdefault(type(error), set()).add(description)
     for cls in (
         errors.InvalidIssuerError,
         errors.InvalidAudienceError,
         errors.InvalidTokenTypeError,
     ):
-        assert native[cls] == cls().description
+        assert cls().description in native[cls]
 
 
 def test_a_python_insufficient_scope_error_is_worded_as_the_core_words_it() -> None:
@@ -304,11 +307,11 @@ def test_the_authenticator_and_the_core_say_the_same_for_an_untrusted_issuer(
     validator = TokenValidator(ISSUER, AUDIENCE, algorithms=["ES256"])
     with pytest.raises(errors.InvalidIssuerError) as native:
         validator.validate(token, keyset, now=NOW)
-    # With several issuers the Authenticator refuses an unknown iss before fetching any key.
+    # With several issuers the Authenticator refuses an unknown iss before asking for any key.
     issuers = [ISSUER, "https://b.example"]
-    auth = Authenticator(
-        TokenValidator(issuers, AUDIENCE), {issuer: StaticKeys(jwks) for issuer in issuers}
-    )
+    sources = {issuer: StaticKeys(jwks) for issuer in issuers}
+    auth = Authenticator(TokenValidator(issuers, AUDIENCE), sources)
     with pytest.raises(errors.InvalidIssuerError) as python:
-        auth.source_for(token)
+        asyncio.run(auth.authenticate(token))
     assert python.value.description == native.value.description
+    assert [source.stats().hits for source in sources.values()] == [0, 0]

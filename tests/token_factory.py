@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mcp_oauth2 import TokenValidator
+from mcp_oauth2._claims import ReadOnlyDict
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://mcp.example.com/mcp"
@@ -171,12 +172,12 @@ def json_equal(actual: Any, expected: Any) -> bool:
 def plain_json(claims: Any) -> Any:
     """``AuthenticatedUser.claims`` as plain JSON values (dicts and lists), for comparisons.
 
-    Fails when any level is mutable: objects must be read-only mappings and arrays tuples.
+    Fails when any level is mutable: objects must be ``ReadOnlyDict`` and arrays tuples.
     """
-    if isinstance(claims, dict | list):
-        raise AssertionError(f"a mutable {type(claims).__name__} inside the claims")
-    if isinstance(claims, Mapping):
+    if isinstance(claims, ReadOnlyDict):
         return {name: plain_json(value) for name, value in claims.items()}
+    if isinstance(claims, Mapping | list):
+        raise AssertionError(f"a mutable {type(claims).__name__} inside the claims")
     if isinstance(claims, tuple):
         return [plain_json(item) for item in claims]
     return claims

@@ -1,45 +1,43 @@
-"""Validating a bearer token against the live keys of its issuer.
+"""Validating a bearer token against the live keys of its issuer, or at its authorization server.
 
 The ``Authenticator`` joins a ``TokenValidator`` (the policy) with one key source per trusted
-issuer. With several issuers, the token's unverified ``iss`` only picks which key set to try; the
-token is then verified in full, so a forged ``iss`` gains nothing. When the key set does not know
-the token's key (a rotation), or the signature fails under a known ``kid`` (an issuer that
-restarted with a new key under the same id), the source may refetch, rate limited, and the
-token is checked against the fresh set (twice at most: a set that arrived from a scheduled fetch
-may predate the key). An unknown key while the key server cannot be reached is
-``JWKSUnavailableError`` (503, fail closed), not ``key_not_found``: the key may well exist.
+issuer, and an ``Introspector`` (RFC 7662) under ``token_format`` ``opaque`` or ``auto``. One
+native call (``TokenValidator.authorize``) decides what becomes of a request: it reads the
+``Authorization`` header, classifies the token by its shape alone (every token is introspected
+under ``opaque``; under ``auto``, every token without exactly two dots, while one with two is a
+JWT, verified locally and refused if it does not parse, never introspected), picks the keys of
+the token's issuer by its unverified ``iss`` (a forged ``iss`` gains nothing: the token is then
+verified in full against those keys and the issuer rule), validates it and applies the scope
+rules. What it cannot settle it refers back: a token to introspect (the scope rules then apply to
+the introspected user, in one more call), or the issuer whose keys it was not given.
 
-With an ``Introspector`` (``token_format`` ``opaque`` or ``auto``), tokens are asked about at the
-authorization server instead (RFC 7662): every token under ``opaque``; under ``auto``, every token
-that is not a JWS compact serialization (three segments whose header decodes), while JWTs are
-still verified locally and a JWT that fails is refused, never introspected. Either way the result
-is the same ``AuthenticatedUser``, so everything after this point treats both kinds alike.
+Keys: with one source for every issuer, that source's keys are asked for before the call. With a
+source per issuer, the call gets the set each source gave last, and the token's own source is
+asked afterwards, as any request asks (which may start a refresh, or find the keys too old to
+serve: 503); when it gives another set, the token is checked again with it.
+
+When the key set does not know the token's key (a rotation), or the signature fails under a known
+``kid`` (an issuer that restarted with a new key under the same id), the call's error names the
+issuer and key id that missed; the source may refetch, rate limited, and the token is checked
+against the fresh set (twice at most: a set that arrived from a scheduled fetch may predate the
+key). An unknown key while the key server cannot be reached is ``JWKSUnavailableError`` (503,
+fail closed), not ``key_not_found``: the key may well exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from mcp_oauth2._health import AuthenticatorHealth, summarize
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource
-from mcp_oauth2._rust import (
-    AuthenticatedUser,
-    KeySet,
-    ScopeRules,
-    TokenValidator,
-    bearer_token,
-    peek_header,
-    peek_issuer,
-)
+from mcp_oauth2._rust import AuthenticatedUser, KeySet, Referral, ScopeRules, TokenValidator
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2.errors import (
     ConfigurationError,
-    InsufficientScopeError,
-    InvalidIssuerError,
     InvalidSignatureError,
     JWKSError,
     JWKSUnavailableError,
@@ -52,8 +50,16 @@ if TYPE_CHECKING:
     from mcp_oauth2._config import OAuth2Config
 
 Checked = TypeVar("Checked")
+# A user and its effective scopes, sorted.
+Admitted = tuple[AuthenticatedUser, tuple[str, ...]]
+# The keys one native call is given: a set for every issuer, or a set per issuer.
+Keys = KeySet | Mapping[str, KeySet]
+# One native call on a header (None: another scheme) or a bare token, with the given keys.
+Check = Callable[[Keys], Admitted | Referral | None]
+# TokenValidator.authorize (a header) or authorize_token (a bare token).
+NativeCall = Callable[..., Admitted | Referral | None]
 
-__all__ = ["Authenticator", "introspected"]
+__all__ = ["Authenticator"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
@@ -105,11 +111,13 @@ class Authenticator:
                 f"without a source: {sorted(missing)}, not trusted: {sorted(unknown)}"
             )
         self.sources: dict[str, KeySource] = sources
-        # One distinct source serves every issuer: no need to peek at the token.
+        # One distinct source serves every issuer: its keys go to the call, whatever the issuer.
         distinct = {id(source) for source in sources.values()}
         self._single: KeySource | None = (
             next(iter(sources.values())) if len(distinct) == 1 else None
         )
+        # With a source per issuer: the set each gave last (an issuer not yet asked is absent).
+        self._last_keys: dict[str, KeySet] = {}
 
     @classmethod
     def from_config(
@@ -138,74 +146,158 @@ class Authenticator:
             validator, key_sources, introspector=introspector, token_format=config.token_format
         )
 
-    def source_for(self, token: str | bytes) -> KeySource:
-        """The key source of the token's (unverified) issuer."""
-        if self._single is not None:
-            return self._single
-        issuer = peek_issuer(token, self.validator.max_token_bytes)
-        source = self.sources.get(issuer) if issuer is not None else None
-        if source is None:
-            raise InvalidIssuerError()
-        return source
+    def authenticate(self, token: str | bytes) -> Coroutine[None, None, AuthenticatedUser]:
+        """(Awaitable.) Validate ``token`` as ``authorize`` validates the token of a header,
+        without scope rules; raises ``TokenValidationError`` or
+        ``AuthorizationServerUnavailableError`` (keys or an introspection cannot be had)."""
+        return self._admit(self.validator.authorize_token, token, None, user_only=True)
 
-    async def authenticate(self, token: str | bytes) -> AuthenticatedUser:
-        """Validate ``token``; raises ``TokenValidationError`` or ``JWKSUnavailableError``
-        (``IntrospectionUnavailableError`` when an introspection cannot be had)."""
-        if self.introspector is not None and introspected(
-            self.token_format, token, self.validator.max_token_bytes
-        ):
-            return await self.introspector.introspect(token)
-        source = self.source_for(token)
-        keys = await source.get_keys()
-        try:
-            return self.validator.validate(token, keys)
-        except (KeyNotFoundError, InvalidSignatureError) as miss:
-            return await self._after_miss(
-                source, keys, miss, lambda keys: self.validator.validate(token, keys), token
-            )
-
-    async def authorize(
+    def authorize(
         self, authorization: bytes, rules: ScopeRules
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
-        """The user of an ``Authorization`` header value and its effective scopes under
-        ``rules``, in one native call (``TokenValidator.authorize``), or None when the header
-        names another scheme. Raises ``InvalidRequestError`` for a malformed header,
+    ) -> Coroutine[None, None, Admitted | None]:
+        """(Awaitable.) The user of an ``Authorization`` header value and its effective scopes
+        under ``rules``, or None when the header names another scheme. A JWT is settled in one
+        native call (``TokenValidator.authorize``: the header, the token's kind, its issuer's
+        keys, validation, the scope rules); an opaque token in two (that call, then the rules on
+        the introspected user). Raises ``InvalidRequestError`` for a malformed header,
         ``TokenValidationError`` (``InsufficientScopeError`` included) or
-        ``JWKSUnavailableError`` (``IntrospectionUnavailableError`` for an introspection)."""
-        if self.introspector is not None:
-            token = bearer_token(authorization)
-            if token is None:
-                return None
-            if introspected(self.token_format, token, self.validator.max_token_bytes):
-                user = await self.introspector.introspect(token)
-                return user, _within(rules, user)
-        if self._single is not None:
-            source = self._single
+        ``AuthorizationServerUnavailableError``."""
+        return self._admit(self.validator.authorize, authorization, rules)
+
+    # ``authenticate`` and ``authorize`` are not coroutine functions themselves: a request then
+    # costs one coroutine (``_admit``), not two (about 80 ns each on CPython 3.11 here).
+
+    @overload
+    async def _admit(
+        self, call: NativeCall, subject: str | bytes, rules: None, *, user_only: Literal[True]
+    ) -> AuthenticatedUser: ...
+
+    @overload
+    async def _admit(
+        self, call: NativeCall, subject: str | bytes, rules: ScopeRules | None
+    ) -> Admitted | None: ...
+
+    async def _admit(
+        self,
+        call: NativeCall,
+        subject: str | bytes,
+        rules: ScopeRules | None,
+        *,
+        user_only: bool = False,
+    ) -> Admitted | AuthenticatedUser | None:
+        """``call`` (``TokenValidator.authorize`` on a header, ``authorize_token`` on a bare
+        token) with the keys at hand, then whatever it refers the token to. With one source for
+        every issuer, the usual request: its keys, then one call."""
+        source = self._single
+        outcome: Admitted | Referral | None
+        if source is None:
+            outcome = await self._admit_routed(self._check(call, subject, rules))
+        else:
             try:
                 keys = await source.get_keys()
-            except JWKSError:
-                # Without keys the header is read on its own: another scheme is still no token
-                # (401), broken credentials still a bad request (400).
-                if bearer_token(authorization) is None:
-                    return None
-                raise
-        else:
-            token = bearer_token(authorization)
-            if token is None:
-                return None
-            source = self.source_for(token)
-            keys = await source.get_keys()
-        validator = self.validator
+            except JWKSError as unavailable:
+                outcome = self._without_keys(self._check(call, subject, rules), unavailable)
+            else:
+                try:
+                    outcome = call(subject, keys, rules, token_format=self.token_format)
+                except (KeyNotFoundError, InvalidSignatureError) as miss:
+                    check = self._check(call, subject, rules)
+                    outcome = await self._after_miss(
+                        source, keys, miss, lambda keys: _settled(check(keys))
+                    )
+        if isinstance(outcome, Referral):
+            outcome = await self._introspected(outcome, rules)
+        if not user_only:
+            return outcome
+        if outcome is None:  # only a header names another scheme
+            raise MalformedTokenError()
+        return outcome[0]
+
+    def _check(self, call: NativeCall, subject: str | bytes, rules: ScopeRules | None) -> Check:
+        """``call`` on ``subject`` as a function of the keys (off the usual path)."""
+        token_format = self.token_format
+
+        def check(keys: Keys) -> Admitted | Referral | None:
+            return call(subject, keys, rules, token_format=token_format)
+
+        return check
+
+    @staticmethod
+    def _without_keys(check: Check, unavailable: JWKSError) -> Referral | None:
+        """The call without keys when they cannot be had: the header and the token's shape
+        still decide (another scheme is no token, 401; broken credentials a bad request, 400;
+        an opaque token is referred to introspection), and a JWT, whatever it says, meets the
+        outage (503)."""
         try:
-            return validator.authorize(authorization, keys, rules)
-        except (KeyNotFoundError, InvalidSignatureError) as miss:
-            return await self._after_miss(
-                source,
-                keys,
-                miss,
-                lambda keys: validator.authorize(authorization, keys, rules),
-                bearer_token(authorization) or "",
-            )
+            outcome = check({})
+        except TokenValidationError:
+            raise unavailable from None
+        if outcome is None or (isinstance(outcome, Referral) and outcome.issuer is None):
+            return outcome
+        raise unavailable
+
+    async def _admit_routed(self, check: Check) -> Admitted | Referral | None:
+        """A source per issuer: one call with the set each source gave last, the token's
+        unverified ``iss`` choosing among them. Then that issuer's source is asked for its keys
+        as any request asks (which may start a refresh, or find them too old to serve: 503); when
+        they are not the set the call used, the token is checked again with them, and a key miss
+        on the current set goes to the miss refetch. A token to introspect is handed back."""
+        seen = dict(self._last_keys)
+        miss: KeyNotFoundError | InvalidSignatureError | None = None
+        try:
+            outcome = check(seen)
+        except (KeyNotFoundError, InvalidSignatureError) as error:
+            if error.issuer is None:
+                raise
+            miss, issuer, outcome = error, error.issuer, None
+        else:
+            if outcome is None:
+                return None
+            if isinstance(outcome, Referral):
+                if outcome.issuer is None:
+                    return outcome
+                issuer = outcome.issuer  # the first token of this issuer: no set seen yet
+            else:
+                issuer = outcome[0].issuer
+        current = await self.sources[issuer].get_keys()
+        if current is not seen.get(issuer):
+            return await self._recheck(issuer, current, check)
+        if miss is not None:
+            return await self._recheck(issuer, current, check, miss)
+        return _settled(outcome)
+
+    async def _recheck(
+        self,
+        issuer: str,
+        keys: KeySet,
+        check: Check,
+        miss: KeyNotFoundError | InvalidSignatureError | None = None,
+    ) -> Admitted | None:
+        """``check`` with ``issuer``'s set ``keys`` (after ``miss`` on it, if given), which
+        becomes the set its tokens are checked with."""
+
+        def with_keys(keys: KeySet) -> Admitted | None:
+            self._last_keys[issuer] = keys
+            return _settled(check({issuer: keys}))
+
+        if miss is None:
+            try:
+                return with_keys(keys)
+            except (KeyNotFoundError, InvalidSignatureError) as again:
+                miss = again
+        return await self._after_miss(self.sources[issuer], keys, miss, with_keys)
+
+    async def _introspected(self, referral: Referral, rules: ScopeRules | None) -> Admitted:
+        """The user the authorization server vouches for, and its effective scopes under
+        ``rules`` (one native call; without rules, the granted scopes)."""
+        if referral.issuer is not None:  # only with several issuers, which _admit_routed takes
+            raise JWKSUnavailableError(f"no keys for {referral.issuer}")
+        if self.introspector is None:  # token_format "jwt" refers no token to introspection
+            raise ConfigurationError("token_format='jwt' never introspects")
+        user = await self.introspector.introspect(referral.token)
+        if rules is None:
+            return user, tuple(sorted(user.scopes))
+        return user, rules.admit(user)
 
     async def _after_miss(
         self,
@@ -213,18 +305,16 @@ class Authenticator:
         keys: KeySet,
         miss: KeyNotFoundError | InvalidSignatureError,
         check: Callable[[KeySet], Checked],
-        token: str | bytes,
     ) -> Checked:
         """``check`` again after a key miss on ``keys``, with a newer set, twice at most: the
         first may come from a scheduled fetch that left before the key was published; the
-        source decides (within its miss budget) whether to fetch again. (Off the request's
-        usual path, which calls the validator directly.) An unknown key while the key server
+        source decides (within its miss budget) whether to fetch again; the miss names the key
+        (``kid``). (Off the request's usual path.) An unknown key while the key server
         cannot be asked is ``JWKSUnavailableError`` (503), not a verdict on the token; a
         signature that fails under a key in hand stays a refusal of the token."""
-        kid = _key_id(token, self.validator.max_token_bytes)
         for refetch in range(1, MISS_REFETCHES + 1):
             try:
-                fresh = await source.refresh_after_miss(keys, kid)
+                fresh = await source.refresh_after_miss(keys, miss.kid)
             except JWKSUnavailableError:
                 if isinstance(miss, InvalidSignatureError):
                     raise miss from None
@@ -277,41 +367,8 @@ class Authenticator:
         return list(seen.values())
 
 
-def _within(rules: ScopeRules, user: AuthenticatedUser) -> tuple[str, ...]:
-    """The effective scopes of an introspected ``user`` under ``rules``, sorted, as
-    ``TokenValidator.authorize`` gives them for a JWT; ``InsufficientScopeError`` when a scope
-    every request needs is not covered."""
-    effective = rules.effective(user.scopes)
-    missing = rules.missing(effective)
-    if missing:
-        raise InsufficientScopeError.lacking(missing, rules.required)
-    return tuple(sorted(effective))
-
-
-def _key_id(token: str | bytes, max_token_bytes: int) -> str | None:
-    """The ``kid`` of a token that missed (it parsed far enough to miss: its header reads)."""
-    try:
-        kid = peek_header(token, max_token_bytes).get("kid")
-    except TokenValidationError:
-        return None
-    return kid if isinstance(kid, str) else None
-
-
-def introspected(token_format: TokenFormat, token: str | bytes, max_token_bytes: int) -> bool:
-    """Whether ``token`` is asked about at the authorization server under ``token_format``:
-    every token under ``opaque``; under ``auto``, every token not shaped as a JWS."""
-    if not token_format.introspects:
-        return False
-    return not token_format.verifies_locally or not _is_jws(token, max_token_bytes)
-
-
-def _is_jws(token: str | bytes, max_token_bytes: int) -> bool:
-    """Three segments and a decodable header: what ``auto`` verifies locally."""
-    dots = token.count(".") if isinstance(token, str) else token.count(b".")
-    if dots != 2:
-        return False
-    try:
-        peek_header(token, max_token_bytes)
-    except MalformedTokenError:
-        return False
-    return True
+def _settled(outcome: Admitted | Referral | None) -> Admitted | None:
+    """The answer of a check given the keys of the token's issuer, which refers it nowhere."""
+    if isinstance(outcome, Referral):
+        raise JWKSUnavailableError(f"no keys for {outcome.issuer}")
+    return outcome

@@ -2,15 +2,19 @@
 the built module by ``python -m mypy.stubtest`` in ``make lint``."""
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, final
+from typing import Any, Literal, final, overload
+
+from mcp_oauth2._claims import ReadOnlyDict
 
 __all__ = [
     "AuthenticatedUser",
     "KeySet",
+    "Referral",
     "ScopeRules",
     "TokenValidator",
     "__version__",
     "bearer_token",
+    "introspected",
     "peek_header",
     "peek_issuer",
     "token_error_descriptions",
@@ -113,12 +117,14 @@ class AuthenticatedUser:
         """The ``jti`` claim."""
 
     @property
-    def claims(self) -> Mapping[str, Any]:
+    def claims(self) -> ReadOnlyDict:
         """The whole decoded payload, read-only at every depth.
 
-        JSON objects are read-only mappings (``types.MappingProxyType``) and arrays are tuples,
-        also when nested, so no code can change what another request sees through the cache.
-        ``json.dumps(user.claims, default=dict)`` gives the JSON text.
+        JSON objects are ``ReadOnlyDict`` (a ``dict`` whose mutating methods raise
+        ``TypeError``) and arrays are tuples, also when nested, so no code can change what
+        another request sees through the cache. They serialize as the JSON they came from
+        (``json.dumps``, pydantic, FastAPI); ``dict(claims)`` or ``copy.deepcopy`` gives a copy
+        to change.
         """
 
     @property
@@ -166,6 +172,11 @@ class ScopeRules:
     ) -> tuple[str, ...]:
         """The required scopes (default: ``self.required``) not covered, in the order given,
         each once."""
+
+    def admit(self, user: AuthenticatedUser) -> tuple[str, ...]:
+        """The user's effective scopes under these rules, sorted, as ``TokenValidator.authorize``
+        gives them; ``InsufficientScopeError`` (with every required scope) when a required scope
+        is not covered. Decided once per user object for the first rules that ask."""
 
     def __repr__(self) -> str: ...
 
@@ -219,6 +230,7 @@ class TokenValidator:
         ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
         """
 
+    @overload
     def validate_introspection(
         self,
         response: bytes,
@@ -226,7 +238,18 @@ class TokenValidator:
         now: float | None = None,
         require_audience: bool = True,
         issuer: str | None = None,
-    ) -> AuthenticatedUser:
+        scopes: None = None,
+    ) -> AuthenticatedUser: ...
+    @overload
+    def validate_introspection(
+        self,
+        response: bytes,
+        *,
+        now: float | None = None,
+        require_audience: bool = True,
+        issuer: str | None = None,
+        scopes: ScopeRules,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]]:
         """Check an RFC 7662 introspection response (its JSON text) against this policy.
 
         Only ``"active": true`` (exactly) is active, else ``InactiveTokenError``; a
@@ -235,27 +258,72 @@ class TokenValidator:
         ``aud`` must name a configured audience and may be absent only when ``require_audience``
         is False; ``required_claims`` do not apply. ``issuer`` (default: the first configured
         one) is the user's ``issuer`` when the response has no ``iss``. Raises ``ValueError``
-        when the text is not one JSON object (duplicate member names refused).
+        when the text is not one JSON object (duplicate member names refused). With ``scopes``,
+        returns ``(user, effective scopes sorted)`` as ``authorize`` does (and raises
+        ``InsufficientScopeError`` as it does).
         """
 
+    @overload
     def authorize(
         self,
         authorization: bytes | str,
         keys: KeySet,
         scopes: ScopeRules | None = None,
         *,
+        token_format: Literal["jwt"] = "jwt",  # noqa: S107 - a format name, not a secret
         now: float | None = None,
-    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None:
-        """One call from an ``Authorization`` header value to the user and its scopes.
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | None: ...
+    @overload
+    def authorize(
+        self,
+        authorization: bytes | str,
+        keys: KeySet | Mapping[str, KeySet],
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | Referral | None:
+        """One call from an ``Authorization`` header value to what becomes of the request.
 
         Reads the Bearer credentials (RFC 6750 section 2.1: the scheme case-insensitively, one
-        b64token), validates the token as ``validate`` does (verified-token cache included) and
-        applies ``scopes``: returns ``(user, effective scopes sorted)``, or None when the header
-        names another scheme. Raises ``InvalidRequestError`` for empty or malformed Bearer
-        credentials, ``TokenValidationError`` subclasses as ``validate`` does, and
-        ``InsufficientScopeError`` (with every scope ``scopes`` requires) when a required scope
-        is not covered.
+        b64token) and returns None when the header names another scheme. The token's kind is
+        decided by ``token_format`` and its shape alone: under ``opaque`` every token, under
+        ``auto`` every token without exactly two dots, is handed back as a ``Referral`` to
+        introspect. A JWT is validated as ``validate`` does (verified-token cache included)
+        with ``keys``: one ``KeySet`` for every issuer, or a mapping of issuer to ``KeySet``
+        from which the token's unverified ``iss`` chooses (it must be a configured issuer; the
+        token is then verified in full). A configured issuer that ``keys`` has no set for gives
+        a ``Referral`` naming it. ``scopes`` then applies: returns ``(user, effective scopes
+        sorted)``.
+
+        Raises ``InvalidRequestError`` for empty or malformed Bearer credentials,
+        ``TokenValidationError`` subclasses as ``validate`` does (a ``KeyNotFoundError`` or
+        ``InvalidSignatureError`` names in ``issuer`` and ``kid`` the issuer whose keys were
+        chosen, if chosen by issuer, and the token's key id), and ``InsufficientScopeError``
+        (with every scope ``scopes`` requires) when a required scope is not covered.
         """
+
+    @overload
+    def authorize_token(
+        self,
+        token: str | bytes,
+        keys: KeySet,
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: Literal["jwt"] = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]]: ...
+    @overload
+    def authorize_token(
+        self,
+        token: str | bytes,
+        keys: KeySet | Mapping[str, KeySet],
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+    ) -> tuple[AuthenticatedUser, tuple[str, ...]] | Referral:
+        """``authorize`` for a bare token, without the header (as the MCP SDK hands one over)."""
 
     def cache_info(self) -> dict[str, int]:
         """Counters of the verified-token cache: size, capacity, hits, misses, evictions."""
@@ -265,6 +333,26 @@ class TokenValidator:
 
     def __repr__(self) -> str: ...
 
+@final
+class Referral:
+    """A bearer token that one ``TokenValidator.authorize`` call could not settle by itself."""
+
+    @property
+    def token(self) -> str:
+        """The bearer token."""
+
+    @property
+    def issuer(self) -> str | None:
+        """None: introspect the token (RFC 7662). Otherwise a configured issuer, named by the
+        JWT's unverified ``iss``, whose keys the call was not given: get them and call again."""
+
+    def __repr__(self) -> str: ...
+
+def introspected(token: str | bytes, token_format: str) -> bool:
+    """Whether ``TokenValidator.authorize`` refers ``token`` to introspection under
+    ``token_format``: every token under ``opaque``, under ``auto`` every token without exactly
+    two dots (by its shape alone), none under ``jwt``."""
+
 def bearer_token(authorization: bytes | str) -> str | None:
     """The bearer token of an ``Authorization`` header value, read as ``TokenValidator.authorize``
     reads it (RFC 6750 section 2.1): None when the header names another scheme; raises
@@ -273,13 +361,14 @@ def bearer_token(authorization: bytes | str) -> str | None:
 def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
     """Decode the protected header of a compact JWS without verifying anything.
 
-    For routing only (for example choosing a key source by ``kid``); never trust the result.
+    For diagnostics (``mcp-oauth2 inspect``); never trust the result.
     """
 
 def peek_issuer(token: str | bytes, max_token_bytes: int = 8192) -> str | None:
     """The unverified ``iss`` claim of a compact JWS, or None when absent or unreadable.
 
-    For choosing a key source among several issuers; the token is verified afterwards.
+    For diagnostics (``mcp-oauth2 inspect``); ``TokenValidator.authorize`` reads it natively to
+    choose among several issuers' keys. Never trust the result.
     """
 
 def token_error_descriptions() -> dict[str, str]:

@@ -94,6 +94,12 @@ class TokenValidationError(AuthorizationError):
     here without a description (``InvalidIssuerError()``) says what the core says.
     """
 
+    # After a key miss (``KeyNotFoundError``, ``InvalidSignatureError``) the native core says
+    # which keys missed, so that they can be refreshed without reading the token again: the
+    # issuer whose keys were tried (when each issuer has its own) and the token's ``kid``.
+    issuer: str | None = None
+    kid: str | None = None
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__module__ == __name__:

@@ -37,9 +37,20 @@ pub enum TokenError {
         required: Vec<String>,
         missing: Vec<String>,
     },
-    InvalidType,
+    InvalidType(WrongKind),
     /// An RFC 7662 introspection answered that the token is not active.
     Inactive,
+}
+
+/// Why a token is not the kind of token accepted here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongKind {
+    /// Its header `typ` is not one of `accepted_types`.
+    Typ,
+    /// It carries `nonce` and was issued to an audience that is an application ID: an OpenID
+    /// Connect ID token, which an identity provider such as Entra ID issues to the same `aud`
+    /// (the client ID), with the same `iss` and keys, as the access tokens for that application.
+    IdToken,
 }
 
 /// Why no key was selected. Each has its own description; the Python side treats them alike:
@@ -77,7 +88,7 @@ impl TokenError {
             Self::MissingClaim(_) => "missing_claim",
             Self::InvalidClaim(_) => "invalid_claim",
             Self::InsufficientScope { .. } => "insufficient_scope",
-            Self::InvalidType => "invalid_type",
+            Self::InvalidType(_) => "invalid_type",
             Self::Inactive => "inactive_token",
         }
     }
@@ -101,7 +112,7 @@ impl TokenError {
             Self::MissingClaim(_) => "the token lacks a required claim",
             Self::InvalidClaim(_) => "a claim of the token has an invalid value",
             Self::InsufficientScope { .. } => "the token lacks a required scope",
-            Self::InvalidType => "the token's type (typ) is not accepted",
+            Self::InvalidType(_) => "the token's type (typ) is not accepted",
             Self::Inactive => "the token is not active (revoked, expired or unknown)",
         }
     }
@@ -144,11 +155,14 @@ impl TokenError {
             Self::InsufficientScope { missing, .. } => {
                 format!("token lacks the required scope(s): {}", missing.join(" "))
             }
+            Self::InvalidType(WrongKind::IdToken) => {
+                "an ID token (it carries 'nonce') is not an access token".into()
+            }
             Self::UnsupportedAlgorithm
             | Self::InvalidSignature
             | Self::InvalidIssuer
             | Self::InvalidAudience
-            | Self::InvalidType
+            | Self::InvalidType(WrongKind::Typ)
             | Self::Inactive => self.fixed_description().into(),
         }
     }
@@ -182,7 +196,8 @@ impl TokenError {
                 required: vec!["mcp:tools".into(), "mcp:admin".into()],
                 missing: vec!["mcp:admin".into()],
             },
-            Self::InvalidType,
+            Self::InvalidType(WrongKind::Typ),
+            Self::InvalidType(WrongKind::IdToken),
             Self::Inactive,
         ]
     }
@@ -251,7 +266,7 @@ mod tests {
             TokenError::MissingClaim(_) => 11,
             TokenError::InvalidClaim(_) => 12,
             TokenError::InsufficientScope { .. } => 13,
-            TokenError::InvalidType => 14,
+            TokenError::InvalidType(_) => 14,
             TokenError::Inactive => 15,
         }
     }

@@ -4,12 +4,14 @@
 //!
 //! Built for `cargo test` and for the `fuzzing` feature only; never part of the extension.
 
+use crate::admission::{KeyRing, TokenFormat, Unsettled};
 use crate::algorithm::Algorithm;
+use crate::authorization::{all_b64token, bearer_credentials};
 use crate::base64url;
 use crate::error::TokenError;
 use crate::json;
 use crate::keyset::{KeySet, MAX_KEYS};
-use crate::policy::{Policy, PolicyOptions};
+use crate::policy::{Policy, PolicyOptions, Verified};
 use crate::token::{CompactJws, Header};
 use crate::verified_cache::{Entry, VerifiedCache};
 use serde_json::Value;
@@ -19,6 +21,8 @@ use std::sync::LazyLock;
 pub const NOW: f64 = 1_800_000_000.0;
 const ISSUER: &str = "https://auth.example.com";
 const AUDIENCE: &str = "https://mcp.example.com/mcp";
+/// An application ID (Entra ID's GUID form) among the lenient policy's audiences.
+const APPLICATION: &str = "11111111-2222-3333-4444-555555555555";
 
 /// RSA (2048 and 3072 bits, one with its own `alg`), EC P-256 (two), P-384 (without `kid`),
 /// P-521 and Ed25519 public keys; `fuzz/make_seeds.py` writes them with the seed tokens.
@@ -30,7 +34,11 @@ static KEYS: LazyLock<KeySet> = LazyLock::new(|| {
 static LENIENT: LazyLock<Policy> = LazyLock::new(|| {
     Policy::new(PolicyOptions {
         issuers: vec![ISSUER.into()],
-        audiences: vec![AUDIENCE.into(), "https://other.example.com".into()],
+        audiences: vec![
+            AUDIENCE.into(),
+            "https://other.example.com".into(),
+            APPLICATION.into(),
+        ],
         algorithms: Algorithm::ALL.iter().map(|a| a.name().into()).collect(),
         ..PolicyOptions::default()
     })
@@ -80,7 +88,7 @@ pub fn token(data: &[u8]) {
                     .audience()
                     .iter()
                     .any(|a| policy.audiences.iter().any(|o| o == a)));
-                for scope in &policy.required_scopes {
+                for scope in policy.required_scopes.required() {
                     assert!(verified.has_scope(scope));
                 }
                 let cache = VerifiedCache::new(1);
@@ -93,10 +101,14 @@ pub fn token(data: &[u8]) {
                         key_digest: verified.key_digest,
                     },
                 );
-                assert_eq!(cache.get(text, &KEYS, policy, NOW, |_| ()), Ok(Some(())));
+                assert_eq!(
+                    cache.get(text, |_| Some(&*KEYS), policy, NOW, |_| ()),
+                    Ok(Some(()))
+                );
             }
             Err(error) => check_error(error),
         }
+        routed_like_shared(policy, text, &outcome);
         let Ok(jws) = CompactJws::split(text, policy.max_token_bytes) else {
             assert!(outcome.is_err());
             continue;
@@ -129,11 +141,115 @@ pub fn token(data: &[u8]) {
     }
 }
 
+/// Keys chosen by the token's unverified `iss` change no verdict: with the harness keys under
+/// every configured issuer, a token is accepted exactly when the shared keys accept it, as the
+/// same user; with no keys at all it is never accepted, and waits for keys only under a
+/// configured issuer.
+fn routed_like_shared(policy: &Policy, text: &str, shared: &Result<Verified, TokenError>) {
+    let every = policy
+        .issuers
+        .iter()
+        .map(|issuer| (issuer.as_str(), &*KEYS))
+        .collect();
+    match (
+        shared,
+        policy.validate_with(text, &KeyRing::ByIssuer(every), NOW),
+    ) {
+        (Ok(shared), Ok(routed)) => assert_eq!(shared, &routed),
+        (Ok(_), Err(unsettled)) => panic!("refused only when routed: {unsettled:?}"),
+        (Err(error), Ok(_)) => panic!("accepted only when routed (shared keys: {error})"),
+        (Err(_), Err(Unsettled::NoKeys { issuer })) => panic!("no keys for {issuer}"),
+        (Err(_), Err(Unsettled::Refused { error, missed })) => {
+            check_error(&error);
+            if let Some(missed) = missed {
+                assert!(matches!(
+                    error.code(),
+                    "key_not_found" | "invalid_signature"
+                ));
+                let issuer = missed.issuer.expect("keys chosen by issuer");
+                assert!(policy.issuers.contains(&issuer));
+            }
+        }
+    }
+    match policy.validate_with(text, &KeyRing::ByIssuer(Vec::new()), NOW) {
+        Ok(_) => panic!("accepted without keys"),
+        Err(Unsettled::NoKeys { issuer }) => assert!(policy.issuers.contains(&issuer)),
+        Err(Unsettled::Refused { error, missed }) => {
+            assert_eq!(missed, None);
+            check_error(&error);
+        }
+    }
+}
+
+/// An `Authorization` header value. The parser agrees with a plain reading of RFC 6750
+/// section 2.1 (`reference_bearer`); a token it finds is written back as `Bearer <token>` and
+/// read again unchanged; and each token format sends the token to introspection exactly when
+/// its shape says so.
+pub fn authorization(data: &[u8]) {
+    let read = bearer_credentials(data);
+    assert_eq!(
+        read.map(|token| token.map(str::to_owned)),
+        reference_bearer(data)
+    );
+    match read {
+        Ok(Some(token)) => {
+            let again = format!("Bearer {token}");
+            assert_eq!(bearer_credentials(again.as_bytes()), Ok(Some(token)));
+            assert!(all_b64token(token.trim_end_matches('=').as_bytes()));
+            let dots = token.bytes().filter(|b| *b == b'.').count();
+            assert_eq!(TokenFormat::Auto.introspects(token.as_bytes()), dots != 2);
+            assert!(TokenFormat::Opaque.introspects(token.as_bytes()));
+            assert!(!TokenFormat::Jwt.introspects(token.as_bytes()));
+        }
+        Ok(None) => {}
+        Err(why) => assert!(!why.description().is_empty()),
+    }
+}
+
+/// RFC 6750 section 2.1 read plainly: `credentials = "Bearer" 1*SP b64token`, where
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`, the scheme
+/// matched case-insensitively, the value trimmed of ASCII white space (as Python's
+/// `bytes.strip()`) and spaces allowed around the credentials.
+fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization::BadCredentials> {
+    use crate::authorization::BadCredentials;
+    let text: Vec<u8> = {
+        let blank = b" \t\n\r\x0b\x0c";
+        let start = data.iter().take_while(|b| blank.contains(b)).count();
+        let end = data.len() - data.iter().rev().take_while(|b| blank.contains(b)).count();
+        data.get(start..end).unwrap_or_default().to_vec()
+    };
+    let mut parts = text.splitn(2, |b| *b == b' ');
+    let scheme = parts.next().unwrap_or_default();
+    let lower: Vec<u8> = scheme.iter().map(|b| b | 0x20).collect();
+    if lower != b"bearer" || !scheme.iter().all(u8::is_ascii_alphabetic) {
+        return Ok(None);
+    }
+    let rest = parts.next().unwrap_or_default();
+    let credentials: Vec<u8> = {
+        let start = rest.iter().take_while(|b| **b == b' ').count();
+        let end = rest.len() - rest.iter().rev().take_while(|b| **b == b' ').count();
+        rest.get(start..end).unwrap_or_default().to_vec()
+    };
+    if credentials.is_empty() {
+        return Err(BadCredentials::Empty);
+    }
+    let body = credentials.iter().take_while(|b| **b != b'=').count();
+    let tail_ok = credentials[body..].iter().all(|b| *b == b'=');
+    let body_ok = body > 0
+        && credentials[..body]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
+    if !(tail_ok && body_ok) {
+        return Err(BadCredentials::NotOneToken);
+    }
+    Ok(Some(String::from_utf8(credentials).expect("ASCII")))
+}
+
 /// The header and claim rules as the validator applied them to a whole `Value` tree before it
 /// read tokens in one pass: the reference the one-pass readers must match exactly.
 mod reference {
     use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
-    use crate::error::TokenError;
+    use crate::error::{TokenError, WrongKind};
     use crate::policy::{Policy, Verified};
     use crate::token::parse_object;
     use serde_json::{Map, Value};
@@ -290,6 +406,14 @@ mod reference {
         if !audience.iter().any(|aud| ours(aud)) {
             return Err(TokenError::InvalidAudience);
         }
+        let guid = |aud: &str| {
+            aud.len() == 36
+                && aud.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                && aud.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        };
+        if claims.contains_key("nonce") && audience.iter().any(|aud| ours(aud) && guid(aud)) {
+            return Err(TokenError::InvalidType(WrongKind::IdToken));
+        }
         for name in ["sub", "jti", "client_id", "azp"] {
             match claims.get(name) {
                 None | Some(Value::String(_)) => {}
@@ -324,15 +448,15 @@ mod reference {
             }
             Some(_) => return Err(invalid("'scp' must be a string or an array of strings")),
         }
-        let missing: Vec<String> = policy
-            .required_scopes
+        let required = policy.required_scopes.required();
+        let missing: Vec<String> = required
             .iter()
             .filter(|needed| !scopes.contains(needed))
             .cloned()
             .collect();
         if !missing.is_empty() {
             return Err(TokenError::InsufficientScope {
-                required: policy.required_scopes.clone(),
+                required: required.to_vec(),
                 missing,
             });
         }
@@ -505,6 +629,11 @@ mod tests {
         replay("base64url", base64url);
     }
 
+    #[test]
+    fn authorization_inputs() {
+        replay("authorization", authorization);
+    }
+
     /// Payloads at the edges of the rules: the one-pass reader and the rules over the whole
     /// `Value` tree give the same result, error for error.
     #[test]
@@ -543,6 +672,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Keys chosen by the unverified `iss`: the issuer's set verifies, an issuer without a set
+    /// is referred for its keys, an untrusted `iss` is refused before any key is looked at, and
+    /// a key miss names the issuer whose keys missed.
+    #[test]
+    fn routing_by_issuer() {
+        let token = |name: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/seeds/token")
+                .join(name);
+            std::fs::read_to_string(path).expect("a seed token")
+        };
+        let only_ed = {
+            let mut document: Value =
+                serde_json::from_slice(include_bytes!("../../fuzz/keys.json")).expect("json");
+            let keys = document["keys"].as_array_mut().expect("keys");
+            keys.retain(|key| key["kid"] == "ed");
+            KeySet::from_json(&serde_json::to_vec(&document).expect("json")).expect("keys")
+        };
+        let second = "https://second.example.com";
+        let good = token("ok-ES256");
+        let ring = |sets: Vec<(&'static str, &'static KeySet)>| KeyRing::ByIssuer(sets);
+        let routed = STRICT.validate_with(&good, &ring(vec![(ISSUER, &KEYS)]), NOW);
+        assert_eq!(routed.ok(), STRICT.validate(&good, &KEYS, NOW).ok());
+        let no_keys = STRICT.validate_with(&good, &ring(vec![(second, &KEYS)]), NOW);
+        assert_eq!(
+            no_keys,
+            Err(Unsettled::NoKeys {
+                issuer: ISSUER.into()
+            })
+        );
+        let leaked: &'static KeySet = Box::leak(Box::new(only_ed));
+        let missed = STRICT.validate_with(&good, &ring(vec![(ISSUER, leaked)]), NOW);
+        match missed {
+            Err(Unsettled::Refused { error, missed }) => {
+                assert_eq!(error.code(), "key_not_found");
+                let missed = missed.expect("a key miss");
+                assert_eq!(missed.issuer.as_deref(), Some(ISSUER));
+                assert_eq!(missed.kid.as_deref(), Some("ec-256"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let untrusted = token("invalid_issuer-RS256");
+        assert_eq!(
+            LENIENT.validate_with(&untrusted, &ring(vec![]), NOW),
+            Err(Unsettled::Refused {
+                error: TokenError::InvalidIssuer,
+                missed: None
+            })
+        );
+        let malformed = token("malformed-duplicate-aud");
+        let refused = LENIENT.validate_with(&malformed, &ring(vec![(ISSUER, &KEYS)]), NOW);
+        assert_eq!(
+            refused
+                .expect_err("duplicate")
+                .error()
+                .map(TokenError::code),
+            Some("malformed")
+        );
     }
 
     /// Each token seed is named `<code>-<what>`: the lenient policy gives exactly that outcome,

@@ -1,10 +1,12 @@
 //! A validation policy and the claim rules (RFC 7519 section 4.1, RFC 9068, RFC 8693 `scope`).
 
+use crate::admission::{unverified_issuer, KeyMissed, KeyRing, Unsettled};
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
-use crate::error::{ConfigError, TokenError};
+use crate::error::{ConfigError, TokenError, WrongKind};
 use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
+use crate::scopes::ScopeRules;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
 use serde_json::{Map, Value};
 
@@ -50,7 +52,8 @@ pub struct Policy {
     pub algorithms: AlgorithmSet,
     pub leeway: i64,
     pub required_claims: Vec<String>,
-    pub required_scopes: Vec<String>,
+    /// The scopes every token needs (no implications: those belong to the caller's rules).
+    pub required_scopes: ScopeRules,
     /// Normalized with [`normalize_media_type`].
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
@@ -195,12 +198,16 @@ impl Verified {
     }
 }
 
-/// A scope token as RFC 6749 section 3.3 defines it; it also keeps header values injection-free.
-pub fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+/// Whether an audience is an application ID in Entra ID's form: a GUID, 8-4-4-4-12 hex digits
+/// (as `mcp_oauth2._url_rules.is_application_id` accepts it in a configuration). Identity
+/// providers that name an application this way issue ID tokens to the same `aud`.
+pub fn is_guid(audience: &str) -> bool {
+    let bytes = audience.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 impl Policy {
@@ -264,12 +271,7 @@ impl Policy {
                 "required_claims holds an empty name ({bad:?}); list claim names such as \"sub\""
             ));
         }
-        if let Some(bad) = options.required_scopes.iter().find(|s| !is_scope_token(s)) {
-            return err(format!(
-                "required_scopes holds {bad:?}, which is not a scope token (RFC 6749 section \
-                 3.3: printable ASCII without spaces, quotes or backslashes), e.g. \"mcp:tools\""
-            ));
-        }
+        let required_scopes = ScopeRules::requiring(options.required_scopes, "required_scopes")?;
         let accepted_types = match options.accepted_types {
             None => None,
             Some(types) if types.is_empty() || types.iter().any(|t| t.trim().is_empty()) => {
@@ -302,7 +304,7 @@ impl Policy {
             algorithms,
             leeway: options.leeway,
             required_claims,
-            required_scopes: options.required_scopes,
+            required_scopes,
             accepted_types,
             max_token_bytes: options.max_token_bytes,
         })
@@ -335,6 +337,24 @@ impl Policy {
 
     /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
     pub fn validate(&self, token: &str, keys: &KeySet, now: f64) -> Result<Verified, TokenError> {
+        self.validate_with(token, &KeyRing::Shared(keys), now)
+            .map_err(|unsettled| match unsettled {
+                Unsettled::Refused { error, .. } => error,
+                // A shared ring holds keys for every issuer.
+                Unsettled::NoKeys { .. } => TokenError::InvalidIssuer,
+            })
+    }
+
+    /// Verifies `token` with the keys `ring` holds for it and this policy at time `now`. With a
+    /// ring per issuer, the payload's unverified `iss` chooses the keys: it must be a
+    /// configured issuer, and the token is then verified in full (signature and every claim
+    /// rule, the issuer rule included) as with shared keys.
+    pub fn validate_with(
+        &self,
+        token: &str,
+        ring: &KeyRing<'_>,
+        now: f64,
+    ) -> Result<Verified, Unsettled> {
         let jws = CompactJws::split(token, self.max_token_bytes)?;
         // Every segment is decoded (and so checked) before verification, the payload read only
         // once the signature holds; errors are reported in that order.
@@ -343,7 +363,7 @@ impl Policy {
             if let Some(accepted) = &self.accepted_types {
                 let typ = header.typ.as_deref().map(normalize_media_type);
                 if !typ.is_some_and(|t| accepted.contains(&t)) {
-                    return Err(TokenError::InvalidType);
+                    return Err(TokenError::InvalidType(WrongKind::Typ).into());
                 }
             }
             let payload = decode_segment(jws.payload, "payload")?;
@@ -359,16 +379,56 @@ impl Policy {
             };
             let signature = base64url::decode_to(jws.signature, buffer)
                 .ok_or_else(|| not_base64("signature"))?;
-            let key = keys.verify(
-                header.kid.as_deref(),
-                header.alg,
-                jws.signing_input.as_bytes(),
-                signature,
-            )?;
+            let (keys, routed) = match ring {
+                KeyRing::Shared(keys) => (*keys, None),
+                KeyRing::ByIssuer(_) => {
+                    let issuer = self.route(&payload)?;
+                    match ring.for_issuer(issuer) {
+                        Some(keys) => (keys, Some(issuer)),
+                        None => {
+                            return Err(Unsettled::NoKeys {
+                                issuer: issuer.to_owned(),
+                            })
+                        }
+                    }
+                }
+            };
+            let key = keys
+                .verify(
+                    header.kid.as_deref(),
+                    header.alg,
+                    jws.signing_input.as_bytes(),
+                    signature,
+                )
+                .map_err(|error| Unsettled::Refused {
+                    error,
+                    missed: Some(KeyMissed {
+                        issuer: routed.map(str::to_owned),
+                        kid: header.kid.as_deref().map(str::to_owned),
+                    }),
+                })?;
             let mut verified = self.check_claims(payload, now)?;
             verified.key_digest = key.digest;
             Ok(verified)
         })
+    }
+
+    /// The configured issuer a decoded, unverified payload names in `iss`, for choosing its
+    /// keys; refused with the words the claim rules would use when there is none.
+    fn route(&self, payload: &[u8]) -> Result<&str, TokenError> {
+        let issuer =
+            unverified_issuer(payload).map_err(|problem| malformed_json("payload", problem))?;
+        match issuer {
+            Claim::Text(iss) => self
+                .issuers
+                .iter()
+                .find(|trusted| **trusted == iss)
+                .map(String::as_str)
+                .ok_or(TokenError::InvalidIssuer),
+            Claim::Absent => Err(TokenError::MissingClaim("iss".to_owned())),
+            Claim::Null => Err(TokenError::InvalidClaim("'iss' is null".into())),
+            _ => Err(invalid("'iss' must be a string")),
+        }
     }
 
     fn claims_reader(&self) -> Claims<'_, '_> {
@@ -380,6 +440,15 @@ impl Policy {
     /// claims the rules need; the rules then apply in a fixed order.
     pub fn check_claims(&self, payload: Vec<u8>, now: f64) -> Result<Verified, TokenError> {
         self.check_document(payload, now, None)
+    }
+
+    /// The issuer an introspection answer without `iss` is taken to come from: `given` when it
+    /// is a configured issuer (None when it is not), else the first configured one.
+    pub fn introspection_issuer<'a>(&'a self, given: Option<&'a str>) -> Option<&'a str> {
+        match given {
+            Some(issuer) => self.issuers.iter().any(|i| i == issuer).then_some(issuer),
+            None => self.issuers.first().map(String::as_str),
+        }
     }
 
     /// The rules for an RFC 7662 introspection response, which the authorization server sent
@@ -505,6 +574,20 @@ impl Policy {
         if !audience_ok {
             return Err(TokenError::InvalidAudience);
         }
+        // A JWT with `nonce` for an application ID is an OpenID Connect ID token: an identity
+        // provider that names applications by a GUID (Entra ID) issues those to the same `aud`,
+        // with the same `iss` and keys, as the access tokens for the application.
+        if introspected.is_none() && !matches!(found.get(NONCE), Claim::Absent) {
+            let application = |aud: &str| is_guid(aud) && ours(aud);
+            let to_application = match found.get(AUD) {
+                Claim::Text(aud) => application(aud),
+                Claim::Texts(items) => items.iter().any(|aud| application(aud)),
+                _ => false,
+            };
+            if to_application {
+                return Err(TokenError::InvalidType(WrongKind::IdToken));
+            }
+        }
         for (claim, name) in [
             (found.get(SUB), "sub"),
             (found.get(JTI), "jti"),
@@ -532,22 +615,7 @@ impl Policy {
             Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
             _ => return Err(invalid("'scp' must be a string or an array of strings")),
         }
-        if self
-            .required_scopes
-            .iter()
-            .any(|needed| !scopes.contains(needed))
-        {
-            let missing: Vec<String> = self
-                .required_scopes
-                .iter()
-                .filter(|needed| !scopes.contains(needed))
-                .cloned()
-                .collect();
-            return Err(TokenError::InsufficientScope {
-                required: self.required_scopes.clone(),
-                missing,
-            });
-        }
+        self.required_scopes.check(scopes.iter())?;
         // Where each kept text lies: a range of the payload when it was read without escapes.
         let base = payload.as_ptr() as usize;
         let mut decoded: Vec<Box<str>> = Vec::new();
@@ -729,10 +797,12 @@ const AZP: usize = 8;
 const SCOPE: usize = 9;
 const SCP: usize = 10;
 const USERNAME: usize = 11;
-const READ_CLAIMS: usize = 12;
+const NONCE: usize = 12;
+const READ_CLAIMS: usize = 13;
 
 /// The index of a claim the rules read. Names are matched as small integers (every read name
-/// but `client_id` and `scope` is three bytes long): this runs once per member of every token.
+/// but `client_id`, `username`, `scope` and `nonce` is three bytes long): this runs once per
+/// member of every token.
 fn claim_index(name: &str) -> Option<usize> {
     let bytes = name.as_bytes();
     match bytes.len() {
@@ -749,6 +819,7 @@ fn claim_index(name: &str) -> Option<usize> {
             _ => None,
         },
         5 if bytes == b"scope" => Some(SCOPE),
+        5 if bytes == b"nonce" => Some(NONCE),
         8 if bytes == b"username" => Some(USERNAME),
         9 if bytes == b"client_id" => Some(CLIENT_ID),
         _ => None,
@@ -1039,6 +1110,51 @@ mod tests {
         );
     }
 
+    /// A JWT with `nonce` for an audience that is an application ID (a GUID) is an ID token;
+    /// `nonce` for a URL audience, or a GUID that did not match, changes nothing.
+    #[test]
+    fn id_tokens_for_an_application_id_are_refused() {
+        const APP: &str = "11111111-2222-3333-4444-55555555abcd";
+        let both = Policy::new(PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into(), APP.into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        let check = |extra: Value| both.check_claims(bytes(claims(extra)), NOW);
+        let id_token = TokenError::InvalidType(WrongKind::IdToken);
+        assert_eq!(
+            check(json!({"aud": APP, "nonce": "n"})),
+            Err(id_token.clone())
+        );
+        assert_eq!(
+            check(json!({"aud": ["https://x", APP], "nonce": null})),
+            Err(id_token.clone())
+        );
+        assert_eq!(
+            check(json!({"aud": APP, "nonce": "n"}))
+                .expect_err("id")
+                .code(),
+            "invalid_type"
+        );
+        assert!(check(json!({"aud": APP, "scp": "read"})).is_ok());
+        assert!(check(json!({"aud": "https://rs/mcp", "nonce": "n"})).is_ok());
+        // A GUID in `aud` that is not ours does not make the token an ID token for us.
+        assert!(check(
+            json!({"aud": ["https://rs/mcp", "99999999-2222-3333-4444-555555555555"], "nonce": "n"})
+        )
+        .is_ok());
+        assert!(is_guid(APP) && is_guid(&APP.to_uppercase()));
+        for not in [
+            "api://app",
+            "11111111222233334444555555555555",
+            "{11111111-2222-3333-4444-555555555555}",
+            "g1111111-2222-3333-4444-555555555555",
+        ] {
+            assert!(!is_guid(not), "{not}");
+        }
+    }
+
     fn introspected(extra: Value, require_audience: bool) -> Result<Verified, TokenError> {
         let mut response = claims(json!({"active": true}));
         if let Value::Object(e) = extra {
@@ -1060,6 +1176,10 @@ mod tests {
 
     #[test]
     fn introspection_rules() {
+        let p = policy();
+        assert_eq!(p.introspection_issuer(None), Some("https://as"));
+        assert_eq!(p.introspection_issuer(Some("https://as")), Some("https://as"));
+        assert_eq!(p.introspection_issuer(Some("https://other")), None);
         let user = introspected(json!({"scope": "a b", "username": "ann"}), true).expect("ok");
         assert_eq!(user.scopes().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(user.username(), Some("ann"));

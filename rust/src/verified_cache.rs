@@ -112,13 +112,14 @@ impl<V> VerifiedCache<V> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `Ok(Some(read(value)))` on a hit that still holds at `now` under `keys`; `Ok(None)` on a
-    /// miss (or an entry whose key has left the set); `Err` when the cached token has expired
-    /// or is not valid yet (the entry is dropped). A hit makes the entry the most recently used.
-    pub fn get<R>(
+    /// `Ok(Some(read(value)))` on a hit that still holds at `now` under the keys `keys_for`
+    /// gives for the cached value (its issuer's); `Ok(None)` on a miss, when there are no such
+    /// keys, or for an entry whose key has left them; `Err` when the cached token has expired or
+    /// is not valid yet (the entry is dropped). A hit makes the entry the most recently used.
+    pub fn get<'k, R>(
         &self,
         token: &str,
-        keys: &KeySet,
+        keys_for: impl FnOnce(&V) -> Option<&'k KeySet>,
         policy: &Policy,
         now: f64,
         read: impl FnOnce(&V) -> R,
@@ -126,10 +127,13 @@ impl<V> VerifiedCache<V> {
         let mut shard = self.shard(token);
         let lookup = match shard.entries.get(token) {
             None => Lookup::Miss,
-            Some(entry) if !keys.contains_key(&entry.key_digest) => Lookup::KeyGone,
-            Some(entry) => match policy.check_lifetime(entry.exp, entry.nbf, now) {
-                Err(error) => Lookup::Stale(error),
-                Ok(()) => Lookup::Hit(read(&entry.value)),
+            Some(entry) => match keys_for(&entry.value) {
+                None => Lookup::Miss,
+                Some(keys) if !keys.contains_key(&entry.key_digest) => Lookup::KeyGone,
+                Some(_) => match policy.check_lifetime(entry.exp, entry.nbf, now) {
+                    Err(error) => Lookup::Stale(error),
+                    Ok(()) => Lookup::Hit(read(&entry.value)),
+                },
             },
         };
         let dropped;
@@ -241,18 +245,21 @@ mod tests {
     fn hit_miss_expiry_and_bounds() {
         let (ks, p) = (keys(), policy());
         let cache = VerifiedCache::new(2);
-        assert_eq!(cache.get("t1", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
         cache.insert("t1", entry(&ks, 1, 200.0));
-        assert_eq!(cache.get("t1", &ks, &p, 100.0, |v| *v), Ok(Some(1)));
-        assert_eq!(cache.get("t1x", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(
+            cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v),
+            Ok(Some(1))
+        );
+        assert_eq!(cache.get("t1x", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
         assert_eq!(
             cache
-                .get("t1", &ks, &p, 250.0, |v| *v)
+                .get("t1", |_| Some(&ks), &p, 250.0, |v| *v)
                 .expect_err("expired")
                 .code(),
             "expired"
         );
-        assert_eq!(cache.get("t1", &ks, &p, 100.0, |v| *v), Ok(None)); // dropped
+        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None)); // dropped
         for (i, t) in ["a", "b", "c", "d"].iter().enumerate() {
             cache.insert(t, entry(&ks, i as u32, 200.0));
         }
@@ -268,15 +275,25 @@ mod tests {
             cache.insert(t, entry(&ks, i as u32, 200.0));
         }
         // "a" is used again, so "b" is now the least recently used.
-        assert_eq!(cache.get("a", &ks, &p, 100.0, |v| *v), Ok(Some(0)));
+        assert_eq!(
+            cache.get("a", |_| Some(&ks), &p, 100.0, |v| *v),
+            Ok(Some(0))
+        );
         cache.insert("d", entry(&ks, 3, 200.0));
-        assert_eq!(cache.get("b", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.get("b", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
         for (t, v) in [("a", 0), ("c", 2), ("d", 3)] {
-            assert_eq!(cache.get(t, &ks, &p, 100.0, |v| *v), Ok(Some(v)), "{t}");
+            assert_eq!(
+                cache.get(t, |_| Some(&ks), &p, 100.0, |v| *v),
+                Ok(Some(v)),
+                "{t}"
+            );
         }
         // Replacing an entry is not an eviction and does not grow the cache.
         cache.insert("d", entry(&ks, 4, 200.0));
-        assert_eq!(cache.get("d", &ks, &p, 100.0, |v| *v), Ok(Some(4)));
+        assert_eq!(
+            cache.get("d", |_| Some(&ks), &p, 100.0, |v| *v),
+            Ok(Some(4))
+        );
         let stats = cache.stats();
         assert_eq!((stats.size, stats.evictions), (3, 1));
     }
@@ -295,7 +312,10 @@ mod tests {
             cache.insert(&format!("cold-token-{i}"), entry(&ks, 0, 200.0));
             if i % 16 == 15 {
                 for (n, t) in hot.iter().enumerate() {
-                    assert_eq!(cache.get(t, &ks, &p, 100.0, |v| *v), Ok(Some(n as u32)));
+                    assert_eq!(
+                        cache.get(t, |_| Some(&ks), &p, 100.0, |v| *v),
+                        Ok(Some(n as u32))
+                    );
                 }
             }
         }
@@ -331,7 +351,10 @@ mod tests {
         }
         assert_eq!(cache.stats().size, 1000);
         assert_eq!(cache.stats().evictions, 49_000);
-        assert_eq!(cache.get("t49999", &ks, &p, 100.0, |v| *v), Ok(Some(0)));
+        assert_eq!(
+            cache.get("t49999", |_| Some(&ks), &p, 100.0, |v| *v),
+            Ok(Some(0))
+        );
     }
 
     #[test]
@@ -345,7 +368,7 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..5000 {
                         let t = &tokens[(worker * 97 + i * 13) % tokens.len()];
-                        if cache.get(t, ks, p, 100.0, |v| *v) == Ok(None) {
+                        if cache.get(t, |_| Some(ks), p, 100.0, |v| *v) == Ok(None) {
                             cache.insert(t, entry(ks, 1, 200.0));
                         }
                     }
@@ -365,8 +388,21 @@ mod tests {
         let mut e = entry(&ks, 1, 200.0);
         e.key_digest = [7; 32];
         cache.insert("t", e);
-        assert_eq!(cache.get("t", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.get("t", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
         assert_eq!(cache.stats().size, 0);
+    }
+
+    /// Keys are chosen by the cached value (its issuer): without keys for it, the lookup is a
+    /// miss and the entry stays for a later call that has them.
+    #[test]
+    fn entries_are_checked_against_the_keys_of_their_value() {
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::new(8);
+        cache.insert("t", entry(&ks, 1, 200.0));
+        let for_one = |v: &u32| (*v == 1).then_some(&ks);
+        assert_eq!(cache.get("t", |_| None, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.stats().size, 1);
+        assert_eq!(cache.get("t", for_one, &p, 100.0, |v| *v), Ok(Some(1)));
     }
 
     #[test]
@@ -374,7 +410,7 @@ mod tests {
         let (ks, p) = (keys(), policy());
         let cache = VerifiedCache::new(0);
         cache.insert("t", entry(&ks, 1, 200.0));
-        assert_eq!(cache.get("t", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.get("t", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
     }
 
     #[test]
@@ -386,6 +422,6 @@ mod tests {
         }
         cache.clear();
         assert_eq!(cache.stats().size, 0);
-        assert_eq!(cache.get("t1", &ks, &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
     }
 }

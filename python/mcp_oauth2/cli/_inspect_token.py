@@ -25,9 +25,15 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from mcp_oauth2._access import AccessControl
-from mcp_oauth2._authenticator import introspected
 from mcp_oauth2._config import OAuth2Config
-from mcp_oauth2._rust import AuthenticatedUser, KeySet, TokenValidator, peek_header, peek_issuer
+from mcp_oauth2._rust import (
+    AuthenticatedUser,
+    KeySet,
+    TokenValidator,
+    introspected,
+    peek_header,
+    peek_issuer,
+)
 from mcp_oauth2.cli._environment import ConfigError, load_config
 from mcp_oauth2.cli._human import duration, relative, timestamp
 from mcp_oauth2.cli._inspect_opaque import run_inspect_opaque
@@ -197,7 +203,7 @@ def run_inspect(
             config = load_config(overrides, flags)
         except ConfigError as problem:
             raise UsageError("; ".join(problem.lines)) from None
-        if introspected(config.token_format, token, config.token_validator().max_token_bytes):
+        if introspected(token, config.token_format):
             opaque = {"command": "inspect", "kind": "opaque", "verified": False, "valid": None}
             return run_inspect_opaque(token, config, report, opaque, now)
     decoded = decode(token)

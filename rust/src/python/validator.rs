@@ -1,0 +1,404 @@
+//! `TokenValidator`: a validation policy with its verified-token cache, and admission in one
+//! call: from an `Authorization` header value (or a bare token) to the user and its effective
+//! scopes, a token for introspection, or the issuer whose keys are needed. The rules are the
+//! core's (`crate::authorization`, `crate::admission`, `crate::policy`, `crate::scopes`).
+
+use super::admission::Referral;
+use super::convert::header_bytes;
+use super::convert::{clock, string_list, token_text};
+use super::errors::refusal;
+use super::keyset::PyKeySet;
+use super::scopes::{PyScopeRules, NO_RULES_ID};
+use super::user::AuthenticatedUser;
+use crate::admission::{classify, KeyRing, Kind, TokenFormat, Unsettled};
+use crate::authorization::bearer_credentials;
+use crate::error::{ConfigError, TokenError};
+use crate::policy::{IntrospectionFailure, Policy, PolicyOptions};
+use crate::scopes::ScopeRules;
+use crate::verified_cache::{Entry, VerifiedCache};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyString, PyTuple};
+
+#[pyclass(frozen, name = "TokenValidator", module = "mcp_oauth2")]
+pub(crate) struct PyTokenValidator {
+    policy: Policy,
+    algorithm_names: Vec<String>,
+    accepted_type_names: Option<Vec<String>>,
+    cache: VerifiedCache<Py<AuthenticatedUser>>,
+}
+
+/// Tokens longer than this are validated but never cached, which bounds each entry's size.
+const MAX_CACHED_TOKEN_BYTES: usize = 8192;
+const DEFAULT_CACHE_SIZE: i64 = 16_384;
+const MAX_CACHE_SIZE: i64 = 1 << 20;
+
+#[pymethods]
+impl PyTokenValidator {
+    #[new]
+    #[pyo3(signature = (
+        issuer,
+        audience,
+        *,
+        algorithms = None,
+        leeway = None,
+        required_claims = None,
+        required_scopes = None,
+        accepted_types = None,
+        max_token_bytes = None,
+        cache_size = None,
+    ),
+    text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
+        required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
+        max_token_bytes=8192, cache_size=16384)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        issuer: &Bound<'_, PyAny>,
+        audience: &Bound<'_, PyAny>,
+        algorithms: Option<&Bound<'_, PyAny>>,
+        leeway: Option<&Bound<'_, PyAny>>,
+        required_claims: Option<&Bound<'_, PyAny>>,
+        required_scopes: Option<&Bound<'_, PyAny>>,
+        accepted_types: Option<&Bound<'_, PyAny>>,
+        max_token_bytes: Option<&Bound<'_, PyAny>>,
+        cache_size: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let defaults = PolicyOptions::default();
+        let integer = |value: Option<&Bound<'_, PyAny>>, name: &str, default: i64| {
+            let Some(value) = value else {
+                return Ok(default);
+            };
+            if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+                return Err(PyErr::from(ConfigError(format!(
+                    "{name} must be an integer"
+                ))));
+            }
+            value
+                .extract::<i64>()
+                .map_err(|_| ConfigError(format!("{name} is out of range")).into())
+        };
+        let algorithms = match algorithms {
+            Some(value) => string_list(value, "algorithms")?,
+            None => defaults.algorithms,
+        };
+        let accepted_types = accepted_types
+            .map(|value| string_list(value, "accepted_types"))
+            .transpose()?;
+        let max_token_bytes = integer(
+            max_token_bytes,
+            "max_token_bytes",
+            defaults.max_token_bytes as i64,
+        )?;
+        let options = PolicyOptions {
+            issuers: string_list(issuer, "issuer")?,
+            audiences: string_list(audience, "audience")?,
+            algorithms: algorithms.clone(),
+            leeway: integer(leeway, "leeway", defaults.leeway)?,
+            required_claims: match required_claims {
+                Some(value) => string_list(value, "required_claims")?,
+                None => defaults.required_claims,
+            },
+            required_scopes: match required_scopes {
+                Some(value) => string_list(value, "required_scopes")?,
+                None => Vec::new(),
+            },
+            accepted_types: accepted_types.clone(),
+            max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(0),
+        };
+        let cache_size = integer(cache_size, "cache_size", DEFAULT_CACHE_SIZE)?;
+        if !(0..=MAX_CACHE_SIZE).contains(&cache_size) {
+            return Err(ConfigError(format!(
+                "cache_size must be between 0 (no cache) and {MAX_CACHE_SIZE}; \
+                 {DEFAULT_CACHE_SIZE} is the default"
+            ))
+            .into());
+        }
+        Ok(Self {
+            policy: Policy::new(options)?,
+            algorithm_names: algorithms,
+            accepted_type_names: accepted_types,
+            cache: VerifiedCache::new(usize::try_from(cache_size).unwrap_or(0)),
+        })
+    }
+
+    #[getter]
+    fn issuers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.issuers)
+    }
+
+    #[getter]
+    fn audiences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.audiences)
+    }
+
+    #[getter]
+    fn algorithms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.algorithm_names)
+    }
+
+    #[getter]
+    fn leeway(&self) -> i64 {
+        self.policy.leeway
+    }
+
+    #[getter]
+    fn required_claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.required_claims)
+    }
+
+    #[getter]
+    fn required_scopes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.policy.required_scopes.required())
+    }
+
+    #[getter]
+    fn accepted_types<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.accepted_type_names
+            .as_ref()
+            .map(|types| PyTuple::new(py, types))
+            .transpose()
+    }
+
+    #[getter]
+    fn max_token_bytes(&self) -> usize {
+        self.policy.max_token_bytes
+    }
+
+    #[pyo3(signature = (token, keys, *, now = None))]
+    fn validate(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyAny>,
+        keys: &Bound<'_, PyKeySet>,
+        now: Option<f64>,
+    ) -> PyResult<Py<AuthenticatedUser>> {
+        let text = token_text(token, self.policy.max_token_bytes)?;
+        match self.verified(py, text, &KeyRing::Shared(&keys.get().inner), clock(now)?)? {
+            Verdict::User(user) => Ok(user),
+            // A shared key set serves every issuer.
+            Verdict::NoKeys(_) => Err(TokenError::InvalidIssuer.into()),
+        }
+    }
+
+    /// One call from an `Authorization` header value to what becomes of the request: None when
+    /// the header names another scheme; `(user, effective scopes sorted)` for a JWT verified
+    /// with `keys` and admitted by `scopes`; a `Referral` for a token to introspect (by
+    /// `token_format` and its shape) or a JWT whose issuer's keys `keys` does not hold. Raises
+    /// `InvalidRequestError` for broken Bearer credentials, the validation errors (a key miss
+    /// carries the issuer and key id it missed in `issuer` and `kid`), and
+    /// `InsufficientScopeError`.
+    #[pyo3(signature = (authorization, keys, scopes = None, *, token_format = "jwt", now = None))]
+    fn authorize<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: &Bound<'py, PyAny>,
+        keys: &Bound<'py, PyAny>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+        token_format: &str,
+        now: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(token) = bearer_credentials(header_bytes(authorization)?)? else {
+            return Ok(None);
+        };
+        self.admit(py, token, keys, scopes, token_format, now)
+            .map(Some)
+    }
+
+    /// `authorize` for a bare token (str or bytes), as the MCP SDK hands one over: the same
+    /// classification, routing, validation and scope rules, without the header.
+    #[pyo3(signature = (token, keys, scopes = None, *, token_format = "jwt", now = None))]
+    fn authorize_token<'py>(
+        &self,
+        py: Python<'py>,
+        token: &Bound<'py, PyAny>,
+        keys: &Bound<'py, PyAny>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+        token_format: &str,
+        now: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let text = token_text(token, self.policy.max_token_bytes)?;
+        self.admit(py, text, keys, scopes, token_format, now)
+    }
+
+    /// The claim rules of an RFC 7662 introspection response (`Policy::check_introspection`),
+    /// read strictly from its JSON text; an answer that is not one JSON object (or repeats a
+    /// member) is a `ValueError`: the endpoint misbehaved, the token is not to blame. With
+    /// `scopes`, the answer is `(user, effective scopes sorted)` as `authorize` gives it.
+    #[pyo3(signature = (response, *, now = None, require_audience = true, issuer = None, scopes = None))]
+    fn validate_introspection<'py>(
+        &self,
+        py: Python<'py>,
+        response: &[u8],
+        now: Option<f64>,
+        require_audience: bool,
+        issuer: Option<String>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let now = clock(now)?;
+        let issuer = self
+            .policy
+            .introspection_issuer(issuer.as_deref())
+            .ok_or_else(|| {
+                PyValueError::new_err("issuer must be one of the validator's issuers")
+            })?;
+        let verified = self
+            .policy
+            .check_introspection(response, now, require_audience, issuer)
+            .map_err(|failure| match failure {
+                IntrospectionFailure::Token(error) => PyErr::from(error),
+                IntrospectionFailure::Response(problem) => PyValueError::new_err(format!(
+                    "the introspection response {}",
+                    problem.describe()
+                )),
+            })?;
+        let user = Bound::new(py, AuthenticatedUser::new(verified))?;
+        match scopes {
+            None => Ok(user.into_any()),
+            Some(rules) => admitted(py, user.unbind(), Some(rules)).map(Bound::into_any),
+        }
+    }
+
+    /// The verified-token cache's counters.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.cache.stats();
+        let info = PyDict::new(py);
+        info.set_item("size", stats.size)?;
+        info.set_item("capacity", stats.capacity)?;
+        info.set_item("hits", stats.hits)?;
+        info.set_item("misses", stats.misses)?;
+        info.set_item("evictions", stats.evictions)?;
+        Ok(info)
+    }
+
+    fn cache_clear(&self) {
+        self.cache.clear();
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TokenValidator(issuer={:?}, audience={:?}, algorithms={:?}, leeway={})",
+            self.policy.issuers, self.policy.audiences, self.algorithm_names, self.policy.leeway
+        )
+    }
+}
+
+impl PyTokenValidator {
+    /// Classification, then routing, validation and the scope rules for one token.
+    fn admit<'py>(
+        &self,
+        py: Python<'py>,
+        token: &str,
+        keys: &Bound<'py, PyAny>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+        token_format: &str,
+        now: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let format = TokenFormat::parse(token_format)?;
+        if classify(token, format, self.policy.max_token_bytes)? == Kind::Introspected {
+            return Referral::refer(py, token, None);
+        }
+        let now = clock(now)?;
+        let verdict = if let Ok(shared) = keys.cast::<PyKeySet>() {
+            self.verified(py, token, &KeyRing::Shared(&shared.get().inner), now)?
+        } else {
+            let held = keys_by_issuer(keys)?;
+            let mut sets = Vec::with_capacity(held.len());
+            for (issuer, set) in &held {
+                sets.push((issuer.to_str()?, &set.get().inner));
+            }
+            self.verified(py, token, &KeyRing::ByIssuer(sets), now)?
+        };
+        match verdict {
+            Verdict::User(user) => admitted(py, user, scopes).map(Bound::into_any),
+            Verdict::NoKeys(issuer) => Referral::refer(py, token, Some(issuer)),
+        }
+    }
+
+    /// A verified user for `text`: from the verified-token cache (checked against the keys its
+    /// issuer has in `ring`), or validated (with the GIL released) and then cached.
+    fn verified(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        ring: &KeyRing<'_>,
+        now: f64,
+    ) -> PyResult<Verdict> {
+        let caching = self.cache.capacity() > 0 && text.len() <= MAX_CACHED_TOKEN_BYTES;
+        if caching {
+            let keys_for = |user: &Py<AuthenticatedUser>| match ring {
+                KeyRing::Shared(keys) => Some(*keys),
+                KeyRing::ByIssuer(_) => ring.for_issuer(user.get().verified.issuer()),
+            };
+            let hit = self
+                .cache
+                .get(text, keys_for, &self.policy, now, |user| user.clone_ref(py))?;
+            if let Some(user) = hit {
+                return Ok(Verdict::User(user));
+            }
+        }
+        // Signature verification is the slow part: let other threads run meanwhile.
+        let verified = match py.detach(|| self.policy.validate_with(text, ring, now)) {
+            Ok(verified) => verified,
+            Err(Unsettled::NoKeys { issuer }) => return Ok(Verdict::NoKeys(issuer)),
+            Err(Unsettled::Refused { error, missed }) => return Err(refusal(py, error, missed)),
+        };
+        let (exp, nbf, key_digest) = (verified.exp, verified.nbf, verified.key_digest);
+        let user = Py::new(py, AuthenticatedUser::new(verified))?;
+        if caching {
+            let entry = Entry {
+                value: user.clone_ref(py),
+                exp,
+                nbf,
+                key_digest,
+            };
+            self.cache.insert(text, entry);
+        }
+        Ok(Verdict::User(user))
+    }
+}
+
+/// What validation came to, short of a refusal.
+enum Verdict {
+    User(Py<AuthenticatedUser>),
+    /// A trusted issuer whose keys were not given.
+    NoKeys(String),
+}
+
+/// `(user, effective scopes sorted)` under `scopes` (none: the granted scopes, sorted), or the
+/// refusal for a required scope that is missing.
+fn admitted<'py>(
+    py: Python<'py>,
+    user: Py<AuthenticatedUser>,
+    scopes: Option<&Bound<'py, PyScopeRules>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let effective = match scopes {
+        Some(rules) => {
+            let rules = rules.get();
+            user.get().admitted(py, rules.id, &rules.rules)?
+        }
+        None => user
+            .get()
+            .admitted(py, NO_RULES_ID, &ScopeRules::default())?,
+    };
+    PyTuple::new(py, [user.into_any(), effective.into_any()])
+}
+
+/// The key sets of a mapping from issuer to `KeySet`, held while they are used.
+fn keys_by_issuer<'py>(
+    keys: &Bound<'py, PyAny>,
+) -> PyResult<Vec<(Bound<'py, PyString>, Bound<'py, PyKeySet>)>> {
+    let wrong = || PyTypeError::new_err("keys must be a KeySet or a mapping of issuer to KeySet");
+    let items = if let Ok(dict) = keys.cast::<PyDict>() {
+        dict.items()
+    } else {
+        keys.cast::<PyMapping>().map_err(|_| wrong())?.items()?
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let (issuer, set): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+        let issuer = issuer.cast_into::<PyString>().map_err(|_| wrong())?;
+        let set = set.cast_into::<PyKeySet>().map_err(|_| wrong())?;
+        out.push((issuer, set));
+    }
+    Ok(out)
+}
