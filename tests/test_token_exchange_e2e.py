@@ -68,7 +68,12 @@ def downstream_api(issuer: LocalIssuer, url: str) -> Recording:
         )
 
     config = OAuth2Config.model_validate(
-        {"issuer": [issuer.issuer], "audience": [url], "required_scopes": [FILES]}
+        {
+            "issuer": [issuer.issuer],
+            "audience": [url],
+            "required_scopes": [FILES],
+            "delegated_tokens": "required",  # only tokens someone acts with, as exchanged ones
+        }
     )
     app = Starlette(routes=[Route("/whoami", whoami)])
     return Recording(OAuth2Middleware(app, config))

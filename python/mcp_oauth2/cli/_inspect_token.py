@@ -74,6 +74,9 @@ MAX_INPUT_BYTES = 1024 * 1024
 SUPPORTED = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
+# The most actors of an act chain shown, and the longest text shown of each.
+_LONGEST_CHAIN = 8
+_SHOWN_PARTY = 120
 # The claims whose type the validator checks, and the type it wants.
 NUMERIC = ("exp", "nbf", "iat")
 STRINGS = ("iss", "sub", "jti", "client_id", "azp")
@@ -213,6 +216,7 @@ def run_inspect(
         "valid": None,
         "header": decoded.header,
         "claims": decoded.claims,
+        "delegation": dict(delegation_rows(decoded.claims or {})),
         "decode_problem": decoded.problem,
     }
     _add_decoded(report, decoded, now)
@@ -336,6 +340,36 @@ def _add_decoded(report: Report, decoded: Decoded, now: float) -> None:
                 times.append((name, f"{timestamp(moment)}  ({relative(moment, now)})"))
         if times:
             report.add(Fields(times))
+        delegation = delegation_rows(decoded.claims)
+        if delegation:
+            report.add(Line("delegation (RFC 8693)"), Fields(delegation))
+
+
+def delegation_rows(claims: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What ``act`` (who acts for the subject, earlier actors nested) and ``may_act`` (who may
+    act for it) say, in words (RFC 8693 sections 4.1 and 4.4)."""
+    rows = []
+    if "act" in claims:
+        chain: list[str] = []
+        act = claims["act"]
+        while isinstance(act, Mapping) and len(chain) < _LONGEST_CHAIN:
+            chain.append(_party(act))
+            act = act.get("act")
+        words = "; before it, ".join(chain) if chain else "not an object: no actor named"
+        rows.append(("act", f"acting for the subject: {words}"))
+    if "may_act" in claims:
+        may_act = claims["may_act"]
+        named = _party(may_act) if isinstance(may_act, Mapping) else "not an object: nobody"
+        rows.append(("may_act", f"may act for the subject: {named}"))
+    return rows
+
+
+def _party(claims: Mapping[str, Any]) -> str:
+    """An actor as its claims name it: ``sub`` (and ``iss``), else the whole object."""
+    sub, iss = claims.get("sub"), claims.get("iss")
+    if not isinstance(sub, str):
+        return json.dumps(claims, default=str)[:_SHOWN_PARTY]
+    return sub[:_SHOWN_PARTY] + (f" (iss {str(iss)[:_SHOWN_PARTY]})" if iss is not None else "")
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
