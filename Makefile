@@ -336,6 +336,10 @@ bench-introspection: $(VENV_WHEEL) ## Opaque tokens: warm-cache cost beside fast
 	$(UV) sync --locked --inexact --group bench
 	$(VENV)/bin/python benches/introspection.py --rounds 5 --calls 20000 --flood-seconds 5 --workers 256
 
+.PHONY: bench-exchange
+bench-exchange: $(VENV_WHEEL) ## Token exchange: what a cached exchange adds to a downstream call; an uncached exchange at the local issuer
+	$(VENV)/bin/python benches/token_exchange.py --rounds 5 --calls 20000 --requests 2000 --cold 300
+
 .PHONY: bench-flood
 bench-flood: $(VENV_WHEEL) ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
 	$(VENV)/bin/python benches/introspection_flood.py --latencies 0.05 0.2 0.5 --seconds 10

@@ -1,9 +1,13 @@
-"""The protected MCP server of the interop run, and the MCP SDK client that drives it.
+"""The protected MCP server of the interop run, the downstream API its tool may call, and the MCP
+SDK client that drives it.
 
 The wiring is the demo's (``examples/demo.py``): FastAPI with an exempt ``/health``, the official
 ``mcp`` SDK's ``MCPServer`` over streamable HTTP at exactly ``/mcp``, ``ToolScopes`` for the
-``admin_reset`` tool and ``OAuth2Middleware`` in front. Only the public API of ``mcp_oauth2`` is
-used. ``SDKClient`` (the demo's) is the SDK's own client over an HTTP client that records every
+``admin_reset`` tool and ``OAuth2Middleware`` in front. Given a ``TokenExchanger`` and an API's
+URL, the server has one more tool, ``downstream_whoami``, which calls that API as the caller
+(``build_api``: its own audience, behind its own ``OAuth2Middleware``; ``TokenRecorder`` keeps
+every bearer token that reaches it). Only the public API of ``mcp_oauth2`` is used.
+``SDKClient`` (the demo's) is the SDK's own client over an HTTP client that records every
 answer, so a refusal's status and ``WWW-Authenticate`` can be read after the SDK turned it into an
 exception; ``make interop`` puts ``examples/`` on the import path.
 """
@@ -14,8 +18,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypedDict
 
+import httpx
 from fastapi import FastAPI
 from mcp.server import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from demo import Exchange, SDKClient, challenge_params
 from mcp_oauth2 import (
@@ -23,9 +33,11 @@ from mcp_oauth2 import (
     KeySource,
     OAuth2Config,
     OAuth2Middleware,
+    TokenExchanger,
     ToolScopes,
     current_user,
 )
+from mcp_oauth2.mcp_sdk import downstream_errors
 
 __all__ = [
     "ADMIN_SCOPE",
@@ -33,6 +45,8 @@ __all__ = [
     "TOOLS_SCOPE",
     "Exchange",
     "SDKClient",
+    "TokenRecorder",
+    "build_api",
     "build_app",
     "challenge_params",
 ]
@@ -61,7 +75,7 @@ def _user() -> AuthenticatedUser:
     return user
 
 
-def _mcp_server() -> MCPServer[Any]:
+def _mcp_server(downstream: tuple[TokenExchanger, str] | None) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("mcp-oauth2 interop", log_level="WARNING")
 
     @server.tool()
@@ -86,6 +100,19 @@ def _mcp_server() -> MCPServer[Any]:
         """A privileged operation (needs mcp:admin); resets nothing."""
         return f"reset done by {_user().subject}"
 
+    if downstream is not None:
+        exchanger, api_url = downstream
+
+        @server.tool()
+        async def downstream_whoami(audience: str = "") -> dict[str, Any]:
+            """Who the downstream API says is calling, with a token exchanged for it (for
+            ``audience``, by default the API's URL)."""
+            with downstream_errors():
+                auth = exchanger.auth(audience=audience or api_url)
+                async with httpx.AsyncClient(auth=auth, timeout=10) as api:
+                    answer: dict[str, Any] = (await api.get(api_url + "/whoami")).json()
+            return answer
+
     return server
 
 
@@ -94,13 +121,17 @@ def build_app(
     key_sources: KeySource | None = None,
     *,
     at_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    downstream: tuple[TokenExchanger, str] | None = None,
 ) -> FastAPI:
     """FastAPI with ``/health`` (exempt in ``config``) and the MCP endpoint at ``/mcp``.
 
     ``at_shutdown`` runs in the server's event loop when it stops (to close an HTTP client
-    given to ``key_sources``, which belongs to that loop).
+    given to ``key_sources``, which belongs to that loop). ``downstream`` (an exchanger and the
+    API's URL) adds the tool ``downstream_whoami``; the exchanger is closed at shutdown.
     """
-    server = _mcp_server()
+    server = _mcp_server(downstream)
+    if downstream is not None:
+        at_shutdown = (*at_shutdown, downstream[0].aclose)
     mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH)
 
     @contextlib.asynccontextmanager
@@ -119,3 +150,36 @@ def build_app(
     app.mount("/", ToolScopes(mcp_app, TOOL_SCOPES))
     app.add_middleware(OAuth2Middleware, config=config, key_sources=key_sources)
     return app
+
+
+def build_api(config: OAuth2Config) -> OAuth2Middleware:
+    """The downstream API: ``/whoami`` answers the caller as its own middleware admitted it."""
+
+    async def whoami(request: Request) -> JSONResponse:
+        user = request.user
+        return JSONResponse(
+            {
+                "subject": user.subject,
+                "client_id": user.client_id,
+                "audience": list(user.audience),
+                "scopes": sorted(user.scopes),
+                "claims": user.claims,
+            }
+        )
+
+    return OAuth2Middleware(Starlette(routes=[Route("/whoami", whoami)]), config)
+
+
+class TokenRecorder:
+    """An ASGI wrapper keeping the bearer token of every request that reaches the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.tokens: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    self.tokens.append(value.decode("latin-1").removeprefix("Bearer "))
+        await self.app(scope, receive, send)

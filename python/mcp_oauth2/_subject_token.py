@@ -28,20 +28,24 @@ SUBJECT_SCOPE_KEY: Final = "mcp_oauth2.subject"
 class Subject:
     """The credentials an admitted request came with, until the request ends."""
 
-    __slots__ = ("_authorization", "user")
+    __slots__ = ("_authorization", "_token", "user")
 
     def __init__(self, authorization: bytes, user: AuthenticatedUser) -> None:
         self._authorization: bytes | None = authorization
+        self._token: str | None = None
         self.user = user
         """The user the request was admitted as (who the token is about)."""
 
     def token(self) -> str | None:
-        """The bearer token, or None once the request has ended (for ``TokenExchanger`` only)."""
-        authorization = self._authorization
-        return None if authorization is None else bearer_token(authorization)
+        """The bearer token, or None once the request has ended (for ``TokenExchanger`` only).
+        Read from the header at the first call (a request that exchanges nothing pays
+        nothing)."""
+        if self._token is None and self._authorization is not None:
+            self._token = bearer_token(self._authorization)
+        return self._token
 
     def drop(self) -> None:
-        self._authorization = None
+        self._authorization = self._token = None
 
     def __repr__(self) -> str:
         return f"Subject(user={self.user!r}, token=<withheld>)"

@@ -278,21 +278,14 @@ class TokenExchanger:
 
     # -- the exchange -----------------------------------------------------------------------
 
-    async def _exchange(self, subject: Subject, target: _Target) -> ExchangedToken:
-        token = subject.token()
-        if token is None:
-            raise ConfigurationError(
-                "the request whose token was to be exchanged has ended (its token was dropped): "
-                "exchange while serving it"
-            )
-        key = self._digest(
-            token,
-            self.flavor,
-            target.audience or "",
-            target.resource or "",
-            " ".join(target.scopes),
-            target.requested_token_type or "",
-        )
+    async def _exchange(
+        self, subject: Subject, target: _Target, key: bytes | None = None
+    ) -> ExchangedToken:
+        """The token for ``target`` in exchange for ``subject``'s; ``key`` is their cache key
+        when the caller has it already (``cache_key``)."""
+        token = _token_of(subject)
+        if key is None:
+            key = self.cache_key(token, target)
         now = self._clock()
         cached = self._cache.get(key, now)
         if cached is not None:
@@ -302,6 +295,17 @@ class TokenExchanger:
             self._admit_call(now)
         user = subject.user
         return await self._calls.join(key, lambda: self._call(token, user, target, key, now))
+
+    def cache_key(self, token: str, target: _Target) -> bytes:
+        """The digest an exchanged token is kept under: the subject token with the target."""
+        return self._digest(
+            token,
+            self.flavor,
+            target.audience or "",
+            target.resource or "",
+            " ".join(target.scopes),
+            target.requested_token_type or "",
+        )
 
     def _admit_call(self, now: float) -> None:
         """Fail at once during a backoff, and beside the one call probing after it."""
@@ -543,6 +547,8 @@ class ExchangedTokenAuth(httpx.Auth):
         self._exchanger = exchanger
         self._subject = subject
         self._target = target
+        self._key: bytes | None = None
+        """The cache key (the same for every request: one subject, one target)."""
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         raise RuntimeError(
@@ -552,7 +558,10 @@ class ExchangedTokenAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        exchanged = await self._exchanger._exchange(self._subject, self._target)
+        exchanger = self._exchanger
+        if self._key is None:
+            self._key = exchanger.cache_key(_token_of(self._subject), self._target)
+        exchanged = await exchanger._exchange(self._subject, self._target, self._key)
         if exchanged.token_type != BEARER:
             raise TokenExchangeUnavailableError(
                 f"the authorization server issued a {exchanged.issued_token_type!r} with "
@@ -605,6 +614,16 @@ def _expires_in(answer: dict[str, Any]) -> int:
             "(needed to know how long the token may be used)"
         )
     return expires_in
+
+
+def _token_of(subject: Subject) -> str:
+    token = subject.token()
+    if token is None:
+        raise ConfigurationError(
+            "the request whose token was to be exchanged has ended (its token was dropped): "
+            "exchange while serving it"
+        )
+    return token
 
 
 def _subject(request_or_scope: object) -> Subject:
