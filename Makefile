@@ -25,7 +25,7 @@ WHEEL_BUILT := $(DIST)/.wheel-built
 rwildcard = $(foreach entry,$(wildcard $(1:=/*)),$(call rwildcard,$(entry),$(2)) $(filter $(subst *,%,$(2)),$(entry)))
 WHEEL_INPUTS := Cargo.toml Cargo.lock pyproject.toml README.md LICENSE THIRD_PARTY_LICENSES.txt \
 	$(call rwildcard,rust/src,*.rs) $(call rwildcard,python,*.py *.pyi py.typed)
-# manylinux2014 = glibc 2.17: zig links against that glibc's symbol versions (see README).
+# manylinux2014 = glibc 2.17: zig links against that glibc's symbol versions (see CONTRIBUTING.md).
 MANYLINUX := manylinux2014
 # `make bench` also runs under CPython 3.13 when pyenv has one (read when a recipe needs it).
 PY313 = $(shell pyenv prefix 3.13.0 2>/dev/null || pyenv prefix 3.13 2>/dev/null || true)

@@ -22,7 +22,7 @@ import jwt
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
-from mcp_oauth2 import KeySet, TokenValidator
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 
 try:

@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from mcp_oauth2 import JWKSCache, KeySource, OAuth2Config, OAuth2Middleware
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware
+from mcp_oauth2.lowlevel import JWKSCache, KeySource
 
 PING_PATH = "/ping"
 STATS_PATH = "/_bench/stats"

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_oauth2 import Authenticator, OAuth2Config
+from mcp_oauth2 import OAuth2Config
+from mcp_oauth2.lowlevel import Authenticator
 from mcp_oauth2.testing import LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"

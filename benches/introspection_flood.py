@@ -26,7 +26,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from mcp_oauth2 import Authenticator, OAuth2Config
+from mcp_oauth2 import OAuth2Config
+from mcp_oauth2.lowlevel import Authenticator
 from mcp_oauth2.testing import LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"

@@ -19,7 +19,8 @@ import statistics
 import time
 from typing import Any
 
-from mcp_oauth2 import OAuth2Config, OAuth2Middleware, StaticKeys
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware
+from mcp_oauth2.lowlevel import StaticKeys
 from mcp_oauth2.testing import LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"

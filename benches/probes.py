@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from mcp_oauth2 import KeySet, TokenValidator
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 
 
 def rss_kib() -> int:

@@ -21,14 +21,8 @@ import pytest
 from cases import AUDIENCE
 from e2e_app import PING_PATH, build_app
 from harness import Batch, Run, interleaved, record, timed, timed_async
-from mcp_oauth2 import (
-    Authenticator,
-    JWKSCache,
-    KeySet,
-    OAuth2Config,
-    OAuth2Middleware,
-    TokenValidator,
-)
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware
+from mcp_oauth2.lowlevel import Authenticator, JWKSCache, KeySet, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 
 ROUNDS = 300

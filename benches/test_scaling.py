@@ -24,7 +24,7 @@ import pytest
 
 from cases import AUDIENCE, FLOOR, MCP_UNCACHED, Tokens, check_library, libraries, session_tokens
 from harness import QUIET_CORES, OtherCpu, wait_for_quiet
-from mcp_oauth2 import KeySet, TokenValidator
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 
 HERE = Path(__file__).resolve().parent

@@ -20,4 +20,4 @@ def test_the_token_exchange_benchmark_runs() -> None:
     # One call for the cached caller, one per cold caller (and one to connect): the rest hits.
     assert stats.calls == 1 + args.cold + 1
     assert stats.hits >= args.calls * 2 + args.requests
-    assert stats.failures == 0 and stats.refused == 0
+    assert (stats.failures, stats.refused) == (0, 0)

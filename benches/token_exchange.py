@@ -34,8 +34,9 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mcp_oauth2 import KeySet, OAuth2Config, TokenExchanger, TokenValidator
+from mcp_oauth2 import OAuth2Config, TokenExchanger
 from mcp_oauth2._subject_token import SUBJECT_SCOPE_KEY, Subject
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import AppServer, LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"
@@ -72,7 +73,8 @@ async def timed(call: Callable[[], Awaitable[object]], calls: int) -> float:
 
 async def cached(exchanger: TokenExchanger, scope: dict[str, Any], args: Any) -> dict[str, Any]:
     auth = exchanger.auth(scope, audience=API)
-    header = "Bearer " + (await exchanger.exchange(scope, audience=API)).access_token.get_secret_value()
+    exchanged = await exchanger.exchange(scope, audience=API)
+    header = "Bearer " + exchanged.access_token.get_secret_value()
 
     async def exchange() -> object:
         return await exchanger.exchange(scope, audience=API)
@@ -149,9 +151,7 @@ async def run(args: argparse.Namespace, issuer: LocalIssuer, api_url: str) -> di
 def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
     cached_us = {name: value * 1e6 for name, value in results["cached"].items()}
     down_us = {name: value * 1e6 for name, value in results["downstream"].items()}
-    cold_ms = {
-        name: value * 1e3 for name, value in results["uncached"].items() if name != "n"
-    }
+    cold_ms = {name: value * 1e3 for name, value in results["uncached"].items() if name != "n"}
     added = cached_us["flow"] - cached_us["by_hand"]
     return "\n".join(
         [

@@ -19,8 +19,8 @@ import sys
 import sysconfig
 
 import mcp_oauth2
-from mcp_oauth2 import KeySet, TokenValidator
 from mcp_oauth2.errors import InvalidAudienceError, InvalidSignatureError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 
 # Modules that need an extra (``pip install "mcp-oauth2[EXTRA]"``); each says so with an
 # ImportError when it is missing. ``dist_tests/test_imports.py`` checks them extra by extra.

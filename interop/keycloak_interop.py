@@ -55,15 +55,15 @@ from keycloak_server import (
     free_loopback_port,
     password_grant,
 )
-from mcp_oauth2 import Authenticator, JWKSCache, OAuth2Config, TokenExchanger
-from mcp_oauth2.testing import AppServer, bind_loopback, url_of
+from mcp_oauth2 import OAuth2Config, TokenExchanger
+from mcp_oauth2.lowlevel import Authenticator, JWKSCache
+from mcp_oauth2.testing import AppServer, BearerRecorder, bind_loopback, url_of
 from protected_server import (
     ADMIN_SCOPE,
     HEALTH,
     MCP_PATH,
     TOOLS_SCOPE,
     SDKClient,
-    TokenRecorder,
     build_api,
     build_app,
     challenge_params,
@@ -736,7 +736,7 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
     ):
         out.step(recipe.output[-2000:])
         return
-    api = TokenRecorder(build_api(OAuth2Config(issuer=first.issuer, audience=api_url)))
+    api = BearerRecorder(build_api(OAuth2Config(issuer=first.issuer, audience=api_url)))
     config = OAuth2Config.model_validate(
         {
             "issuer": [first.issuer],

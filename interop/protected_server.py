@@ -5,11 +5,10 @@ The wiring is the demo's (``examples/demo.py``): FastAPI with an exempt ``/healt
 ``mcp`` SDK's ``MCPServer`` over streamable HTTP at exactly ``/mcp``, ``ToolScopes`` for the
 ``admin_reset`` tool and ``OAuth2Middleware`` in front. Given a ``TokenExchanger`` and an API's
 URL, the server has one more tool, ``downstream_whoami``, which calls that API as the caller
-(``build_api``: its own audience, behind its own ``OAuth2Middleware``; ``TokenRecorder`` keeps
-every bearer token that reaches it). Only the public API of ``mcp_oauth2`` is used.
-``SDKClient`` (the demo's) is the SDK's own client over an HTTP client that records every
-answer, so a refusal's status and ``WWW-Authenticate`` can be read after the SDK turned it into an
-exception; ``make interop`` puts ``examples/`` on the import path.
+(``build_api``: its own audience, behind its own ``OAuth2Middleware``). Only the public API of
+``mcp_oauth2`` is used. ``SDKClient`` (the demo's) is the SDK's own client over an HTTP client
+that records every answer, so a refusal's status and ``WWW-Authenticate`` can be read after the
+SDK turned it into an exception; ``make interop`` puts ``examples/`` on the import path.
 """
 
 from __future__ import annotations
@@ -25,18 +24,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from demo import Exchange, SDKClient, challenge_params
 from mcp_oauth2 import (
     AuthenticatedUser,
-    KeySource,
     OAuth2Config,
     OAuth2Middleware,
     TokenExchanger,
     ToolScopes,
     current_user,
 )
+from mcp_oauth2.lowlevel import KeySource
 from mcp_oauth2.mcp_sdk import downstream_errors
 
 __all__ = [
@@ -45,7 +43,6 @@ __all__ = [
     "TOOLS_SCOPE",
     "Exchange",
     "SDKClient",
-    "TokenRecorder",
     "build_api",
     "build_app",
     "challenge_params",
@@ -168,18 +165,3 @@ def build_api(config: OAuth2Config) -> OAuth2Middleware:
         )
 
     return OAuth2Middleware(Starlette(routes=[Route("/whoami", whoami)]), config)
-
-
-class TokenRecorder:
-    """An ASGI wrapper keeping the bearer token of every request that reaches the app."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.tokens: list[str] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    self.tokens.append(value.decode("latin-1").removeprefix("Bearer "))
-        await self.app(scope, receive, send)

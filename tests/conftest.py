@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mcp_oauth2
-from mcp_oauth2 import KeySet, TokenValidator
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     KEY_IDS,
     TRUSTED_KEY_IDS,

@@ -40,7 +40,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from mcp_oauth2 import OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware, ToolScopes
+from mcp_oauth2.lowlevel import StaticKeys
 from mcp_oauth2.testing import AppServer, LocalIssuer
 
 AUDIENCE = "https://mcp.example.com/mcp"

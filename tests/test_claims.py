@@ -27,9 +27,10 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from mcp_oauth2 import AuthenticatedUser, KeySet, OAuth2Config, OAuth2Middleware, StaticKeys
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware
 from mcp_oauth2._claims import ReadOnlyDict
 from mcp_oauth2._rust import TokenValidator
+from mcp_oauth2.lowlevel import KeySet, StaticKeys
 from mcp_oauth2.testing import AppServer, bind_loopback, url_of
 from test_mcp_e2e import RecordingClient, text
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint, plain_json

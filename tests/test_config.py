@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mcp_oauth2 import CacheSettings, KeySet, MissingClaimError, OAuth2Config
+from mcp_oauth2 import OAuth2Config
 from mcp_oauth2._config import EXAMPLES
+from mcp_oauth2.errors import MissingClaimError
+from mcp_oauth2.lowlevel import CacheSettings, KeySet
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 

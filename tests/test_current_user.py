@@ -29,13 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp_types import TextContent, TextResourceContents
 
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    OAuth2Config,
-    OAuth2Middleware,
-    ToolScopes,
-    current_user,
-)
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes, current_user
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 from test_mcp_e2e import sdk_auth_app
 

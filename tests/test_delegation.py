@@ -16,16 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    Authenticator,
-    InvalidClaimError,
-    KeySet,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
-    TokenValidator,
-)
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware
+from mcp_oauth2.errors import InvalidClaimError
+from mcp_oauth2.lowlevel import Authenticator, KeySet, StaticKeys, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 from test_cli import run, run_json
 

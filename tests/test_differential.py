@@ -11,7 +11,7 @@ the same policy: issuer, audience, algorithm allowlist, 60 s leeway, required ``
 
 The rule: mcp-oauth2 never accepts a token both peers reject. Where it rejects a token both peers
 accept, the case must be in ``STRICTER``, the documented list of deliberate differences (also in
-SECURITY.md and the README). Where the peers disagree with each other, anything goes.
+SECURITY.md). Where the peers disagree with each other, anything goes.
 
 ``DIFF_SCALE`` multiplies the number of random mutations (default 1: a run of well under a
 minute; ``DIFF_SCALE=20`` for a long run).
@@ -40,7 +40,9 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import JWKRegistry
 
-from mcp_oauth2 import AuthenticatedUser, KeySet, TokenValidationError, TokenValidator
+from mcp_oauth2 import AuthenticatedUser
+from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     ALGORITHMS,
     AUDIENCE,

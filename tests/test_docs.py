@@ -11,6 +11,10 @@ before the fence (invisible once rendered):
 Each runnable example runs in a fresh interpreter, in an empty directory, with no ``MCP_OAUTH2_*``
 variables; examples that need servers start real ones on loopback (``LocalIssuer``,
 ``AppServer``) and must stop them. Every Python block in ``docs/`` must carry one of the marks.
+
+The tables that restate the code are checked against it: the settings of
+``docs/configuration.md`` against ``OAuth2Config``, the exit codes of ``docs/cli.md``, and the
+commands of ``CONTRIBUTING.md`` against the Makefile.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from mcp_oauth2.cli._outcome import ExitCode
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
+CONTRIBUTING = ROOT / "CONTRIBUTING.md"
+MAKEFILE = ROOT / "Makefile"
 MARK = re.compile(r"<!--\s*(run(?::\s*(?P<session>[\w-]+))?|no-run:[^>]*)\s*-->")
 EXAMPLE_TIMEOUT = 120
 
@@ -185,15 +191,32 @@ def config_table(path: Path) -> dict[str, tuple[str, str]]:
     return rows
 
 
-@pytest.mark.parametrize("path", [DOCS / "configuration.md", README], ids=lambda p: p.name)
-def test_configuration_table_lists_every_setting(path: Path) -> None:
-    rows = config_table(path)
+def test_configuration_table_lists_every_setting() -> None:
+    rows = config_table(DOCS / "configuration.md")
     assert list(rows) == list(OAuth2Config.model_fields), "one row per field, in model order"
     for field, (variable, default) in rows.items():
         assert variable == f"MCP_OAUTH2_{field.upper()}", field
         expected = rendered_default(field)
         if expected is not None:
             assert default == expected, f"{field}: the table says {default}, the model {expected}"
+
+
+# -- the commands of CONTRIBUTING.md -------------------------------------------------------------
+
+
+def documented_make_targets() -> set[str]:
+    """The targets the Makefile documents: those ``make help`` lists (a ``## `` comment)."""
+    text = MAKEFILE.read_text(encoding="utf-8")
+    return set(re.findall(r"^([a-zA-Z0-9_.-]+):[^=\n]*## ", text, re.MULTILINE))
+
+
+def test_contributing_lists_every_make_target() -> None:
+    text = CONTRIBUTING.read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `make ([\w.-]+)` \|", text, re.MULTILINE))
+    targets = documented_make_targets()
+    assert len(targets) >= 30
+    assert targets - rows == set(), "a make target without its row in CONTRIBUTING.md"
+    assert rows - targets == set(), "a row of CONTRIBUTING.md for no documented make target"
 
 
 # -- the command-line page -----------------------------------------------------------------------

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Security
 
-from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, StaticKeys
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware
 from mcp_oauth2.fastapi import OAuth2Bearer
+from mcp_oauth2.lowlevel import StaticKeys
 from mcp_oauth2.testing import AppServer
 from token_factory import AUDIENCE, ISSUER, jwks_for, make_claims, mint
 

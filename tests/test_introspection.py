@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from mcp_oauth2 import AuthenticatedUser, Authenticator, OAuth2Config, TokenValidator
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2.errors import (
     AuthorizationServerUnavailableError,
@@ -34,6 +34,7 @@ from mcp_oauth2.errors import (
     MissingClaimError,
     TokenTooLargeError,
 )
+from mcp_oauth2.lowlevel import Authenticator, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

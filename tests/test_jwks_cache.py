@@ -23,21 +23,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mcp_oauth2 import (
-    Authenticator,
-    CacheSettings,
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware
+from mcp_oauth2.errors import (
     ConfigurationError,
     DiscoveryError,
     InvalidIssuerError,
     IssuerMismatchError,
-    JWKSCache,
     JWKSUnavailableError,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
     TokenValidationError,
-    TokenValidator,
 )
+from mcp_oauth2.lowlevel import Authenticator, CacheSettings, JWKSCache, StaticKeys, TokenValidator
 from mcp_oauth2.testing import BOMB_DECODED_BYTES, AppServer, LocalIssuer
 
 pytestmark = pytest.mark.anyio

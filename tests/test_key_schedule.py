@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcp_oauth2 import CacheSettings
 from mcp_oauth2._key_schedule import (
     COLD_RETRY_INTERVAL,
     MIN_REFRESH_INTERVAL,
@@ -25,6 +24,7 @@ from mcp_oauth2._key_schedule import (
     KeySchedule,
     freshness,
 )
+from mcp_oauth2.lowlevel import CacheSettings
 
 SETTINGS = CacheSettings(
     max_age=600, min_max_age=60, max_max_age=3600, max_stale=900, cooldown=30, max_backoff=60

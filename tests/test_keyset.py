@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mcp_oauth2 import JWKSError, KeySet
+from mcp_oauth2.errors import JWKSError
+from mcp_oauth2.lowlevel import KeySet
 from token_factory import (
     NOW,
     b64u,
@@ -154,7 +155,7 @@ def test_entries_beyond_the_limit_are_not_built_in_memory() -> None:
     script = textwrap.dedent(
         """
         import json, resource
-        from mcp_oauth2 import KeySet
+        from mcp_oauth2.lowlevel import KeySet
         from token_factory import private_key, public_jwk
 
         key = json.dumps(public_jwk(private_key("ec-256"), "real"))
@@ -222,7 +223,7 @@ def test_verify_signature_low_level() -> None:
     assert keys.verify_signature("ES256", signing_input.encode(), raw) is True
     assert keys.verify_signature("ES256", signing_input.encode(), raw, kid="ec-256") is True
     assert keys.verify_signature("ES256", signing_input.encode() + b"x", raw) is False
-    from mcp_oauth2 import (
+    from mcp_oauth2.errors import (
         AlgorithmNotAllowedError,
         KeyNotFoundError,
         UnsupportedAlgorithmError,

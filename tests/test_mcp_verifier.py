@@ -11,7 +11,8 @@ import logging
 
 import pytest
 
-from mcp_oauth2 import CacheSettings, JWKSCache, OAuth2Config, StaticKeys
+from mcp_oauth2 import OAuth2Config
+from mcp_oauth2.lowlevel import CacheSettings, JWKSCache, StaticKeys
 from mcp_oauth2.mcp_sdk import OUTAGE_LOG_INTERVAL, MCPTokenVerifier
 from mcp_oauth2.testing import LocalIssuer
 

@@ -22,14 +22,9 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    JWKSCache,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
-)
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware
 from mcp_oauth2._access import quote
+from mcp_oauth2.lowlevel import JWKSCache, StaticKeys
 from token_factory import AUDIENCE, ISSUER, jwks_for, make_claims, mint
 
 pytestmark = pytest.mark.anyio

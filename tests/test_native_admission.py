@@ -31,18 +31,10 @@ from starlette.routing import Route
 
 import mcp_oauth2
 import mcp_oauth2.testing
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    JWKSCache,
-    KeySource,
-    OAuth2Config,
-    OAuth2Middleware,
-    StaticKeys,
-    TokenValidator,
-    _rust,
-)
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, _rust
 from mcp_oauth2._access import AccessControl
 from mcp_oauth2._rust import ScopeRules
+from mcp_oauth2.lowlevel import JWKSCache, KeySource, StaticKeys, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 from token_factory import AUDIENCE, ISSUER, b64u, jwks_for, make_claims, mint
 

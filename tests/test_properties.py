@@ -15,7 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mcp_oauth2 import KeySet, TokenValidationError, TokenValidator
+from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     ALGORITHMS,
     AUDIENCE,

@@ -12,7 +12,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mcp_oauth2 import AuthenticatedUser, KeySet, TokenValidationError, TokenValidator
+from mcp_oauth2 import AuthenticatedUser
+from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     ALGORITHMS,
     AUDIENCE,

@@ -28,9 +28,10 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
+from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware, ToolScopes
 from mcp_oauth2._access import AccessControl, Refusal, RefusalLog
 from mcp_oauth2.fastapi import OAuth2Bearer
+from mcp_oauth2.lowlevel import StaticKeys
 from mcp_oauth2.mcp_sdk import MCPTokenVerifier
 from mcp_oauth2.testing import AppServer, LocalIssuer
 
@@ -137,7 +138,7 @@ def test_a_missing_scope_is_answered_alike_by_every_path(
     response = call_tool(url, issuer.mint(scopes=[TOOLS]))
     if path == "mcp_adapter":
         # The adapter's decision is the AccessControl's; the answer is the SDK's (documented in
-        # mcp_oauth2.mcp_sdk and the README): a 401 with its own body and challenge.
+        # mcp_oauth2.mcp_sdk and docs/getting-started.md): a 401 with its own body and challenge.
         assert access.missing_scopes([TOOLS], access.required_scopes) == (ADMIN,)
         assert response.status_code == 401
         assert response.json() == {

@@ -12,13 +12,9 @@ from typing import Any
 
 import pytest
 
-from mcp_oauth2 import (
-    KeySet,
-    TokenValidationError,
-    TokenValidator,
-    peek_header,
-    peek_issuer,
-)
+from mcp_oauth2._rust import peek_header, peek_issuer
+from mcp_oauth2.errors import TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import ALGORITHMS, b64u, b64u_decode
 
 VECTORS = Path(__file__).parent / "vectors" / "rfc"

@@ -21,14 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import get_default_algorithms
 
-from mcp_oauth2 import (
+from mcp_oauth2.errors import (
     AlgorithmNotAllowedError,
     ConfigurationError,
     InvalidTokenTypeError,
-    KeySet,
     TokenValidationError,
-    TokenValidator,
 )
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import (
     AUDIENCE,
     ISSUER,

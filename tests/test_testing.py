@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_oauth2 import JWKSError, KeySet, TokenValidationError, TokenValidator
+from mcp_oauth2.errors import JWKSError, TokenValidationError
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import (
     BOMB_DECODED_BYTES,
     HUGE_BODY_BYTES,

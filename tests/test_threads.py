@@ -19,17 +19,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from mcp_oauth2 import (
-    AuthenticatedUser,
+from mcp_oauth2 import AuthenticatedUser
+from mcp_oauth2._rust import ScopeRules  # not yet re-exported by the package
+from mcp_oauth2.errors import (
     ExpiredTokenError,
     InvalidAudienceError,
     InvalidSignatureError,
     KeyNotFoundError,
-    KeySet,
     TokenValidationError,
-    TokenValidator,
 )
-from mcp_oauth2._rust import ScopeRules  # not yet re-exported by the package
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 WORKERS = 8

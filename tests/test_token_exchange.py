@@ -24,22 +24,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mcp_oauth2 import (
-    ExchangedToken,
-    KeySet,
-    OAuth2Config,
-    OAuth2Middleware,
-    TokenExchanger,
-    TokenValidator,
-)
+from mcp_oauth2 import ExchangedToken, OAuth2Config, OAuth2Middleware, TokenExchanger
 from mcp_oauth2._subject_token import SUBJECT_SCOPE_KEY, subject_of
-from mcp_oauth2._token_exchange import ACCESS_TOKEN_TYPE, ExchangeSettings, _json_object
+from mcp_oauth2._token_exchange import ACCESS_TOKEN_TYPE, _json_object
 from mcp_oauth2.errors import (
     AuthorizationServerUnavailableError,
     ConfigurationError,
     TokenExchangeError,
     TokenExchangeUnavailableError,
 )
+from mcp_oauth2.lowlevel import ExchangeSettings, KeySet, TokenValidator
 from mcp_oauth2.testing import LocalIssuer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

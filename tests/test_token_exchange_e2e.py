@@ -2,9 +2,9 @@
 ``TokenExchanger.auth``, over real HTTP on loopback with the official ``mcp`` SDK client.
 
 Three servers: the ``LocalIssuer`` (keys, metadata, the token endpoint), the downstream API (its
-own audience, behind ``OAuth2Middleware``, recording every ``Authorization`` header it receives
-before the middleware judges it), and the MCP server (behind ``OAuth2Middleware``, with the
-server's own client credentials), in both streamable-HTTP answer modes (JSON and SSE).
+own audience, behind ``OAuth2Middleware``, with a ``BearerRecorder`` keeping every bearer token
+it receives before the middleware judges it), and the MCP server (behind ``OAuth2Middleware``,
+with the server's own client credentials), in both streamable-HTTP answer modes (JSON and SSE).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_oauth2 import OAuth2Config, OAuth2Middleware, TokenExchanger, current_user
 from mcp_oauth2.mcp_sdk import downstream_errors
-from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
+from mcp_oauth2.testing import AppServer, BearerRecorder, LocalIssuer, bind_loopback, url_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -38,22 +37,7 @@ TOOLS = "mcp:tools"
 FILES = "files:read"
 
 
-class Recording:
-    """An ASGI wrapper keeping the bearer token of every request that reaches the API."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.tokens: list[str] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    self.tokens.append(value.decode().removeprefix("Bearer "))
-        await self.app(scope, receive, send)
-
-
-def downstream_api(issuer: LocalIssuer, url: str) -> Recording:
+def downstream_api(issuer: LocalIssuer, url: str) -> BearerRecorder:
     """The second API: its own audience (its URL), ``files:read`` required."""
 
     async def whoami(request: Request) -> JSONResponse:
@@ -76,7 +60,7 @@ def downstream_api(issuer: LocalIssuer, url: str) -> Recording:
         }
     )
     app = Starlette(routes=[Route("/whoami", whoami)])
-    return Recording(OAuth2Middleware(app, config))
+    return BearerRecorder(OAuth2Middleware(app, config))
 
 
 def mcp_app(
@@ -122,7 +106,7 @@ class Stack:
     issuer: LocalIssuer
     mcp_url: str
     api_url: str
-    api: Recording
+    api: BearerRecorder
     exchanger: TokenExchanger
     tokens: list[str] = field(default_factory=list)
 

@@ -29,8 +29,9 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
-from mcp_oauth2 import KeySet, OAuth2Config, OAuth2Middleware, StaticKeys, ToolScopes
+from mcp_oauth2 import OAuth2Config, OAuth2Middleware, ToolScopes
 from mcp_oauth2._access import ACCESS_SCOPE_KEY
+from mcp_oauth2.lowlevel import KeySet, StaticKeys
 from mcp_oauth2.testing import AppServer, LocalIssuer, bind_loopback, url_of
 from test_mcp_e2e import sdk_auth_app
 

@@ -11,21 +11,17 @@ from typing import Any
 import pytest
 from mcp.server.auth.provider import AccessToken
 
-from mcp_oauth2 import (
-    AuthenticatedUser,
-    Authenticator,
+from mcp_oauth2 import AuthenticatedUser, errors
+from mcp_oauth2._rust import token_error_descriptions, token_error_examples
+from mcp_oauth2.errors import (
     ConfigurationError,
     ExpiredTokenError,
     InsufficientScopeError,
     InvalidRequestError,
     JWKSError,
-    KeySet,
-    StaticKeys,
     TokenValidationError,
-    TokenValidator,
-    errors,
 )
-from mcp_oauth2._rust import token_error_descriptions, token_error_examples
+from mcp_oauth2.lowlevel import Authenticator, KeySet, StaticKeys, TokenValidator
 from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint, plain_json
 
 

@@ -7,14 +7,13 @@ import threading
 
 import pytest
 
-from mcp_oauth2 import (
+from mcp_oauth2.errors import (
     ConfigurationError,
     ExpiredTokenError,
-    KeySet,
     NotYetValidError,
     TokenValidationError,
-    TokenValidator,
 )
+from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import AUDIENCE, ISSUER, NOW, jwks_for, make_claims, mint
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from mcp_oauth2 import JWKSError, KeySet, TokenValidationError
+from mcp_oauth2.errors import JWKSError, TokenValidationError
+from mcp_oauth2.lowlevel import KeySet
 from token_factory import b64u
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof"

@@ -20,8 +20,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from mcp_oauth2 import TokenValidator
 from mcp_oauth2._claims import ReadOnlyDict
+from mcp_oauth2.lowlevel import TokenValidator
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://mcp.example.com/mcp"

@@ -70,6 +70,13 @@ class Backoff:
         self._counted_at = now
         return wait
 
+    def episode(self, started_at: float, now: float) -> tuple[int, bool]:
+        """``failed``, then the ``Retry-After`` to answer and whether this failure began a new
+        episode (what callers log, once per episode)."""
+        before = self.failures
+        self.failed(started_at, now)
+        return self.retry_after(now), self.failures != before
+
     def succeeded(self) -> None:
         """A call succeeded: the endpoint is healthy again."""
         self.failures = 0

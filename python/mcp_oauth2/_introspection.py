@@ -319,11 +319,8 @@ class Introspector:
     def _failed(self, detail: str, started: float) -> IntrospectionUnavailableError:
         """Count and log a failed call (once per burst: ``Backoff``), and say when to retry."""
         self._counts["failures"] += 1
-        now = self._clock()
-        before = self.backoff.failures
-        self.backoff.failed(started, now)
-        retry_after = self.backoff.retry_after(now)
-        if self.backoff.failures != before:
+        retry_after, new_episode = self.backoff.episode(started, self._clock())
+        if new_episode:
             logger.warning(
                 "introspection failed (%d in a row; next call in %d s): %s",
                 self.backoff.failures,

@@ -445,11 +445,8 @@ class TokenExchanger:
     def _failed(self, detail: str, admitted: float) -> TokenExchangeUnavailableError:
         """Count and log a failed call (once per burst: ``Backoff``), and say when to retry."""
         self._counts["failures"] += 1
-        now = self._clock()
-        before = self.backoff.failures
-        self.backoff.failed(admitted, now)
-        retry_after = self.backoff.retry_after(now)
-        if self.backoff.failures != before:
+        retry_after, new_episode = self.backoff.episode(admitted, self._clock())
+        if new_episode:
             logger.warning(
                 "token exchange failed (%d in a row; next call in %d s): %s",
                 self.backoff.failures,

@@ -3,7 +3,7 @@
 The classes are defined here, in Python, and the native core raises them (so they pickle and
 subclass like any Python exception). Every error that reaches an HTTP client carries:
 
-- ``code``: a stable machine-readable code (the table in the README lists them all);
+- ``code``: a stable machine-readable code (``docs/answers.md`` lists them all);
 - ``description``: plain words safe to show a client: never key material, never token contents,
   never internal URLs or long attacker-controlled strings;
 - ``status_code`` and ``error``: its HTTP meaning (RFC 6750 section 3.1).

@@ -1178,7 +1178,10 @@ mod tests {
     fn introspection_rules() {
         let p = policy();
         assert_eq!(p.introspection_issuer(None), Some("https://as"));
-        assert_eq!(p.introspection_issuer(Some("https://as")), Some("https://as"));
+        assert_eq!(
+            p.introspection_issuer(Some("https://as")),
+            Some("https://as")
+        );
         assert_eq!(p.introspection_issuer(Some("https://other")), None);
         let user = introspected(json!({"scope": "a b", "username": "ann"}), true).expect("ok");
         assert_eq!(user.scopes().collect::<Vec<_>>(), vec!["a", "b"]);

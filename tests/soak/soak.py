@@ -66,13 +66,8 @@ def serve(fd: int) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from mcp_oauth2 import (
-        AuthenticatedUser,
-        CacheSettings,
-        JWKSCache,
-        OAuth2Config,
-        OAuth2Middleware,
-    )
+    from mcp_oauth2 import AuthenticatedUser, OAuth2Config, OAuth2Middleware
+    from mcp_oauth2.lowlevel import CacheSettings, JWKSCache
 
     config = OAuth2Config()  # from the MCP_OAUTH2_* variables
     # The key cache, built here so the soak can read its stats, with quick timings.

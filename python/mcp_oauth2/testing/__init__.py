@@ -7,7 +7,7 @@ exercises the same code path as production: discovery, key fetching, caching and
 It can also misbehave on request (error statuses, junk bodies, huge or hanging answers, refused
 connections) for resilience tests::
 
-    from mcp_oauth2 import KeySet, TokenValidator
+    from mcp_oauth2.lowlevel import KeySet, TokenValidator
     from mcp_oauth2.testing import LocalIssuer
 
     issuer = LocalIssuer(default_audience="https://mcp.example.com/mcp")
@@ -18,11 +18,13 @@ connections) for resilience tests::
         issuer.fault = "status:503"            # the JWKS endpoint now fails
 
 ``AppServer`` serves any ASGI app under uvicorn on a free loopback port; ``bind_loopback`` and
-``url_of`` let the app know its URL first.
+``url_of`` let the app know its URL first. ``BearerRecorder`` keeps the bearer tokens that reach
+an app (a downstream API must never see the caller's own).
 
 Needs the ``testing`` extra (``pip install 'mcp-oauth2[testing]'``: cryptography and uvicorn).
 The parts: ``_keys`` (keys and minting), ``_issuer_app`` (the issuer's ASGI app), ``_faults``
-(fault injection), ``_loopback`` (the one uvicorn runner), ``_local_issuer``, ``_app_server``.
+(fault injection), ``_token_endpoint`` (token exchange), ``_loopback`` (the one uvicorn runner),
+``_local_issuer``, ``_app_server``, ``_bearer_recorder``.
 """
 
 try:
@@ -34,6 +36,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 from mcp_oauth2.testing._app_server import AppServer
+from mcp_oauth2.testing._bearer_recorder import BearerRecorder
 from mcp_oauth2.testing._faults import BOMB_DECODED_BYTES, HUGE_BODY_BYTES, NESTED_JSON_DEPTH
 from mcp_oauth2.testing._keys import DEFAULT_CLIENT_ID, MintOptions
 from mcp_oauth2.testing._local_issuer import LocalIssuer
@@ -45,6 +48,7 @@ __all__ = [
     "HUGE_BODY_BYTES",
     "NESTED_JSON_DEPTH",
     "AppServer",
+    "BearerRecorder",
     "LocalIssuer",
     "MintOptions",
     "bind_loopback",
