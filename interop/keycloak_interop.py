@@ -76,6 +76,8 @@ MIN_MAX_AGE: Final = 5.0
 LATENCY_CALLS: Final = 300
 LATENCY_WARMUP: Final = 20
 OTHER_RESOURCE: Final = "https://other.example.com/api"
+CACHED_CALLS: Final = 10
+"""Tool calls after the first in the token exchange part, each with the cached token."""
 RECOVERY_TIMEOUT: Final = 150.0
 CLIENT: Final = "mcp-client"
 OTHER_CLIENT: Final = "other-client"
@@ -189,6 +191,15 @@ class Run:
             f"key cache: state={s.state} keys={s.key_count} age={age} fetches={s.fetches} "
             f"failures={s.failures} misses={s.misses} rejected_misses={s.rejected_misses}"
         )
+
+
+def _error(response: httpx.Response) -> str | None:
+    """The RFC 6749 ``error`` of a token endpoint's answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def _code(response: httpx.Response) -> str | None:
@@ -653,60 +664,55 @@ async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) ->
     out.check(code == "introspection_unavailable", "a wrong client secret: 503, never an accept")
 
 
-async def part_first_hour(run: Run, out: Transcript, admin: KeycloakAdmin) -> FirstHour:
+async def part_first_hour(
+    run: Run, out: Transcript, admin: KeycloakAdmin, first: FirstHour
+) -> bool:
     """The documentation followed literally (``first_hour``): the Keycloak recipe's commands,
     the getting-started server under uvicorn, the clients page's client, ``whoami``."""
     out.part("11. the first hour: the Keycloak recipe, the quickstart server and the client")
-    first = FirstHour(
-        run.keycloak.base_url,
-        (run.keycloak.admin_user, run.keycloak.admin_password),
-        free_loopback_port(),
-        Path(sys.executable).parent,
+    started = time.perf_counter()
+    recipe = await asyncio.to_thread(first.run_recipe)
+    out.step(f"docs/providers/keycloak.md's commands (bash): exit status {recipe.returncode}")
+    for line in recipe.output.splitlines():
+        if line.startswith(("OK:", "VALID:", "FAILED:", "INVALID:")):
+            out.step(f"  {line}")
+    if not out.check(recipe.returncode == 0, "the recipe's commands run as the page has them"):
+        out.step(recipe.output[-2000:])
+        return False
+    out.check(
+        "OK: the configuration, the issuer and its keys are usable" in recipe.output
+        and "VALID: this server would accept the token" in recipe.output,
+        "mcp-oauth2 check says OK and mcp-oauth2 inspect says VALID",
     )
-    with first.running():
-        started = time.perf_counter()
-        recipe = await asyncio.to_thread(first.run_recipe)
-        out.step(f"docs/providers/keycloak.md's commands (bash): exit status {recipe.returncode}")
-        for line in recipe.output.splitlines():
-            if line.startswith(("OK:", "VALID:", "FAILED:", "INVALID:")):
-                out.step(f"  {line}")
-        if not out.check(recipe.returncode == 0, "the recipe's commands run as the page has them"):
-            out.step(recipe.output[-2000:])
-            return first
-        out.check(
-            "OK: the configuration, the issuer and its keys are usable" in recipe.output
-            and "VALID: this server would accept the token" in recipe.output,
-            "mcp-oauth2 check says OK and mcp-oauth2 inspect says VALID",
-        )
-        claims = claims_of(first.token)
-        out.step(f"the recipe's token: claims {json.dumps(claims, sort_keys=True)}")
-        seconds = await asyncio.to_thread(first.start_server)
-        out.step(f"docs/getting-started.md's server.py under uvicorn at {first.mcp_url}")
-        out.figure("quickstart server start (uvicorn, discovery and keys)", f"{seconds:.1f} s")
-        client = await asyncio.to_thread(first.run_client)
-        answer = literal_answer(client.output)
-        out.step(f"docs/clients.md's client with $TOKEN: whoami -> {answer!r}"[:300])
-        problems = whoami_problems(answer, claims, first)
-        out.check(
-            client.returncode == 0 and not problems,
-            "whoami (current_user()) answers the token's subject, client_id mcp-client, "
-            f"scopes ['mcp:tools'] and its claims {problems or ''}",
-        )
-        out.figure(
-            "from the recipe's first command to whoami", f"{time.perf_counter() - started:.1f} s"
-        )
-        provider = await asyncio.to_thread(first.run_oauth_client)
-        answer = literal_answer(provider.output)
-        problems = whoami_problems(answer, claims, first)
-        out.check(
-            provider.returncode == 0 and not problems,
-            "the SDK's ClientCredentialsOAuthProvider gets its token from Keycloak by discovery "
-            f"from the server's 401, and whoami answers {problems or ''}",
-        )
-        await _first_hour_refusals(run, out, first, admin)
-        if out.failures:
-            out.step(f"the server's log (last lines):\n{first.server_log()[-3000:]}")
-    return first
+    claims = claims_of(first.token)
+    out.step(f"the recipe's token: claims {json.dumps(claims, sort_keys=True)}")
+    seconds = await asyncio.to_thread(first.start_server)
+    out.step(f"docs/getting-started.md's server.py under uvicorn at {first.mcp_url}")
+    out.figure("quickstart server start (uvicorn, discovery and keys)", f"{seconds:.1f} s")
+    client = await asyncio.to_thread(first.run_client)
+    answer = literal_answer(client.output)
+    out.step(f"docs/clients.md's client with $TOKEN: whoami -> {answer!r}"[:300])
+    problems = whoami_problems(answer, claims, first)
+    out.check(
+        client.returncode == 0 and not problems,
+        "whoami (current_user()) answers the token's subject, client_id mcp-client, "
+        f"scopes ['mcp:tools'] and its claims {problems or ''}",
+    )
+    out.figure(
+        "from the recipe's first command to whoami", f"{time.perf_counter() - started:.1f} s"
+    )
+    provider = await asyncio.to_thread(first.run_oauth_client)
+    answer = literal_answer(provider.output)
+    problems = whoami_problems(answer, claims, first)
+    out.check(
+        provider.returncode == 0 and not problems,
+        "the SDK's ClientCredentialsOAuthProvider gets its token from Keycloak by discovery "
+        f"from the server's 401, and whoami answers {problems or ''}",
+    )
+    await _first_hour_refusals(run, out, first, admin)
+    if out.failures:
+        out.step(f"the server's log (last lines):\n{first.server_log()[-3000:]}")
+    return True
 
 
 async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> None:
@@ -722,6 +728,7 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
             run.http, token_endpoint, RECIPE_CLIENT, first.client_secret, [TOOLS_SCOPE]
         )
 
+    await asyncio.to_thread(first.stop)  # the recipe's server: this part's listens in its place
     api_sock = bind_loopback()
     api_url = url_of(api_sock)
     recipe = await asyncio.to_thread(first.run_exchange_recipe, api_url, await caller_token())
@@ -759,9 +766,16 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
             first_call = await session.call_tool("downstream_whoami", {})
             elapsed = time.perf_counter() - started
             out.figure("a tool call with an uncached exchange (Keycloak)", _ms(elapsed))
-            started = time.perf_counter()
-            second_call = await session.call_tool("downstream_whoami", {})
-            out.figure("the same call, exchange cached", _ms(time.perf_counter() - started))
+            cached: list[float] = []
+            for _ in range(CACHED_CALLS):
+                started = time.perf_counter()
+                second_call = await session.call_tool("downstream_whoami", {})
+                cached.append(time.perf_counter() - started)
+            out.figure(
+                f"the same call, exchange cached (median of {CACHED_CALLS})",
+                _ms(statistics.median(cached)),
+            )
+            issued = exchanger.stats()
             refused = await session.call_tool("downstream_whoami", {"audience": RECIPE_CLIENT})
         answer = first_call.structured_content or {}
         claims = answer.get("claims") or {}
@@ -782,12 +796,15 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
             and (second_call.structured_content or {}).get("subject") == caller.get("sub"),
             "a second call succeeds",
         )
-        stats = exchanger.stats()
-        out.step(f"exchanger: {stats}")
-        out.check(stats.calls == 1 and stats.hits >= 1, "the second call used the cache")
+        out.step(f"exchanger: {issued}")
         out.check(
-            len(api.tokens) == 2 and len(set(api.tokens)) == 1 and token not in api.tokens,
-            "the API received the exchanged token twice, never the caller's",
+            issued.calls == 1 and issued.hits == CACHED_CALLS,
+            f"one exchange at Keycloak; the {CACHED_CALLS} calls after it used the cache",
+        )
+        calls = 1 + CACHED_CALLS
+        out.check(
+            len(api.tokens) == calls and len(set(api.tokens)) == 1 and token not in api.tokens,
+            f"the API received the exchanged token {calls} times, never the caller's",
         )
         words = _text(refused)
         out.step(f"audience {RECIPE_CLIENT!r} (no scope of the client names it): {words}"[:300])
@@ -795,7 +812,7 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
             refused.is_error and "token exchange refused: " in words and token not in words,
             "an exchange Keycloak refuses is a tool error saying why, with no token in it",
         )
-        out.check(len(api.tokens) == 2, "no downstream call after the refusal")
+        out.check(len(api.tokens) == calls, "no downstream call after the refusal")
         await _exchange_refusals(run, out, first, token_endpoint)
         unseen = await caller_token()
         await asyncio.to_thread(run.keycloak.stop)
@@ -810,7 +827,7 @@ async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> No
             "an outage is a tool error (token_exchange_unavailable)",
         )
         out.check(
-            len(api.tokens) == 2 and unseen not in api.tokens,
+            len(api.tokens) == calls and unseen not in api.tokens,
             "no fallback: the API never received the caller's token",
         )
 
@@ -835,7 +852,10 @@ async def _exchange_refusals(
         },
     )
     out.step(f"a subject token whose aud does not name the client: {_answer(answer)}"[:300])
-    out.check(answer.status_code == 400, "Keycloak refuses it (400)")
+    out.check(
+        answer.status_code == 403 and _error(answer) == "access_denied",
+        "Keycloak refuses it: 403 access_denied",
+    )
 
 
 async def _first_hour_refusals(
@@ -934,8 +954,15 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     unseen = await part_outage(run, out, admin, seen)
     await part_recovery(run, out, unseen)
     await part_introspection(run, out, config)
-    first = await part_first_hour(run, out, admin)
-    await part_token_exchange(run, out, first)  # last: it stops Keycloak
+    first = FirstHour(
+        run.keycloak.base_url,
+        (run.keycloak.admin_user, run.keycloak.admin_password),
+        free_loopback_port(),
+        Path(sys.executable).parent,
+    )
+    with first.running():
+        if await part_first_hour(run, out, admin, first):
+            await part_token_exchange(run, out, first)  # last: it stops Keycloak
 
 
 # -- setting up ------------------------------------------------------------------------------

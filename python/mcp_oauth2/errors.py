@@ -301,12 +301,15 @@ _EXCHANGE_HINTS: Final[dict[str, str]] = {
     "invalid_client": "the authorization server did not accept this server's client credentials "
     "(client_id, client_secret, client_auth_method)",
     "invalid_scope": "a scope asked for is unknown, or not allowed for this server's client",
-    "invalid_request": "the authorization server found the request malformed or incomplete",
+    "invalid_request": "the authorization server found the request incomplete or not allowed "
+    "as made (Keycloak: an audience that no client scope of this server's client names)",
     "unsupported_grant_type": "the authorization server does not offer this grant (token exchange "
     "or on-behalf-of) at this token endpoint",
     "interaction_required": "the user must sign in again or consent (multi-factor "
     "authentication or consent for the downstream API)",
     "consent_required": "the user (or an administrator) has not consented to the downstream API",
+    "access_denied": "the authorization server will not let this server's client act for the "
+    "caller (Keycloak: the caller's token does not name this server's client in aud)",
 }
 
 
