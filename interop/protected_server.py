@@ -72,7 +72,7 @@ def _user() -> AuthenticatedUser:
     return user
 
 
-def _mcp_server(downstream: tuple[TokenExchanger, str] | None) -> MCPServer[Any]:
+def _mcp_server(downstream: tuple[TokenExchanger, httpx.AsyncClient] | None) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("mcp-oauth2 interop", log_level="WARNING")
 
     @server.tool()
@@ -98,16 +98,15 @@ def _mcp_server(downstream: tuple[TokenExchanger, str] | None) -> MCPServer[Any]
         return f"reset done by {_user().subject}"
 
     if downstream is not None:
-        exchanger, api_url = downstream
+        exchanger, api = downstream
 
         @server.tool()
         async def downstream_whoami(audience: str = "") -> dict[str, Any]:
             """Who the downstream API says is calling, with a token exchanged for it (for
             ``audience``, by default the API's URL)."""
             with downstream_errors():
-                auth = exchanger.auth(audience=audience or api_url)
-                async with httpx.AsyncClient(auth=auth, timeout=10) as api:
-                    answer: dict[str, Any] = (await api.get(api_url + "/whoami")).json()
+                auth = exchanger.auth(audience=audience or str(api.base_url).rstrip("/"))
+                answer: dict[str, Any] = (await api.get("/whoami", auth=auth)).json()
             return answer
 
     return server
@@ -124,11 +123,16 @@ def build_app(
 
     ``at_shutdown`` runs in the server's event loop when it stops (to close an HTTP client
     given to ``key_sources``, which belongs to that loop). ``downstream`` (an exchanger and the
-    API's URL) adds the tool ``downstream_whoami``; the exchanger is closed at shutdown.
+    API's URL) adds the tool ``downstream_whoami``, which calls the API through one client; the
+    exchanger and the client are closed at shutdown.
     """
-    server = _mcp_server(downstream)
+    calls = None
     if downstream is not None:
-        at_shutdown = (*at_shutdown, downstream[0].aclose)
+        exchanger, api_url = downstream
+        api = httpx.AsyncClient(base_url=api_url, timeout=10)
+        calls = (exchanger, api)
+        at_shutdown = (*at_shutdown, exchanger.aclose, api.aclose)
+    server = _mcp_server(calls)
     mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH)
 
     @contextlib.asynccontextmanager

@@ -78,6 +78,7 @@ def mcp_app(
         }
     )
     exchanger = TokenExchanger(config)
+    api = httpx.AsyncClient(base_url=api_url)  # one client; the auth per request
     server: MCPServer[Any] = MCPServer("exchange e2e", log_level="WARNING")
 
     @server.tool()
@@ -85,8 +86,7 @@ def mcp_app(
         """Who the downstream API says is calling."""
         with downstream_errors():
             auth = exchanger.auth(audience=api_url, scopes=[FILES])
-            async with httpx.AsyncClient(auth=auth) as api:
-                answer: dict[str, Any] = (await api.get(api_url + "/whoami")).json()
+            answer: dict[str, Any] = (await api.get("/whoami", auth=auth)).json()
         answer["caller"] = repr(current_user())
         return answer
 
@@ -94,7 +94,7 @@ def mcp_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with exchanger, server.session_manager.run():
+        async with exchanger, api, server.session_manager.run():
             yield
 
     app = Starlette(routes=[Mount("/", app=sdk_app)], lifespan=lifespan)
