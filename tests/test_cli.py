@@ -756,6 +756,51 @@ def test_token_without_the_testing_extra_says_how_to_install_it(tmp_path: Path) 
     assert "pip install 'mcp-oauth2[testing]'" in done.stderr
 
 
+# -- how the command ends -------------------------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    """The reader went away before anything was written (`mcp-oauth2 ... | head` after head
+    exited): exit code 1, and no traceback or "Exception ignored" on standard error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(  # noqa: S603 - our own console script
+            [str(SCRIPT), "token", "--audience", AUDIENCE, "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+def test_an_interrupt_ends_the_command_with_130(tmp_path: Path) -> None:
+    local = LocalIssuer(default_audience=AUDIENCE)
+    with local.serve():
+        local.fault = "hang"  # the key request never ends while the issuer serves
+        with subprocess.Popen(  # noqa: S603 - our own console script
+            [str(SCRIPT), "jwks", local.issuer, "--timeout", str(TIMEOUT)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        ) as command:
+            deadline = time.monotonic() + TIMEOUT
+            while local.jwks_requests == 0 and command.poll() is None:
+                assert time.monotonic() < deadline, "the command never asked for the keys"
+                time.sleep(0.02)
+            command.send_signal(signal.SIGINT)
+            out, err = command.communicate(timeout=TIMEOUT)
+    assert command.returncode == 130, out + err
+    assert err == "mcp-oauth2 jwks: interrupted\n"
+
+
 # -- usage errors and output modes ----------------------------------------------------------------
 
 

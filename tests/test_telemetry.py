@@ -224,3 +224,28 @@ def test_introspection_calls_are_counted(issuer: LocalIssuer) -> None:
     # The second request with the active token was answered from the cache: no call.
     assert calls == {"active": 1, "refused": 1, "failed": 1}
     assert durations == calls
+
+
+def test_a_telemetry_observes_one_middleware_and_reads_nothing_before_it(
+    issuer: LocalIssuer,
+) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    telemetry = Telemetry(meter_provider=meters)
+    # Read before any middleware exists (a scrape while the app starts): no keys, no cache.
+    data = reader.get_metrics_data()
+    points = [
+        point
+        for resource in (data.resource_metrics if data is not None else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+    assert points == []
+    config = OAuth2Config.model_validate({"issuer": [issuer.issuer], "audience": [AUDIENCE]})
+    app = Starlette(routes=[Route("/mcp", hello)])
+    OAuth2Middleware(app, config=config, telemetry=telemetry)
+    # A second middleware has its own key caches and token cache: it needs its own Telemetry.
+    with pytest.raises(ValueError, match="a Telemetry observes one middleware"):
+        OAuth2Middleware(app, config=config, telemetry=telemetry)
+    meters.shutdown()

@@ -6,17 +6,20 @@ described, over real loopback HTTP."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from mcp_oauth2.errors import JWKSError, TokenValidationError
 from mcp_oauth2.lowlevel import KeySet, TokenValidator
@@ -24,6 +27,7 @@ from mcp_oauth2.testing import (
     BOMB_DECODED_BYTES,
     HUGE_BODY_BYTES,
     NESTED_JSON_DEPTH,
+    AppServer,
     LocalIssuer,
     bind_loopback,
 )
@@ -149,6 +153,22 @@ def test_mint_options(shared: LocalIssuer) -> None:
     assert "scope" not in decode(shared.mint(scopes=()))[1]
     header, _ = decode(shared.mint(headers={"typ": None, "x-test": 1}))
     assert header == {"alg": "RS256", "kid": "rs256-1", "x-test": 1}
+
+
+def test_unknown_mint_options_are_refused(shared: LocalIssuer) -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments: audiance, scope$"):
+        shared.mint(audiance=AUDIENCE, scope=["mcp:tools"])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword arguments: subjet"):
+        shared.mint_opaque(subjet="olive")  # type: ignore[call-arg]
+
+
+def test_minting_with_an_algorithm_it_has_no_key_for_says_how_to_add_one(
+    local: LocalIssuer,
+) -> None:
+    with pytest.raises(LookupError, match=r"no PS256 key: call issuer.rotate\('PS256'\)"):
+        local.mint(algorithm="PS256")
+    local.rotate("PS256")
+    assert decode(local.mint(algorithm="PS256"))[0]["alg"] == "PS256"
 
 
 def test_audience_is_required_without_a_default() -> None:
@@ -280,6 +300,8 @@ def test_issuer_is_unknown_until_served() -> None:
     issuer = LocalIssuer(path="/tenant1", algorithms=["ES256"])
     with pytest.raises(RuntimeError, match="serve"):
         _ = issuer.issuer
+    with pytest.raises(RuntimeError, match="has not been served yet"):
+        _ = issuer.base_url
     with pytest.raises(RuntimeError, match="serve"):
         issuer.metadata()
     with issuer.serve() as base_url:
@@ -565,6 +587,80 @@ async def test_app_in_process_without_a_server(shared: LocalIssuer) -> None:
         assert (await client.get("/jwks.json")).json() == shared.jwks()
 
 
+# -- the introspection endpoint's client authentication -------------------------------------------
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def test_introspection_client_authentication(served: LocalIssuer) -> None:
+    """RFC 6749 section 2.3.1, as the library's introspection client must meet it: one method
+    of ``introspection_auth_methods`` with the right credentials, else 401 ``invalid_client``
+    before the token is even looked at."""
+    token = served.mint_opaque(audience=AUDIENCE)
+    url = served.introspection_endpoint
+    client, secret = served.introspection_client_id, served.introspection_client_secret
+
+    def ask(form: dict[str, str], authorization: str | None = None) -> httpx.Response:
+        headers = {"Authorization": authorization} if authorization is not None else {}
+        return httpx.post(url, data=form, headers=headers)
+
+    assert ask({"token": token}, basic(client, secret)).json()["active"] is True
+    post = {"token": token, "client_id": client, "client_secret": secret}
+    assert ask(post).json()["active"] is True
+    refused = [
+        ask({"token": token}),  # no credentials
+        ask({"token": token}, basic(client, "wrong")),
+        ask({"token": token}, basic("someone-else", secret)),
+        ask({"token": token}, "Basic %%%not-base64"),
+        ask({"token": token}, "Basic " + base64.b64encode(b"\xff\xfe:x").decode()),
+        ask({"token": token}, "Basic " + base64.b64encode(client.encode()).decode()),  # no colon
+        ask({"token": token}, f"Bearer {secret}"),
+        ask(post, basic(client, secret)),  # two methods at once
+    ]
+    for response in refused:
+        assert response.status_code == 401, response.request.headers
+        assert response.json() == {"error": "invalid_client"}
+        assert response.headers["www-authenticate"] == 'Basic realm="introspection"'
+    missing = ask({"token": ""}, basic(client, secret))
+    assert (missing.status_code, missing.json()) == (400, {"error": "invalid_request"})
+    served.introspection_auth_methods = ("client_secret_basic",)
+    assert ask(post).status_code == 401  # a method the endpoint does not allow
+    assert ask({"token": token}, basic(client, secret)).status_code == 200
+    served.introspection_auth_methods = ("client_secret_post",)
+    assert ask({"token": token}, basic(client, secret)).status_code == 401
+    assert ask(post).status_code == 200
+
+
+# -- AppServer ------------------------------------------------------------------------------------
+
+
+def failing_at_startup() -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("the database is not there")
+        yield
+
+    return Starlette(lifespan=lifespan)
+
+
+def test_an_app_that_fails_at_startup_is_reported_and_its_socket_closed() -> None:
+    server = AppServer(failing_at_startup())
+    with pytest.raises(RuntimeError, match=f"the server at {server.url} did not start"), server:
+        pass
+    assert server.sock.fileno() == -1  # closed
+
+
+@pytest.mark.anyio
+async def test_an_app_that_fails_at_startup_is_reported_under_async_with() -> None:
+    server = AppServer(failing_at_startup())
+    with pytest.raises(RuntimeError, match="did not start"):
+        async with server:
+            pass
+    assert server.sock.fileno() == -1
+
+
 # -- async --------------------------------------------------------------------------------------
 
 
@@ -609,6 +705,29 @@ async def test_serve_async_stop_and_start_listening() -> None:
             assert (await client.get(url)).json() == issuer.jwks()
     assert issuer.base_url == base_url
     assert issuer.jwks_requests == 2
+
+
+@pytest.mark.anyio
+async def test_serve_async_listening_changes_only_from_the_serving_loop() -> None:
+    issuer = LocalIssuer(default_audience=AUDIENCE, algorithms=["ES256"])
+
+    async def status(url: str) -> int:
+        async with httpx.AsyncClient() as client:  # a new connection each time
+            return (await client.get(url)).status_code
+
+    async with issuer.serve_async() as base_url:
+        url = base_url + issuer.jwks_path
+        with pytest.raises(RuntimeError, match="call this from the serving event loop"):
+            await anyio.to_thread.run_sync(issuer.stop_listening)
+        # Refused before it changed anything: still listening, and still stoppable.
+        assert await status(url) == 200
+        issuer.stop_listening()
+        with pytest.raises(httpx.ConnectError):
+            await status(url)
+        with pytest.raises(RuntimeError, match="call this from the serving event loop"):
+            await anyio.to_thread.run_sync(issuer.start_listening)
+        issuer.start_listening()
+        assert await status(url) == 200
 
 
 def test_issuer_with_a_port_listens_there() -> None:

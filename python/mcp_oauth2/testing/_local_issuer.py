@@ -500,11 +500,12 @@ class LocalIssuer:
         listener = self._listener
         if listener is None:
             return
+        if self._mode == "task":
+            self._require_loop()  # before anything changes: a refused call leaves it listening
         self._listener = None
         if self._mode == "thread":
             listener.stop_thread()
             return
-        self._require_loop()
         listener.stop_listening_task()
         self._retired.append(listener)
 
