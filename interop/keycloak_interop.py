@@ -6,7 +6,9 @@ Starts Keycloak (dev mode, 127.0.0.1, a fixed hostname, the realm ``interop/keyc
 and the protected MCP server (FastAPI + the ``mcp`` SDK's ``MCPServer``, ``OAuth2Middleware`` and
 ``ToolScopes``), then drives the server with the real MCP client and real Keycloak tokens from
 the client-credentials grant: discovery from the issuer URL alone, a valid token, a foreign
-audience, a missing scope (the step-up challenge), the Keycloak mistakes of the provider recipe,
+audience, a missing scope (the step-up challenge), tools that need a realm role or a client role
+(users' roles read from ``realm_access`` and ``resource_access``), the Keycloak mistakes of the
+provider recipe,
 key rotation through the admin API, Keycloak stopped while the caches are warm, recovery, and
 RFC 7662 introspection at Keycloak's endpoint (revocation included), the first hour of the docs
 followed literally, and token exchange (a tool calling a downstream API as the caller).
@@ -62,10 +64,12 @@ from protected_server import (
     ADMIN_SCOPE,
     HEALTH,
     MCP_PATH,
+    ROLES_CLAIMS,
     TOOLS_SCOPE,
     SDKClient,
     build_api,
     build_app,
+    build_roles_app,
     challenge_params,
 )
 
@@ -82,7 +86,11 @@ RECOVERY_TIMEOUT: Final = 150.0
 CLIENT: Final = "mcp-client"
 OTHER_CLIENT: Final = "other-client"
 NO_BASIC_CLIENT: Final = "no-basic-client"
+USER_CLIENT: Final = "user-client"
 USER: Final = "alice"
+"""A user with the realm roles deployer and viewer and the client role operator of mcp-server."""
+PLAIN_USER: Final = "bob"
+"""A user with the realm role viewer only."""
 ACCEPT: Final = "application/json, text/event-stream"
 
 
@@ -377,6 +385,84 @@ async def part_scopes(run: Run, out: Transcript) -> None:
         reset = await session.call_tool("admin_reset", {})
         out.step(f"with {TOOLS_SCOPE} {ADMIN_SCOPE}: admin_reset -> {_text(reset)!r}")
         out.check(not reset.is_error, "admin_reset succeeds once the token has mcp:admin")
+
+
+async def part_roles(run: Run, out: Transcript, config: OAuth2Config) -> None:
+    out.part("5b. roles: a tool that needs a realm role, one that needs a client role (MCPPolicy)")
+    roles_config = _variant(config, roles_claims=list(ROLES_CLAIMS))
+    out.step(f"roles_claims = {list(ROLES_CLAIMS)}")
+    sock = bind_loopback()
+    url = url_of(sock) + MCP_PATH
+    async with AppServer(build_roles_app(roles_config), sock):
+        tokens = {
+            name: await password_grant(
+                run.http,
+                run.token_endpoint,
+                USER_CLIENT,
+                run.secret,
+                name,
+                run.user_password,
+                [TOOLS_SCOPE],
+            )
+            for name in (USER, PLAIN_USER)
+        }
+        tokens["service account"] = await run.token([TOOLS_SCOPE])
+        claims = claims_of(tokens[USER])
+        out.step(f"{USER}'s token: realm_access = {json.dumps(claims.get('realm_access'))}")
+        out.step(f"  resource_access = {json.dumps(claims.get('resource_access'))}")
+        out.check(
+            "deployer" in claims.get("realm_access", {}).get("roles", [])
+            and claims.get("resource_access", {}).get("mcp-server", {}).get("roles")
+            == ["operator"],
+            "Keycloak puts realm roles in realm_access.roles and the client's in "
+            "resource_access.mcp-server.roles",
+        )
+        expected = {
+            USER: ({"deployer", "viewer", "operator"}, {"deploy": 200, "operate": 200}),
+            PLAIN_USER: ({"viewer"}, {"deploy": 403, "operate": 403}),
+            "service account": (set(), {"deploy": 403, "operate": 403}),
+        }
+        for who, token in tokens.items():
+            roles, answers = expected[who]
+            client = SDKClient(url, token)
+            async with client.session() as session:
+                await session.initialize()
+                listed = sorted(t.name for t in (await session.list_tools()).tools)
+                whoami = (await session.call_tool("whoami", {})).structured_content or {}
+                out.step(f"{who}: user.roles = {whoami.get('roles')}; tools/list: {listed}")
+                out.check(
+                    roles <= set(whoami.get("roles", [])),
+                    f"{who}: user.roles holds {sorted(roles) or 'no role of ours'}",
+                )
+                for tool, status in answers.items():
+                    challenge: str | None = None
+                    try:
+                        result = await session.call_tool(tool, {})
+                        got = 200
+                        out.step(f"  {tool}: {_text(result)!r}")
+                    except MCPError:
+                        refusal = client.last_refusal()
+                        got = refusal.status if refusal else 0
+                        challenge = refusal.headers.get("www-authenticate") if refusal else None
+                        out.step(f"  {tool}: HTTP {got}, WWW-Authenticate: {challenge}")
+                    denial = "" if status == 200 else " (access_denied, no step-up challenge)"
+                    out.check(
+                        got == status and challenge is None, f"{who}: {tool} {status}{denial}"
+                    )
+                out.check(
+                    ({"deploy", "operate"} <= set(listed)) == (who == USER),
+                    f"{who}: the role-protected tools are listed only for a caller with the roles",
+                )
+        raw = await run.http.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "deploy"}},
+            headers={"Authorization": f"Bearer {tokens[PLAIN_USER]}", "Accept": ACCEPT},
+        )
+        out.step(f"raw POST deploy as {PLAIN_USER}: {_answer(raw)}")
+        out.check(
+            raw.status_code == 403 and _code(raw) == "access_denied",
+            "the body's code is access_denied",
+        )
 
 
 def _variant(config: OAuth2Config, **changes: Any) -> OAuth2Config:
@@ -949,6 +1035,7 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     await part_latency(run, out, valid)
     await part_wrong_audience(run, out)
     await part_scopes(run, out)
+    await part_roles(run, out, config)
     await part_mistakes(run, out, config)
     seen = await part_rotation(run, out, admin)
     unseen = await part_outage(run, out, admin, seen)

@@ -1,5 +1,5 @@
-"""The protected MCP server of the interop run, the downstream API its tool may call, and the MCP
-SDK client that drives it.
+"""The protected MCP servers of the interop run, the downstream API a tool may call, and the MCP
+SDK client that drives them.
 
 The wiring is the demo's (``examples/demo.py``): FastAPI with an exempt ``/health``, the official
 ``mcp`` SDK's ``MCPServer`` over streamable HTTP at exactly ``/mcp``, ``ToolScopes`` for the
@@ -9,6 +9,11 @@ URL, the server has one more tool, ``downstream_whoami``, which calls that API a
 ``mcp_oauth2`` is used. ``SDKClient`` (the demo's) is the SDK's own client over an HTTP client
 that records every answer, so a refusal's status and ``WWW-Authenticate`` can be read after the
 SDK turned it into an exception; ``make interop`` puts ``examples/`` on the import path.
+
+``build_roles_app`` is the same server with ``MCPPolicy`` instead of ``ToolScopes``: ``deploy``
+needs the realm role ``deployer``, ``operate`` the client role ``operator`` of the client
+``mcp-server``, read from Keycloak's ``realm_access`` and ``resource_access`` claims
+(``ROLES_CLAIMS``).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from starlette.routing import Route
 from demo import Exchange, SDKClient, challenge_params
 from mcp_oauth2 import (
     AuthenticatedUser,
+    MCPPolicy,
     OAuth2Config,
     OAuth2Middleware,
     TokenExchanger,
     ToolScopes,
     current_user,
+    require_roles,
+    require_scopes,
 )
 from mcp_oauth2.lowlevel import KeySource
 from mcp_oauth2.mcp_sdk import downstream_errors
@@ -40,11 +48,13 @@ from mcp_oauth2.mcp_sdk import downstream_errors
 __all__ = [
     "ADMIN_SCOPE",
     "MCP_PATH",
+    "ROLES_CLAIMS",
     "TOOLS_SCOPE",
     "Exchange",
     "SDKClient",
     "build_api",
     "build_app",
+    "build_roles_app",
     "challenge_params",
 ]
 
@@ -53,6 +63,8 @@ HEALTH: Final = "/health"
 TOOLS_SCOPE: Final = "mcp:tools"
 ADMIN_SCOPE: Final = "mcp:admin"
 TOOL_SCOPES: Final[Mapping[str, tuple[str, ...]]] = {"admin_reset": (ADMIN_SCOPE,)}
+ROLES_CLAIMS: Final = ("realm_access.roles", "resource_access.mcp-server.roles")
+"""Where Keycloak puts realm roles, and the roles of the client ``mcp-server``."""
 
 
 class Identity(TypedDict):
@@ -61,6 +73,7 @@ class Identity(TypedDict):
     subject: str | None
     client_id: str | None
     scopes: list[str]
+    roles: list[str]
     audience: list[str]
     claims: dict[str, Any]
 
@@ -83,6 +96,7 @@ def _mcp_server(downstream: tuple[TokenExchanger, httpx.AsyncClient] | None) -> 
             subject=user.subject,
             client_id=user.client_id,
             scopes=sorted(user.scopes),
+            roles=sorted(user.roles),
             audience=list(user.audience),
             claims=dict(user.claims),
         )
@@ -96,6 +110,16 @@ def _mcp_server(downstream: tuple[TokenExchanger, httpx.AsyncClient] | None) -> 
     def admin_reset() -> str:
         """A privileged operation (needs mcp:admin); resets nothing."""
         return f"reset done by {_user().subject}"
+
+    @server.tool()
+    def deploy() -> str:
+        """Needs the realm role deployer (with MCPPolicy)."""
+        return f"deployed by {_user().claims.get('preferred_username', _user().subject)}"
+
+    @server.tool()
+    def operate() -> str:
+        """Needs the client role operator of mcp-server (with MCPPolicy)."""
+        return f"operated by {_user().claims.get('preferred_username', _user().subject)}"
 
     if downstream is not None:
         exchanger, api = downstream
@@ -169,3 +193,28 @@ def build_api(config: OAuth2Config) -> OAuth2Middleware:
         )
 
     return OAuth2Middleware(Starlette(routes=[Route("/whoami", whoami)]), config)
+
+
+def build_roles_app(config: OAuth2Config) -> FastAPI:
+    """The server with ``MCPPolicy``: ``deploy`` and ``operate`` need roles (``config`` should
+    read ``ROLES_CLAIMS``), ``admin_reset`` its scope, everything else any valid token."""
+    server = _mcp_server(None)
+    mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH)
+    policy = MCPPolicy(
+        mcp_app,
+        tools={
+            "deploy": require_roles("deployer"),
+            "operate": require_roles("operator"),
+            "admin_reset": require_scopes(ADMIN_SCOPE),
+        },
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with server.session_manager.run():
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.mount("/", policy)
+    app.add_middleware(OAuth2Middleware, config=config)
+    return app

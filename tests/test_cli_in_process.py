@@ -197,8 +197,8 @@ def test_check_refuses_an_endpoint_whose_answer_to_a_random_token_is_not_inactiv
             "MCP_OAUTH2_AUDIENCE": AUDIENCE,
             "MCP_OAUTH2_TOKEN_FORMAT": "opaque",
             "MCP_OAUTH2_INTROSPECTION_ENDPOINT": url + "/introspect",
-            "MCP_OAUTH2_INTROSPECTION_CLIENT_ID": "resource-server",
-            "MCP_OAUTH2_INTROSPECTION_CLIENT_SECRET": "not-a-real-secret",
+            "MCP_OAUTH2_CLIENT_ID": "resource-server",
+            "MCP_OAUTH2_CLIENT_SECRET": "not-a-real-secret",
         }
         code, document = run_json(capsys, "check", env=env)
     assert code == 1 and document["ok"] is False

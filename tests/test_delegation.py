@@ -185,17 +185,20 @@ def test_inspect_shows_act_and_may_act(served_issuer: LocalIssuer, tmp_path: Pat
         "inspect", token, "--issuer", served_issuer.issuer, "--audience", AUDIENCE, cwd=tmp_path
     )
     assert code == 0, document
-    assert document["delegation"] == {
-        "act": "acting for the subject: mcp-server; before it, agent; before it, first-hop",
-        "may_act": f"may act for the subject: mcp-server (iss {ISSUER})",
-    }
-    text = run("inspect", token, cwd=tmp_path).stdout
-    assert "delegation (RFC 8693)" in text
-    assert "may act for the subject: mcp-server" in text
+    may_act = {"sub": "mcp-server", "iss": ISSUER}
+    assert document["delegation"] == {"act": CHAIN, "may_act": may_act}
+    text = run(
+        "inspect", token, "--issuer", served_issuer.issuer, "--audience", AUDIENCE, cwd=tmp_path
+    ).stdout
+    assert "Delegation (RFC 8693)\n" in text
+    assert "acting for the subject: mcp-server; before it, agent; before it, first-hop" in text
+    assert f"may act for the subject: mcp-server (iss {ISSUER})" in text
+    unverified = run("inspect", token, cwd=tmp_path).stdout
+    assert "Delegation (RFC 8693) (UNVERIFIED)" in unverified
 
 
 def test_inspect_shows_no_delegation_for_a_plain_token(
     served_issuer: LocalIssuer, tmp_path: Path
 ) -> None:
     code, document = run_json("inspect", served_issuer.mint(subject="alice"), cwd=tmp_path)
-    assert code == 0 and document["delegation"] == {}
+    assert code == 0 and document["delegation"] is None

@@ -1,4 +1,5 @@
-"""A second, independent client: the TypeScript MCP SDK (``@modelcontextprotocol/sdk``) on node.
+"""A second, independent client: the TypeScript MCP SDK (``@modelcontextprotocol/sdk``) on node,
+against the demo server and against ``MCPPolicy``'s public and protected tools (``policy_server``).
 
 ``tests/ts_client`` pins the SDK (``package.json`` and the committed ``package-lock.json``);
 ``npm ci`` installs it into ``tests/ts_client/node_modules`` the first time. ``client.mjs``
@@ -21,6 +22,15 @@ import pytest
 
 from demo import ADMIN_SCOPE, TOOLS_SCOPE, build_demo_app, demo_config
 from mcp_oauth2.testing import DEFAULT_CLIENT_ID, AppServer, LocalIssuer, bind_loopback, url_of
+from policy_server import (
+    DEPLOYER,
+    EVERY_TOOL,
+    NOTES,
+    OPS,
+    PUBLIC_TOOLS,
+    build_policy_app,
+    policy_config,
+)
 
 pytestmark = pytest.mark.timeout(150)  # the first run includes `npm ci`
 
@@ -144,3 +154,48 @@ def test_typescript_client_admin_tool_needs_admin_scope(node: str, stack: Stack)
     allowed = run_client(node, stack.mcp_url, admin, "admin_reset")
     assert allowed.returncode == 0, allowed
     assert allowed.output["results"]["admin_reset"]["text"] == "reset done by ts-admin"
+
+
+# -- MCPPolicy: public and protected tools on one anonymous route --------------------------------
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["json", "sse"])
+def policy_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    issuer = LocalIssuer()
+    with issuer.serve():
+        sock = bind_loopback()
+        config = policy_config(issuer.issuer, url_of(sock) + "/mcp")
+        with AppServer(build_policy_app(config, json_response=request.param), sock) as url:
+            yield Stack(issuer, url)
+
+
+def test_typescript_client_without_token_sees_and_calls_the_public_tool(
+    node: str, policy_stack: Stack
+) -> None:
+    run = run_client(node, policy_stack.mcp_url, None, "weather")
+    assert run.returncode == 0, run
+    assert run.output["tools"] == PUBLIC_TOOLS
+    assert run.output["results"]["weather"]["text"] == "sunny in Paris"
+    refused = run_client(node, policy_stack.mcp_url, None, "search_notes")
+    assert refused.returncode != 0
+    assert refused.output["status"] == 401
+    assert "missing_token" in refused.output["error"]
+
+
+def test_typescript_client_by_privilege(node: str, policy_stack: Stack) -> None:
+    low = policy_stack.issuer.mint(audience=policy_stack.mcp_url, claims={"tenant": "acme"})
+    seen = run_client(node, policy_stack.mcp_url, low, "weather")
+    assert seen.output["tools"] == ["tenant_report", "weather"]
+    denied = run_client(node, policy_stack.mcp_url, low, "deploy")
+    assert denied.output["status"] == 403
+    assert "access_denied" in denied.output["error"]
+    full = policy_stack.issuer.mint(
+        subject="ts-full",
+        audience=policy_stack.mcp_url,
+        scopes=[NOTES, OPS],
+        claims={"tenant": "acme", "roles": [DEPLOYER]},
+    )
+    allowed = run_client(node, policy_stack.mcp_url, full, "deploy", "search_notes")
+    assert allowed.returncode == 0, allowed
+    assert allowed.output["tools"] == EVERY_TOOL
+    assert allowed.output["results"]["deploy"]["text"] == "api deployed by ts-full"

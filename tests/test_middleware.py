@@ -344,6 +344,56 @@ def test_exemptions_that_would_exempt_everything_or_are_invalid_are_refused(
         OAuth2Config(issuer=ISSUER, audience=AUDIENCE, exempt_routes=routes)
 
 
+# -- anonymous routes ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def anonymous() -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(anonymous_routes=["/mcp"], required_scopes=["read"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        yield http
+
+
+async def test_an_anonymous_route_takes_a_request_without_credentials_as_anonymous(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.post("/mcp")
+    assert response.status_code == 200
+    assert response.json() == {"authenticated": False, "subject": None, "scopes": []}
+    # Other routes are not anonymous.
+    assert (await anonymous.get("/health")).status_code == 401
+
+
+async def test_a_token_on_an_anonymous_route_is_checked_as_anywhere(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    good = await anonymous.post("/mcp", headers={"Authorization": f"Bearer {token()}"})
+    assert good.json()["authenticated"] is True
+    for headers, status, code in [
+        (
+            {"Authorization": f"Bearer {token(aud='https://other.example.com')}"},
+            401,
+            "invalid_audience",
+        ),
+        ({"Authorization": f"Bearer {token(scope='write')}"}, 403, "insufficient_scope"),
+        ({"Authorization": "Bearer "}, 400, "invalid_request"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401, "missing_token"),  # another scheme
+    ]:
+        response = await anonymous.post("/mcp", headers=headers)
+        assert (response.status_code, response.json()["code"]) == (status, code), headers
+    query = await anonymous.post("/mcp", params={"access_token": token()})
+    assert (query.status_code, query.json()["code"]) == (400, "invalid_request")
+    # A query that only mentions the word offers no token: anonymous.
+    other = await anonymous.post("/mcp", params={"next": "access_token"})
+    assert other.json()["authenticated"] is False
+
+
+def test_anonymous_routes_are_checked_as_exempt_routes_are() -> None:
+    for routes in (["/*"], ["GET *"], ["mcp"]):
+        with pytest.raises(ValueError, match="anonymous_routes"):
+            OAuth2Config(issuer=ISSUER, audience=AUDIENCE, anonymous_routes=routes)
+
+
 async def test_root_path_is_handled() -> None:
     app = build_app(exempt_routes=["/health"])
     transport = httpx.ASGITransport(app=app, root_path="/prefix")

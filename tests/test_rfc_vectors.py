@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from mcp_oauth2._rust import peek_header, peek_issuer
 from mcp_oauth2.errors import TokenValidationError
 from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from token_factory import ALGORITHMS, b64u, b64u_decode
@@ -130,10 +129,21 @@ def test_signature_is_bound_to_its_algorithm(vector: dict[str, Any]) -> None:
         assert _rejected(keys, alg, message, signature), alg
 
 
-def test_peek_header_and_issuer(vector: dict[str, Any]) -> None:
-    assert peek_header(vector["token"]) == vector["protected_header"]
-    expected_issuer = RFC7515_ISSUER if vector["payload_utf8"].startswith("{") else None
-    assert peek_issuer(vector["token"]) == expected_issuer
+def test_the_trace_shows_the_signature_verified_then_the_claims_refused(
+    vector: dict[str, Any],
+) -> None:
+    keys = KeySet.from_jwks({"keys": [vector["jwk"]]})
+    validator = TokenValidator(
+        issuer="https://auth.example.com", audience=SERVER_AUDIENCE, algorithms=[vector["alg"]]
+    )
+    steps, verdict = validator.trace(vector["token"], keys, now=RFC7515_EXP - 100)
+    status = {name: state for name, state, _ in steps}
+    for name in ("segments", "header", "alg", "extensions", "encoding", "key", "signature"):
+        assert status[name] == "pass", (name, steps)
+    assert isinstance(verdict, TokenValidationError)
+    assert verdict.code in CLAIMS_STAGE_CODES
+    (failed,) = [step for step in steps if step[1] == "fail"]
+    assert failed[2] == verdict.description
 
 
 def test_complete_token_is_refused_at_the_claims_stage(vector: dict[str, Any]) -> None:

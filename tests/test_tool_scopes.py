@@ -220,8 +220,9 @@ async def test_invalid_json_gets_the_sdk_parse_error(stack: Stack) -> None:
 
 @dataclass
 class Recorder:
-    """The wrapped app: records what reaches it."""
+    """The wrapped app: records what reaches it, and answers ``answer`` (else 200 ``ok``)."""
 
+    answer: list[Message] = field(default_factory=list)
     calls: list[bytes] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -232,8 +233,11 @@ class Recorder:
             if not message.get("more_body", False):
                 break
         self.calls.append(body)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+        for message in self.answer or [
+            {"type": "http.response.start", "status": 200, "headers": []},
+            {"type": "http.response.body", "body": b"ok"},
+        ]:
+            await send(message)
 
 
 def authenticated_scope(issuer: LocalIssuer, scopes: tuple[str, ...]) -> Scope:

@@ -12,7 +12,7 @@ import pytest
 from mcp.server.auth.provider import AccessToken
 
 from mcp_oauth2 import AuthenticatedUser, errors
-from mcp_oauth2._rust import token_error_descriptions, token_error_examples
+from mcp_oauth2._rust import token_error_descriptions
 from mcp_oauth2.errors import (
     ConfigurationError,
     ExpiredTokenError,
@@ -22,6 +22,7 @@ from mcp_oauth2.errors import (
     TokenValidationError,
 )
 from mcp_oauth2.lowlevel import Authenticator, KeySet, StaticKeys, TokenValidator
+from refused_tokens import REFUSED
 from token_factory import AUDIENCE, ISSUER, NOW, make_claims, mint, plain_json
 
 
@@ -253,33 +254,58 @@ def test_errors_raised_by_the_core_pickle(keyset: KeySet, validator: TokenValida
 
 # -- one source for codes and words across the native core and Python -----------------------------
 
-NATIVE_EXAMPLES = token_error_examples()
+
+def _raised(case_index: int) -> TokenValidationError:
+    """What the public validator raises for a real token refused in one of the core's ways."""
+    case = REFUSED[case_index]
+    with pytest.raises(TokenValidationError) as caught:
+        case.validator().authorize_token(case.token, case.keys(), now=NOW)
+    return caught.value
 
 
-@pytest.mark.parametrize(
-    ("code", "description", "error"), NATIVE_EXAMPLES, ids=[d for _, d, _ in NATIVE_EXAMPLES]
-)
+def _inactive() -> TokenValidationError:
+    with pytest.raises(TokenValidationError) as caught:
+        TokenValidator(ISSUER, AUDIENCE).validate_introspection(b'{"active": false}', now=NOW)
+    return caught.value
+
+
+NATIVE = [(case.label, case.code) for case in REFUSED] + [("inactive", "inactive_token")]
+
+
+def native_errors() -> list[TokenValidationError]:
+    return [_raised(i) for i in range(len(REFUSED))] + [_inactive()]
+
+
+@pytest.mark.parametrize(("index", "label", "code"), [(i, *c) for i, c in enumerate(NATIVE)])
 def test_every_native_error_reaches_python_as_the_class_of_its_code(
-    code: str, description: str, error: Exception
+    index: int, label: str, code: str
 ) -> None:
+    error = _raised(index) if index < len(REFUSED) else _inactive()
     cls = getattr(errors, next(name for name, c in CODES.items() if c == code))
-    assert type(error) is cls
+    assert type(error) is cls, label
     assert isinstance(error, TokenValidationError)
-    assert (error.code, error.description) == (code, description)
-    assert str(error) == f"{code}: {description}"
+    assert error.code == code
+    assert str(error) == f"{code}: {error.description}"
 
 
 def test_every_code_has_one_set_of_words_whichever_layer_raises_it() -> None:
     fixed = token_error_descriptions()
-    assert set(fixed) == set(CODES.values()) == {code for code, _, _ in NATIVE_EXAMPLES}
+    raised = native_errors()
+    assert set(fixed) == set(CODES.values()) == {error.code for error in raised}
     for name, code in CODES.items():
         cls = getattr(errors, name)
         assert cls.default_description == fixed[code], name
         assert cls().description == fixed[code], name
+    # Every way a key is missed, and both ways an algorithm is refused, have their own words.
+    words: dict[str, set[str]] = {}
+    for error in raised:
+        words.setdefault(error.code, set()).add(error.description)
+    assert len(words["key_not_found"]) == 4
+    assert len(words["algorithm_not_allowed"]) == 2
     # An error the core raises with nothing particular to say reads as the Python one.
     native: dict[type[Exception], set[str]] = {}
-    for _, description, error in NATIVE_EXAMPLES:
-        native.setdefault(type(error), set()).add(description)
+    for error in raised:
+        native.setdefault(type(error), set()).add(error.description)
     for cls in (
         errors.InvalidIssuerError,
         errors.InvalidAudienceError,
@@ -289,8 +315,9 @@ def test_every_code_has_one_set_of_words_whichever_layer_raises_it() -> None:
 
 
 def test_a_python_insufficient_scope_error_is_worded_as_the_core_words_it() -> None:
-    (native,) = [e for code, _, e in NATIVE_EXAMPLES if code == "insufficient_scope"]
+    (native,) = [e for e in native_errors() if e.code == "insufficient_scope"]
     assert isinstance(native, InsufficientScopeError)
+    assert native.required_scopes == ("read", "admin")
     missing = tuple(native.description.rpartition(": ")[2].split())
     ours = InsufficientScopeError.lacking(missing, native.required_scopes)
     assert (ours.description, ours.required_scopes) == (native.description, native.required_scopes)

@@ -146,6 +146,34 @@ def test_counters_stay_exact_under_threads(keys: KeySet) -> None:
     assert info["evictions"] <= info["misses"] - info["size"]
 
 
+def test_a_forged_token_is_never_answered_from_another_tokens_entry(keys: KeySet) -> None:
+    """Entries are keyed by a keyed hash of the whole token: tokens that a hash without a key
+    could be made to confuse with a cached one (its signature on another payload, its bytes in
+    another order, one byte more) are verified, and refused, never served the cached user."""
+    v = validator()
+    token = mint("ES256", make_claims())
+    cached = v.validate(token, keys, now=NOW)
+    header, payload, signature = token.split(".")
+    mallory = mint("ES256", make_claims(sub="mallory")).split(".")[1]
+    swapped = payload[1] + payload[0] + payload[2:]  # "ey..." reads "ye..."
+    # Two neighbouring characters of the signature's tail that differ, swapped.
+    at = next(i for i in range(len(signature) - 2, 0, -1) if signature[i] != signature[i + 1])
+    reordered = signature[:at] + signature[at + 1] + signature[at] + signature[at + 2 :]
+    forged = [
+        f"{header}.{mallory}.{signature}",
+        f"{header}.{swapped}.{signature}",
+        f"{header}.{payload}.{reordered}",
+        token + "A",
+    ]
+    for other in forged:
+        assert other != token
+        hits = v.cache_info()["hits"]
+        with pytest.raises(TokenValidationError):
+            v.validate(other, keys, now=NOW)
+        assert v.cache_info()["hits"] == hits, other
+    assert v.validate(token, keys, now=NOW) is cached
+
+
 def test_cache_size_is_checked() -> None:
     for bad in (-1, 10**9, 1.5, True):
         with pytest.raises(ConfigurationError, match="cache_size"):

@@ -1,10 +1,11 @@
 """Who may pass, and how a refusal reads: effective scopes, missing scopes, and every answer given
-in place of the application's (400, 401, 403, 413 and 503).
+in place of the application's (400, 401, 403, 413, 500 and 503).
 
 ``AccessControl`` is built once from the configuration by ``OAuth2Middleware``, which puts it into
-every request's ASGI scope under ``ACCESS_SCOPE_KEY``; ``ToolScopes`` and ``OAuth2Bearer`` take
-it from there, and ``MCPTokenVerifier`` builds its own. So the scope rules (``required_scopes``,
-``scope_implications`` applied transitively) and the wording of every refusal have this one owner.
+every request's ASGI scope under ``ACCESS_SCOPE_KEY``; ``MCPPolicy`` (and ``ToolScopes``, its
+shorthand) and ``OAuth2Bearer`` take it from there, and ``MCPTokenVerifier`` builds its own. So
+the scope rules (``required_scopes``, ``scope_implications`` applied transitively) and the
+wording of every refusal have this one owner.
 The scope arithmetic itself is the native ``ScopeRules`` it holds (``rules``), which the
 middleware also hands to ``TokenValidator.authorize``: the rules are computed in one place,
 whether a request is admitted natively or a tool or endpoint asks here.
@@ -12,9 +13,14 @@ whether a request is admitted natively or a tool or endpoint asks here.
 Refusals follow RFC 6750: a JSON body ``{"error", "error_description", "code"}`` (the 401 to a
 request without a token has no ``error``, section 3.1) and, on the answers about the token (400,
 401, 403), a ``WWW-Authenticate: Bearer`` challenge naming the RFC 9728 resource metadata and the
-scopes to ask for. Every value placed into the header is a quoted-string with backslash and quote
-escaped and characters outside printable ASCII dropped, so nothing can break out of its parameter
-or start a new header line. Descriptions come from the errors' client-safe ``description``.
+scopes to ask for, never ``offline_access`` (a client's way to ask for a refresh token, not a
+resource's requirement: MCP 2026-07-28, SEP-2207). A caller refused by a rule that more scopes
+would not satisfy (a role, a claim, a custom check) gets 403 ``access_denied`` with no challenge,
+so that a client does not loop on step-up. A request whose MCP headers do not match its body gets
+400 with a JSON-RPC error (-32020, SEP-2243). Every value placed into the header is a
+quoted-string with backslash and quote escaped and characters outside printable ASCII dropped, so
+nothing can break out of its parameter or start a new header line. Descriptions come from the
+errors' client-safe ``description``.
 
 Every refusal is answered through ``AccessControl.refuse``, which also logs it: one INFO line on
 the ``mcp_oauth2.refusals`` logger per refused request, with the method, the path, the status, the
@@ -73,6 +79,16 @@ _LOGGED_PATH_CHARS: Final = 200
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 # Seconds between two ERROR lines about requests refused for want of OAuth2Middleware.
 UNPROTECTED_LOG_INTERVAL: Final = 60.0
+# Never challenged for (SEP-2207): the scope a client adds to get a refresh token.
+OFFLINE_ACCESS: Final = "offline_access"
+# SEP-2243: the JSON-RPC error of a request whose MCP headers do not match its body.
+HEADER_MISMATCH: Final = -32020
+# What a denied caller lacked (``Decision.missing``), in words a client may read.
+_DENIED: Final = {
+    "role": "this operation needs a role the token does not carry",
+    "claim": "this operation needs a claim value the token does not carry",
+    "check": "this operation is not allowed for this caller",
+}
 _unprotected_logged: dict[str, float] = {}
 
 
@@ -319,14 +335,34 @@ class AccessControl:
         body = _body("temporarily_unavailable", error.description, error.code)
         return _refusal(503, body, None, (b"retry-after", str(error.retry_after).encode()))
 
+    def access_denied(self, missing: str = "check") -> Refusal:
+        """403 ``access_denied`` for a caller refused by a rule more scopes would not satisfy
+        (``missing``: ``role``, ``claim`` or ``check``): no challenge and no ``scope``, so a
+        client does not try to step up."""
+        description = _DENIED.get(missing, _DENIED["check"])
+        return _refusal(403, _body("access_denied", description, "access_denied"), None)
+
+    def header_mismatch(self, request_id: object, what: str) -> Refusal:
+        """400 with a JSON-RPC error -32020 (SEP-2243) for a request whose ``Mcp-Method``,
+        ``Mcp-Name`` or ``MCP-Protocol-Version`` header is missing where required or does not
+        match the body. ``what`` is fixed words (no value from the request); ``request_id`` is
+        echoed when it is a JSON-RPC id (a string or an integer)."""
+        echoed = request_id if isinstance(request_id, str | int) else None
+        if isinstance(echoed, bool) or (isinstance(echoed, str) and len(echoed) > 200):
+            echoed = None
+        message = f"Header mismatch: {what}"
+        error = {"code": HEADER_MISMATCH, "message": message}
+        document = {"jsonrpc": "2.0", "id": echoed, "error": error}
+        return _answer(400, document, None, code="header_mismatch", description=message)
+
     def body_too_large(self, limit: int) -> Refusal:
-        """413 for a body too large to be checked (``ToolScopes``): not about the token, so no
+        """413 for a body too large to be checked (``MCPPolicy``): not about the token, so no
         challenge."""
         description = f"the request body exceeds the {limit}-byte limit of the tool-scope check"
         return _refusal(413, _body("invalid_request", description, "body_too_large"), None)
 
     def body_too_deep(self) -> Refusal:
-        """400 for a body nested too deeply for the JSON parser to finish (``ToolScopes``)."""
+        """400 for a body nested too deeply for the JSON parser to finish (``MCPPolicy``)."""
         description = "the request body is nested too deeply to be checked"
         return _refusal(400, _body("invalid_request", description, "invalid_request"), None)
 
@@ -338,6 +374,7 @@ class AccessControl:
     ) -> str:
         params = [f"resource_metadata={quote(self.resource_metadata_url)}"]
         names = tuple(self.required_scopes if scopes is None else scopes)
+        names = tuple(name for name in names if name != OFFLINE_ACCESS)
         if names:
             params.append(f"scope={quote(' '.join(names))}")
         if error is not None:
@@ -357,11 +394,27 @@ def _refusal(
     challenge: str | None,
     *extra: tuple[bytes, bytes],
 ) -> Refusal:
-    content = json.dumps(body, separators=(",", ":")).encode()
+    return _answer(
+        status,
+        body,
+        challenge,
+        *extra,
+        code=body.get("code", ""),
+        description=body.get("error_description", ""),
+    )
+
+
+def _answer(
+    status: int,
+    document: Mapping[str, object],
+    challenge: str | None,
+    *extra: tuple[bytes, bytes],
+    code: str,
+    description: str,
+) -> Refusal:
+    content = json.dumps(document, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode("ascii")))
     headers += [*extra, (b"content-length", str(len(content)).encode())]
-    return Refusal(
-        status, tuple(headers), content, body.get("code", ""), body.get("error_description", "")
-    )
+    return Refusal(status, tuple(headers), content, code, description)

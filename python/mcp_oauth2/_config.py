@@ -60,7 +60,9 @@ EXAMPLES: Final[dict[str, str]] = {
     "required_claims": "exp,iss,aud,sub",
     "required_scopes": "mcp:tools",
     "scope_implications": '\'{"mcp:admin": ["mcp:tools"]}\'',
+    "roles_claims": "realm_access.roles,resource_access.mcp-server.roles",
     "exempt_routes": "'/health,OPTIONS *'",
+    "anonymous_routes": "/mcp",
     "accepted_types": "at+jwt",
     "jwks_min_max_age": "60",
     "jwks_max_stale": "3600",
@@ -112,7 +114,11 @@ _NATIVE_SETTINGS = {
     "required_claims": "required_claims",
     "required_scopes": "required_scopes",
     "accepted_types": "accepted_types",
+    "roles_claims": "roles_claims",
 }
+# RFC 6749 and OpenID Connect: a client asks for a refresh token with it. Never a resource's
+# requirement, so never in a challenge nor in `scopes_supported` (MCP 2026-07-28, SEP-2207).
+OFFLINE_ACCESS: Final = "offline_access"
 _ENV_FILE = Path(".env")
 
 
@@ -218,10 +224,21 @@ class OAuth2Config(BaseSettings):
         default_factory=dict,
         description='A broader scope grants narrower ones: {"mcp:admin": ["mcp:tools"]}.',
     )
+    roles_claims: StringList = Field(
+        ("roles",),
+        description="Where `AuthenticatedUser.roles` are read: claim paths, dotted for nesting "
+        "(`realm_access.roles`); each holds a string or a list of strings.",
+    )
     exempt_routes: StringList = Field(
         (),
         description="Paths served without a token: exact ('/health'), prefix globs "
         "('/public/*'), optionally per method ('OPTIONS /mcp', 'OPTIONS *').",
+    )
+    anonymous_routes: StringList = Field(
+        (),
+        description="Paths (as in `exempt_routes`) where a request without a token passes as "
+        "anonymous, for `MCPPolicy` to decide per operation; a token there is checked as "
+        "anywhere.",
     )
     accepted_types: StringList | None = Field(
         None, description="If set, the token header `typ` must be one of these (e.g. at+jwt)."
@@ -333,7 +350,9 @@ class OAuth2Config(BaseSettings):
         "algorithms",
         "required_claims",
         "required_scopes",
+        "roles_claims",
         "exempt_routes",
+        "anonymous_routes",
         "accepted_types",
         "authorization_servers",
         "scopes_supported",
@@ -395,6 +414,12 @@ class OAuth2Config(BaseSettings):
                     f"holds {listed[:60]!r}, which is not a scope token (printable ASCII, no "
                     "spaces, quotes or backslashes)"
                 )
+            if listed == OFFLINE_ACCESS:
+                raise ValueError(
+                    "holds 'offline_access', which a client asks for to get a refresh token: "
+                    "never a resource's requirement, so a server neither requires nor "
+                    "advertises it (MCP 2026-07-28, SEP-2207); remove it"
+                )
         return value
 
     @field_validator("scope_implications")
@@ -406,7 +431,7 @@ class OAuth2Config(BaseSettings):
                     raise ValueError(f"holds {named[:60]!r}, which is not a scope token")
         return value
 
-    @field_validator("exempt_routes")
+    @field_validator("exempt_routes", "anonymous_routes")
     @classmethod
     def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for route in value:
@@ -418,7 +443,7 @@ class OAuth2Config(BaseSettings):
                 if method == "OPTIONS":
                     continue  # every CORS preflight: OPTIONS never reaches a protected handler
                 raise ValueError(
-                    f"{route[:100]!r} would exempt every path"
+                    f"{route[:100]!r} would cover every path"
                     f"{' for ' + method if method else ''}, the MCP endpoint included; only "
                     "'OPTIONS *' may use '*'"
                 )
@@ -427,7 +452,7 @@ class OAuth2Config(BaseSettings):
                     f"{route[:100]!r} must be a path starting with '/', optionally ending in '/*'"
                 )
             if path == "/*":
-                raise ValueError(f"{route[:100]!r} would exempt every path; list the public ones")
+                raise ValueError(f"{route[:100]!r} would cover every path; list the public ones")
         return value
 
     @field_validator("readiness_path")
@@ -494,6 +519,7 @@ class OAuth2Config(BaseSettings):
             leeway=self.leeway,
             required_claims=self.required_claims,
             accepted_types=self.accepted_types,
+            roles_claims=self.roles_claims,
         )
 
     def cache_settings(self) -> CacheSettings:

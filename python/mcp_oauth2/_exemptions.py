@@ -1,4 +1,5 @@
-"""Which requests are served without a token.
+"""Which requests are served without a token: the route patterns of ``exempt_routes`` (no token
+read) and of ``anonymous_routes`` (a token may be left out).
 
 Patterns are exact paths (``/health``), prefix globs (``/public/*``: ``/public`` and anything
 below it, never ``/publicity``), optionally for one method (``OPTIONS /mcp``, or ``OPTIONS *``
@@ -57,7 +58,7 @@ class Exemptions:
 
     @staticmethod
     def _log(rule: _Rule, method: str, path: str) -> str:
-        logger.debug("exempt: %s %s (rule %r)", method, path[:200], rule.pattern)
+        logger.debug("without a token: %s %s (rule %r)", method, path[:200], rule.pattern)
         return rule.pattern
 
 

@@ -41,7 +41,7 @@ from mcp_oauth2._client_auth import ClientAuthMethod, client_authentication
 from mcp_oauth2._discovery import discover_endpoint
 from mcp_oauth2._http_fetch import FetchedDocument, FetchError, FetchLimits
 from mcp_oauth2._introspection_cache import CachedResult, IntrospectionCache, Refused
-from mcp_oauth2._rust import AuthenticatedUser, TokenValidator
+from mcp_oauth2._rust import AuthenticatedUser, ScopeRules, TokenValidator
 from mcp_oauth2._upstream import Saturated, SingleFlight, Upstream, UpstreamLimits
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import (
@@ -294,6 +294,22 @@ class Introspector:
             now=self._clock(),
             require_audience=self.settings.require_audience,
             issuer=self.settings.issuer,
+        )
+
+    def trace(
+        self, body: bytes, rules: ScopeRules | None = None
+    ) -> tuple[
+        list[tuple[str, str, str]],
+        AuthenticatedUser | tuple[AuthenticatedUser, tuple[str, ...]] | TokenValidationError,
+    ]:
+        """``check`` explained, then ``rules`` applied as the middleware applies them
+        (``TokenValidator.trace_introspection``): the steps, and the verdict."""
+        return self.validator.trace_introspection(
+            body,
+            now=self._clock(),
+            require_audience=self.settings.require_audience,
+            issuer=self.settings.issuer,
+            scopes=rules,
         )
 
     def _checked(self, answer: FetchedDocument | Refused) -> CachedResult:

@@ -9,9 +9,13 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. While the application serves the
 request, ``current_user()`` returns the same user (``_current_user``), and the caller's token is
-kept where only ``TokenExchanger`` reads it, until the request ends (``_subject_token``). It
-serves the protected-resource metadata document itself (and, when ``readiness_path`` is set, a
-readiness probe), and starts and stops the key caches with the application's lifespan.
+kept where only ``TokenExchanger`` reads it, until the request ends (``_subject_token``). On
+``exempt_routes`` no token is read; on ``anonymous_routes`` a request without credentials (no
+``Authorization`` header, no ``access_token`` in the query) passes as anonymous
+(``scope["user"]`` unauthenticated), for ``MCPPolicy`` to decide per operation, while one with a
+token is checked exactly as anywhere else. It serves the protected-resource metadata document
+itself (and, when ``readiness_path`` is set, a readiness probe), and starts and stops the key
+caches with the application's lifespan.
 
 Which scopes suffice, how every refusal reads and how it is logged is ``AccessControl``'s
 (``_access``): the middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and answers through
@@ -83,6 +87,7 @@ class OAuth2Middleware:
         self.authenticator = Authenticator.from_config(config, key_sources, introspector)
         self.access = AccessControl.from_config(config)
         self.exemptions = Exemptions(config.exempt_routes)
+        self.anonymous = Exemptions(config.anonymous_routes)
         self.metadata = ResourceMetadata(config)
         self.readiness_path = config.readiness_path
         self.readiness = ReadinessProbe()
@@ -113,7 +118,9 @@ class OAuth2Middleware:
         if kind == "http" and path == self.readiness_path:
             await self.readiness.send(method, await self.authenticator.readiness(), send)
             return
-        if self.exemptions.match(method, path) is not None:
+        if self.exemptions.match(method, path) is not None or (
+            self.anonymous.match(method, path) is not None and not _presents_credentials(scope)
+        ):
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
         elif (refusal := await self._admit_request(scope)) is not None:
@@ -248,6 +255,16 @@ def _app_path(scope: Scope) -> str:
     if root and path.startswith(root):
         path = path[len(root) :] or "/"
     return path
+
+
+def _presents_credentials(scope: Scope) -> bool:
+    """Whether the request offers any credentials, as ``authorization_header`` reads them: an
+    ``Authorization`` header (of any scheme), or a malformed offer (two headers, a token in the
+    query string), which are then judged as on every protected route."""
+    try:
+        return authorization_header(scope) is not None
+    except InvalidRequestError:
+        return True
 
 
 def authorization_header(scope: Scope) -> bytes | None:

@@ -5,6 +5,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
 from mcp_oauth2._claims import ReadOnlyDict
+from mcp_oauth2.errors import TokenValidationError
+
+# One check of a trace: ``(check, status, detail)``, status ``"pass"``, ``"fail"``, ``"skip"``
+# or ``"not_reached"``.
+_Step = tuple[str, str, str]
 
 __all__ = [
     "AuthenticatedUser",
@@ -14,11 +19,8 @@ __all__ = [
     "TokenValidator",
     "__version__",
     "bearer_token",
-    "introspected",
-    "peek_header",
-    "peek_issuer",
+    "claim_values",
     "token_error_descriptions",
-    "token_error_examples",
 ]
 
 __version__: str
@@ -99,6 +101,13 @@ class AuthenticatedUser:
     @property
     def scopes(self) -> frozenset[str]:
         """Scopes from ``scope`` (space-separated) and ``scp`` (string or list)."""
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles at the validator's ``roles_claims`` paths (``roles`` by default; dotted
+        paths such as ``realm_access.roles`` for nested claims): each string found there, or
+        each string of a list found there. Read with the other claims; a value of another type
+        made the token an ``invalid_claim``."""
 
     @property
     def client_id(self) -> str | None:
@@ -205,7 +214,10 @@ class TokenValidator:
         accepted_types: Sequence[str] | None = None,
         max_token_bytes: int = 8192,
         cache_size: int = 16384,
-    ) -> TokenValidator: ...
+        roles_claims: Sequence[str] | None = None,
+    ) -> TokenValidator:
+        """``roles_claims``: the claim paths ``AuthenticatedUser.roles`` are read from (None:
+        ``("roles",)``)."""
     @property
     def issuers(self) -> tuple[str, ...]: ...
     @property
@@ -222,6 +234,8 @@ class TokenValidator:
     def accepted_types(self) -> tuple[str, ...] | None: ...
     @property
     def max_token_bytes(self) -> int: ...
+    @property
+    def roles_claims(self) -> tuple[str, ...]: ...
     def validate(
         self, token: str | bytes, keys: KeySet, *, now: float | None = None
     ) -> AuthenticatedUser:
@@ -331,6 +345,46 @@ class TokenValidator:
     ) -> tuple[AuthenticatedUser, tuple[str, ...]] | Referral:
         """``authorize`` for a bare token, without the header (as the MCP SDK hands one over)."""
 
+    def trace(
+        self,
+        token: str | bytes,
+        keys: KeySet | Mapping[str, KeySet],
+        scopes: ScopeRules | None = None,
+        *,
+        token_format: str = "jwt",  # noqa: S107 - a format name, not a secret
+        now: float | None = None,
+    ) -> tuple[
+        list[_Step],
+        tuple[AuthenticatedUser, tuple[str, ...]] | Referral | TokenValidationError,
+    ]:
+        """``authorize_token``, explained: ``(steps, verdict)``.
+
+        ``steps`` are the checks in the order the validator makes them, each ``(check, status,
+        detail)``: ``status`` is ``"pass"``, ``"fail"``, ``"skip"`` (made, with nothing to
+        check) or ``"not_reached"`` (an earlier check settled the token); a failure's
+        ``detail`` is the error's own ``description``. ``verdict`` is what ``authorize_token``
+        returns, or the ``TokenValidationError`` it raises (as a value). The rules record their
+        outcomes as they run on the same code path as ``authorize_token``; only the
+        verified-token cache is left out (every check is made, and nothing is cached). Raises,
+        as ``authorize_token`` does, for what is no token at all (``TypeError``; bytes that are
+        not UTF-8: ``MalformedTokenError``) and for keys that are not keys (``TypeError``).
+        """
+
+    def trace_introspection(
+        self,
+        response: bytes,
+        *,
+        now: float | None = None,
+        require_audience: bool = True,
+        issuer: str | None = None,
+        scopes: ScopeRules | None = None,
+    ) -> tuple[
+        list[_Step],
+        AuthenticatedUser | tuple[AuthenticatedUser, tuple[str, ...]] | TokenValidationError,
+    ]:
+        """``validate_introspection``, explained: ``(steps, verdict)`` as ``trace`` gives them.
+        An answer that is not one JSON object still raises ``ValueError``."""
+
     def cache_info(self) -> dict[str, int]:
         """Counters of the verified-token cache: size, capacity, hits, misses, evictions."""
 
@@ -354,33 +408,17 @@ class Referral:
 
     def __repr__(self) -> str: ...
 
-def introspected(token: str | bytes, token_format: str) -> bool:
-    """Whether ``TokenValidator.authorize`` refers ``token`` to introspection under
-    ``token_format``: every token under ``opaque``, under ``auto`` every token without exactly
-    two dots (by its shape alone), none under ``jwt``."""
-
 def bearer_token(authorization: bytes | str) -> str | None:
     """The bearer token of an ``Authorization`` header value, read as ``TokenValidator.authorize``
     reads it (RFC 6750 section 2.1): None when the header names another scheme; raises
     ``InvalidRequestError`` for empty or malformed Bearer credentials."""
 
-def peek_header(token: str | bytes, max_token_bytes: int = 8192) -> dict[str, Any]:
-    """Decode the protected header of a compact JWS without verifying anything.
-
-    For diagnostics (``mcp-oauth2 inspect``); never trust the result.
-    """
-
-def peek_issuer(token: str | bytes, max_token_bytes: int = 8192) -> str | None:
-    """The unverified ``iss`` claim of a compact JWS, or None when absent or unreadable.
-
-    For diagnostics (``mcp-oauth2 inspect``); ``TokenValidator.authorize`` reads it natively to
-    choose among several issuers' keys. Never trust the result.
-    """
+def claim_values(user: AuthenticatedUser, path: str) -> tuple[Any, ...]:
+    """Every value at the dotted claim ``path`` of ``user.claims`` (``realm_access.roles``: the
+    member ``roles`` of the claim ``realm_access``; a member name is matched as written, dots
+    included), as read-only values: none when the path leads nowhere, more than one only when the
+    claims hold both readings of a dotted name. The path rule is the one ``roles_claims`` uses."""
 
 def token_error_descriptions() -> dict[str, str]:
     """Each error code the core raises, with its fixed client-safe words (the
     ``default_description`` of the class with that code in ``mcp_oauth2.errors``)."""
-
-def token_error_examples() -> list[tuple[str, str, Exception]]:
-    """One error of every kind the core raises: ``(code, description, exception)``, the exception
-    converted the way ``validate`` raises it (for tests)."""

@@ -6,6 +6,8 @@
 use crate::error::{ConfigError, TokenError};
 use crate::json::{self, JsonProblem, Members, Reader, Shape};
 use crate::keyset::KeySet;
+use crate::token::within_size;
+use crate::trace::{Check, Recorder, Silent};
 
 /// Which tokens are verified locally as JWTs and which are introspected (RFC 7662).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,14 @@ pub enum TokenFormat {
 
 impl TokenFormat {
     pub const NAMES: [&'static str; 3] = ["jwt", "opaque", "auto"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Opaque => "opaque",
+            Self::Auto => "auto",
+        }
+    }
 
     pub fn parse(name: &str) -> Result<Self, ConfigError> {
         match name {
@@ -61,17 +71,36 @@ pub fn classify(
     format: TokenFormat,
     max_token_bytes: usize,
 ) -> Result<Kind, TokenError> {
-    if token.len() > max_token_bytes {
-        return Err(TokenError::TooLarge {
-            size: token.len(),
-            limit: max_token_bytes,
-        });
-    }
-    Ok(if format.introspects(token.as_bytes()) {
+    classify_recorded(token, format, max_token_bytes, &mut Silent)
+}
+
+/// [`classify`], recording the size and format checks in `rec`.
+pub fn classify_recorded<R: Recorder>(
+    token: &str,
+    format: TokenFormat,
+    max_token_bytes: usize,
+    rec: &mut R,
+) -> Result<Kind, TokenError> {
+    within_size(token, max_token_bytes, rec)?;
+    let kind = if format.introspects(token.as_bytes()) {
         Kind::Introspected
     } else {
         Kind::Jwt
-    })
+    };
+    rec.pass(Check::Format, || {
+        let name = format.name();
+        match (kind, format) {
+            (Kind::Jwt, TokenFormat::Auto) => {
+                "token_format auto, and shaped as a JWT (two dots): verified here".into()
+            }
+            (Kind::Jwt, _) => format!("token_format {name}: verified here as a JWT"),
+            (Kind::Introspected, TokenFormat::Auto) => {
+                "token_format auto, and not shaped as a JWT: introspected".into()
+            }
+            (Kind::Introspected, _) => format!("token_format {name}: introspected"),
+        }
+    });
+    Ok(kind)
 }
 
 /// The keys one validation may use.

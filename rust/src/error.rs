@@ -167,9 +167,8 @@ impl TokenError {
         }
     }
 
-    /// One error of every variant, and of every `KeyMiss` and `AlgorithmNotAllowed` form: what
-    /// the tests use to hold the Python classes to the same codes and words
-    /// (`tests/test_validator_api.py`, through `token_error_examples`).
+    /// One error of every variant, and of every `KeyMiss` and `AlgorithmNotAllowed` form: the
+    /// table of codes and fixed words that `errors.py` takes (`token_error_descriptions`).
     pub fn examples() -> Vec<TokenError> {
         vec![
             Self::malformed("the token is not three base64url segments"),

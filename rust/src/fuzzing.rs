@@ -13,7 +13,7 @@ use crate::json;
 use crate::keyset::{KeySet, MAX_KEYS};
 use crate::policy::{Policy, PolicyOptions, Verified};
 use crate::token::{CompactJws, Header};
-use crate::verified_cache::{Entry, VerifiedCache};
+use crate::verified_cache::{TokenKey, VerifiedCache};
 use serde_json::Value;
 use std::sync::LazyLock;
 
@@ -59,6 +59,14 @@ static STRICT: LazyLock<Policy> = LazyLock::new(|| {
         required_scopes: vec!["mcp:tools".into()],
         accepted_types: Some(vec!["at+jwt".into()]),
         max_token_bytes: 2048,
+        roles_claims: [
+            "roles",
+            "realm_access.roles",
+            "resource_access.mcp.roles",
+            "a.b",
+        ]
+        .map(String::from)
+        .to_vec(),
     })
     .expect("strict policy")
 });
@@ -92,17 +100,9 @@ pub fn token(data: &[u8]) {
                     assert!(verified.has_scope(scope));
                 }
                 let cache = VerifiedCache::new(1);
-                cache.insert(
-                    text,
-                    Entry {
-                        value: (),
-                        exp: verified.exp,
-                        nbf: verified.nbf,
-                        key_digest: verified.key_digest,
-                    },
-                );
+                cache.insert(TokenKey::of(text), verified.clone());
                 assert_eq!(
-                    cache.get(text, |_| Some(&*KEYS), policy, NOW, |_| ()),
+                    cache.get(TokenKey::of(text), |_| Some(&*KEYS), policy, NOW, |_| ()),
                     Ok(Some(()))
                 );
             }
@@ -249,6 +249,7 @@ fn reference_bearer(data: &[u8]) -> Result<Option<String>, crate::authorization:
 /// read tokens in one pass: the reference the one-pass readers must match exactly.
 mod reference {
     use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
+    use crate::claim_path::{self, Step};
     use crate::error::{TokenError, WrongKind};
     use crate::policy::{Policy, Verified};
     use crate::token::parse_object;
@@ -310,6 +311,8 @@ mod reference {
         token_id: Option<String>,
         audience: Vec<String>,
         scopes: Vec<String>,
+        /// Sorted: the one-pass reader keeps document order, which a `Map` does not.
+        roles: Vec<String>,
         expires_at: Option<i64>,
         issued_at: Option<i64>,
         exp: Option<f64>,
@@ -327,10 +330,15 @@ mod reference {
                 token_id: owned(verified.token_id()),
                 audience: verified.audience().into_iter().map(str::to_owned).collect(),
                 scopes: verified.scopes().map(str::to_owned).collect(),
-                expires_at: verified.expires_at,
-                issued_at: verified.issued_at,
-                exp: verified.exp,
-                nbf: verified.nbf,
+                roles: {
+                    let mut roles: Vec<String> = verified.roles().map(str::to_owned).collect();
+                    roles.sort_unstable();
+                    roles
+                },
+                expires_at: verified.expires_at(),
+                issued_at: verified.issued_at(),
+                exp: verified.exp(),
+                nbf: verified.nbf(),
                 claims: verified.claims().expect("an accepted payload reads again"),
             }
         }
@@ -350,6 +358,30 @@ mod reference {
             Some(_) => Err(TokenError::InvalidClaim(
                 format!("'{name}' must be a number (NumericDate)").into(),
             )),
+        }
+    }
+
+    /// The roles at `path` in `object`, each member tried as `claim_path` says; `unreadable`
+    /// keeps the lowest index of a path whose value is not roles.
+    fn roles_at(
+        object: &Map<String, Value>,
+        path: &str,
+        index: usize,
+        roles: &mut Vec<String>,
+        unreadable: &mut Option<usize>,
+    ) {
+        for (name, value) in object {
+            match (claim_path::step(path, name), value) {
+                (None, _) => {}
+                (Some(Step::Here), Value::String(role)) => roles.push(role.clone()),
+                (Some(Step::Here), Value::Array(items)) if items.iter().all(Value::is_string) => {
+                    roles.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                (Some(Step::Into(rest)), Value::Object(inner)) => {
+                    roles_at(inner, rest, index, roles, unreadable);
+                }
+                _ => *unreadable = Some(unreadable.map_or(index, |u| u.min(index))),
+            }
         }
     }
 
@@ -460,6 +492,23 @@ mod reference {
                 missing,
             });
         }
+        let mut roles: Vec<String> = Vec::new();
+        let mut unreadable: Option<usize> = None;
+        for (index, path) in policy.roles_claims.iter().enumerate() {
+            roles_at(&claims, path, index, &mut roles, &mut unreadable);
+        }
+        if let Some(index) = unreadable {
+            return Err(TokenError::InvalidClaim(
+                format!(
+                    "'{}' (a roles claim) must be a string or an array of strings",
+                    policy.roles_claims[index]
+                )
+                .into(),
+            ));
+        }
+        roles.retain(|role| !role.is_empty());
+        roles.sort_unstable();
+        roles.dedup();
         Ok(Read {
             subject: text(&claims, "sub"),
             issuer: text(&claims, "iss").unwrap_or_default(),
@@ -467,6 +516,7 @@ mod reference {
             token_id: text(&claims, "jti"),
             audience,
             scopes,
+            roles,
             expires_at: exp.map(|v| v.floor() as i64),
             issued_at: iat.map(|v| v.floor() as i64),
             exp,

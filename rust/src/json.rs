@@ -182,6 +182,18 @@ impl<'a> Reader<'a> {
         self.value(true)
     }
 
+    /// Whether the next value is an object (nothing is read but whitespace).
+    pub(crate) fn at_object(&mut self) -> bool {
+        self.whitespace();
+        self.peek() == Some(b'{')
+    }
+
+    /// The object the reader is at (see [`Self::at_object`]), its members handed to `members`
+    /// under the same rules as the top level's.
+    pub(crate) fn members<M: Members<'a>>(&mut self, members: &mut M) -> Result<(), JsonProblem> {
+        self.object(members)
+    }
+
     /// One value; `keep` says whether strings and numbers are wanted.
     fn value(&mut self, keep: bool) -> Result<Shape<'a>, JsonProblem> {
         self.whitespace();

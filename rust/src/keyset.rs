@@ -4,6 +4,7 @@ use crate::algorithm::Algorithm;
 use crate::error::{JwksError, KeyMiss, TokenError};
 use crate::json;
 use crate::jwk::{parse_jwk, PublicKey};
+use crate::trace::{Check, Recorder, Silent};
 use aws_lc_rs::digest;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -129,31 +130,64 @@ impl KeySet {
         message: &[u8],
         signature: &[u8],
     ) -> Result<&PublicKey, TokenError> {
+        self.verify_recorded(kid, alg, message, signature, &mut Silent)
+    }
+
+    /// [`Self::verify`], recording the key selection and the signature check in `rec`.
+    pub fn verify_recorded<R: Recorder>(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+        rec: &mut R,
+    ) -> Result<&PublicKey, TokenError> {
         match kid {
             Some(kid) => {
                 let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid));
-                let Some(first) = named.next() else {
-                    return Err(TokenError::KeyNotFound(KeyMiss::UnknownKid));
-                };
-                let mut fitting = std::iter::once(first)
+                let first = named.next();
+                let mut fitting = first
+                    .into_iter()
                     .chain(named)
                     .filter(|k| k.fits(alg))
                     .peekable();
-                if fitting.peek().is_none() {
-                    return Err(TokenError::KeyNotFound(KeyMiss::WrongKeyType));
-                }
-                fitting
+                let selected = match (first, fitting.peek()) {
+                    (None, _) => Err(TokenError::KeyNotFound(KeyMiss::UnknownKid)),
+                    (Some(_), None) => Err(TokenError::KeyNotFound(KeyMiss::WrongKeyType)),
+                    (Some(_), Some(_)) => Ok(()),
+                };
+                rec.outcome(Check::Key, selected, |()| {
+                    format!("kid {kid:?} names a key that fits {}", alg.name())
+                })?;
+                let verified = fitting
                     .find(|k| k.verify(alg, message, signature))
-                    .ok_or(TokenError::InvalidSignature)
+                    .ok_or(TokenError::InvalidSignature);
+                rec.outcome(Check::Signature, verified, |_| {
+                    format!("verified with the key of kid {kid:?} ({})", alg.name())
+                })
             }
             None => {
                 let mut fitting = self.keys.iter().filter(|k| k.fits(alg));
-                match (fitting.next(), fitting.next()) {
+                let selected = match (fitting.next(), fitting.next()) {
                     (None, _) => Err(TokenError::KeyNotFound(KeyMiss::NoKeyForAlgorithm)),
                     (Some(_), Some(_)) => Err(TokenError::KeyNotFound(KeyMiss::Ambiguous)),
-                    (Some(key), None) if key.verify(alg, message, signature) => Ok(key),
-                    (Some(_), None) => Err(TokenError::InvalidSignature),
-                }
+                    (Some(key), None) => Ok(key),
+                };
+                let key = rec.outcome(Check::Key, selected, |key| {
+                    let name = key
+                        .kid
+                        .as_deref()
+                        .map_or(String::new(), |k| format!(" ({k:?})"));
+                    format!("no kid; the one key{name} that fits {}", alg.name())
+                })?;
+                let verified = if key.verify(alg, message, signature) {
+                    Ok(key)
+                } else {
+                    Err(TokenError::InvalidSignature)
+                };
+                rec.outcome(Check::Signature, verified, |_| {
+                    format!("verified with that key ({})", alg.name())
+                })
             }
         }
     }

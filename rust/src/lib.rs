@@ -10,6 +10,7 @@ pub mod admission;
 pub mod algorithm;
 pub mod authorization;
 pub mod base64url;
+pub mod claim_path;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -19,6 +20,7 @@ pub mod keyset;
 pub mod policy;
 pub mod scopes;
 pub mod token;
+pub mod trace;
 pub mod verified_cache;
 
 #[cfg(feature = "python")]

@@ -3,12 +3,15 @@
 use crate::admission::{unverified_issuer, KeyMissed, KeyRing, Unsettled};
 use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
+use crate::claim_path::{self, Step};
 use crate::error::{ConfigError, TokenError, WrongKind};
 use crate::json::{self, JsonProblem, Shape as Claim};
 use crate::keyset::KeySet;
 use crate::scopes::ScopeRules;
 use crate::token::{decode_segment, normalize_media_type, parse_object, CompactJws, Header};
+use crate::trace::{Check, Recorder, Silent};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Clock skew beyond an hour is a broken clock, not skew.
 pub const MAX_LEEWAY_SECONDS: i64 = 3600;
@@ -26,6 +29,8 @@ pub struct PolicyOptions {
     pub required_scopes: Vec<String>,
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
+    /// The claims the roles are read from, as dotted paths (`claim_path`).
+    pub roles_claims: Vec<String>,
 }
 
 impl Default for PolicyOptions {
@@ -41,6 +46,7 @@ impl Default for PolicyOptions {
             required_scopes: Vec::new(),
             accepted_types: None,
             max_token_bytes: 8192,
+            roles_claims: vec!["roles".into()],
         }
     }
 }
@@ -57,55 +63,69 @@ pub struct Policy {
     /// Normalized with [`normalize_media_type`].
     pub accepted_types: Option<Vec<String>>,
     pub max_token_bytes: usize,
+    /// The dotted paths (`claim_path`) of the claims holding the user's roles.
+    pub roles_claims: Vec<String>,
     /// Where `check_claims` finds each required claim, and how many it does not read itself.
     required_slots: Vec<Required>,
     other_required: usize,
 }
 
 /// A verified token: its payload, the claims the validator read out of it (their types
-/// checked by `check_claims`), and the whole claims set on request.
+/// checked by `check_claims`), and the whole claims set on request. Kept compact, since the
+/// verified-token cache holds one per entry: the payload once, and where each claim's text lies
+/// in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// The decoded payload, strict JSON (so valid UTF-8 throughout).
-    payload: String,
+    payload: Box<str>,
     /// Texts that were escaped in the payload, decoded (rare: most claims are plain).
-    decoded: Vec<Box<str>>,
-    issuer: Span,
-    subject: Option<Span>,
-    client_id: Option<Span>,
-    token_id: Option<Span>,
-    /// `username` (RFC 7662; a JWT may carry it too).
-    username: Option<Span>,
-    /// `aud` values, then the granted scopes (`scopes_from` on).
+    decoded: Box<[Box<str>]>,
+    /// `iss`, `sub`, `client_id` (or `azp`), `jti`, `username` (RFC 7662; a JWT may carry it).
+    named: [Span; 5],
+    /// `aud` values, then the granted scopes (`scopes_from` on), then the roles (`roles_from` on).
     texts: Spans,
-    scopes_from: usize,
-    pub expires_at: Option<i64>,
-    pub issued_at: Option<i64>,
-    /// `exp` and `nbf` as read, for re-checking a cached result against a later clock.
-    pub exp: Option<f64>,
-    pub nbf: Option<f64>,
+    scopes_from: u16,
+    roles_from: u16,
+    /// `exp`, `nbf` and `iat` as read.
+    dates: Dates,
     /// The digest of the key that verified the signature (all zeros before verification).
     pub key_digest: [u8; 32],
 }
 
-/// Where a claim's text is: a range of the payload, or an entry of `Verified::decoded`.
+const ISSUER_TEXT: usize = 0;
+const SUBJECT_TEXT: usize = 1;
+const CLIENT_TEXT: usize = 2;
+const TOKEN_ID_TEXT: usize = 3;
+const USERNAME_TEXT: usize = 4;
+
+/// Where a claim's text is: bytes `start..end` of the payload; entry `end` of
+/// `Verified::decoded` when `start` is `DECODED`; nowhere (no such claim) when it is `ABSENT`.
+/// A payload is far shorter than either marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Span {
-    Payload(u32, u32),
-    Decoded(u32),
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const DECODED: u32 = u32::MAX - 1;
+    const ABSENT: Span = Span {
+        start: u32::MAX,
+        end: 0,
+    };
 }
 
 /// The spans of a verified token's texts: a few in place (most tokens), else on the heap.
 #[derive(Debug, Clone, PartialEq)]
 enum Spans {
-    Inline([Span; 6], u8),
+    Inline([Span; 4], u8),
     Heap(Vec<Span>),
 }
 
 impl Spans {
     fn with_capacity(capacity: usize) -> Self {
-        if capacity <= 6 {
-            Spans::Inline([Span::Decoded(0); 6], 0)
+        if capacity <= 4 {
+            Spans::Inline([Span::ABSENT; 4], 0)
         } else {
             Spans::Heap(Vec::with_capacity(capacity))
         }
@@ -136,41 +156,80 @@ impl Spans {
     }
 }
 
+/// `exp`, `nbf` and `iat`, NaN when absent (a JSON number is never NaN): 24 bytes where three
+/// `Option<f64>` take 48. Equal when their bits are, so that an absent date equals itself.
+#[derive(Debug, Clone, Copy)]
+struct Dates([f64; 3]);
+
+impl Dates {
+    fn new(exp: Option<f64>, nbf: Option<f64>, iat: Option<f64>) -> Self {
+        Self([exp, nbf, iat].map(|date| date.unwrap_or(f64::NAN)))
+    }
+
+    fn get(self, index: usize) -> Option<f64> {
+        Some(self.0[index]).filter(|value| !value.is_nan())
+    }
+}
+
+impl PartialEq for Dates {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.map(f64::to_bits) == other.0.map(f64::to_bits)
+    }
+}
+
 impl Verified {
     fn text(&self, span: Span) -> &str {
-        match span {
-            Span::Payload(start, end) => self
-                .payload
-                .get(start as usize..end as usize)
-                .unwrap_or_default(),
-            Span::Decoded(index) => self.decoded.get(index as usize).map_or("", |t| t),
+        if span.start == Span::DECODED {
+            return self.decoded.get(span.end as usize).map_or("", |t| t);
         }
+        self.payload
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
+    fn named(&self, index: usize) -> Option<&str> {
+        let span = self.named[index];
+        (span != Span::ABSENT).then(|| self.text(span))
+    }
+
+    /// `exp`, re-checked on every cache hit.
+    pub fn exp(&self) -> Option<f64> {
+        self.dates.get(0)
+    }
+
+    /// `nbf`, re-checked on every cache hit.
+    pub fn nbf(&self) -> Option<f64> {
+        self.dates.get(1)
+    }
+
+    pub fn iat(&self) -> Option<f64> {
+        self.dates.get(2)
     }
 
     pub fn subject(&self) -> Option<&str> {
-        self.subject.map(|s| self.text(s))
+        self.named(SUBJECT_TEXT)
     }
 
     pub fn issuer(&self) -> &str {
-        self.text(self.issuer)
+        self.named(ISSUER_TEXT).unwrap_or_default()
     }
 
     /// `client_id`, or else `azp`.
     pub fn client_id(&self) -> Option<&str> {
-        self.client_id.map(|s| self.text(s))
+        self.named(CLIENT_TEXT)
     }
 
     pub fn token_id(&self) -> Option<&str> {
-        self.token_id.map(|s| self.text(s))
+        self.named(TOKEN_ID_TEXT)
     }
 
     pub fn username(&self) -> Option<&str> {
-        self.username.map(|s| self.text(s))
+        self.named(USERNAME_TEXT)
     }
 
     /// Every `aud` value (a single string counts as a list of one).
     pub fn audience(&self) -> Vec<&str> {
-        self.texts.as_slice()[..self.scopes_from]
+        self.texts.as_slice()[..usize::from(self.scopes_from)]
             .iter()
             .map(|s| self.text(*s))
             .collect()
@@ -178,9 +237,26 @@ impl Verified {
 
     /// The granted scopes: `scope`, then `scp`, without repeats, in order of appearance.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.texts.as_slice()[self.scopes_from..]
+        self.texts.as_slice()[usize::from(self.scopes_from)..usize::from(self.roles_from)]
             .iter()
             .map(|s| self.text(*s))
+    }
+
+    /// The roles read from `roles_claims`, without repeats, in order of appearance.
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.texts.as_slice()[usize::from(self.roles_from)..]
+            .iter()
+            .map(|s| self.text(*s))
+    }
+
+    /// `exp` in unix seconds, rounded down.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.exp().map(seconds)
+    }
+
+    /// `iat` in unix seconds, rounded down.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.iat().map(seconds)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -271,6 +347,32 @@ impl Policy {
                 "required_claims holds an empty name ({bad:?}); list claim names such as \"sub\""
             ));
         }
+        for path in &options.roles_claims {
+            if let Some(problem) = claim_path::problem(path) {
+                return err(format!(
+                    "roles_claims holds {:?}, which {problem}; give claim paths such as \"roles\" \
+                     or \"realm_access.roles\"",
+                    truncated(path)
+                ));
+            }
+            // The members the claim rules read are never handed to the roles reader.
+            if let Some(read) = READ_CLAIM_NAMES
+                .iter()
+                .find(|name| claim_path::step(path, name).is_some())
+            {
+                return err(format!(
+                    "roles_claims holds {:?}, which goes through '{read}', a claim read for its \
+                     own rule; give the claim that holds roles, e.g. \"roles\"",
+                    truncated(path)
+                ));
+            }
+        }
+        if options.roles_claims.len() > MAX_ROLES_CLAIMS {
+            return err(format!(
+                "roles_claims holds {} paths; at most {MAX_ROLES_CLAIMS} are read",
+                options.roles_claims.len()
+            ));
+        }
         let required_scopes = ScopeRules::requiring(options.required_scopes, "required_scopes")?;
         let accepted_types = match options.accepted_types {
             None => None,
@@ -307,6 +409,7 @@ impl Policy {
             required_scopes,
             accepted_types,
             max_token_bytes: options.max_token_bytes,
+            roles_claims: options.roles_claims,
         })
     }
 
@@ -317,22 +420,100 @@ impl Policy {
         nbf: Option<f64>,
         now: f64,
     ) -> Result<(), TokenError> {
+        self.check_exp(exp, now, &mut Silent)?;
+        self.check_nbf(nbf, now, &mut Silent)
+    }
+
+    fn check_exp<R: Recorder>(
+        &self,
+        exp: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(exp) = exp else {
+            rec.skip(Check::Exp, || "no exp claim".into());
+            return Ok(());
+        };
         let leeway = self.leeway as f64;
-        if let Some(exp) = exp {
-            if now >= exp + leeway {
-                return Err(TokenError::Expired {
-                    seconds_ago: (now - exp).floor() as i64,
-                });
+        let result = if now >= exp + leeway {
+            Err(TokenError::Expired {
+                seconds_ago: (now - exp).floor() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Exp, result, |()| {
+            if now < exp {
+                format!("expires in {} s", (exp - now).floor())
+            } else {
+                format!(
+                    "expired {} s ago, within the leeway of {} s",
+                    (now - exp).floor(),
+                    self.leeway
+                )
             }
-        }
-        if let Some(nbf) = nbf {
-            if now + leeway < nbf {
-                return Err(TokenError::NotYetValid {
-                    seconds_until: (nbf - now).ceil() as i64,
-                });
+        })
+    }
+
+    fn check_nbf<R: Recorder>(
+        &self,
+        nbf: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(nbf) = nbf else {
+            rec.skip(Check::Nbf, || "no nbf claim".into());
+            return Ok(());
+        };
+        let leeway = self.leeway as f64;
+        let result = if now + leeway < nbf {
+            Err(TokenError::NotYetValid {
+                seconds_until: (nbf - now).ceil() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Nbf, result, |()| {
+            if nbf <= now {
+                format!("valid since {} s ago", (now - nbf).floor())
+            } else {
+                format!(
+                    "valid in {} s, within the leeway of {} s",
+                    (nbf - now).ceil(),
+                    self.leeway
+                )
             }
-        }
-        Ok(())
+        })
+    }
+
+    fn check_iat<R: Recorder>(
+        &self,
+        iat: Option<f64>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<(), TokenError> {
+        let Some(iat) = iat else {
+            rec.skip(Check::Iat, || "no iat claim".into());
+            return Ok(());
+        };
+        let result = if iat > now + self.leeway as f64 {
+            Err(TokenError::IssuedInFuture {
+                seconds_ahead: (iat - now).ceil() as i64,
+            })
+        } else {
+            Ok(())
+        };
+        rec.outcome(Check::Iat, result, |()| {
+            if iat <= now {
+                format!("issued {} s ago", (now - iat).floor())
+            } else {
+                format!(
+                    "issued {} s in the future, within the leeway of {} s",
+                    (iat - now).ceil(),
+                    self.leeway
+                )
+            }
+        })
     }
 
     /// Verifies `token` against `keys` and this policy at time `now` (unix seconds).
@@ -355,34 +536,60 @@ impl Policy {
         ring: &KeyRing<'_>,
         now: f64,
     ) -> Result<Verified, Unsettled> {
-        let jws = CompactJws::split(token, self.max_token_bytes)?;
+        self.validate_recorded(token, ring, now, &mut Silent)
+    }
+
+    /// [`Self::validate_with`], recording each check in `rec` as it is made.
+    pub fn validate_recorded<R: Recorder>(
+        &self,
+        token: &str,
+        ring: &KeyRing<'_>,
+        now: f64,
+        rec: &mut R,
+    ) -> Result<Verified, Unsettled> {
+        let jws = CompactJws::split_recorded(token, self.max_token_bytes, rec)?;
         // Every segment is decoded (and so checked) before verification, the payload read only
         // once the signature holds; errors are reported in that order.
-        Header::with(jws.header, self.algorithms, |header| {
+        Header::with_recorded(jws.header, self.algorithms, rec, |rec, header| {
             let header = header?;
-            if let Some(accepted) = &self.accepted_types {
-                let typ = header.typ.as_deref().map(normalize_media_type);
-                if !typ.is_some_and(|t| accepted.contains(&t)) {
-                    return Err(TokenError::InvalidType(WrongKind::Typ).into());
-                }
-            }
-            let payload = decode_segment(jws.payload, "payload")?;
-            // On the stack when it fits (RSA keys up to 3072 bits, every EC and EdDSA key).
+            self.check_typ(header, rec)?;
             let mut stack = [0u8; 392];
             let mut heap = Vec::new();
-            let bound = base64url::decoded_len_bound(jws.signature);
-            let buffer: &mut [u8] = if bound <= stack.len() {
-                &mut stack
-            } else {
-                heap.resize(bound, 0);
-                &mut heap
+            let decoded = match decode_segment(jws.payload, "payload") {
+                Ok(payload) => {
+                    // On the stack when it fits (RSA keys up to 3072 bits, every EC and EdDSA
+                    // key).
+                    let bound = base64url::decoded_len_bound(jws.signature);
+                    let buffer: &mut [u8] = if bound <= stack.len() {
+                        &mut stack
+                    } else {
+                        heap.resize(bound, 0);
+                        &mut heap
+                    };
+                    match base64url::decode_to(jws.signature, buffer) {
+                        Some(signature) => Ok((payload, signature)),
+                        None => Err(not_base64("signature")),
+                    }
+                }
+                Err(error) => Err(error),
             };
-            let signature = base64url::decode_to(jws.signature, buffer)
-                .ok_or_else(|| not_base64("signature"))?;
+            let (payload, signature) = rec.outcome(Check::Encoding, decoded, |_| {
+                "the payload and the signature are base64url".into()
+            })?;
             let (keys, routed) = match ring {
-                KeyRing::Shared(keys) => (*keys, None),
+                KeyRing::Shared(keys) => {
+                    rec.skip(Check::Route, || "one key set serves every issuer".into());
+                    (*keys, None)
+                }
                 KeyRing::ByIssuer(_) => {
-                    let issuer = self.route(&payload)?;
+                    let issuer = rec.outcome(Check::Route, self.route(&payload), |issuer| {
+                        let held = if ring.for_issuer(issuer).is_some() {
+                            "its keys are used"
+                        } else {
+                            "no keys of it are at hand yet"
+                        };
+                        format!("the unverified iss {issuer:?} is a trusted issuer: {held}")
+                    })?;
                     match ring.for_issuer(issuer) {
                         Some(keys) => (keys, Some(issuer)),
                         None => {
@@ -394,11 +601,12 @@ impl Policy {
                 }
             };
             let key = keys
-                .verify(
+                .verify_recorded(
                     header.kid.as_deref(),
                     header.alg,
                     jws.signing_input.as_bytes(),
                     signature,
+                    rec,
                 )
                 .map_err(|error| Unsettled::Refused {
                     error,
@@ -407,9 +615,30 @@ impl Policy {
                         kid: header.kid.as_deref().map(str::to_owned),
                     }),
                 })?;
-            let mut verified = self.check_claims(payload, now)?;
+            let mut verified = self.check_document(payload, now, None, rec)?;
             verified.key_digest = key.digest;
             Ok(verified)
+        })
+    }
+
+    /// The header's `typ` against `accepted_types`, when set.
+    fn check_typ<R: Recorder>(&self, header: &Header<'_>, rec: &mut R) -> Result<(), TokenError> {
+        let Some(accepted) = &self.accepted_types else {
+            rec.skip(Check::Typ, || "accepted_types is not set".into());
+            return Ok(());
+        };
+        let typ = header.typ.as_deref().map(normalize_media_type);
+        let result = if typ.as_ref().is_some_and(|t| accepted.contains(t)) {
+            Ok(())
+        } else {
+            Err(TokenError::InvalidType(WrongKind::Typ))
+        };
+        rec.outcome(Check::Typ, result, |()| {
+            format!(
+                "{:?} is accepted ({})",
+                header.typ.as_deref().unwrap_or_default(),
+                accepted.join(", ")
+            )
         })
     }
 
@@ -432,14 +661,18 @@ impl Policy {
     }
 
     fn claims_reader(&self) -> Claims<'_, '_> {
-        Claims::new(&self.required_claims, self.other_required)
+        Claims::new(
+            &self.required_claims,
+            self.other_required,
+            &self.roles_claims,
+        )
     }
 
     /// The claim rules, on a decoded payload whose signature has been verified. The payload is
     /// read in one pass that checks all of it under the strict JSON rules and keeps only the
     /// claims the rules need; the rules then apply in a fixed order.
     pub fn check_claims(&self, payload: Vec<u8>, now: f64) -> Result<Verified, TokenError> {
-        self.check_document(payload, now, None)
+        self.check_document(payload, now, None, &mut Silent)
     }
 
     /// The issuer an introspection answer without `iss` is taken to come from: `given` when it
@@ -465,44 +698,59 @@ impl Policy {
         require_audience: bool,
         issuer: &str,
     ) -> Result<Verified, IntrospectionFailure> {
+        self.check_introspection_recorded(response, now, require_audience, issuer, &mut Silent)
+    }
+
+    /// [`Self::check_introspection`], recording each check in `rec` as it is made.
+    pub fn check_introspection_recorded<R: Recorder>(
+        &self,
+        response: &[u8],
+        now: f64,
+        require_audience: bool,
+        issuer: &str,
+        rec: &mut R,
+    ) -> Result<Verified, IntrospectionFailure> {
         // The members only this kind of document has, read from its tree; the shared rules then
         // read the same text in one pass, as for a JWT payload.
         let members = json::parse_object(response).map_err(IntrospectionFailure::Response)?;
-        if members.get("active") != Some(&Value::Bool(true)) {
-            return Err(TokenError::Inactive.into());
-        }
-        match members.get("token_use") {
-            None => {}
-            Some(Value::String(used)) if used == "access_token" => {}
-            Some(_) => return Err(invalid("'token_use' must be 'access_token'").into()),
-        }
-        // A refresh token said so another way: `token_type` (some servers name the kind of
-        // token there) or Keycloak's `typ` ("Refresh"; "Bearer" for an access token).
-        match members.get("token_type") {
-            None => {}
-            Some(Value::String(kind)) if kind.eq_ignore_ascii_case("refresh_token") => {
-                return Err(invalid("the token is a refresh token, not an access token").into())
+        let active = if members.get("active") == Some(&Value::Bool(true)) {
+            Ok(())
+        } else {
+            Err(TokenError::Inactive)
+        };
+        rec.outcome(Check::Active, active, |()| "\"active\": true".into())?;
+        let token_use = match members.get("token_use") {
+            None => {
+                rec.skip(Check::TokenUse, || "no token_use member".into());
+                Ok(())
             }
-            Some(Value::String(_)) => {}
-            Some(_) => return Err(invalid("'token_type' must be a string").into()),
-        }
-        if let Some(Value::String(typ)) = members.get("typ") {
-            if typ.eq_ignore_ascii_case("refresh") || typ.eq_ignore_ascii_case("offline") {
-                return Err(invalid("the token is a refresh token, not an access token").into());
+            Some(Value::String(used)) if used == "access_token" => {
+                rec.pass(Check::TokenUse, || "access_token".into());
+                Ok(())
             }
-        }
+            Some(_) => {
+                let error = invalid("'token_use' must be 'access_token'");
+                rec.fail(Check::TokenUse, &error);
+                Err(error)
+            }
+        };
+        token_use?;
+        rec.outcome(Check::TokenType, not_a_refresh_token(&members), |()| {
+            "names no refresh token (token_type, typ)".into()
+        })?;
         let introspected = Introspected {
             require_audience,
             issuer,
         };
-        Ok(self.check_document(response.to_vec(), now, Some(introspected))?)
+        Ok(self.check_document(response.to_vec(), now, Some(introspected), rec)?)
     }
 
-    fn check_document(
+    fn check_document<R: Recorder>(
         &self,
         payload: Vec<u8>,
         now: f64,
         introspected: Option<Introspected<'_>>,
+        rec: &mut R,
     ) -> Result<Verified, TokenError> {
         let payload = match String::from_utf8(payload) {
             Ok(text) => text,
@@ -510,27 +758,30 @@ impl Policy {
                 // Not UTF-8, so not JSON: the reader names the first problem, as for any text.
                 let bytes = not_text.into_bytes();
                 let read = json::read_object(&bytes, &mut self.claims_reader());
-                return Err(malformed_json(
-                    "payload",
-                    read.err().unwrap_or(JsonProblem::Invalid),
-                ));
+                let error = malformed_json("payload", read.err().unwrap_or(JsonProblem::Invalid));
+                rec.fail(Check::Payload, &error);
+                return Err(error);
             }
         };
         let mut found = self.claims_reader();
-        json::read_text(&payload, &mut found)
-            .map_err(|problem| malformed_json("payload", problem))?;
-        let leeway = self.leeway as f64;
-        let exp = numeric_date(found.get(EXP), "exp")?;
-        let nbf = numeric_date(found.get(NBF), "nbf")?;
-        let iat = numeric_date(found.get(IAT), "iat")?;
-        self.check_lifetime(exp, nbf, now)?;
-        if let Some(iat) = iat {
-            if iat > now + leeway {
-                return Err(TokenError::IssuedInFuture {
-                    seconds_ahead: (iat - now).ceil() as i64,
-                });
-            }
-        }
+        let read = json::read_text(&payload, &mut found)
+            .map_err(|problem| malformed_json("payload", problem));
+        rec.outcome(Check::Payload, read, |()| {
+            "one JSON object, each member once".into()
+        })?;
+        let dates = (|| -> Result<_, TokenError> {
+            Ok((
+                numeric_date(found.get(EXP), "exp")?,
+                numeric_date(found.get(NBF), "nbf")?,
+                numeric_date(found.get(IAT), "iat")?,
+            ))
+        })();
+        let (exp, nbf, iat) = rec.outcome(Check::Dates, dates, |_| {
+            "exp, nbf and iat are numbers where present".into()
+        })?;
+        self.check_exp(exp, now, rec)?;
+        self.check_nbf(nbf, now, rec)?;
+        self.check_iat(iat, now, rec)?;
         // The issuer and audience are always checked, so in a token `iss` and `aud` are always
         // required. JSON null is a value, not an absence: a required claim given as null is
         // invalid. An introspection response may leave out `iss`, and `aud` if so configured.
@@ -549,73 +800,148 @@ impl Policy {
                 })
                 .collect(),
         };
-        for (name, required) in required {
-            match found.presence(required) {
-                Presence::Absent => return Err(TokenError::MissingClaim(name.to_owned())),
-                Presence::Null => {
-                    return Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+        let present =
+            required
+                .iter()
+                .try_for_each(|(name, required)| match found.presence(*required) {
+                    Presence::Absent => Err(TokenError::MissingClaim((*name).to_owned())),
+                    Presence::Null => {
+                        Err(TokenError::InvalidClaim(format!("'{name}' is null").into()))
+                    }
+                    Presence::Value => Ok(()),
+                });
+        if required.is_empty() && present.is_ok() {
+            rec.skip(Check::Required, || {
+                "none: required_claims apply to JWTs, and aud is not required here".into()
+            });
+        }
+        rec.outcome(Check::Required, present, |()| {
+            let mut names: Vec<&str> = Vec::new();
+            for (name, _) in &required {
+                if !names.contains(name) {
+                    names.push(name);
                 }
-                Presence::Value => {}
             }
-        }
+            format!("present: {}", names.join(", "))
+        })?;
         let issuer = match (found.get(ISS), &introspected) {
-            (Claim::Text(iss), _) if self.issuers.iter().any(|i| i == iss) => iss.as_ref(),
-            (Claim::Text(_), _) => return Err(TokenError::InvalidIssuer),
-            (Claim::Absent, Some(rules)) => rules.issuer,
-            _ => return Err(invalid("'iss' must be a string")),
+            (Claim::Text(iss), _) if self.issuers.iter().any(|i| i == iss) => Ok(iss.as_ref()),
+            (Claim::Text(_), _) => Err(TokenError::InvalidIssuer),
+            (Claim::Absent, Some(rules)) => {
+                rec.skip(Check::Iss, || {
+                    format!("absent: the issuer asked, {:?}", rules.issuer)
+                });
+                Ok(rules.issuer)
+            }
+            _ => Err(invalid("'iss' must be a string")),
         };
+        let issuer = rec.outcome(Check::Iss, issuer, |iss| format!("{iss:?} is trusted"))?;
         let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
-        let audience_ok = match (found.get(AUD), &introspected) {
-            (Claim::Text(aud), _) => ours(aud),
-            (Claim::Texts(items), _) => items.iter().any(|aud| ours(aud)),
-            (Claim::Absent, Some(_)) => true, // allowed only when not required (checked above)
-            _ => return Err(invalid("'aud' must be a string or an array of strings")),
-        };
-        if !audience_ok {
-            return Err(TokenError::InvalidAudience);
+        let audience = match (found.get(AUD), &introspected) {
+            (Claim::Text(aud), _) => Ok(ours(aud)),
+            (Claim::Texts(items), _) => Ok(items.iter().any(|aud| ours(aud))),
+            (Claim::Absent, Some(_)) => {
+                // Allowed only when not required (checked above).
+                rec.skip(Check::Aud, || "absent, and not required".into());
+                Ok(true)
+            }
+            _ => Err(invalid("'aud' must be a string or an array of strings")),
         }
+        .and_then(|ok| ok.then_some(()).ok_or(TokenError::InvalidAudience));
+        rec.outcome(Check::Aud, audience, |()| {
+            format!("names this server ({})", self.audiences.join(", "))
+        })?;
         // A JWT with `nonce` for an application ID is an OpenID Connect ID token: an identity
         // provider that names applications by a GUID (Entra ID) issues those to the same `aud`,
         // with the same `iss` and keys, as the access tokens for the application.
-        if introspected.is_none() && !matches!(found.get(NONCE), Claim::Absent) {
+        if introspected.is_some() {
+            rec.skip(Check::IdToken, || {
+                "an introspection answer, not a JWT".into()
+            });
+        } else if matches!(found.get(NONCE), Claim::Absent) {
+            rec.skip(Check::IdToken, || "no nonce claim".into());
+        } else {
             let application = |aud: &str| is_guid(aud) && ours(aud);
             let to_application = match found.get(AUD) {
                 Claim::Text(aud) => application(aud),
                 Claim::Texts(items) => items.iter().any(|aud| application(aud)),
                 _ => false,
             };
-            if to_application {
-                return Err(TokenError::InvalidType(WrongKind::IdToken));
-            }
+            let result = if to_application {
+                Err(TokenError::InvalidType(WrongKind::IdToken))
+            } else {
+                Ok(())
+            };
+            rec.outcome(Check::IdToken, result, |()| {
+                "nonce, but no audience is an application ID".into()
+            })?;
         }
-        for (claim, name) in [
+        let types = [
             (found.get(SUB), "sub"),
             (found.get(JTI), "jti"),
             (found.get(CLIENT_ID), "client_id"),
             (found.get(AZP), "azp"),
             (found.get(USERNAME), "username"),
-        ] {
-            if !matches!(claim, Claim::Absent | Claim::Text(_)) {
-                return Err(TokenError::InvalidClaim(
+        ]
+        .into_iter()
+        .try_for_each(|(claim, name)| {
+            if matches!(claim, Claim::Absent | Claim::Text(_)) {
+                Ok(())
+            } else {
+                Err(TokenError::InvalidClaim(
                     format!("'{name}' must be a string").into(),
-                ));
+                ))
             }
-        }
+        });
+        rec.outcome(Check::Types, types, |()| {
+            "sub, jti, client_id, azp and username are strings where present".into()
+        })?;
         // Granted scopes: `scope` (RFC 8693/9068, space-separated) and `scp` (a string or a
         // list, as Azure AD and Okta issue it), without repeats, in order of appearance.
         let mut scopes = Scopes::default();
-        match found.get(SCOPE) {
-            Claim::Absent => {}
-            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
-            _ => return Err(invalid("'scope' must be a space-separated string")),
-        }
-        match found.get(SCP) {
-            Claim::Absent => {}
-            Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
-            Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
-            _ => return Err(invalid("'scp' must be a string or an array of strings")),
-        }
-        self.required_scopes.check(scopes.iter())?;
+        let granted = (|| -> Result<(), TokenError> {
+            match found.get(SCOPE) {
+                Claim::Absent => {}
+                Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+                _ => return Err(invalid("'scope' must be a space-separated string")),
+            }
+            match found.get(SCP) {
+                Claim::Absent => {}
+                Claim::Text(s) => s.split(' ').for_each(|scope| scopes.add(scope)),
+                Claim::Texts(items) => items.iter().for_each(|scope| scopes.add(scope)),
+                _ => return Err(invalid("'scp' must be a string or an array of strings")),
+            }
+            self.required_scopes.check(scopes.iter())
+        })();
+        rec.outcome(Check::Scopes, granted, |()| {
+            let granted: Vec<&str> = scopes.iter().collect();
+            let granted = if granted.is_empty() {
+                "none".to_owned()
+            } else {
+                granted.join(" ")
+            };
+            match self.required_scopes.required() {
+                [] => format!("granted: {granted}"),
+                required => format!("granted: {granted}; required: {}", required.join(" ")),
+            }
+        })?;
+        let roles = match found.roles.invalid {
+            Some(path) => Err(TokenError::InvalidClaim(
+                format!(
+                    "'{}' (a roles claim) must be a string or an array of strings",
+                    self.roles_claims.get(path).map_or("", |p| truncated(p))
+                )
+                .into(),
+            )),
+            None => Ok(found.roles.distinct()),
+        };
+        let roles = rec.outcome(Check::Roles, roles, |roles| {
+            if roles.is_empty() {
+                "none".to_owned()
+            } else {
+                roles.join(" ")
+            }
+        })?;
         // Where each kept text lies: a range of the payload when it was read without escapes.
         let base = payload.as_ptr() as usize;
         let mut decoded: Vec<Box<str>> = Vec::new();
@@ -627,10 +953,13 @@ impl Policy {
                 .checked_add(text.len())
                 .filter(|end| *end <= payload.len());
             match end.map(|end| (u32::try_from(start), u32::try_from(end))) {
-                Some((Ok(from), Ok(to))) => Span::Payload(from, to),
+                Some((Ok(start), Ok(end))) if start < Span::DECODED => Span { start, end },
                 _ => {
                     decoded.push(text.into());
-                    Span::Decoded(u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX))
+                    Span {
+                        start: Span::DECODED,
+                        end: u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX),
+                    }
                 }
             }
         };
@@ -638,40 +967,41 @@ impl Policy {
             Claim::Texts(items) => items.len(),
             _ => 1,
         };
-        let mut texts = Spans::with_capacity(audience_len + scopes.len());
+        let mut texts = Spans::with_capacity(audience_len + scopes.len() + roles.len());
         match found.get(AUD) {
             Claim::Texts(items) => items.iter().for_each(|aud| texts.push(span(aud))),
             Claim::Text(aud) => texts.push(span(aud)),
             _ => {}
         }
         scopes.iter().for_each(|scope| texts.push(span(scope)));
-        let issuer = span(issuer);
-        let text_of = |claim: &Claim<'_>, span: &mut dyn FnMut(&str) -> Span| match claim {
-            Claim::Text(text) => Some(span(text)),
-            _ => None,
-        };
-        let subject = text_of(found.get(SUB), &mut span);
+        let roles_from = texts.as_slice().len();
+        roles.iter().for_each(|role| texts.push(span(role)));
+        let mut named = [Span::ABSENT; 5];
+        named[ISSUER_TEXT] = span(issuer);
         let client_id = match found.get(CLIENT_ID) {
-            Claim::Text(_) => text_of(found.get(CLIENT_ID), &mut span),
-            _ => text_of(found.get(AZP), &mut span),
+            Claim::Text(_) => found.get(CLIENT_ID),
+            _ => found.get(AZP),
         };
-        let token_id = text_of(found.get(JTI), &mut span);
-        let username = text_of(found.get(USERNAME), &mut span);
+        for (index, claim) in [
+            (SUBJECT_TEXT, found.get(SUB)),
+            (CLIENT_TEXT, client_id),
+            (TOKEN_ID_TEXT, found.get(JTI)),
+            (USERNAME_TEXT, found.get(USERNAME)),
+        ] {
+            if let Claim::Text(text) = claim {
+                named[index] = span(text);
+            }
+        }
+        let scopes_from = audience_len.min(roles_from);
         drop(found);
         Ok(Verified {
-            payload,
-            decoded,
-            issuer,
-            subject,
-            client_id,
-            token_id,
-            username,
-            scopes_from: audience_len.min(texts.as_slice().len()),
+            payload: payload.into_boxed_str(),
+            decoded: decoded.into_boxed_slice(),
+            named,
+            scopes_from: u16::try_from(scopes_from).unwrap_or(u16::MAX),
+            roles_from: u16::try_from(roles_from).unwrap_or(u16::MAX),
             texts,
-            expires_at: exp.map(seconds),
-            issued_at: iat.map(seconds),
-            exp,
-            nbf,
+            dates: Dates::new(exp, nbf, iat),
             key_digest: [0; 32],
         })
     }
@@ -738,6 +1068,25 @@ impl<'s> Scopes<'s> {
     }
 }
 
+/// An introspection answer's `token_type` (some servers name the kind of token there) and
+/// Keycloak's `typ` ("Refresh"; "Bearer" for an access token) must not say "refresh token".
+fn not_a_refresh_token(members: &Map<String, Value>) -> Result<(), TokenError> {
+    match members.get("token_type") {
+        None => {}
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("refresh_token") => {
+            return Err(invalid("the token is a refresh token, not an access token"))
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(invalid("'token_type' must be a string")),
+    }
+    if let Some(Value::String(typ)) = members.get("typ") {
+        if typ.eq_ignore_ascii_case("refresh") || typ.eq_ignore_ascii_case("offline") {
+            return Err(invalid("the token is a refresh token, not an access token"));
+        }
+    }
+    Ok(())
+}
+
 #[cold]
 fn invalid(why: &'static str) -> TokenError {
     TokenError::InvalidClaim(why.into())
@@ -799,6 +1148,31 @@ const SCP: usize = 10;
 const USERNAME: usize = 11;
 const NONCE: usize = 12;
 const READ_CLAIMS: usize = 13;
+/// The names `claim_index` knows, which a roles path may not go through.
+const READ_CLAIM_NAMES: [&str; READ_CLAIMS] = [
+    "exp",
+    "nbf",
+    "iat",
+    "iss",
+    "aud",
+    "sub",
+    "jti",
+    "client_id",
+    "azp",
+    "scope",
+    "scp",
+    "username",
+    "nonce",
+];
+/// At most this many `roles_claims` paths.
+const MAX_ROLES_CLAIMS: usize = 16;
+
+/// A configured text as an error message shows it: at most 64 characters.
+fn truncated(text: &str) -> &str {
+    text.char_indices()
+        .nth(64)
+        .map_or(text, |(end, _)| &text[..end])
+}
 
 /// The index of a claim the rules read. Names are matched as small integers (every read name
 /// but `client_id`, `username`, `scope` and `nonce` is three bytes long): this runs once per
@@ -839,14 +1213,19 @@ struct Claims<'a, 'p> {
     /// The configured required claims, and what the payload holds of those not read above.
     required: &'p [String],
     others: Vec<Presence>,
+    /// The `roles_claims` paths, and the roles found at them.
+    roles_paths: &'p [String],
+    roles: Roles<'a>,
 }
 
 impl<'a, 'p> Claims<'a, 'p> {
-    fn new(required: &'p [String], others: usize) -> Self {
+    fn new(required: &'p [String], others: usize, roles_paths: &'p [String]) -> Self {
         Self {
             slots: Default::default(),
             required,
             others: vec![Presence::Absent; others],
+            roles_paths,
+            roles: Roles::default(),
         }
     }
 
@@ -878,14 +1257,26 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
     }
 
     fn other(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
-        if self.others.is_empty() {
+        let on_a_path = self
+            .roles_paths
+            .iter()
+            .any(|path| claim_path::step(path, name).is_some());
+        let found = if on_a_path {
+            let routes = self.roles_paths.iter().enumerate();
+            let routes = routes.map(|(index, path)| (index, path.as_str()));
+            self.roles.read(routes.collect(), name, reader)?
+        } else if self.others.is_empty() {
             return reader.skip();
-        }
-        // A required claim this validator does not read: only whether it is null matters.
-        let found = match reader.shape()? {
-            Claim::Null => Presence::Null,
-            _ => Presence::Value,
+        } else {
+            // A required claim this validator does not read: only whether it is null matters.
+            match reader.shape()? {
+                Claim::Null => Presence::Null,
+                _ => Presence::Value,
+            }
         };
+        if self.others.is_empty() {
+            return Ok(());
+        }
         let mut other = 0;
         for required in self.required {
             if claim_index(required).is_none() {
@@ -896,6 +1287,112 @@ impl<'a> json::Members<'a> for Claims<'a, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The roles found at the `roles_claims` paths while the payload is read: every string at the
+/// end of a path (a string, or each string of an array); anything else there, or a value that is
+/// not an object on the way, makes the roles claim invalid.
+#[derive(Default)]
+struct Roles<'a> {
+    found: Vec<Cow<'a, str>>,
+    /// The index of the first configured path whose value could not be read as roles.
+    invalid: Option<usize>,
+}
+
+impl<'a> Roles<'a> {
+    /// Reads the value of member `name`, on the way of some of `paths` (index, the rest of the
+    /// path at this depth); what the member holds, for the required-claims rule.
+    fn read<'p>(
+        &mut self,
+        paths: Vec<(usize, &'p str)>,
+        name: &str,
+        reader: &mut json::Reader<'a>,
+    ) -> Result<Presence, JsonProblem> {
+        let mut ending: Option<usize> = None;
+        let mut going_on: Vec<(usize, &'p str)> = Vec::new();
+        for (index, path) in paths {
+            match claim_path::step(path, name) {
+                Some(Step::Here) => {
+                    ending.get_or_insert(index);
+                }
+                Some(Step::Into(rest)) => going_on.push((index, rest)),
+                None => {}
+            }
+        }
+        if !going_on.is_empty() && reader.at_object() {
+            // An object: the end of no path (an object is not roles), the way for the others.
+            if let Some(index) = ending {
+                self.mark_invalid(index);
+            }
+            reader.members(&mut RolesWithin {
+                roles: self,
+                paths: going_on,
+            })?;
+            return Ok(Presence::Value);
+        }
+        if let Some((index, _)) = going_on.first() {
+            self.mark_invalid(*index); // not an object on the way
+        }
+        let shape = reader.shape()?;
+        let presence = match shape {
+            Claim::Null => Presence::Null,
+            _ => Presence::Value,
+        };
+        if let Some(index) = ending {
+            match shape {
+                Claim::Text(role) => self.found.push(role),
+                Claim::Texts(roles) => self.found.extend(roles),
+                _ => self.mark_invalid(index),
+            }
+        }
+        Ok(presence)
+    }
+
+    /// Notes that the path at `index` holds no roles; the error names the first such path.
+    fn mark_invalid(&mut self, index: usize) {
+        self.invalid = Some(self.invalid.map_or(index, |first| first.min(index)));
+    }
+
+    /// The roles found, each once, in order of appearance.
+    fn distinct(&self) -> Vec<&str> {
+        let mut roles: Vec<&str> = Vec::with_capacity(self.found.len());
+        if self.found.len() <= 16 {
+            for role in &self.found {
+                if !role.is_empty() && !roles.contains(&role.as_ref()) {
+                    roles.push(role);
+                }
+            }
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(self.found.len());
+            for role in &self.found {
+                if !role.is_empty() && seen.insert(role.as_ref()) {
+                    roles.push(role);
+                }
+            }
+        }
+        roles
+    }
+}
+
+/// The members of an object on the way of some roles paths.
+struct RolesWithin<'r, 'a, 'p> {
+    roles: &'r mut Roles<'a>,
+    paths: Vec<(usize, &'p str)>,
+}
+
+impl<'a> json::Members<'a> for RolesWithin<'_, 'a, '_> {
+    fn other(&mut self, name: &str, reader: &mut json::Reader<'a>) -> Result<(), JsonProblem> {
+        let on_a_path = self
+            .paths
+            .iter()
+            .any(|(_, path)| claim_path::step(path, name).is_some());
+        if !on_a_path {
+            return reader.skip();
+        }
+        self.roles
+            .read(self.paths.clone(), name, reader)
+            .map(|_| ())
     }
 }
 
@@ -955,7 +1452,7 @@ mod tests {
         assert_eq!(v.audience(), vec!["https://rs/mcp"]);
         assert_eq!(v.token_id(), Some("j"));
         assert_eq!(v.issuer(), "https://as");
-        assert_eq!(v.expires_at, Some(NOW as i64 + 300));
+        assert_eq!(v.expires_at(), Some(NOW as i64 + 300));
     }
 
     #[test]
@@ -1108,6 +1605,170 @@ mod tests {
                 missing: vec!["z".into()]
             }
         );
+    }
+
+    /// The test policy with `change` made to its options.
+    fn policy_with(change: impl FnOnce(&mut PolicyOptions)) -> Policy {
+        let mut options = PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs/mcp".into()],
+            ..Default::default()
+        };
+        change(&mut options);
+        Policy::new(options).expect("valid policy")
+    }
+
+    fn with_roles(paths: &[&str]) -> Policy {
+        policy_with(|o| o.roles_claims = paths.iter().map(|p| (*p).to_owned()).collect())
+    }
+
+    fn roles_of(policy: &Policy, extra: Value) -> Result<Vec<String>, TokenError> {
+        let v = policy.check_claims(bytes(claims(extra)), NOW)?;
+        Ok(v.roles().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn roles_are_read_from_the_configured_paths() {
+        // The default reads `roles` (Entra ID's app roles).
+        assert_eq!(
+            roles_of(&policy(), json!({"roles": ["a", "b", "a"], "scope": "s"})),
+            Ok(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            roles_of(&policy(), json!({"roles": "solo"})),
+            Ok(vec!["solo".into()])
+        );
+        assert_eq!(roles_of(&policy(), json!({})), Ok(vec![]));
+        let keycloak = with_roles(&[
+            "realm_access.roles",
+            "resource_access.mcp-server.roles",
+            "resource_access.other.roles",
+        ]);
+        let token = json!({
+            "realm_access": {"roles": ["user", "offline"]},
+            "resource_access": {
+                "mcp-server": {"roles": ["deployer", "user"]},
+                "account": {"roles": ["manage-account"]},
+                "other": {"roles": []},
+            },
+            "roles": ["not-read"],
+        });
+        let v = keycloak
+            .check_claims(bytes(claims(token)), NOW)
+            .expect("valid");
+        assert_eq!(
+            v.roles().collect::<Vec<_>>(),
+            ["user", "offline", "deployer"]
+        );
+        // Scopes and roles are kept apart.
+        assert!(v.scopes().next().is_none());
+        let both = keycloak
+            .check_claims(
+                bytes(claims(
+                    json!({"scope": "a b", "realm_access": {"roles": ["r"]}}),
+                )),
+                NOW,
+            )
+            .expect("valid");
+        assert_eq!(both.scopes().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(both.roles().collect::<Vec<_>>(), ["r"]);
+        // Namespaced claims are matched as written; escaped texts decoded.
+        let auth0 = with_roles(&["https://example.com/roles", "cognito:groups"]);
+        assert_eq!(
+            roles_of(
+                &auth0,
+                json!({"https://example.com/roles": ["\u{e9}diteur", "x"], "cognito:groups": ["g"]})
+            ),
+            // In document order (serde_json writes members sorted by name).
+            Ok(vec!["g".into(), "\u{e9}diteur".into(), "x".into()])
+        );
+        let escaped = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"roles":["\u0061dmin"]}"#;
+        let v = policy().check_claims(escaped.to_vec(), NOW).expect("valid");
+        assert_eq!(v.roles().collect::<Vec<_>>(), ["admin"]);
+    }
+
+    #[test]
+    fn a_roles_claim_of_another_type_is_an_invalid_claim() {
+        let keycloak = with_roles(&["realm_access.roles"]);
+        for bad in [
+            json!({"roles": 1}),
+            json!({"roles": null}),
+            json!({"roles": ["a", 1]}),
+            json!({"roles": {"a": true}}),
+            json!({"roles": true}),
+        ] {
+            let err = roles_of(&policy(), bad.clone()).expect_err("invalid");
+            assert_eq!(err.code(), "invalid_claim", "{bad}");
+            assert!(
+                err.description().contains("'roles' (a roles claim)"),
+                "{err}"
+            );
+        }
+        for bad in [
+            json!({"realm_access": "admin"}),
+            json!({"realm_access": null}),
+            json!({"realm_access": ["roles"]}),
+            json!({"realm_access": {"roles": [{"name": "admin"}]}}),
+        ] {
+            let err = roles_of(&keycloak, bad.clone()).expect_err("invalid");
+            assert_eq!(err.code(), "invalid_claim", "{bad}");
+        }
+        // A path that leads nowhere is no roles, not an error.
+        assert_eq!(roles_of(&keycloak, json!({"realm_access": {}})), Ok(vec![]));
+        // The strict JSON rules hold inside the objects a path goes through.
+        let duplicate = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"realm_access":{"roles":["a"],"roles":["b"]}}"#;
+        let err = keycloak
+            .check_claims(duplicate.to_vec(), NOW)
+            .expect_err("duplicate");
+        assert_eq!(err.code(), "malformed");
+        let off_path = br#"{"iss":"https://as","aud":"https://rs/mcp","sub":"u","exp":1800000300,"realm_access":{"x":1,"x":2}}"#;
+        assert_eq!(
+            keycloak
+                .check_claims(off_path.to_vec(), NOW)
+                .expect_err("dup")
+                .code(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn a_required_claim_can_also_be_a_roles_claim() {
+        let both = policy_with(|o| o.required_claims = vec!["exp".into(), "roles".into()]);
+        assert_eq!(
+            both.check_claims(bytes(claims(json!({}))), NOW)
+                .expect_err("absent"),
+            TokenError::MissingClaim("roles".into())
+        );
+        let v = both
+            .check_claims(bytes(claims(json!({"roles": ["r"]}))), NOW)
+            .expect("valid");
+        assert_eq!(v.roles().collect::<Vec<_>>(), ["r"]);
+    }
+
+    #[test]
+    fn roles_claims_are_checked() {
+        let options = |paths: &[&str]| PolicyOptions {
+            issuers: vec!["https://as".into()],
+            audiences: vec!["https://rs".into()],
+            roles_claims: paths.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        };
+        for (paths, needle) in [
+            (&["a..b"][..], "empty segment"),
+            (&[""][..], "is empty"),
+            (&["scope"][..], "'scope'"),
+            (&["scp"][..], "'scp'"),
+            (&["aud.x"][..], "'aud'"),
+        ] {
+            let err = Policy::new(options(paths)).expect_err(needle);
+            assert!(err.0.starts_with("roles_claims holds"), "{}", err.0);
+            assert!(err.0.contains(needle), "{needle}: {}", err.0);
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("r{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(Policy::new(options(&many)).is_err());
+        assert!(Policy::new(options(&[])).is_ok());
+        assert!(Policy::new(options(&["scopes", "audit.x"])).is_ok());
     }
 
     /// A JWT with `nonce` for an audience that is an application ID (a GUID) is an ID token;

@@ -4,6 +4,7 @@
 //! [`ScopeRules`]; nothing else does scope arithmetic.
 
 use crate::error::{ConfigError, TokenError};
+use crate::trace::{Check, Recorder, Silent};
 use std::collections::HashMap;
 
 /// A scope token as RFC 6749 section 3.3 defines it; it also keeps header values injection-free.
@@ -116,13 +117,34 @@ impl ScopeRules {
         &'a self,
         granted: impl IntoIterator<Item = &'a str>,
     ) -> Result<Vec<&'a str>, TokenError> {
+        self.admit_recorded(granted, &mut Silent)
+    }
+
+    /// [`Self::admit`], recording its outcome in `rec`.
+    pub fn admit_recorded<'a, R: Recorder>(
+        &'a self,
+        granted: impl IntoIterator<Item = &'a str>,
+        rec: &mut R,
+    ) -> Result<Vec<&'a str>, TokenError> {
         let effective = self.effective(granted);
         let missing = Self::missing(&effective, self.required.iter().map(String::as_str));
-        if missing.is_empty() {
+        let result = if missing.is_empty() {
             Ok(effective)
         } else {
             Err(self.lacking(&missing))
-        }
+        };
+        rec.outcome(Check::ScopeRules, result, |effective| {
+            let words = |scopes: &[&str]| match scopes {
+                [] => "none".to_owned(),
+                scopes => scopes.join(" "),
+            };
+            let required: Vec<&str> = self.required.iter().map(String::as_str).collect();
+            format!(
+                "effective scopes: {}; required: {}",
+                words(effective),
+                words(&required)
+            )
+        })
     }
 
     /// Whether `granted` covers the required scopes (`admit` without the effective list).

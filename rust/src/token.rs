@@ -4,6 +4,7 @@ use crate::algorithm::{Algorithm, AlgorithmName, AlgorithmSet};
 use crate::base64url;
 use crate::error::TokenError;
 use crate::json::{self, JsonProblem, Shape};
+use crate::trace::{Check, Recorder, Silent};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -22,12 +23,22 @@ impl<'a> CompactJws<'a> {
     /// Splits a token. The size limit is checked before anything else, so a hostile token costs
     /// at most `max_bytes` of scanning and no allocation.
     pub fn split(token: &'a str, max_bytes: usize) -> Result<Self, TokenError> {
-        if token.len() > max_bytes {
-            return Err(TokenError::TooLarge {
-                size: token.len(),
-                limit: max_bytes,
-            });
-        }
+        Self::split_recorded(token, max_bytes, &mut Silent)
+    }
+
+    /// [`Self::split`], recording the size and segment checks in `rec`.
+    pub fn split_recorded<R: Recorder>(
+        token: &'a str,
+        max_bytes: usize,
+        rec: &mut R,
+    ) -> Result<Self, TokenError> {
+        within_size(token, max_bytes, rec)?;
+        rec.outcome(Check::Segments, Self::segments(token), |_| {
+            "three base64url segments (a signed token, not an encrypted one)".into()
+        })
+    }
+
+    fn segments(token: &'a str) -> Result<Self, TokenError> {
         if token.is_empty() {
             return Err(TokenError::malformed("the token is empty"));
         }
@@ -63,6 +74,25 @@ impl<'a> CompactJws<'a> {
         }
         Ok(jws)
     }
+}
+
+/// The size limit: a larger token is refused before it is read.
+pub fn within_size<R: Recorder>(
+    token: &str,
+    max_bytes: usize,
+    rec: &mut R,
+) -> Result<(), TokenError> {
+    let result = if token.len() > max_bytes {
+        Err(TokenError::TooLarge {
+            size: token.len(),
+            limit: max_bytes,
+        })
+    } else {
+        Ok(())
+    };
+    rec.outcome(Check::Size, result, |()| {
+        format!("{} bytes, within the limit of {max_bytes}", token.len())
+    })
 }
 
 /// Decodes a base64url segment.
@@ -116,11 +146,25 @@ impl Header<'_> {
         allowed: AlgorithmSet,
         then: impl FnOnce(Result<&Header<'_>, TokenError>) -> R,
     ) -> R {
+        Self::with_recorded(segment, allowed, &mut Silent, |_, header| then(header))
+    }
+
+    /// [`Self::with`], recording the header's checks in `rec` (which `then` gets back). A
+    /// recorder that keeps its steps reads the header anew: the checks are made, not
+    /// remembered.
+    pub fn with_recorded<Rec: Recorder, T>(
+        segment: &str,
+        allowed: AlgorithmSet,
+        rec: &mut Rec,
+        then: impl FnOnce(&mut Rec, Result<&Header<'_>, TokenError>) -> T,
+    ) -> T {
         LAST_HEADER.with(|last| {
-            if let Ok(seen) = last.try_borrow() {
-                if let Some(seen) = seen.as_ref() {
-                    if seen.allowed == allowed && seen.segment == segment {
-                        return then(Ok(&seen.header));
+            if !Rec::KEEPS {
+                if let Ok(seen) = last.try_borrow() {
+                    if let Some(seen) = seen.as_ref() {
+                        if seen.allowed == allowed && seen.segment == segment {
+                            return then(rec, Ok(&seen.header));
+                        }
                     }
                 }
             }
@@ -136,7 +180,14 @@ impl Header<'_> {
             let decoded = base64url::decode_to(segment, buffer).ok_or_else(|| {
                 TokenError::malformed("the header is not base64url without padding")
             });
-            match decoded.and_then(|bytes| Header::parse(bytes, allowed)) {
+            let decoded = match decoded {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    rec.fail(Check::Header, &error);
+                    return then(rec, Err(error));
+                }
+            };
+            match Header::parse_recorded(decoded, allowed, rec) {
                 Ok(header) => {
                     if let Ok(mut slot) = last.try_borrow_mut() {
                         *slot = Some(LastHeader {
@@ -145,9 +196,9 @@ impl Header<'_> {
                             header: header.to_owned(),
                         });
                     }
-                    then(Ok(&header))
+                    then(rec, Ok(&header))
                 }
-                Err(error) => then(Err(error)),
+                Err(error) => then(rec, Err(error)),
             }
         })
     }
@@ -166,51 +217,85 @@ impl<'a> Header<'a> {
     /// Reads and checks a decoded header. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come
     /// only from the configured key set, never from the token.
     pub fn parse(decoded: &'a [u8], allowed: AlgorithmSet) -> Result<Self, TokenError> {
+        Self::parse_recorded(decoded, allowed, &mut Silent)
+    }
+
+    /// [`Self::parse`], recording the header, `alg` and extension checks in `rec`.
+    pub fn parse_recorded<R: Recorder>(
+        decoded: &'a [u8],
+        allowed: AlgorithmSet,
+        rec: &mut R,
+    ) -> Result<Self, TokenError> {
         let mut found = HeaderMembers::default();
-        json::read_object(decoded, &mut found).map_err(|problem: JsonProblem| {
+        let read = json::read_object(decoded, &mut found).map_err(|problem: JsonProblem| {
             TokenError::Malformed(format!("the header {}", problem.describe()).into())
+        });
+        rec.outcome(Check::Header, read, |()| {
+            "base64url, one JSON object, each member once".into()
         })?;
-        let alg = match found.alg {
-            Shape::Text(name) => match Algorithm::parse(&name) {
-                AlgorithmName::Supported(alg) if allowed.contains(alg) => alg,
-                AlgorithmName::Supported(alg) => {
-                    return Err(TokenError::AlgorithmNotAllowed(Some(alg.name())))
-                }
-                AlgorithmName::Forbidden => return Err(TokenError::AlgorithmNotAllowed(None)),
-                AlgorithmName::Unknown => return Err(TokenError::UnsupportedAlgorithm),
-            },
-            Shape::Absent => return Err(TokenError::malformed("the header has no 'alg'")),
-            _ => {
-                return Err(TokenError::malformed(
-                    "the header member 'alg' is not a string",
-                ))
-            }
-        };
-        if found.crit {
+        let alg = rec.outcome(Check::Alg, algorithm(&found.alg, allowed), |alg| {
+            let names: Vec<&str> = Algorithm::ALL
+                .iter()
+                .filter(|a| allowed.contains(**a))
+                .map(|a| a.name())
+                .collect();
+            format!("{} is allowed ({})", alg.name(), names.join(", "))
+        })?;
+        rec.outcome(Check::Extensions, found.members(), |_| {
+            "no crit, b64, zip or enc; kid and typ are strings where present".into()
+        })
+        .map(|(kid, typ)| Self { alg, kid, typ })
+    }
+}
+
+/// The header's `alg`: present, a string, supported and allowed.
+fn algorithm(alg: &Shape<'_>, allowed: AlgorithmSet) -> Result<Algorithm, TokenError> {
+    match alg {
+        Shape::Text(name) => match Algorithm::parse(name) {
+            AlgorithmName::Supported(alg) if allowed.contains(alg) => Ok(alg),
+            AlgorithmName::Supported(alg) => Err(TokenError::AlgorithmNotAllowed(Some(alg.name()))),
+            AlgorithmName::Forbidden => Err(TokenError::AlgorithmNotAllowed(None)),
+            AlgorithmName::Unknown => Err(TokenError::UnsupportedAlgorithm),
+        },
+        Shape::Absent => Err(TokenError::malformed("the header has no 'alg'")),
+        _ => Err(TokenError::malformed(
+            "the header member 'alg' is not a string",
+        )),
+    }
+}
+
+type KidAndTyp<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
+
+impl<'a> HeaderMembers<'a> {
+    /// The rules on the members other than `alg`: no extension this validator does not
+    /// implement, and `kid` and `typ` are strings when present.
+    fn members(self) -> Result<KidAndTyp<'a>, TokenError> {
+        if self.crit {
             // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand,
             // and this validator understands none.
             return Err(TokenError::malformed(
                 "the header marks extensions critical ('crit'); none are supported",
             ));
         }
-        if found.b64 {
+        if self.b64 {
             return Err(TokenError::malformed(
                 "unencoded payloads (header 'b64', RFC 7797) are not accepted",
             ));
         }
-        if found.zip {
+        if self.zip {
             return Err(TokenError::malformed(
                 "compressed payloads (header 'zip') are not accepted",
             ));
         }
-        if found.enc {
+        if self.enc {
             return Err(TokenError::malformed(
                 "encrypted tokens (JWE) are not accepted",
             ));
         }
-        let kid = optional_text(found.kid, "kid")?;
-        let typ = optional_text(found.typ, "typ")?;
-        Ok(Self { alg, kid, typ })
+        Ok((
+            optional_text(self.kid, "kid")?,
+            optional_text(self.typ, "typ")?,
+        ))
     }
 }
 

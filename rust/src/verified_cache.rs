@@ -2,11 +2,16 @@
 //!
 //! MCP clients send the same bearer token on every request of a session, so most validations
 //! repeat one that already succeeded. Only successes are stored, so a flood of invalid tokens
-//! cannot evict good entries. Entries are keyed by the whole token: a fast hash (seeded at random
-//! per process, so nobody can aim collisions at it) picks the bucket, and an exact comparison of
-//! the token text decides, so no other token can ever match an entry. Every hit re-checks `exp`
-//! and `nbf` against the caller's clock, and holds only while the key that verified the
-//! signature is still in the key set the caller passes in.
+//! cannot evict good entries. Every hit re-checks `exp` and `nbf` against the caller's clock,
+//! and holds only while the key that verified the signature is still in the key set the caller
+//! passes in.
+//!
+//! Entries are keyed by a keyed hash of the token ([`TokenKey`]: SipHash-1-3 with a 128-bit
+//! output, a pseudorandom function, under a random key drawn once per process), never by its
+//! text: an entry costs its verified value and 16 bytes, not another copy of the token. Two
+//! tokens sharing an entry would give one the other's user, so the hash must not be one anybody
+//! can aim at: without the key, which never leaves the process, a token that lands on a given
+//! entry is a guess of 128 bits.
 //!
 //! When full, the least recently used entry gives way (O(1), the `lru` crate), so the tokens of
 //! live sessions stay while a stream of new ones passes through. Large caches are split into
@@ -15,25 +20,75 @@
 
 use crate::error::TokenError;
 use crate::keyset::KeySet;
-use crate::policy::Policy;
+use crate::policy::{Policy, Verified};
 use foldhash::quality::RandomState;
 use lru::LruCache;
-use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard};
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A shard holds at least this many entries: below it, LRU order per shard would stray too far
 /// from one global order, and a small cache gains nothing from more locks.
 const MIN_SHARD_CAPACITY: usize = 64;
 const MAX_SHARDS: usize = 16;
-/// Shards are chosen by a hash of the token's last bytes (its signature, which differs between
-/// any two tokens in practice); the exact lookup inside the shard compares the whole token.
-const ROUTING_BYTES: usize = 32;
 
-pub struct Entry<V> {
-    pub value: V,
-    pub exp: Option<f64>,
-    pub nbf: Option<f64>,
-    pub key_digest: [u8; 32],
+/// What a hit re-checks of a cached value: its lifetime, and the key that verified it.
+pub trait Cached {
+    fn exp(&self) -> Option<f64>;
+    fn nbf(&self) -> Option<f64>;
+    /// The digest of the key that verified the signature (`PublicKey::digest`).
+    fn key_digest(&self) -> &[u8; 32];
+}
+
+impl Cached for Verified {
+    fn exp(&self) -> Option<f64> {
+        Verified::exp(self)
+    }
+
+    fn nbf(&self) -> Option<f64> {
+        Verified::nbf(self)
+    }
+
+    fn key_digest(&self) -> &[u8; 32] {
+        &self.key_digest
+    }
+}
+
+/// A token as the cache knows it: SipHash-1-3-128 of its text under this process's key (two
+/// words rather than a `u128`, whose 16-byte alignment would grow every entry by 16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u64; 2]);
+
+impl TokenKey {
+    pub fn of(token: &str) -> Self {
+        Self::under(process_key(), token)
+    }
+
+    fn under(key: &[u8; 16], token: &str) -> Self {
+        let mut hasher = SipHasher13::new_with_key(key);
+        hasher.write(token.as_bytes());
+        let digest = hasher.finish128();
+        Self([digest.h1, digest.h2])
+    }
+
+    /// Which of `shards` holds this key, by its top 32 bits.
+    fn shard(self, shards: usize) -> usize {
+        let high = self.0[1] >> 32;
+        ((high * shards as u64) >> 32) as usize
+    }
+}
+
+/// The key of every [`TokenKey`], drawn from the operating system's generator the first time a
+/// token is looked up, and kept for the life of the process (never written anywhere).
+fn process_key() -> &'static [u8; 16] {
+    static KEY: OnceLock<[u8; 16]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 16];
+        // Without random bytes there is no safe key: refuse to run rather than use a known one.
+        #[allow(clippy::expect_used)]
+        aws_lc_rs::rand::fill(&mut key).expect("the system's random generator failed");
+        key
+    })
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,11 +103,10 @@ pub struct CacheStats {
 pub struct VerifiedCache<V> {
     capacity: usize,
     shards: Box<[Mutex<Shard<V>>]>,
-    router: RandomState,
 }
 
 struct Shard<V> {
-    entries: LruCache<Box<str>, Entry<V>, RandomState>,
+    entries: LruCache<TokenKey, V, RandomState>,
     capacity: usize,
     hits: u64,
     misses: u64,
@@ -80,34 +134,21 @@ enum Lookup<R> {
     Hit(R),
 }
 
-impl<V> VerifiedCache<V> {
+impl<V: Cached> VerifiedCache<V> {
     pub fn new(capacity: usize) -> Self {
         let count = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
         let (base, extra) = (capacity / count, capacity % count);
         let shards = (0..count)
             .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
             .collect();
-        Self {
-            capacity,
-            shards,
-            router: RandomState::default(),
-        }
+        Self { capacity, shards }
     }
 
-    fn shard(&self, token: &str) -> MutexGuard<'_, Shard<V>> {
-        let index = if self.shards.len() == 1 {
-            0
-        } else {
-            let bytes = token.as_bytes();
-            let tail = &bytes[bytes.len().saturating_sub(ROUTING_BYTES)..];
-            // The high bits, scaled to the shard count (the hash map inside uses the low ones).
-            let high = self.router.hash_one(tail) >> 32;
-            ((high * self.shards.len() as u64) >> 32) as usize
-        };
+    fn shard(&self, key: TokenKey) -> MutexGuard<'_, Shard<V>> {
         // A panic while holding the lock cannot leave a shard half-updated in a way that
         // matters (each operation is one insert, promotion or removal), so a poisoned lock is
         // still usable.
-        self.shards[index]
+        self.shards[key.shard(self.shards.len())]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -118,21 +159,21 @@ impl<V> VerifiedCache<V> {
     /// is not valid yet (the entry is dropped). A hit makes the entry the most recently used.
     pub fn get<'k, R>(
         &self,
-        token: &str,
+        key: TokenKey,
         keys_for: impl FnOnce(&V) -> Option<&'k KeySet>,
         policy: &Policy,
         now: f64,
         read: impl FnOnce(&V) -> R,
     ) -> Result<Option<R>, TokenError> {
-        let mut shard = self.shard(token);
-        let lookup = match shard.entries.get(token) {
+        let mut shard = self.shard(key);
+        let lookup = match shard.entries.get(&key) {
             None => Lookup::Miss,
-            Some(entry) => match keys_for(&entry.value) {
+            Some(value) => match keys_for(value) {
                 None => Lookup::Miss,
-                Some(keys) if !keys.contains_key(&entry.key_digest) => Lookup::KeyGone,
-                Some(_) => match policy.check_lifetime(entry.exp, entry.nbf, now) {
+                Some(keys) if !keys.contains_key(value.key_digest()) => Lookup::KeyGone,
+                Some(_) => match policy.check_lifetime(value.exp(), value.nbf(), now) {
                     Err(error) => Lookup::Stale(error),
-                    Ok(()) => Lookup::Hit(read(&entry.value)),
+                    Ok(()) => Lookup::Hit(read(value)),
                 },
             },
         };
@@ -147,12 +188,12 @@ impl<V> VerifiedCache<V> {
                 return Ok(None);
             }
             Lookup::KeyGone => {
-                dropped = shard.entries.pop(token);
+                dropped = shard.entries.pop(&key);
                 shard.misses += 1;
                 Ok(None)
             }
             Lookup::Stale(error) => {
-                dropped = shard.entries.pop(token);
+                dropped = shard.entries.pop(&key);
                 Err(error)
             }
         };
@@ -166,12 +207,12 @@ impl<V> VerifiedCache<V> {
         self.capacity
     }
 
-    pub fn insert(&self, token: &str, entry: Entry<V>) {
+    pub fn insert(&self, key: TokenKey, value: V) {
         if self.capacity == 0 {
             return;
         }
-        let mut shard = self.shard(token);
-        let replaced = shard.entries.put(token.into(), entry);
+        let mut shard = self.shard(key);
+        let replaced = shard.entries.put(key, value);
         let evicted = if replaced.is_none() && shard.entries.len() > shard.capacity {
             shard.evictions += 1;
             shard.entries.pop_lru()
@@ -231,37 +272,72 @@ mod tests {
         .expect("policy")
     }
 
-    fn entry(keys: &KeySet, value: u32, exp: f64) -> Entry<u32> {
-        let digest = keys.fingerprint_of_first();
+    /// A cached value: a number, with the lifetime and key a hit re-checks.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Entry {
+        value: u32,
+        exp: Option<f64>,
+        nbf: Option<f64>,
+        key_digest: [u8; 32],
+    }
+
+    impl Cached for Entry {
+        fn exp(&self) -> Option<f64> {
+            self.exp
+        }
+
+        fn nbf(&self) -> Option<f64> {
+            self.nbf
+        }
+
+        fn key_digest(&self) -> &[u8; 32] {
+            &self.key_digest
+        }
+    }
+
+    fn entry(keys: &KeySet, value: u32, exp: f64) -> Entry {
         Entry {
             value,
             exp: Some(exp),
             nbf: None,
-            key_digest: digest,
+            key_digest: keys.fingerprint_of_first(),
         }
+    }
+
+    fn key(token: &str) -> TokenKey {
+        TokenKey::of(token)
     }
 
     #[test]
     fn hit_miss_expiry_and_bounds() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(2);
-        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
-        cache.insert("t1", entry(&ks, 1, 200.0));
+        let cache = VerifiedCache::<Entry>::new(2);
         assert_eq!(
-            cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v),
+            cache.get(key("t1"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
+        cache.insert(key("t1"), entry(&ks, 1, 200.0));
+        assert_eq!(
+            cache.get(key("t1"), |_| Some(&ks), &p, 100.0, |v| v.value),
             Ok(Some(1))
         );
-        assert_eq!(cache.get("t1x", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(
+            cache.get(key("t1x"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
         assert_eq!(
             cache
-                .get("t1", |_| Some(&ks), &p, 250.0, |v| *v)
+                .get(key("t1"), |_| Some(&ks), &p, 250.0, |v| v.value)
                 .expect_err("expired")
                 .code(),
             "expired"
         );
-        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None)); // dropped
+        assert_eq!(
+            cache.get(key("t1"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        ); // dropped
         for (i, t) in ["a", "b", "c", "d"].iter().enumerate() {
-            cache.insert(t, entry(&ks, i as u32, 200.0));
+            cache.insert(key(t), entry(&ks, i as u32, 200.0));
         }
         let stats = cache.stats();
         assert_eq!((stats.size, stats.capacity, stats.evictions), (2, 2, 2));
@@ -270,28 +346,31 @@ mod tests {
     #[test]
     fn least_recently_used_goes_first() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(3);
+        let cache = VerifiedCache::<Entry>::new(3);
         for (i, t) in ["a", "b", "c"].iter().enumerate() {
-            cache.insert(t, entry(&ks, i as u32, 200.0));
+            cache.insert(key(t), entry(&ks, i as u32, 200.0));
         }
         // "a" is used again, so "b" is now the least recently used.
         assert_eq!(
-            cache.get("a", |_| Some(&ks), &p, 100.0, |v| *v),
+            cache.get(key("a"), |_| Some(&ks), &p, 100.0, |v| v.value),
             Ok(Some(0))
         );
-        cache.insert("d", entry(&ks, 3, 200.0));
-        assert_eq!(cache.get("b", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
+        cache.insert(key("d"), entry(&ks, 3, 200.0));
+        assert_eq!(
+            cache.get(key("b"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
         for (t, v) in [("a", 0), ("c", 2), ("d", 3)] {
             assert_eq!(
-                cache.get(t, |_| Some(&ks), &p, 100.0, |v| *v),
+                cache.get(key(t), |_| Some(&ks), &p, 100.0, |v| v.value),
                 Ok(Some(v)),
                 "{t}"
             );
         }
         // Replacing an entry is not an eviction and does not grow the cache.
-        cache.insert("d", entry(&ks, 4, 200.0));
+        cache.insert(key("d"), entry(&ks, 4, 200.0));
         assert_eq!(
-            cache.get("d", |_| Some(&ks), &p, 100.0, |v| *v),
+            cache.get(key("d"), |_| Some(&ks), &p, 100.0, |v| v.value),
             Ok(Some(4))
         );
         let stats = cache.stats();
@@ -302,18 +381,18 @@ mod tests {
     fn hot_entries_survive_many_more_tokens_than_the_capacity() {
         let (ks, p) = (keys(), policy());
         let capacity = 1024;
-        let cache = VerifiedCache::new(capacity);
+        let cache = VerifiedCache::<Entry>::new(capacity);
         assert_eq!(cache.shards.len(), 16);
         let hot: Vec<String> = (0..256).map(|i| format!("hot-token-{i}")).collect();
         for (i, t) in hot.iter().enumerate() {
-            cache.insert(t, entry(&ks, i as u32, 200.0));
+            cache.insert(key(t), entry(&ks, i as u32, 200.0));
         }
         for i in 0..20 * capacity {
-            cache.insert(&format!("cold-token-{i}"), entry(&ks, 0, 200.0));
+            cache.insert(key(&format!("cold-token-{i}")), entry(&ks, 0, 200.0));
             if i % 16 == 15 {
                 for (n, t) in hot.iter().enumerate() {
                     assert_eq!(
-                        cache.get(t, |_| Some(&ks), &p, 100.0, |v| *v),
+                        cache.get(key(t), |_| Some(&ks), &p, 100.0, |v| v.value),
                         Ok(Some(n as u32))
                     );
                 }
@@ -328,7 +407,7 @@ mod tests {
     #[test]
     fn shards_add_up_to_the_capacity() {
         for capacity in [0, 1, 63, 64, 127, 128, 1000, 1024, 1025, 1 << 20] {
-            let cache: VerifiedCache<u32> = VerifiedCache::new(capacity);
+            let cache: VerifiedCache<Entry> = VerifiedCache::<Entry>::new(capacity);
             let total: usize = cache
                 .shards
                 .iter()
@@ -345,14 +424,14 @@ mod tests {
         }
         // Full means full: every shard fills to its own share, and no further.
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(1000);
+        let cache = VerifiedCache::<Entry>::new(1000);
         for i in 0..50_000 {
-            cache.insert(&format!("t{i}"), entry(&ks, 0, 200.0));
+            cache.insert(key(&format!("t{i}")), entry(&ks, 0, 200.0));
         }
         assert_eq!(cache.stats().size, 1000);
         assert_eq!(cache.stats().evictions, 49_000);
         assert_eq!(
-            cache.get("t49999", |_| Some(&ks), &p, 100.0, |v| *v),
+            cache.get(key("t49999"), |_| Some(&ks), &p, 100.0, |v| v.value),
             Ok(Some(0))
         );
     }
@@ -360,7 +439,7 @@ mod tests {
     #[test]
     fn counters_are_exact_across_threads() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(256);
+        let cache = VerifiedCache::<Entry>::new(256);
         let tokens: Vec<String> = (0..400).map(|i| format!("token-{i}")).collect();
         std::thread::scope(|scope| {
             for worker in 0..4 {
@@ -368,8 +447,8 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..5000 {
                         let t = &tokens[(worker * 97 + i * 13) % tokens.len()];
-                        if cache.get(t, |_| Some(ks), p, 100.0, |v| *v) == Ok(None) {
-                            cache.insert(t, entry(ks, 1, 200.0));
+                        if cache.get(key(t), |_| Some(ks), p, 100.0, |v| v.value) == Ok(None) {
+                            cache.insert(key(t), entry(ks, 1, 200.0));
                         }
                     }
                 });
@@ -384,11 +463,14 @@ mod tests {
     #[test]
     fn entries_die_with_their_key() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(8);
+        let cache = VerifiedCache::<Entry>::new(8);
         let mut e = entry(&ks, 1, 200.0);
         e.key_digest = [7; 32];
-        cache.insert("t", e);
-        assert_eq!(cache.get("t", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
+        cache.insert(key("t"), e);
+        assert_eq!(
+            cache.get(key("t"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
         assert_eq!(cache.stats().size, 0);
     }
 
@@ -397,31 +479,141 @@ mod tests {
     #[test]
     fn entries_are_checked_against_the_keys_of_their_value() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(8);
-        cache.insert("t", entry(&ks, 1, 200.0));
-        let for_one = |v: &u32| (*v == 1).then_some(&ks);
-        assert_eq!(cache.get("t", |_| None, &p, 100.0, |v| *v), Ok(None));
+        let cache = VerifiedCache::<Entry>::new(8);
+        cache.insert(key("t"), entry(&ks, 1, 200.0));
+        let for_one = |v: &Entry| (v.value == 1).then_some(&ks);
+        assert_eq!(
+            cache.get(key("t"), |_| None, &p, 100.0, |v| v.value),
+            Ok(None)
+        );
         assert_eq!(cache.stats().size, 1);
-        assert_eq!(cache.get("t", for_one, &p, 100.0, |v| *v), Ok(Some(1)));
+        assert_eq!(
+            cache.get(key("t"), for_one, &p, 100.0, |v| v.value),
+            Ok(Some(1))
+        );
     }
 
     #[test]
     fn zero_capacity_disables() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(0);
-        cache.insert("t", entry(&ks, 1, 200.0));
-        assert_eq!(cache.get("t", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
+        let cache = VerifiedCache::<Entry>::new(0);
+        cache.insert(key("t"), entry(&ks, 1, 200.0));
+        assert_eq!(
+            cache.get(key("t"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
     }
 
     #[test]
     fn clear_forgets_everything() {
         let (ks, p) = (keys(), policy());
-        let cache = VerifiedCache::new(512);
+        let cache = VerifiedCache::<Entry>::new(512);
         for i in 0..100 {
-            cache.insert(&format!("t{i}"), entry(&ks, 0, 200.0));
+            cache.insert(key(&format!("t{i}")), entry(&ks, 0, 200.0));
         }
         cache.clear();
         assert_eq!(cache.stats().size, 0);
-        assert_eq!(cache.get("t1", |_| Some(&ks), &p, 100.0, |v| *v), Ok(None));
+        assert_eq!(
+            cache.get(key("t1"), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(None)
+        );
+    }
+    /// Tokens that a hash without a key could be made to confuse never share an entry: every
+    /// one-byte change (in the signature, which an unkeyed router reads, too), every swap of two
+    /// neighbours (the same bytes, so the same sum or XOR), a shorter and a longer token.
+    #[test]
+    fn no_other_token_is_served_an_entry() {
+        let (ks, p) = (keys(), policy());
+        let cache = VerifiedCache::<Entry>::new(64);
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg";
+        cache.insert(key(token), entry(&ks, 1, 200.0));
+        let bytes = token.as_bytes();
+        let mut forged: Vec<Vec<u8>> = Vec::new();
+        for i in 0..bytes.len() {
+            let mut changed = bytes.to_vec();
+            changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+            forged.push(changed);
+            if i > 0 && bytes[i - 1] != bytes[i] {
+                let mut swapped = bytes.to_vec();
+                swapped.swap(i - 1, i);
+                forged.push(swapped);
+            }
+        }
+        forged.push(bytes[..bytes.len() - 1].to_vec());
+        forged.push([bytes, b"A"].concat());
+        for other in &forged {
+            let other = std::str::from_utf8(other).expect("ASCII");
+            assert_ne!(other, token);
+            assert_eq!(
+                cache.get(key(other), |_| Some(&ks), &p, 100.0, |v| v.value),
+                Ok(None),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            cache.get(key(token), |_| Some(&ks), &p, 100.0, |v| v.value),
+            Ok(Some(1))
+        );
+    }
+
+    /// Distinct tokens, also with long common prefixes or suffixes, have distinct keys.
+    #[test]
+    fn distinct_tokens_have_distinct_keys() {
+        let common = "x".repeat(700);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50_000 {
+            assert!(seen.insert(key(&format!("{common}{i}"))));
+            assert!(seen.insert(key(&format!("{i}{common}"))));
+        }
+        // A different key gives different digests of the same text.
+        let token = "a.b.c";
+        assert_ne!(
+            TokenKey::under(&[1; 16], token),
+            TokenKey::under(&[2; 16], token)
+        );
+        assert_eq!(
+            TokenKey::under(&[1; 16], token),
+            TokenKey::under(&[1; 16], token)
+        );
+    }
+
+    /// The key is drawn once per process, from the system's generator: the same in one process,
+    /// different in the next (this test runs itself twice more to see it).
+    #[test]
+    fn each_process_draws_its_own_key() {
+        const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln";
+        const SHOW: &str = "MCP_OAUTH2_TEST_SHOW_TOKEN_KEY";
+        let mine = format!("{:?}", TokenKey::of(TOKEN).0);
+        if std::env::var_os(SHOW).is_some() {
+            println!("token key: {mine}");
+            return;
+        }
+        assert_eq!(TokenKey::of(TOKEN), TokenKey::of(TOKEN));
+        assert_ne!(*process_key(), [0; 16]);
+        let exe = std::env::current_exe().expect("the test binary");
+        let run = || {
+            let output = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "verified_cache::tests::each_process_draws_its_own_key",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(SHOW, "1")
+                .output()
+                .expect("the test binary runs");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            // libtest may print the test's name on the same line, before it.
+            text.lines()
+                .find_map(|line| {
+                    line.split_once("token key: ")
+                        .map(|(_, key)| key.to_owned())
+                })
+                .unwrap_or_else(|| panic!("no key shown: {text}"))
+        };
+        let (first, second) = (run(), run());
+        assert_ne!(first, second);
+        assert_ne!(first, mine);
+        assert_ne!(second, mine);
     }
 }

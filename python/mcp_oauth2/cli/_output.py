@@ -110,9 +110,18 @@ class Check:
     name: str
     status: Status
     detail: str
+    hint: str | None = None
+    """What the command adds beside the check's own words (shown after them)."""
 
-    def as_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail}
+    def as_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint}
+
+    @property
+    def text(self) -> str:
+        """The detail and the hint, as one line reads them."""
+        if not self.hint:
+            return self.detail
+        return f"{self.detail} ({self.hint})" if self.detail else self.hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +207,7 @@ def _plain_block(block: Block) -> str:
         return _plain_table(block)
     if isinstance(block, Checks):
         rows = [
-            (f"{_PLAIN_STATUS[check.status]:<4}  {printable(check.name)}", printable(check.detail))
+            (f"{_PLAIN_STATUS[check.status]:<4}  {printable(check.name)}", printable(check.text))
             for check in block.items
         ]
         width = max((len(check.name) for check in block.items), default=0) + 6
@@ -290,5 +299,5 @@ def _rich_block(block: Line | Fields | Table | Checks | Document) -> Any:
     grid.add_column()
     for check in block.items:
         status = _rich_text(_RICH_STATUS[check.status], _STATUS_STYLE[check.status])
-        grid.add_row(status, _rich_text(check.name), _rich_text(check.detail))
+        grid.add_row(status, _rich_text(check.name), _rich_text(check.text))
     return grid

@@ -1,37 +1,41 @@
-"""The last line of ``mcp-oauth2 inspect``, for a JWT or an introspected token alike: refused
-(the answer a server would send, and why) or accepted (for whom, with which scopes)."""
+"""The checks and the last line of ``mcp-oauth2 inspect``, for a JWT or an introspected token
+alike: the native validator's trace as checks, then refused (the answer a server would send, and
+why) or accepted (for whom, with which scopes)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from mcp_oauth2._access import AccessControl
-from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import AuthenticatedUser
 from mcp_oauth2.cli._outcome import ExitCode
-from mcp_oauth2.cli._output import Report, Verdict
-from mcp_oauth2.errors import InsufficientScopeError, MCPOAuth2Error
+from mcp_oauth2.cli._output import Check, Report, Status, Verdict
+from mcp_oauth2.errors import MCPOAuth2Error
 
 __all__ = [
+    "checks_of",
     "error_code",
     "error_description",
     "error_status",
     "report_acceptance",
     "report_refusal",
-    "with_required_scopes",
 ]
 
+STATUSES = ("pass", "fail", "skip", "not_reached")
 
-def with_required_scopes(
-    config: OAuth2Config, user: AuthenticatedUser
-) -> tuple[AuthenticatedUser | None, MCPOAuth2Error | None]:
-    """After the token's own verdict, the middleware's rule for ``required_scopes``: the user,
-    or the 403 a server configured by ``config`` would answer."""
-    access = AccessControl.from_config(config)
-    missing = access.missing_scopes(user.scopes, access.required_scopes)
-    if missing:
-        return None, InsufficientScopeError.lacking(missing, access.every_scope_needed())
-    return user, None
+
+def checks_of(
+    steps: Sequence[tuple[str, str, str]],
+    hint: Callable[[str, str], str | None] = lambda check, status: None,
+) -> list[Check]:
+    """The steps of a native trace (``TokenValidator.trace``) as checks, each with the hint
+    ``hint(check, status)`` gives it (what only the command knows)."""
+    checks = []
+    for name, status, detail in steps:
+        if status not in STATUSES:
+            raise ValueError(f"a trace step of unknown status {status!r}")
+        checks.append(Check(name, cast(Status, status), detail, hint(name, status)))
+    return checks
 
 
 def report_refusal(report: Report, data: dict[str, Any], error: MCPOAuth2Error) -> ExitCode:

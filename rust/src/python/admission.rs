@@ -1,14 +1,9 @@
-//! The functions about a bearer token before it is validated: the header's token
-//! (`bearer_token`), its kind under a token format (`introspected`), the unverified peeks the
-//! command-line tool prints (`peek_header`, `peek_issuer`), and `Referral`, what
-//! `TokenValidator.authorize` hands back for a token it cannot settle by itself.
+//! A bearer token before it is validated: the header's token (`bearer_token`), and `Referral`,
+//! what `TokenValidator.authorize` hands back for a token it cannot settle by itself.
 
-use super::convert::{header_bytes, object_to_py, token_text};
-use crate::admission::TokenFormat;
+use super::convert::header_bytes;
 use crate::authorization::bearer_credentials;
-use crate::token::{decode_object, CompactJws};
 use pyo3::prelude::*;
-use serde_json::Value;
 
 /// A bearer token that one `authorize` call could not settle by itself: to be introspected
 /// (`issuer` is None), or a JWT of the trusted `issuer` whose keys the call was not given.
@@ -32,6 +27,11 @@ impl Referral {
         };
         Ok(Bound::new(py, referral)?.into_any())
     }
+
+    /// Whether the token is referred to introspection (rather than for its issuer's keys).
+    pub(crate) fn introspects(&self) -> bool {
+        self.issuer.is_none()
+    }
 }
 
 #[pymethods]
@@ -51,36 +51,4 @@ impl Referral {
 #[pyfunction]
 pub(crate) fn bearer_token(authorization: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     Ok(bearer_credentials(header_bytes(authorization)?)?.map(str::to_owned))
-}
-
-/// Whether `token` is introspected rather than verified locally under `token_format`, as
-/// `TokenValidator.authorize` decides it (by the token's shape alone).
-#[pyfunction]
-pub(crate) fn introspected(token: &Bound<'_, PyAny>, token_format: &str) -> PyResult<bool> {
-    let format = TokenFormat::parse(token_format)?;
-    Ok(format.introspects(token_text(token, usize::MAX)?.as_bytes()))
-}
-
-#[pyfunction]
-#[pyo3(signature = (token, max_token_bytes = 8192))]
-pub(crate) fn peek_header<'py>(
-    py: Python<'py>,
-    token: &Bound<'py, PyAny>,
-    max_token_bytes: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let text = token_text(token, max_token_bytes)?;
-    let jws = CompactJws::split(text, max_token_bytes)?;
-    let header = decode_object(jws.header, "header")?;
-    object_to_py(py, &header)
-}
-
-#[pyfunction]
-#[pyo3(signature = (token, max_token_bytes = 8192))]
-pub(crate) fn peek_issuer(token: &Bound<'_, PyAny>, max_token_bytes: usize) -> Option<String> {
-    let text = token_text(token, max_token_bytes).ok()?;
-    let jws = CompactJws::split(text, max_token_bytes).ok()?;
-    match decode_object(jws.payload, "payload").ok()?.get("iss") {
-        Some(Value::String(iss)) => Some(iss.clone()),
-        _ => None,
-    }
 }

@@ -25,6 +25,8 @@ pyo3::import_exception!(mcp_oauth2.errors, InvalidClaimError);
 pyo3::import_exception!(mcp_oauth2.errors, InsufficientScopeError);
 pyo3::import_exception!(mcp_oauth2.errors, InvalidTokenTypeError);
 pyo3::import_exception!(mcp_oauth2.errors, InactiveTokenError);
+// The base of every refusal of a token.
+pyo3::import_exception!(mcp_oauth2.errors, TokenValidationError);
 // The refusal of a malformed `Authorization` header.
 pyo3::import_exception!(mcp_oauth2.errors, InvalidRequestError);
 
@@ -97,16 +99,17 @@ pub(crate) fn token_error_descriptions(py: Python<'_>) -> PyResult<Bound<'_, PyD
     Ok(table)
 }
 
-/// One error of every kind the core raises, as `(code, description, exception)`, the exception
-/// made by the one conversion above: the tests hold the Python classes to the same codes and words.
-#[pyfunction]
-pub(crate) fn token_error_examples(py: Python<'_>) -> Vec<(&'static str, String, Py<PyAny>)> {
-    TokenError::examples()
-        .into_iter()
-        .map(|error| {
-            let (code, description) = (error.code(), error.description());
-            let exception = PyErr::from(error).into_value(py).into_any();
-            (code, description, exception)
-        })
-        .collect()
+/// What a call came to, as a value: its result, or the validation error it raised (as the
+/// exception object); any other error is raised.
+pub(crate) fn verdict_of<'py>(
+    py: Python<'py>,
+    outcome: PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(error) if error.is_instance_of::<TokenValidationError>(py) => {
+            Ok(error.into_value(py).into_bound(py).into_any())
+        }
+        Err(error) => Err(error),
+    }
 }

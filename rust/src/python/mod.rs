@@ -7,7 +7,7 @@
 //! - `user`: `AuthenticatedUser`;
 //! - `scopes`: `ScopeRules`;
 //! - `validator`: `TokenValidator` (validation, admission, introspection answers);
-//! - `admission`: `Referral` and the functions about a token before validation.
+//! - `admission`: `Referral` and the bearer token of a header.
 
 mod admission;
 mod convert;
@@ -28,10 +28,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scopes::PyScopeRules>()?;
     m.add_class::<admission::Referral>()?;
     m.add_function(wrap_pyfunction!(admission::bearer_token, m)?)?;
-    m.add_function(wrap_pyfunction!(admission::introspected, m)?)?;
-    m.add_function(wrap_pyfunction!(admission::peek_header, m)?)?;
-    m.add_function(wrap_pyfunction!(admission::peek_issuer, m)?)?;
+    m.add_function(wrap_pyfunction!(user::claim_values, m)?)?;
     m.add_function(wrap_pyfunction!(errors::token_error_descriptions, m)?)?;
-    m.add_function(wrap_pyfunction!(errors::token_error_examples, m)?)?;
     Ok(())
 }

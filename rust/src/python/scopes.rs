@@ -5,6 +5,7 @@ use super::convert::{scope_strings, string_list};
 use super::user::AuthenticatedUser;
 use crate::error::ConfigError;
 use crate::scopes::ScopeRules;
+use crate::trace::Silent;
 use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyMapping, PyString, PyTuple};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,7 +97,7 @@ impl PyScopeRules {
 
     /// The user's effective scopes (sorted) under these rules, or `InsufficientScopeError`.
     fn admit(&self, py: Python<'_>, user: &Bound<'_, AuthenticatedUser>) -> PyResult<Py<PyTuple>> {
-        user.get().admitted(py, self.id, &self.rules)
+        user.get().admitted(py, self.id, &self.rules, &mut Silent)
     }
 
     fn __repr__(&self) -> String {

@@ -6,16 +6,17 @@
 use super::admission::Referral;
 use super::convert::header_bytes;
 use super::convert::{clock, string_list, token_text};
-use super::errors::refusal;
+use super::errors::{refusal, verdict_of};
 use super::keyset::PyKeySet;
 use super::scopes::{PyScopeRules, NO_RULES_ID};
 use super::user::AuthenticatedUser;
-use crate::admission::{classify, KeyRing, Kind, TokenFormat, Unsettled};
+use crate::admission::{classify_recorded, KeyRing, Kind, TokenFormat, Unsettled};
 use crate::authorization::bearer_credentials;
 use crate::error::{ConfigError, TokenError};
 use crate::policy::{IntrospectionFailure, Policy, PolicyOptions};
 use crate::scopes::ScopeRules;
-use crate::verified_cache::{Entry, VerifiedCache};
+use crate::trace::{Check, Recorder, Silent, Step, Trace};
+use crate::verified_cache::{Cached, TokenKey, VerifiedCache};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyString, PyTuple};
@@ -28,7 +29,8 @@ pub(crate) struct PyTokenValidator {
     cache: VerifiedCache<Py<AuthenticatedUser>>,
 }
 
-/// Tokens longer than this are validated but never cached, which bounds each entry's size.
+/// Tokens longer than this are validated but never cached, which bounds each entry's size (the
+/// payload a user keeps).
 const MAX_CACHED_TOKEN_BYTES: usize = 8192;
 const DEFAULT_CACHE_SIZE: i64 = 16_384;
 const MAX_CACHE_SIZE: i64 = 1 << 20;
@@ -47,10 +49,11 @@ impl PyTokenValidator {
         accepted_types = None,
         max_token_bytes = None,
         cache_size = None,
+        roles_claims = None,
     ),
     text_signature = "(issuer, audience, *, algorithms=('RS256', 'ES256'), leeway=60, \
         required_claims=('exp', 'iss', 'aud', 'sub'), required_scopes=(), accepted_types=None, \
-        max_token_bytes=8192, cache_size=16384)")]
+        max_token_bytes=8192, cache_size=16384, roles_claims=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         issuer: &Bound<'_, PyAny>,
@@ -62,6 +65,7 @@ impl PyTokenValidator {
         accepted_types: Option<&Bound<'_, PyAny>>,
         max_token_bytes: Option<&Bound<'_, PyAny>>,
         cache_size: Option<&Bound<'_, PyAny>>,
+        roles_claims: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let defaults = PolicyOptions::default();
         let integer = |value: Option<&Bound<'_, PyAny>>, name: &str, default: i64| {
@@ -104,6 +108,10 @@ impl PyTokenValidator {
             },
             accepted_types: accepted_types.clone(),
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(0),
+            roles_claims: match roles_claims {
+                Some(value) => string_list(value, "roles_claims")?,
+                None => defaults.roles_claims,
+            },
         };
         let cache_size = integer(cache_size, "cache_size", DEFAULT_CACHE_SIZE)?;
         if !(0..=MAX_CACHE_SIZE).contains(&cache_size) {
@@ -164,6 +172,11 @@ impl PyTokenValidator {
         self.policy.max_token_bytes
     }
 
+    #[getter]
+    fn roles_claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.policy.roles_claims)
+    }
+
     #[pyo3(signature = (token, keys, *, now = None))]
     fn validate(
         &self,
@@ -173,7 +186,8 @@ impl PyTokenValidator {
         now: Option<f64>,
     ) -> PyResult<Py<AuthenticatedUser>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
-        match self.verified(py, text, &KeyRing::Shared(&keys.get().inner), clock(now)?)? {
+        let ring = KeyRing::Shared(&keys.get().inner);
+        match self.verified(py, text, &ring, clock(now)?, &mut Silent)? {
             Verdict::User(user) => Ok(user),
             // A shared key set serves every issuer.
             Verdict::NoKeys(_) => Err(TokenError::InvalidIssuer.into()),
@@ -200,7 +214,7 @@ impl PyTokenValidator {
         let Some(token) = bearer_credentials(header_bytes(authorization)?)? else {
             return Ok(None);
         };
-        self.admit(py, token, keys, scopes, token_format, now)
+        self.admit(py, token, keys, scopes, token_format, now, &mut Silent)
             .map(Some)
     }
 
@@ -217,7 +231,38 @@ impl PyTokenValidator {
         now: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let text = token_text(token, self.policy.max_token_bytes)?;
-        self.admit(py, text, keys, scopes, token_format, now)
+        self.admit(py, text, keys, scopes, token_format, now, &mut Silent)
+    }
+
+    /// `authorize_token`, explained: `(steps, verdict)`, where `steps` are the checks in the
+    /// order made, each `(check, status, detail)` (status `pass`, `fail`, `skip` or
+    /// `not_reached`; a failure's detail is the error's description), and `verdict` what
+    /// `authorize_token` returns or raises, the raised error as a value. The same code path,
+    /// with a recorder and without the verified-token cache (every check is made).
+    #[pyo3(signature = (token, keys, scopes = None, *, token_format = "jwt", now = None))]
+    fn trace<'py>(
+        &self,
+        py: Python<'py>,
+        token: &Bound<'py, PyAny>,
+        keys: &Bound<'py, PyAny>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+        token_format: &str,
+        now: Option<f64>,
+    ) -> PyResult<(Vec<StepTuple>, Bound<'py, PyAny>)> {
+        // The size is a check of the trace, not a reason to raise.
+        let text = token_text(token, usize::MAX)?;
+        let mut trace = Trace::default();
+        let outcome = self.admit(py, text, keys, scopes, token_format, now, &mut trace);
+        let verdict = verdict_of(py, outcome)?;
+        let introspected = verdict
+            .cast::<Referral>()
+            .is_ok_and(|referral| referral.get().introspects());
+        let plan = if introspected {
+            &Check::TOKEN[..2]
+        } else {
+            &Check::TOKEN[..]
+        };
+        Ok((step_tuples(trace.finish(plan)), verdict))
     }
 
     /// The claim rules of an RFC 7662 introspection response (`Policy::check_introspection`),
@@ -234,28 +279,36 @@ impl PyTokenValidator {
         issuer: Option<String>,
         scopes: Option<&Bound<'py, PyScopeRules>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let now = clock(now)?;
-        let issuer = self
-            .policy
-            .introspection_issuer(issuer.as_deref())
-            .ok_or_else(|| {
-                PyValueError::new_err("issuer must be one of the validator's issuers")
-            })?;
-        let verified = self
-            .policy
-            .check_introspection(response, now, require_audience, issuer)
-            .map_err(|failure| match failure {
-                IntrospectionFailure::Token(error) => PyErr::from(error),
-                IntrospectionFailure::Response(problem) => PyValueError::new_err(format!(
-                    "the introspection response {}",
-                    problem.describe()
-                )),
-            })?;
-        let user = Bound::new(py, AuthenticatedUser::new(verified))?;
-        match scopes {
-            None => Ok(user.into_any()),
-            Some(rules) => admitted(py, user.unbind(), Some(rules)).map(Bound::into_any),
-        }
+        let asked = Asked {
+            now,
+            require_audience,
+            issuer,
+        };
+        self.introspected(py, response, asked, scopes, &mut Silent)
+    }
+
+    /// `validate_introspection`, explained: `(steps, verdict)` as `trace` gives them. An
+    /// answer that is not one JSON object still raises `ValueError`.
+    #[pyo3(signature = (response, *, now = None, require_audience = true, issuer = None, scopes = None))]
+    fn trace_introspection<'py>(
+        &self,
+        py: Python<'py>,
+        response: &[u8],
+        now: Option<f64>,
+        require_audience: bool,
+        issuer: Option<String>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+    ) -> PyResult<(Vec<StepTuple>, Bound<'py, PyAny>)> {
+        let asked = Asked {
+            now,
+            require_audience,
+            issuer,
+        };
+        let mut trace = Trace::default();
+        let outcome = self.introspected(py, response, asked, scopes, &mut trace);
+        let verdict = verdict_of(py, outcome)?;
+        let plan = Check::introspection(scopes.is_some());
+        Ok((step_tuples(trace.finish(&plan)), verdict))
     }
 
     /// The verified-token cache's counters.
@@ -284,7 +337,8 @@ impl PyTokenValidator {
 
 impl PyTokenValidator {
     /// Classification, then routing, validation and the scope rules for one token.
-    fn admit<'py>(
+    #[allow(clippy::too_many_arguments)]
+    fn admit<'py, R: Recorder + Send>(
         &self,
         py: Python<'py>,
         token: &str,
@@ -292,68 +346,133 @@ impl PyTokenValidator {
         scopes: Option<&Bound<'py, PyScopeRules>>,
         token_format: &str,
         now: Option<f64>,
+        rec: &mut R,
     ) -> PyResult<Bound<'py, PyAny>> {
         let format = TokenFormat::parse(token_format)?;
-        if classify(token, format, self.policy.max_token_bytes)? == Kind::Introspected {
+        if classify_recorded(token, format, self.policy.max_token_bytes, rec)? == Kind::Introspected
+        {
             return Referral::refer(py, token, None);
         }
         let now = clock(now)?;
         let verdict = if let Ok(shared) = keys.cast::<PyKeySet>() {
-            self.verified(py, token, &KeyRing::Shared(&shared.get().inner), now)?
+            self.verified(py, token, &KeyRing::Shared(&shared.get().inner), now, rec)?
         } else {
             let held = keys_by_issuer(keys)?;
             let mut sets = Vec::with_capacity(held.len());
             for (issuer, set) in &held {
                 sets.push((issuer.to_str()?, &set.get().inner));
             }
-            self.verified(py, token, &KeyRing::ByIssuer(sets), now)?
+            self.verified(py, token, &KeyRing::ByIssuer(sets), now, rec)?
         };
         match verdict {
-            Verdict::User(user) => admitted(py, user, scopes).map(Bound::into_any),
+            Verdict::User(user) => admitted(py, user, scopes, rec).map(Bound::into_any),
             Verdict::NoKeys(issuer) => Referral::refer(py, token, Some(issuer)),
         }
     }
 
     /// A verified user for `text`: from the verified-token cache (checked against the keys its
-    /// issuer has in `ring`), or validated (with the GIL released) and then cached.
-    fn verified(
+    /// issuer has in `ring`), or validated (with the GIL released) and then cached. A recorder
+    /// that keeps its steps goes past the cache, both ways: every check is made, and nothing
+    /// is left behind.
+    fn verified<R: Recorder + Send>(
         &self,
         py: Python<'_>,
         text: &str,
         ring: &KeyRing<'_>,
         now: f64,
+        rec: &mut R,
     ) -> PyResult<Verdict> {
-        let caching = self.cache.capacity() > 0 && text.len() <= MAX_CACHED_TOKEN_BYTES;
-        if caching {
+        let caching =
+            !R::KEEPS && self.cache.capacity() > 0 && text.len() <= MAX_CACHED_TOKEN_BYTES;
+        let key = caching.then(|| TokenKey::of(text));
+        if let Some(key) = key {
             let keys_for = |user: &Py<AuthenticatedUser>| match ring {
                 KeyRing::Shared(keys) => Some(*keys),
                 KeyRing::ByIssuer(_) => ring.for_issuer(user.get().verified.issuer()),
             };
             let hit = self
                 .cache
-                .get(text, keys_for, &self.policy, now, |user| user.clone_ref(py))?;
+                .get(key, keys_for, &self.policy, now, |user| user.clone_ref(py))?;
             if let Some(user) = hit {
                 return Ok(Verdict::User(user));
             }
         }
         // Signature verification is the slow part: let other threads run meanwhile.
-        let verified = match py.detach(|| self.policy.validate_with(text, ring, now)) {
+        let verified = match py.detach(|| self.policy.validate_recorded(text, ring, now, rec)) {
             Ok(verified) => verified,
             Err(Unsettled::NoKeys { issuer }) => return Ok(Verdict::NoKeys(issuer)),
             Err(Unsettled::Refused { error, missed }) => return Err(refusal(py, error, missed)),
         };
-        let (exp, nbf, key_digest) = (verified.exp, verified.nbf, verified.key_digest);
         let user = Py::new(py, AuthenticatedUser::new(verified))?;
-        if caching {
-            let entry = Entry {
-                value: user.clone_ref(py),
-                exp,
-                nbf,
-                key_digest,
-            };
-            self.cache.insert(text, entry);
+        if let Some(key) = key {
+            self.cache.insert(key, user.clone_ref(py));
         }
         Ok(Verdict::User(user))
+    }
+
+    /// The rules of an introspection answer, then (given `scopes`) the scope rules.
+    fn introspected<'py, R: Recorder>(
+        &self,
+        py: Python<'py>,
+        response: &[u8],
+        asked: Asked,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+        rec: &mut R,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let now = clock(asked.now)?;
+        let issuer = self
+            .policy
+            .introspection_issuer(asked.issuer.as_deref())
+            .ok_or_else(|| {
+                PyValueError::new_err("issuer must be one of the validator's issuers")
+            })?;
+        let verified = self
+            .policy
+            .check_introspection_recorded(response, now, asked.require_audience, issuer, rec)
+            .map_err(|failure| match failure {
+                IntrospectionFailure::Token(error) => PyErr::from(error),
+                IntrospectionFailure::Response(problem) => PyValueError::new_err(format!(
+                    "the introspection response {}",
+                    problem.describe()
+                )),
+            })?;
+        let user = Bound::new(py, AuthenticatedUser::new(verified))?;
+        match scopes {
+            None => Ok(user.into_any()),
+            Some(rules) => admitted(py, user.unbind(), Some(rules), rec).map(Bound::into_any),
+        }
+    }
+}
+
+/// What `validate_introspection` is asked besides the answer.
+struct Asked {
+    now: Option<f64>,
+    require_audience: bool,
+    issuer: Option<String>,
+}
+
+/// A trace's step as Python sees it: `(check, status, detail)`.
+type StepTuple = (&'static str, &'static str, String);
+
+fn step_tuples(steps: Vec<Step>) -> Vec<StepTuple> {
+    steps
+        .into_iter()
+        .map(|step| (step.check.name(), step.status.name(), step.detail))
+        .collect()
+}
+
+/// A hit re-checks what the user's verified token says.
+impl Cached for Py<AuthenticatedUser> {
+    fn exp(&self) -> Option<f64> {
+        self.get().verified.exp()
+    }
+
+    fn nbf(&self) -> Option<f64> {
+        self.get().verified.nbf()
+    }
+
+    fn key_digest(&self) -> &[u8; 32] {
+        &self.get().verified.key_digest
     }
 }
 
@@ -366,19 +485,20 @@ enum Verdict {
 
 /// `(user, effective scopes sorted)` under `scopes` (none: the granted scopes, sorted), or the
 /// refusal for a required scope that is missing.
-fn admitted<'py>(
+fn admitted<'py, R: Recorder>(
     py: Python<'py>,
     user: Py<AuthenticatedUser>,
     scopes: Option<&Bound<'py, PyScopeRules>>,
+    rec: &mut R,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let effective = match scopes {
         Some(rules) => {
             let rules = rules.get();
-            user.get().admitted(py, rules.id, &rules.rules)?
+            user.get().admitted(py, rules.id, &rules.rules, rec)?
         }
         None => user
             .get()
-            .admitted(py, NO_RULES_ID, &ScopeRules::default())?,
+            .admitted(py, NO_RULES_ID, &ScopeRules::default(), rec)?,
     };
     PyTuple::new(py, [user.into_any(), effective.into_any()])
 }
