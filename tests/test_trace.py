@@ -114,7 +114,7 @@ def test_keys_per_issuer_are_chosen_by_the_unverified_issuer() -> None:
     assert isinstance(verdict, Referral) and verdict.issuer == ISSUER
     route = dict((name, (status, detail)) for name, status, detail in steps)["route"]
     assert route[0] == "pass" and "no keys of it are at hand" in route[1]
-    assert [s for _, s, _ in steps[steps.index(("route", *route)) + 1 :]] == ["not_reached"] * 14
+    assert [s for _, s, _ in steps[steps.index(("route", *route)) + 1 :]] == ["not_reached"] * 15
     steps, verdict = validator.trace(token, {ISSUER: keys}, now=NOW)
     assert isinstance(verdict, tuple) and verdict[0].issuer == ISSUER
     untrusted = mint("ES256", make_claims(iss="https://elsewhere"))
