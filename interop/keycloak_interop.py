@@ -201,21 +201,14 @@ class Run:
         )
 
 
-def _error(response: httpx.Response) -> str | None:
-    """The RFC 6749 ``error`` of a token endpoint's answer."""
+def _code(response: httpx.Response, member: str = "code") -> str | None:
+    """The ``code`` of a refusal's JSON body (``member="error"``: the RFC 6749 ``error`` of a
+    token endpoint's answer)."""
     try:
         body = response.json()
     except ValueError:
         return None
-    return body.get("error") if isinstance(body, dict) else None
-
-
-def _code(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("code") if isinstance(body, dict) else None
+    return body.get(member) if isinstance(body, dict) else None
 
 
 def _answer(response: httpx.Response) -> str:
@@ -939,7 +932,7 @@ async def _exchange_refusals(
     )
     out.step(f"a subject token whose aud does not name the client: {_answer(answer)}"[:300])
     out.check(
-        answer.status_code == 403 and _error(answer) == "access_denied",
+        answer.status_code == 403 and _code(answer, "error") == "access_denied",
         "Keycloak refuses it: 403 access_denied",
     )
 

@@ -34,7 +34,7 @@ from mcp_oauth2.errors import (
     TokenExchangeUnavailableError,
 )
 from mcp_oauth2.lowlevel import ExchangeSettings, KeySet, TokenValidator
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.testing import LocalIssuer, bind_loopback, url_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -352,6 +352,23 @@ async def test_an_endpoint_that_fails_is_unavailable(
     assert token not in str(error)
 
 
+async def test_an_unreachable_endpoint_is_unavailable(issuer: LocalIssuer) -> None:
+    closed = bind_loopback()
+    endpoint = url_of(closed) + "/token"
+    closed.close()  # nothing listens there: the connection is refused
+    served = serve(issuer, token_endpoint=endpoint)
+    try:
+        token = issuer.mint(subject="alice")
+        error = await served.exchange(token, audience=DOWNSTREAM)
+    finally:
+        await close(served)
+    assert isinstance(error, TokenExchangeUnavailableError), error
+    assert (error.code, error.status_code) == ("token_exchange_unavailable", 503)
+    assert endpoint in error.detail and error.retry_after >= 1
+    assert token not in str(error) and token not in repr(error.args)
+    assert served.exchanger.stats().failures == 1
+
+
 async def test_a_hanging_endpoint_times_out(issuer: LocalIssuer) -> None:
     served = serve(issuer, settings=ExchangeSettings(timeout=0.5))
     issuer.token_fault = "hang"
@@ -431,33 +448,29 @@ async def test_a_second_exchange_comes_from_the_cache(issuer: LocalIssuer, serve
     assert (stats.hits, stats.calls, stats.issued, stats.cached) == (1, 5, 5, 5)
 
 
-async def test_kept_until_shortly_before_it_expires(issuer: LocalIssuer) -> None:
+@pytest.mark.parametrize(
+    ("lifetime", "subject_lifetime", "kept_at", "renewed_at"),
+    [
+        # Until shortly before it expires: a quarter of 100 s (25 s) is less than 30 s.
+        (100, 3600, 74, 76),
+        # Never beyond the subject token's own exp, though the answer lives 300 s.
+        (300, 40, 35, 41),
+    ],
+    ids=["shortly-before-it-expires", "never-beyond-the-subject-tokens-exp"],
+)
+async def test_kept_while_both_tokens_are_good(
+    issuer: LocalIssuer, lifetime: int, subject_lifetime: int, kept_at: int, renewed_at: int
+) -> None:
     clock = Clock()
     served = serve(issuer, clock=clock)
-    issuer.exchange_lifetime = 100  # a quarter of it (25 s) is less than 30 s
+    issuer.exchange_lifetime = lifetime
     try:
-        token = issuer.mint(subject="alice", expires_in=3600)
+        token = issuer.mint(subject="alice", expires_in=subject_lifetime)
         await served.exchange(token, audience=DOWNSTREAM)
-        clock.offset = 74
+        clock.offset = kept_at
         await served.exchange(token, audience=DOWNSTREAM)
         assert issuer.token_requests == 1
-        clock.offset = 76
-        await served.exchange(token, audience=DOWNSTREAM)
-        assert issuer.token_requests == 2
-    finally:
-        await close(served)
-
-
-async def test_never_kept_beyond_the_subject_tokens_exp(issuer: LocalIssuer) -> None:
-    clock = Clock()
-    served = serve(issuer, clock=clock)
-    try:
-        token = issuer.mint(subject="alice", expires_in=40)
-        await served.exchange(token, audience=DOWNSTREAM)  # the answer lives 300 s
-        clock.offset = 35
-        await served.exchange(token, audience=DOWNSTREAM)
-        assert issuer.token_requests == 1
-        clock.offset = 41
+        clock.offset = renewed_at
         await served.exchange(token, audience=DOWNSTREAM)
         assert issuer.token_requests == 2
     finally:
@@ -609,6 +622,23 @@ async def test_the_token_endpoint_is_discovered_or_configured(issuer: LocalIssue
         assert served.exchanger.token_endpoint == issuer.token_endpoint
     finally:
         await close(served)
+
+
+def test_the_settings_come_from_the_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint = "https://auth.example.com/oauth2/token"
+    for name, value in {
+        "ISSUER": "https://auth.example.com",
+        "AUDIENCE": AUDIENCE,
+        "CLIENT_ID": "mcp-server",
+        "CLIENT_SECRET": "s3cret-value",
+        "CLIENT_AUTH_METHOD": "client_secret_post",
+        "TOKEN_ENDPOINT": endpoint,
+    }.items():
+        monkeypatch.setenv(f"MCP_OAUTH2_{name}", value)
+    exchanger = TokenExchanger()
+    assert exchanger.token_endpoint == endpoint
 
 
 # -- Entra ID's on-behalf-of --------------------------------------------------------------------
