@@ -366,6 +366,10 @@ bench-dpop: $(VENV_WHEEL) ## DPoP: a proof's cost per request for ES256 and EdDS
 	$(UV) sync --locked --inexact --group bench
 	$(VENV)/bin/python -W ignore benches/dpop.py
 
+.PHONY: bench-exchange
+bench-exchange: $(VENV_WHEEL) ## Token exchange: what a cached exchange adds to a downstream call; an uncached exchange at the local issuer
+	$(VENV)/bin/python benches/token_exchange.py --rounds 5 --calls 20000 --requests 2000 --cold 300
+
 .PHONY: bench-flood
 bench-flood: $(VENV_WHEEL) ## A flood of random opaque tokens at 0.05, 0.2 and 0.5 s endpoint latency: calls/s, real users served, recovery (about 1 minute)
 	$(VENV)/bin/python benches/introspection_flood.py --latencies 0.05 0.2 0.5 --seconds 10

@@ -16,8 +16,12 @@
 
 and checks that ``whoami`` answers the token's caller through ``current_user()``, that every
 refusal on the way is a line of the server's log, and what Keycloak's tokens look like without
-the audience mapper (the recipe's "mistakes", measured). Only the URLs change between the pages
-and what runs; the pages are read at every run, so a recipe that no longer works fails here.
+the audience mapper (the recipe's "mistakes", measured). Then (``run_exchange_recipe``) the
+Keycloak commands of ``docs/downstream.md`` (``<!-- interop: keycloak-exchange -->``) in the same
+realm, with the recipe's ``kc`` function: the downstream API's client and audience, the MCP
+server's client with standard token exchange, one exchange by hand. Only the URLs change between
+the pages and what runs; the pages are read at every run, so a recipe that no longer works fails
+here.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = ["FirstHour", "doc_blocks", "marked_code"]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 RECIPE_PAGE: Final = ROOT / "docs" / "providers" / "keycloak.md"
+EXCHANGE_PAGE: Final = ROOT / "docs" / "downstream.md"
 SERVER_PAGE: Final = ROOT / "docs" / "getting-started.md"
 CLIENT_PAGE: Final = ROOT / "docs" / "clients.md"
 # The example values the pages use, which a reader replaces with their own.
@@ -50,9 +55,12 @@ EXAMPLE_ISSUER: Final = "https://auth.example.com"
 EXAMPLE_AUDIENCE: Final = "https://mcp.example.com/mcp"
 EXAMPLE_MCP_URL: Final = "http://127.0.0.1:8000/mcp"
 EXAMPLE_KEYCLOAK_ISSUER: Final = "http://localhost:8080/realms/mcp"
+EXAMPLE_API: Final = "http://127.0.0.1:8001"
 RECIPE_REALM: Final = "mcp"
 RECIPE_CLIENT: Final = "mcp-client"
 _MARK: Final = re.compile(r"<!--\s*(.*?)\s*-->")
+# The recipe's shell function that calls Keycloak's admin REST API.
+_KC_FUNCTION: Final = re.compile(r"^kc\(\) \{.*?^\}$", re.MULTILINE | re.DOTALL)
 _FENCE: Final = re.compile(r"^```(\w*)\s*$")
 _STEP_TIMEOUT: Final = 180.0
 _SERVER_START_TIMEOUT: Final = 60.0
@@ -171,6 +179,20 @@ class FirstHour:
         if result.returncode == 0:
             self.token = token_file.read_text()
         return result
+
+    def run_exchange_recipe(self, api_url: str, token: str) -> StepResult:
+        """``docs/downstream.md``'s Keycloak commands (after the recipe, in its realm), with the
+        recipe's ``kc`` function, the API at ``api_url`` and ``token`` as ``$TOKEN``."""
+        kc = _KC_FUNCTION.search(marked_code(RECIPE_PAGE, "keycloak-realm"))
+        if kc is None:
+            raise RuntimeError(f"{RECIPE_PAGE.name} no longer defines the kc function")
+        code = replaced(
+            marked_code(EXCHANGE_PAGE, "keycloak-exchange"),
+            {EXAMPLE_API: api_url},
+            f"{EXCHANGE_PAGE.name}'s Keycloak commands",
+        )
+        script = "set -euo pipefail\n" + kc.group(0) + "\n" + code
+        return self._run(["bash", "-c", script], self.environment(TOKEN=token))
 
     def start_server(self) -> float:
         """``server.py`` from getting started, with this realm and URL; ``uvicorn`` as the page

@@ -10,7 +10,8 @@ audience, a missing scope (the step-up challenge), tools that need a realm role 
 (users' roles read from ``realm_access`` and ``resource_access``), the Keycloak mistakes of the
 provider recipe,
 key rotation through the admin API, Keycloak stopped while the caches are warm, recovery, and
-RFC 7662 introspection at Keycloak's endpoint (revocation included).
+RFC 7662 introspection at Keycloak's endpoint (revocation included), the first hour of the docs
+followed literally, and token exchange (a tool calling a downstream API as the caller).
 It measures the first request with a cold cache and the latency of authenticated tool calls.
 
 Everything binds 127.0.0.1; everything started is stopped by process id (also on Ctrl-C and
@@ -47,7 +48,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from first_hour import RECIPE_REALM, FirstHour, literal_answer, whoami_problems
+from first_hour import RECIPE_CLIENT, RECIPE_REALM, FirstHour, literal_answer, whoami_problems
 from keycloak_server import (
     KeycloakAdmin,
     KeycloakServer,
@@ -56,9 +57,9 @@ from keycloak_server import (
     free_loopback_port,
     password_grant,
 )
-from mcp_oauth2 import OAuth2Config
+from mcp_oauth2 import OAuth2Config, TokenExchanger
 from mcp_oauth2.lowlevel import Authenticator, JWKSCache
-from mcp_oauth2.testing import AppServer, DPoPKey, bind_loopback, url_of
+from mcp_oauth2.testing import AppServer, BearerRecorder, DPoPKey, bind_loopback, url_of
 from protected_server import (
     ADMIN_SCOPE,
     HEALTH,
@@ -66,6 +67,7 @@ from protected_server import (
     ROLES_CLAIMS,
     TOOLS_SCOPE,
     SDKClient,
+    build_api,
     build_app,
     build_roles_app,
     challenge_params,
@@ -78,6 +80,8 @@ MIN_MAX_AGE: Final = 5.0
 LATENCY_CALLS: Final = 300
 LATENCY_WARMUP: Final = 20
 OTHER_RESOURCE: Final = "https://other.example.com/api"
+CACHED_CALLS: Final = 10
+"""Tool calls after the first in the token exchange part, each with the cached token."""
 RECOVERY_TIMEOUT: Final = 150.0
 CLIENT: Final = "mcp-client"
 OTHER_CLIENT: Final = "other-client"
@@ -198,12 +202,14 @@ class Run:
         )
 
 
-def _code(response: httpx.Response) -> str | None:
+def _code(response: httpx.Response, member: str = "code") -> str | None:
+    """The ``code`` of a refusal's JSON body (``member="error"``: the RFC 6749 ``error`` of a
+    token endpoint's answer)."""
     try:
         body = response.json()
     except ValueError:
         return None
-    return body.get("code") if isinstance(body, dict) else None
+    return body.get(member) if isinstance(body, dict) else None
 
 
 def _answer(response: httpx.Response) -> str:
@@ -817,59 +823,198 @@ async def part_introspection(run: Run, out: Transcript, config: OAuth2Config) ->
     out.check(code == "introspection_unavailable", "a wrong client secret: 503, never an accept")
 
 
-async def part_first_hour(run: Run, out: Transcript, admin: KeycloakAdmin) -> None:
+async def part_first_hour(
+    run: Run, out: Transcript, admin: KeycloakAdmin, first: FirstHour
+) -> bool:
     """The documentation followed literally (``first_hour``): the Keycloak recipe's commands,
     the getting-started server under uvicorn, the clients page's client, ``whoami``."""
     out.part("11. the first hour: the Keycloak recipe, the quickstart server and the client")
-    first = FirstHour(
-        run.keycloak.base_url,
-        (run.keycloak.admin_user, run.keycloak.admin_password),
-        free_loopback_port(),
-        Path(sys.executable).parent,
+    started = time.perf_counter()
+    recipe = await asyncio.to_thread(first.run_recipe)
+    out.step(f"docs/providers/keycloak.md's commands (bash): exit status {recipe.returncode}")
+    for line in recipe.output.splitlines():
+        if line.startswith(("OK:", "VALID:", "FAILED:", "INVALID:")):
+            out.step(f"  {line}")
+    if not out.check(recipe.returncode == 0, "the recipe's commands run as the page has them"):
+        out.step(recipe.output[-2000:])
+        return False
+    out.check(
+        "OK: the configuration, the issuer and its keys are usable" in recipe.output
+        and "VALID: this server would accept the token" in recipe.output,
+        "mcp-oauth2 check says OK and mcp-oauth2 inspect says VALID",
     )
-    with first.running():
-        started = time.perf_counter()
-        recipe = await asyncio.to_thread(first.run_recipe)
-        out.step(f"docs/providers/keycloak.md's commands (bash): exit status {recipe.returncode}")
-        for line in recipe.output.splitlines():
-            if line.startswith(("OK:", "VALID:", "FAILED:", "INVALID:")):
-                out.step(f"  {line}")
-        if not out.check(recipe.returncode == 0, "the recipe's commands run as the page has them"):
-            out.step(recipe.output[-2000:])
-            return
+    claims = claims_of(first.token)
+    out.step(f"the recipe's token: claims {json.dumps(claims, sort_keys=True)}")
+    seconds = await asyncio.to_thread(first.start_server)
+    out.step(f"docs/getting-started.md's server.py under uvicorn at {first.mcp_url}")
+    out.figure("quickstart server start (uvicorn, discovery and keys)", f"{seconds:.1f} s")
+    client = await asyncio.to_thread(first.run_client)
+    answer = literal_answer(client.output)
+    out.step(f"docs/clients.md's client with $TOKEN: whoami -> {answer!r}"[:300])
+    problems = whoami_problems(answer, claims, first)
+    out.check(
+        client.returncode == 0 and not problems,
+        "whoami (current_user()) answers the token's subject, client_id mcp-client, "
+        f"scopes ['mcp:tools'] and its claims {problems or ''}",
+    )
+    out.figure(
+        "from the recipe's first command to whoami", f"{time.perf_counter() - started:.1f} s"
+    )
+    provider = await asyncio.to_thread(first.run_oauth_client)
+    answer = literal_answer(provider.output)
+    problems = whoami_problems(answer, claims, first)
+    out.check(
+        provider.returncode == 0 and not problems,
+        "the SDK's ClientCredentialsOAuthProvider gets its token from Keycloak by discovery "
+        f"from the server's 401, and whoami answers {problems or ''}",
+    )
+    await _first_hour_refusals(run, out, first, admin)
+    if out.failures:
+        out.step(f"the server's log (last lines):\n{first.server_log()[-3000:]}")
+    return True
+
+
+async def part_token_exchange(run: Run, out: Transcript, first: FirstHour) -> None:
+    """docs/downstream.md's Keycloak commands in the recipe's realm, then an MCP server whose
+    tool calls a protected API through ``exchanger.auth``: the API sees a token for itself with
+    the caller's subject, never the caller's own; a second call uses the cache; a refused
+    exchange is a clear tool error; with Keycloak stopped, no fallback."""
+    out.part("12. token exchange: a tool calls a downstream API as the caller (RFC 8693)")
+    token_endpoint = f"{first.issuer}/protocol/openid-connect/token"
+
+    async def caller_token() -> str:
+        return await client_credentials(
+            run.http, token_endpoint, RECIPE_CLIENT, first.client_secret, [TOOLS_SCOPE]
+        )
+
+    await asyncio.to_thread(first.stop)  # the recipe's server: this part's listens in its place
+    api_sock = bind_loopback()
+    api_url = url_of(api_sock)
+    recipe = await asyncio.to_thread(first.run_exchange_recipe, api_url, await caller_token())
+    out.step(f"docs/downstream.md's Keycloak commands (bash): exit status {recipe.returncode}")
+    for line in recipe.output.splitlines():
+        if line.startswith(("urn:", "VALID:", "INVALID:", "FAILED:")):
+            out.step(f"  {line}")
+    if not out.check(
+        recipe.returncode == 0 and "VALID: this server would accept the token" in recipe.output,
+        "the page's commands run as written; mcp-oauth2 inspect finds the exchanged token valid "
+        "for the API",
+    ):
+        out.step(recipe.output[-2000:])
+        return
+    api = BearerRecorder(build_api(OAuth2Config(issuer=first.issuer, audience=api_url)))
+    config = OAuth2Config.model_validate(
+        {
+            "issuer": [first.issuer],
+            "audience": [first.mcp_url],
+            "required_scopes": [TOOLS_SCOPE],
+            "exempt_routes": [HEALTH],
+            "client_id": first.mcp_url,  # the MCP server's client, as the page names it
+            "client_secret": first.client_secret,
+        }
+    )
+    exchanger = TokenExchanger(config)
+    # The recipe's server is gone: this one listens where it did, the URL its tokens name.
+    mcp_sock = bind_loopback(int(first.mcp_url.rsplit(":", 1)[1].split("/")[0]))
+    app = build_app(config, downstream=(exchanger, api_url))
+    async with AppServer(api, api_sock), AppServer(app, mcp_sock):
+        token = await caller_token()
+        async with SDKClient(first.mcp_url, token).session() as session:
+            await session.initialize()
+            started = time.perf_counter()
+            first_call = await session.call_tool("downstream_whoami", {})
+            elapsed = time.perf_counter() - started
+            out.figure("a tool call with an uncached exchange (Keycloak)", _ms(elapsed))
+            cached: list[float] = []
+            for _ in range(CACHED_CALLS):
+                started = time.perf_counter()
+                second_call = await session.call_tool("downstream_whoami", {})
+                cached.append(time.perf_counter() - started)
+            out.figure(
+                f"the same call, exchange cached (median of {CACHED_CALLS})",
+                _ms(statistics.median(cached)),
+            )
+            issued = exchanger.stats()
+            refused = await session.call_tool("downstream_whoami", {"audience": RECIPE_CLIENT})
+        answer = first_call.structured_content or {}
+        claims = answer.get("claims") or {}
+        out.step(
+            f"the API saw: subject {answer.get('subject')}, aud {claims.get('aud')!r}, "
+            f"azp {claims.get('azp')!r}, act {claims.get('act')!r}"
+        )
+        caller = claims_of(token)
         out.check(
-            "OK: the configuration, the issuer and its keys are usable" in recipe.output
-            and "VALID: this server would accept the token" in recipe.output,
-            "mcp-oauth2 check says OK and mcp-oauth2 inspect says VALID",
+            not first_call.is_error
+            and answer.get("subject") == caller.get("sub")
+            and answer.get("audience") == [api_url],
+            "the API sees a token for itself (aud its URL only) with the caller's subject",
         )
-        claims = claims_of(first.token)
-        out.step(f"the recipe's token: claims {json.dumps(claims, sort_keys=True)}")
-        seconds = await asyncio.to_thread(first.start_server)
-        out.step(f"docs/getting-started.md's server.py under uvicorn at {first.mcp_url}")
-        out.figure("quickstart server start (uvicorn, discovery and keys)", f"{seconds:.1f} s")
-        client = await asyncio.to_thread(first.run_client)
-        answer = literal_answer(client.output)
-        out.step(f"docs/clients.md's client with $TOKEN: whoami -> {answer!r}"[:300])
-        problems = whoami_problems(answer, claims, first)
+        out.check(claims.get("azp") == first.mcp_url, "azp names the MCP server's client")
         out.check(
-            client.returncode == 0 and not problems,
-            "whoami (current_user()) answers the token's subject, client_id mcp-client, "
-            f"scopes ['mcp:tools'] and its claims {problems or ''}",
+            not second_call.is_error
+            and (second_call.structured_content or {}).get("subject") == caller.get("sub"),
+            "a second call succeeds",
         )
-        out.figure(
-            "from the recipe's first command to whoami", f"{time.perf_counter() - started:.1f} s"
-        )
-        provider = await asyncio.to_thread(first.run_oauth_client)
-        answer = literal_answer(provider.output)
-        problems = whoami_problems(answer, claims, first)
+        out.step(f"exchanger: {issued}")
         out.check(
-            provider.returncode == 0 and not problems,
-            "the SDK's ClientCredentialsOAuthProvider gets its token from Keycloak by discovery "
-            f"from the server's 401, and whoami answers {problems or ''}",
+            issued.calls == 1 and issued.hits == CACHED_CALLS,
+            f"one exchange at Keycloak; the {CACHED_CALLS} calls after it used the cache",
         )
-        await _first_hour_refusals(run, out, first, admin)
-        if out.failures:
-            out.step(f"the server's log (last lines):\n{first.server_log()[-3000:]}")
+        calls = 1 + CACHED_CALLS
+        out.check(
+            len(api.tokens) == calls and len(set(api.tokens)) == 1 and token not in api.tokens,
+            f"the API received the exchanged token {calls} times, never the caller's",
+        )
+        words = _text(refused)
+        out.step(f"audience {RECIPE_CLIENT!r} (no scope of the client names it): {words}"[:300])
+        out.check(
+            refused.is_error and "token exchange refused: " in words and token not in words,
+            "an exchange Keycloak refuses is a tool error saying why, with no token in it",
+        )
+        out.check(len(api.tokens) == calls, "no downstream call after the refusal")
+        await _exchange_refusals(run, out, first, token_endpoint)
+        unseen = await caller_token()
+        await asyncio.to_thread(run.keycloak.stop)
+        out.step("Keycloak stopped (the server's keys stay cached)")
+        async with SDKClient(first.mcp_url, unseen).session() as session:
+            await session.initialize()
+            down = await session.call_tool("downstream_whoami", {})
+        words = _text(down)
+        out.step(f"a new caller while Keycloak is down: {words}"[:300])
+        out.check(
+            down.is_error and "token_exchange_unavailable" in words,
+            "an outage is a tool error (token_exchange_unavailable)",
+        )
+        out.check(
+            len(api.tokens) == calls and unseen not in api.tokens,
+            "no fallback: the API never received the caller's token",
+        )
+
+
+async def _exchange_refusals(
+    run: Run, out: Transcript, first: FirstHour, token_endpoint: str
+) -> None:
+    """What Keycloak answers the MCP server's client for a subject token that does not name it
+    (the recipe's client without the audience mapper)."""
+    subject = await client_credentials(
+        run.http, token_endpoint, "no-audience-client", first.client_secret
+    )
+    answer = await run.http.post(
+        token_endpoint,
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "audience": RECIPE_CLIENT,
+            "client_id": first.mcp_url,
+            "client_secret": first.client_secret,
+        },
+    )
+    out.step(f"a subject token whose aud does not name the client: {_answer(answer)}"[:300])
+    out.check(
+        answer.status_code == 403 and _code(answer, "error") == "access_denied",
+        "Keycloak refuses it: 403 access_denied",
+    )
 
 
 async def _first_hour_refusals(
@@ -969,8 +1114,16 @@ async def drive(run: Run, out: Transcript, config: OAuth2Config) -> None:
     unseen = await part_outage(run, out, admin, seen)
     await part_recovery(run, out, unseen)
     await part_introspection(run, out, config)
-    await part_first_hour(run, out, admin)
     await part_dpop(run, out, config)
+    first = FirstHour(
+        run.keycloak.base_url,
+        (run.keycloak.admin_user, run.keycloak.admin_password),
+        free_loopback_port(),
+        Path(sys.executable).parent,
+    )
+    with first.running():
+        if await part_first_hour(run, out, admin, first):
+            await part_token_exchange(run, out, first)  # last: it stops Keycloak
 
 
 # -- setting up ------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ BAD_VALUES: dict[str, object] = {
     "dpop_nonce": "maybe",
     "dpop_nonce_secret": "short",
     "dpop_replay_store": "http://:12345678@redis:6379",
+    "token_endpoint": "http://10.0.0.1/token",
+    "delegated_tokens": "sometimes",
 }
 
 

@@ -289,6 +289,7 @@ INTEROP_BLOCKS = [
     ("getting-started.md", "server", "python", 1),
     ("clients.md", "client", "python", 2),
     ("clients.md", "oauth-client", "python", 1),
+    ("downstream.md", "keycloak-exchange", "sh", 2),
 ]
 
 

@@ -310,7 +310,7 @@ async def test_cache_keys_are_keyed_hashes(issuer: LocalIssuer) -> None:
     try:
         await first.authenticate(token)
         assert first.introspector is not None and second.introspector is not None
-        keys = list(first.introspector.cache._active)
+        keys = list(first.introspector.cache._active._entries)
         assert len(keys) == 1
         assert token.encode() not in keys[0] and len(keys[0]) == 32
         # Another cache, another key: a digest says nothing outside its own process.

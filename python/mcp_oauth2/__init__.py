@@ -6,8 +6,9 @@ at the authorization server) and answers failures as RFC 6750 and RFC 9728 say; 
 decides per MCP operation (tools, prompts, resources) with requirements over scopes, roles,
 claims and custom checks (``require_scopes``, ``require_roles``, ``require_claim``, ``require``,
 ``PUBLIC``), and ``ToolScopes`` is its shorthand for per-tool scopes; ``current_user()`` is the
-caller of the request being served. The errors are
-in ``mcp_oauth2.errors``, the parts the middleware is made of in ``mcp_oauth2.lowlevel``.
+caller of the request being served, and ``TokenExchanger`` calls downstream APIs as that caller
+(RFC 8693 token exchange, giving an ``ExchangedToken``). The errors are in
+``mcp_oauth2.errors``, the parts the middleware is made of in ``mcp_oauth2.lowlevel``.
 """
 
 from importlib.metadata import version as _distribution_version
@@ -26,6 +27,7 @@ from mcp_oauth2._requirements import (
     require_scopes,
 )
 from mcp_oauth2._rust import AuthenticatedUser
+from mcp_oauth2._token_exchange import ExchangedToken, TokenExchanger
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2._tool_scopes import ToolScopes
 
@@ -36,10 +38,12 @@ __all__ = [
     "PUBLIC",
     "AuthenticatedUser",
     "Call",
+    "ExchangedToken",
     "MCPPolicy",
     "OAuth2Config",
     "OAuth2Middleware",
     "Requirement",
+    "TokenExchanger",
     "TokenFormat",
     "ToolScopes",
     "__version__",

@@ -28,6 +28,10 @@ issuer and key id that missed; the source may refetch, rate limited, and the tok
 against the fresh set (twice at most: a set that arrived from a scheduled fetch may predate the
 key). An unknown key while the key server cannot be reached is ``JWKSUnavailableError`` (503,
 fail closed), not ``key_not_found``: the key may well exist.
+
+Delegation (``delegated_tokens``): a token with an ``act`` claim (RFC 8693 section 4.1) says that
+its actor acts for its subject. Under ``forbidden`` such a token is refused, under ``required``
+every other one, whichever way it was checked (``InvalidClaimError``, 401).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from mcp_oauth2._rust import (
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2.errors import (
     ConfigurationError,
+    InvalidClaimError,
     InvalidSignatureError,
     JWKSError,
     JWKSUnavailableError,
@@ -75,6 +80,9 @@ Check = Callable[[Keys], Admitted | Referral | None]
 NativeCall = Callable[..., Admitted | Referral | None]
 
 __all__ = ["Admitted", "Authenticator", "DPoPRequest"]
+
+# OAuth2Config.delegated_tokens: whether tokens with an act claim (RFC 8693) may pass.
+Delegation = Literal["allowed", "required", "forbidden"]
 
 # After a key miss, how many newer key sets a token is tried against.
 MISS_REFETCHES = 2
@@ -101,11 +109,21 @@ class Authenticator:
         *,
         introspector: Introspector | None = None,
         token_format: TokenFormat | str = TokenFormat.JWT,
+        delegated_tokens: Delegation = "allowed",
     ) -> None:
         """``keys`` are needed unless ``token_format`` is ``opaque``; ``introspector`` unless
-        it is ``jwt``."""
+        it is ``jwt``. ``delegated_tokens`` is ``OAuth2Config.delegated_tokens``."""
         self.validator = validator
         self.introspector = introspector
+        if delegated_tokens not in ("allowed", "required", "forbidden"):
+            raise ConfigurationError(
+                "delegated_tokens must be 'allowed', 'required' or 'forbidden', "
+                f"not {delegated_tokens!r}"
+            )
+        # None when every token may pass, delegated or not: nothing to check on the way in.
+        self._delegation: Delegation | None = (
+            None if delegated_tokens == "allowed" else delegated_tokens
+        )
         try:
             token_format = TokenFormat(token_format)
         except ValueError:
@@ -167,7 +185,11 @@ class Authenticator:
                     issuer: JWKSCache(issuer=issuer, settings=settings) for issuer in config.issuer
                 }
         return cls(
-            validator, key_sources, introspector=introspector, token_format=config.token_format
+            validator,
+            key_sources,
+            introspector=introspector,
+            token_format=config.token_format,
+            delegated_tokens=config.delegated_tokens,
         )
 
     def authenticate(self, token: str | bytes) -> Coroutine[None, None, AuthenticatedUser]:
@@ -250,6 +272,8 @@ class Authenticator:
                     )
         if isinstance(outcome, Referral):
             outcome = await self._introspected(outcome, rules)
+        if self._delegation is not None and outcome is not None:
+            _check_delegation(outcome[0], self._delegation)
         if not user_only:
             return outcome
         if outcome is None:  # only a header names another scheme
@@ -407,6 +431,20 @@ class Authenticator:
         for source in self.sources.values():
             seen.setdefault(id(source), source)
         return list(seen.values())
+
+
+def _check_delegation(user: AuthenticatedUser, rule: Delegation) -> None:
+    """``delegated_tokens``: refuse a token with an ``act`` claim (``forbidden``), or one without
+    an actor named by a ``sub`` (``required``), as ``InvalidClaimError`` (401)."""
+    if rule == "forbidden":
+        if "act" in user.claims:
+            raise InvalidClaimError("delegated tokens (with an act claim) are not accepted")
+        return
+    actor = user.actor
+    if actor is None or not isinstance(actor.get("sub"), str):
+        raise InvalidClaimError(
+            "only delegated tokens are accepted: the act claim must name an actor (sub)"
+        )
 
 
 def _settled(outcome: Admitted | Referral | None) -> Admitted | None:

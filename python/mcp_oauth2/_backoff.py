@@ -4,7 +4,7 @@ Every wait after a failure in the package comes from ``pause``: a first pause th
 each failure in a row, up to a cap, stretched by a jitter factor in [0.8, 1.2) so that many
 processes that failed together do not retry together. The retries inside one HTTP exchange
 (``_http_fetch``), the key caches' refreshes (``_key_schedule``) and the calls to introspection
-and token endpoints (``_upstream``) all use it.
+and token endpoints (``_introspection``, ``_token_exchange``) all use it.
 
 ``Backoff`` counts the failures of one endpoint as episodes, not as callers: a call that started
 before the last counted failure belongs to the same burst and is not counted again. Sixty-four
@@ -70,6 +70,13 @@ class Backoff:
         self._counted_at = now
         return wait
 
+    def episode(self, started_at: float, now: float) -> tuple[int, bool]:
+        """``failed``, then the ``Retry-After`` to answer and whether this failure began a new
+        episode (what callers log, once per episode)."""
+        before = self.failures
+        self.failed(started_at, now)
+        return self.retry_after(now), self.failures != before
+
     def succeeded(self) -> None:
         """A call succeeded: the endpoint is healthy again."""
         self.failures = 0
@@ -77,6 +84,11 @@ class Backoff:
 
     def backing_off(self, now: float) -> bool:
         return now < self.next_attempt_at
+
+    def holds_back(self, now: float, calls_in_flight: int) -> bool:
+        """Whether a new call must not be made now: during the pause after a failure, and after
+        it beside the one call already probing the endpoint (until a call succeeds)."""
+        return self.failures > 0 and (now < self.next_attempt_at or calls_in_flight > 0)
 
     def delay(self, now: float) -> float:
         """Seconds until the pause ends (0 when there is none)."""

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_oauth2._cache_settings import CacheSettings
+from mcp_oauth2._client_auth import ClientAuthMethod
 from mcp_oauth2._rust import DPoPPolicy, TokenValidator
 from mcp_oauth2._token_format import TokenFormat
 from mcp_oauth2._url_rules import (
@@ -86,6 +87,8 @@ EXAMPLES: Final[dict[str, str]] = {
     "dpop_nonce": "true",
     "dpop_nonce_secret": "<32 or more random characters>",
     "dpop_replay_store": "redis://redis.internal:6379/0",
+    "token_endpoint": "https://auth.example.com/token",
+    "delegated_tokens": "forbidden",
 }
 """A valid value of every setting, as its environment variable would hold it."""
 
@@ -97,6 +100,7 @@ _URL_RULES: dict[str, Callable[[str, str], str]] = {
     "resource": require_identifier_url,
     "resource_documentation": require_identifier_url,
     "introspection_endpoint": require_fetchable_url,
+    "token_endpoint": require_fetchable_url,
 }
 # Each number setting's range (seconds).
 _RANGES: dict[str, tuple[float, float]] = {
@@ -296,12 +300,13 @@ class OAuth2Config(BaseSettings):
     )
     client_id: str | None = Field(
         None,
-        description="This server's own client id at the authorization server (introspection).",
+        description="This server's own client id at the authorization server (introspection, "
+        "token exchange).",
     )
     client_secret: SecretStr | None = Field(
         None, description="Its client secret (never logged nor shown in errors)."
     )
-    client_auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
+    client_auth_method: ClientAuthMethod = Field(
         "client_secret_basic",
         description="How this server authenticates as a client (RFC 6749 section 2.3.1).",
     )
@@ -343,6 +348,16 @@ class OAuth2Config(BaseSettings):
         None,
         description="`redis://...`: where every process records each proof's `jti` (the "
         "`redis` extra); unset, in this process's memory (one process only).",
+    )
+    token_endpoint: str | None = Field(
+        None,
+        description="Where `TokenExchanger` exchanges the caller's token (RFC 8693, Entra ID "
+        "on-behalf-of); discovered from the token's issuer's metadata (`token_endpoint`) if unset.",
+    )
+    delegated_tokens: Literal["allowed", "required", "forbidden"] = Field(
+        "allowed",
+        description="Tokens with an `act` claim (RFC 8693 delegation: someone acts for the "
+        "subject): `allowed`, `required` (every token must be one) or `forbidden`.",
     )
 
     @model_validator(mode="wrap")
@@ -417,7 +432,9 @@ class OAuth2Config(BaseSettings):
             _URL_RULES[info.field_name](url, info.field_name)
         return value
 
-    @field_validator("jwks_uri", "resource", "resource_documentation", "introspection_endpoint")
+    @field_validator(
+        "jwks_uri", "resource", "resource_documentation", "introspection_endpoint", "token_endpoint"
+    )
     @classmethod
     def _optional_url(cls, value: str | None, info: Any) -> str | None:
         if value is not None:

@@ -1,8 +1,9 @@
 """One bounded HTTP exchange for a small document: a GET of a JWKS or of authorization-server
-metadata, or the form POST of an RFC 7662 introspection.
+metadata, or the form POST of an RFC 7662 introspection or of a token request.
 
 Bounded in every way a hostile or broken server could stretch it: one total deadline across all
-attempts, a body cap enforced while streaming, no redirects, only status 200, and a few retries
+attempts, a body cap enforced while streaming, no redirects, only status 200 (the body of a 4xx
+answer to a form POST is kept on the error, for the RFC 6749 error it holds), and a few retries
 (with exponential backoff and jitter) for connection errors and 5xx answers only.
 
 The request asks for ``Accept-Encoding: identity`` and an answer in any other content coding is
@@ -14,6 +15,7 @@ Key and metadata documents are a few KB; compressing them saves nothing worth th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +61,9 @@ class FetchError(Exception):
         self.retryable = retryable
         self.status = status
         """The HTTP status of an answer other than 200 (None when there was no answer)."""
+        self.body = b""
+        """The body of a 4xx answer to a form POST (within the byte cap; else empty): where an
+        OAuth endpoint puts its RFC 6749 error. Never part of ``str()``."""
 
 
 def new_client(timeout: float, connections: int = 2) -> httpx.AsyncClient:
@@ -114,36 +119,44 @@ async def _request_once(
             method, url, data=form, headers=headers, follow_redirects=False
         ) as response:
             status = response.status_code
-            if status != 200:
-                where = response.headers.get("location", "")
-                hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
-                raise FetchError(
-                    f"{request}: HTTP {status}{hint}", retryable=status >= 500, status=status
-                )
-            coding = response.headers.get("content-encoding", "identity").strip().lower()
-            if coding not in ("", "identity"):
-                raise FetchError(
-                    f"{request}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
-                    retryable=False,
-                )
-            declared = response.headers.get("content-length", "")
-            if DECIMAL.fullmatch(declared) and int(declared) > max_bytes:
-                raise FetchError(
-                    f"{request}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
-                    retryable=False,
-                )
-            body = bytearray()
-            # Raw bytes: nothing is decoded, so the cap counts exactly what the server sent.
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise FetchError(
-                        f"{request}: body exceeds the {max_bytes}-byte limit", retryable=False
-                    )
-            return FetchedDocument(bytes(body), response.headers)
+            if status == 200:
+                return FetchedDocument(await _body(response, request, max_bytes), response.headers)
+            where = response.headers.get("location", "")
+            hint = f" (redirect to {where[:200]!r} not followed)" if 300 <= status < 400 else ""
+            error = FetchError(
+                f"{request}: HTTP {status}{hint}", retryable=status >= 500, status=status
+            )
+            if 400 <= status < 500 and form is not None:
+                # The answer of an OAuth endpoint to a POST: its RFC 6749 error, if it gives one.
+                with contextlib.suppress(FetchError):  # unreadable: the status says enough
+                    error.body = await _body(response, request, max_bytes)
+            raise error
     except httpx.TransportError as error:
         kind = type(error).__name__
         raise FetchError(f"{request}: {kind}: {error}", retryable=True) from error
     except httpx.HTTPError as error:  # a protocol-level answer httpx cannot use
         kind = type(error).__name__
         raise FetchError(f"{request}: {kind}: {error}", retryable=False) from error
+
+
+async def _body(response: httpx.Response, request: str, max_bytes: int) -> bytes:
+    """The body as received, within ``max_bytes``, in identity coding only."""
+    coding = response.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise FetchError(
+            f"{request}: Content-Encoding {coding[:100]!r} refused (asked for identity)",
+            retryable=False,
+        )
+    declared = response.headers.get("content-length", "")
+    if DECIMAL.fullmatch(declared) and int(declared) > max_bytes:
+        raise FetchError(
+            f"{request}: body of {declared} bytes exceeds the {max_bytes}-byte limit",
+            retryable=False,
+        )
+    body = bytearray()
+    # Raw bytes: nothing is decoded, so the cap counts exactly what the server sent.
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FetchError(f"{request}: body exceeds the {max_bytes}-byte limit", retryable=False)
+    return bytes(body)

@@ -27,18 +27,17 @@ core check the answer with the JWT claim rules (``TokenValidator.validate_intros
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
-from urllib.parse import quote_plus
+from typing import TYPE_CHECKING, Final
 
 import httpx
 from pydantic import SecretStr
 
 from mcp_oauth2._backoff import Backoff
+from mcp_oauth2._client_auth import ClientAuthMethod, client_authentication
 from mcp_oauth2._discovery import discover_endpoint
 from mcp_oauth2._http_fetch import FetchedDocument, FetchError, FetchLimits
 from mcp_oauth2._introspection_cache import CachedResult, IntrospectionCache, Refused
@@ -62,7 +61,6 @@ __all__ = ["IntrospectionSettings", "IntrospectionStats", "Introspector"]
 
 logger = logging.getLogger("mcp_oauth2.introspection")
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 # The first pause after a failure; it doubles with each failure in a row, up to max_backoff.
 FIRST_BACKOFF: Final = 1.0
 # Retries within one call, after a connection error or a 5xx answer (as for keys).
@@ -84,7 +82,7 @@ class IntrospectionSettings:
     client_id: str
     client_secret: SecretStr
     endpoint: str | None = None
-    auth_method: AuthMethod = "client_secret_basic"
+    auth_method: ClientAuthMethod = "client_secret_basic"
     require_audience: bool = True
     cache_ttl: float = 60.0
     negative_ttl: float = 10.0
@@ -169,7 +167,9 @@ class Introspector:
         self._counts = dict.fromkeys(
             ("hits", "calls", "active", "refused", "failures", "unavailable"), 0
         )
-        self._form_auth, self._headers = _client_authentication(settings)
+        self._form_auth, self._headers = client_authentication(
+            settings.client_id, settings.client_secret, settings.auth_method
+        )
         self._on_call: Callable[[str, float], None] | None = None
 
     # -- the request path -------------------------------------------------------------------
@@ -206,7 +206,7 @@ class Introspector:
         """Refuse (503) a new call during a backoff, and beside the one probing call after it."""
         now = self._clock()
         backoff = self.backoff
-        if backoff.failures and (backoff.backing_off(now) or len(self._calls)):
+        if backoff.holds_back(now, len(self._calls)):
             self._counts["unavailable"] += 1
             raise IntrospectionUnavailableError(
                 "introspection is backing off after failures",
@@ -335,11 +335,8 @@ class Introspector:
     def _failed(self, detail: str, started: float) -> IntrospectionUnavailableError:
         """Count and log a failed call (once per burst: ``Backoff``), and say when to retry."""
         self._counts["failures"] += 1
-        now = self._clock()
-        before = self.backoff.failures
-        self.backoff.failed(started, now)
-        retry_after = self.backoff.retry_after(now)
-        if self.backoff.failures != before:
+        retry_after, new_episode = self.backoff.episode(started, self._clock())
+        if new_episode:
             logger.warning(
                 "introspection failed (%d in a row; next call in %d s): %s",
                 self.backoff.failures,
@@ -374,17 +371,3 @@ def _answer(result: CachedResult) -> AuthenticatedUser:
     if isinstance(result, Refused):
         raise result.exception()
     return result
-
-
-def _client_authentication(
-    settings: IntrospectionSettings,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """The form fields and headers that authenticate this client (RFC 6749 section 2.3.1)."""
-    secret = settings.client_secret.get_secret_value()
-    headers = {"Accept": "application/json"}
-    if settings.auth_method == "client_secret_post":
-        return {"client_id": settings.client_id, "client_secret": secret}, headers
-    # client_secret_basic: each part form-urlencoded first, as section 2.3.1 requires.
-    pair = f"{quote_plus(settings.client_id)}:{quote_plus(secret)}"
-    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    return {}, headers

@@ -8,12 +8,14 @@ and either answers as RFC 6750 and RFC 9728 prescribe or calls the application w
 ``scope["user"]`` (the ``AuthenticatedUser``) and ``scope["auth"]`` (Starlette
 ``AuthCredentials`` with the effective scopes). On success ``receive`` and ``send`` pass through
 untouched, so streaming and SSE responses are unaffected. While the application serves the
-request, ``current_user()`` returns the same user (``_current_user``). On ``exempt_routes`` no
-token is read; on ``anonymous_routes`` a request without credentials (no ``Authorization``
-header, no ``access_token`` in the query) passes as anonymous (``scope["user"]`` unauthenticated),
-for ``MCPPolicy`` to decide per operation, while one with a token is checked exactly as anywhere
-else. It serves the protected-resource metadata document itself (and, when ``readiness_path`` is
-set, a readiness probe), and starts and stops the key caches with the application's lifespan.
+request, ``current_user()`` returns the same user (``_current_user``), and the caller's token is
+kept where only ``TokenExchanger`` reads it, until the request ends (``_subject_token``). On
+``exempt_routes`` no token is read; on ``anonymous_routes`` a request without credentials (no
+``Authorization`` header, no ``access_token`` in the query) passes as anonymous
+(``scope["user"]`` unauthenticated), for ``MCPPolicy`` to decide per operation, while one with a
+token is checked exactly as anywhere else. It serves the protected-resource metadata document
+itself (and, when ``readiness_path`` is set, a readiness probe), and starts and stops the key
+caches with the application's lifespan.
 
 Which scopes suffice, how every refusal reads and how it is logged is ``AccessControl``'s
 (``_access``): the middleware hands it to the app under ``ACCESS_SCOPE_KEY``, and answers through
@@ -48,6 +50,7 @@ from mcp_oauth2._health import ReadinessProbe
 from mcp_oauth2._introspection import Introspector
 from mcp_oauth2._jwks import KeySource
 from mcp_oauth2._resource_metadata import ResourceMetadata
+from mcp_oauth2._subject_token import SUBJECT_SCOPE_KEY, Subject, enter_subject, leave_subject
 from mcp_oauth2.errors import (
     AuthorizationError,
     AuthorizationServerUnavailableError,
@@ -136,6 +139,7 @@ class OAuth2Middleware:
             await self.access.refuse(refusal, scope, receive, send)
             return
         caller = enter_request(scope.get("user"))
+        subject = enter_subject(scope)
         try:
             await self.app(scope, receive, send)
         except RefusalRaised as raised:
@@ -144,6 +148,7 @@ class OAuth2Middleware:
                 raise
             await self.access.refuse(raised.refusal, scope, receive, send)
         finally:
+            leave_subject(scope, subject)
             leave_request(caller)
 
     async def _admit(self, scope: Scope) -> Refusal | None:
@@ -156,18 +161,20 @@ class OAuth2Middleware:
         ``InsufficientScopeError``); then the replay check of a DPoP proof."""
         try:
             header = authorization_header(scope)
-            admitted = None
-            if header is not None:
-                dpop = None if self.replay is None else dpop_request(scope)
-                admitted = await self.authenticator.authorize(header, self.access.rules, dpop)
-                if admitted is not None and len(admitted) == 3 and self.replay is not None:
-                    await self.replay.first_use(admitted[2])
+            if header is None:
+                return self.access.missing_token()
+            dpop = None if self.replay is None else dpop_request(scope)
+            admitted = await self.authenticator.authorize(header, self.access.rules, dpop)
+            if admitted is not None and len(admitted) == 3 and self.replay is not None:
+                await self.replay.first_use(admitted[2])
         except Exception as error:
             return self._refusal_for(error)
         if admitted is None:
             return self.access.missing_token()
         scope["user"], effective = admitted[0], admitted[1]
         scope["auth"] = AuthCredentials(effective)
+        # The token itself stays out of "user" and "auth": only the token exchanger reads it.
+        scope[SUBJECT_SCOPE_KEY] = Subject(header, scope["user"])
         return None
 
     def _refusal_for(self, error: Exception) -> Refusal:

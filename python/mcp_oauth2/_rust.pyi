@@ -144,6 +144,12 @@ class AuthenticatedUser:
         """
 
     @property
+    def actor(self) -> ReadOnlyDict | None:
+        """The ``act`` claim (RFC 8693 section 4.1), read from ``claims``: who acts for the
+        subject (its ``sub``), with the earlier actors nested under ``act``; None when the token
+        names no actor (or its ``act`` is not an object)."""
+
+    @property
     def is_authenticated(self) -> bool:
         """Always True (Starlette's ``BaseUser`` protocol)."""
 

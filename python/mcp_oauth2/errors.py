@@ -44,6 +44,8 @@ __all__ = [
     "MalformedTokenError",
     "MissingClaimError",
     "NotYetValidError",
+    "TokenExchangeError",
+    "TokenExchangeUnavailableError",
     "TokenTooLargeError",
     "TokenValidationError",
     "UnsupportedAlgorithmError",
@@ -316,3 +318,64 @@ class IntrospectionUnavailableError(AuthorizationServerUnavailableError):
     default_description = (
         "the authorization server's token introspection is temporarily unavailable"
     )
+
+
+class TokenExchangeUnavailableError(AuthorizationServerUnavailableError):
+    """The caller's token could not be exchanged for a downstream one (RFC 8693, or Entra ID's
+    on-behalf-of): the token endpoint failed (no answer in time, a 5xx, an answer that is not a
+    token response), is backing off after failures, or has more calls admitted than allowed.
+    ``retry_after`` says when to try again. No downstream call was made, least of all with the
+    caller's own token.
+    """
+
+    code = "token_exchange_unavailable"
+    default_description = "the authorization server's token exchange is temporarily unavailable"
+
+
+# What each RFC 6749 / RFC 8693 error code of a refused exchange asks the operator to check.
+_EXCHANGE_HINTS: Final[dict[str, str]] = {
+    "invalid_grant": "the authorization server would not take the caller's token as the subject "
+    "token (expired, revoked, or not issued to a client this server's client may act for)",
+    "invalid_target": "the audience or resource asked for is unknown to the authorization server "
+    "or not allowed for this server's client",
+    "unauthorized_client": "this server's client (client_id) may not exchange tokens: enable "
+    "token exchange (or on-behalf-of) for it at the authorization server",
+    "invalid_client": "the authorization server did not accept this server's client credentials "
+    "(client_id, client_secret, client_auth_method)",
+    "invalid_scope": "a scope asked for is unknown, or not allowed for this server's client",
+    "invalid_request": "the authorization server found the request incomplete or not allowed "
+    "as made (Keycloak: an audience that no client scope of this server's client names)",
+    "unsupported_grant_type": "the authorization server does not offer this grant (token exchange "
+    "or on-behalf-of) at this token endpoint",
+    "interaction_required": "the user must sign in again or consent (multi-factor "
+    "authentication or consent for the downstream API)",
+    "consent_required": "the user (or an administrator) has not consented to the downstream API",
+    "access_denied": "the authorization server will not let this server's client act for the "
+    "caller (Keycloak: the caller's token does not name this server's client in aud)",
+}
+
+
+class TokenExchangeError(MCPOAuth2Error):
+    """The authorization server refused to exchange the caller's token (RFC 8693 section 2.2.2,
+    RFC 6749 section 5.2). ``error`` is its code (``invalid_grant``, ``invalid_target``,
+    ``unauthorized_client``, ...), ``description`` its ``error_description`` when it gave a
+    usable one, ``status`` the HTTP status of its answer. The message says what to check; it
+    never holds a token or a secret. No downstream call was made.
+    """
+
+    code: ClassVar[str] = "token_exchange_refused"
+
+    def __init__(
+        self, error: str, description: str | None = None, status: int | None = None
+    ) -> None:
+        self.error: str = error
+        self.description: str | None = description
+        self.status: int | None = status
+        MCPOAuth2Error.__init__(self, error, description, status)
+
+    def __str__(self) -> str:
+        words = f"token exchange refused: {self.error}"
+        if self.description:
+            words += f" ({self.description})"
+        hint = _EXCHANGE_HINTS.get(self.error)
+        return f"{words}: {hint}" if hint else words

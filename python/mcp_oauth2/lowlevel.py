@@ -9,6 +9,7 @@ without the middleware, shares key caches, or tunes what the configuration leave
 - ``JWKSCache`` (with ``CacheSettings``), ``StaticKeys``: key sources (``KeySource``), and the
   ``KeySourceStats`` they report.
 - ``Introspector`` (with ``IntrospectionSettings``): RFC 7662 introspection.
+- ``ExchangeSettings``: the limits of a ``TokenExchanger`` (its timeout, connections, cache).
 
 ``OAuth2Middleware(app, config, key_sources=..., introspector=...)`` takes the sources and the
 introspector built here in place of the ones it would build from the configuration.
@@ -20,12 +21,14 @@ from mcp_oauth2._health import AuthenticatorHealth
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2._jwks import JWKSCache, KeySource, KeySourceStats, StaticKeys
 from mcp_oauth2._rust import DPoPPolicy, KeySet, ScopeRules, TokenValidator
+from mcp_oauth2._token_exchange import ExchangeSettings
 
 __all__ = [
     "Authenticator",
     "AuthenticatorHealth",
     "CacheSettings",
     "DPoPPolicy",
+    "ExchangeSettings",
     "IntrospectionSettings",
     "Introspector",
     "JWKSCache",

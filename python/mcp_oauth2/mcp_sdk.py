@@ -32,16 +32,21 @@ token. So that an outage is not mistaken for bad tokens, each refusal caused by 
 (``AuthorizationServerUnavailableError``: keys, discovery or introspection) is logged at
 WARNING, at most one line per ``OUTAGE_LOG_INTERVAL`` seconds per verifier, counting the refusals
 in between.
+
+``downstream_errors()`` turns a failed token exchange inside a tool into the SDK's ``ToolError``,
+the one kind of exception whose words the SDK shows the client (it hides any other's text).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import PrivateAttr
 
 from mcp_oauth2._access import AccessControl
@@ -58,9 +63,11 @@ from mcp_oauth2.errors import (
     InsufficientScopeError,
     IntrospectionUnavailableError,
     JWKSError,
+    TokenExchangeError,
+    TokenExchangeUnavailableError,
 )
 
-__all__ = ["MCPTokenVerifier"]
+__all__ = ["MCPTokenVerifier", "downstream_errors"]
 
 logger = logging.getLogger("mcp_oauth2.mcp")
 
@@ -181,3 +188,24 @@ class MCPTokenVerifier:
             f", {unlogged} more since the last line" if unlogged else "",
             error.detail,
         )
+
+
+@contextlib.contextmanager
+def downstream_errors() -> Iterator[None]:
+    """Inside a tool: a token exchange that fails (``TokenExchanger``) ends the call as a
+    ``ToolError`` that says why, instead of the SDK's bare "Error executing tool". A refusal
+    gives its code and what to check (``TokenExchangeError``); an outage says it is temporary
+    and when to retry, without the endpoint's URL (``TokenExchangeUnavailableError``). Neither
+    holds a token.
+
+        with downstream_errors():
+            async with httpx.AsyncClient(auth=exchanger.auth(audience=API)) as api:
+                return (await api.get(API + "/files")).json()
+    """
+    try:
+        yield
+    except TokenExchangeError as refused:
+        raise ToolError(str(refused)) from None
+    except TokenExchangeUnavailableError as down:
+        words = f"{down.code}: {down.description}; retry in {down.retry_after} s"
+        raise ToolError(words) from None

@@ -18,7 +18,8 @@ connections) for resilience tests::
         issuer.fault = "status:503"            # the JWKS endpoint now fails
 
 ``AppServer`` serves any ASGI app under uvicorn on a free loopback port; ``bind_loopback`` and
-``url_of`` let the app know its URL first.
+``url_of`` let the app know its URL first. ``BearerRecorder`` keeps the bearer tokens that reach
+an app (a downstream API must never see the caller's own).
 
 DPoP (RFC 9449): ``DPoPKey`` is a client's key pair that makes proofs, ``mint(jkt=key.thumbprint)``
 binds a token to it (``mint_opaque`` too: the introspection answer carries ``cnf.jkt``), and
@@ -31,8 +32,8 @@ binds a token to it (``mint_opaque`` too: the introspection answer carries ``cnf
 
 Needs the ``testing`` extra (``pip install 'mcp-oauth2[testing]'``: cryptography and uvicorn).
 The parts: ``_keys`` (keys and minting), ``_issuer_app`` (the issuer's ASGI app), ``_faults``
-(fault injection), ``_loopback`` (the one uvicorn runner), ``_local_issuer``, ``_app_server``,
-``_dpop`` (the DPoP client).
+(fault injection), ``_token_endpoint`` (token exchange), ``_loopback`` (the one uvicorn runner),
+``_local_issuer``, ``_app_server``, ``_dpop`` (the DPoP client), ``_bearer_recorder``.
 """
 
 try:
@@ -44,6 +45,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 from mcp_oauth2.testing._app_server import AppServer
+from mcp_oauth2.testing._bearer_recorder import BearerRecorder
 from mcp_oauth2.testing._dpop import DPoPAuth, DPoPKey
 from mcp_oauth2.testing._faults import BOMB_DECODED_BYTES, HUGE_BODY_BYTES, NESTED_JSON_DEPTH
 from mcp_oauth2.testing._keys import DEFAULT_CLIENT_ID, MintOptions
@@ -56,6 +58,7 @@ __all__ = [
     "HUGE_BODY_BYTES",
     "NESTED_JSON_DEPTH",
     "AppServer",
+    "BearerRecorder",
     "DPoPAuth",
     "DPoPKey",
     "LocalIssuer",

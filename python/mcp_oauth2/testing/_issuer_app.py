@@ -1,6 +1,6 @@
 """The local issuer's ASGI application: RFC 8414 and OpenID Connect discovery documents, the
-JWKS and the RFC 7662 introspection endpoint, each answered normally or with the fault set on the
-issuer, every request counted."""
+JWKS, the RFC 7662 introspection endpoint and the token endpoint (``_token_endpoint``), each
+answered normally or with the fault set on the issuer, every request counted."""
 
 from __future__ import annotations
 
@@ -21,11 +21,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_oauth2.testing._faults import MOVED, fault_answer
+from mcp_oauth2.testing._token_endpoint import token_answer
 
 if TYPE_CHECKING:
     from mcp_oauth2.testing._local_issuer import LocalIssuer
 
-__all__ = ["JWKS_MEDIA_TYPE", "OAUTH_METADATA", "OIDC_METADATA", "introspection", "issuer_app"]
+__all__ = [
+    "JWKS_MEDIA_TYPE",
+    "OAUTH_METADATA",
+    "OIDC_METADATA",
+    "introspection",
+    "issuer_app",
+    "token_endpoint",
+]
 
 JWKS_MEDIA_TYPE: Final = "application/jwk-set+json"
 OAUTH_METADATA: Final = "/.well-known/oauth-authorization-server"
@@ -89,6 +97,7 @@ def issuer_app(
     )
     routes = [
         Route(issuer.introspection_path, introspection(issuer, released), methods=["POST"]),
+        Route(issuer.token_path, token_endpoint(issuer, released), methods=["POST"]),
         Route(issuer.jwks_path, endpoint(jwks=True, faulty=True)),
         Route(MOVED + issuer.jwks_path, endpoint(jwks=True, faulty=False)),
     ]
@@ -141,6 +150,52 @@ def introspection(
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     return introspect
+
+
+def token_endpoint(
+    issuer: LocalIssuer, released: Callable[[], asyncio.Event]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The token endpoint: after ``token_delay``, the ``token_fault`` if set; else 401
+    ``invalid_client`` without the client's credentials, and otherwise the answer of
+    ``_token_endpoint`` (with ``token_answer_changes`` applied to a successful one)."""
+
+    async def token(request: Request) -> Response:
+        if issuer.token_delay:
+            await asyncio.sleep(issuer.token_delay)
+        fault = issuer.token_fault
+        form = await request.form()
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        if fault == "echo":
+            echoed = {**fields, "authorization": request.headers.get("authorization", "")}
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": f"cannot use {echoed}"},
+                status_code=400,
+            )
+        if fault is not None:
+            return await fault_answer(
+                fault,
+                request,
+                {"error": "server_error"},
+                media_type="application/json",
+                empty={},
+                released=released(),
+            )
+        if not _client_authenticated(issuer, request.headers.get("authorization"), fields):
+            return JSONResponse(
+                {"error": "invalid_client"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="token"'},
+            )
+        issuer.exchanges.append({k: v for k, v in fields.items() if k != "client_secret"})
+        status, answer = token_answer(issuer, issuer.introspection_client_id, fields)
+        if status == 200:
+            answer = {**answer, **issuer.token_answer_changes}
+            answer = {name: value for name, value in answer.items() if value is not None}
+        return JSONResponse(
+            answer, status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
+
+    return token
 
 
 def _client_authenticated(

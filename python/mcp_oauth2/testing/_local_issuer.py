@@ -1,6 +1,6 @@
 """``LocalIssuer``: a local OAuth 2.1 authorization server for tests and demos, with signing keys,
-token minting (JWTs and opaque tokens), discovery, the JWKS, RFC 7662 introspection, and faults
-on request."""
+token minting (JWTs and opaque tokens), discovery, the JWKS, RFC 7662 introspection, a token
+endpoint for RFC 8693 token exchange and Entra ID-style on-behalf-of, and faults on request."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ from mcp_oauth2.testing._keys import (
     claims_for,
 )
 from mcp_oauth2.testing._loopback import HOST, LoopbackServer, bind_loopback, stop_tasks
+from mcp_oauth2.testing._token_endpoint import GRANT_TYPES
 
 __all__ = ["INTROSPECTION_ECHO", "LocalIssuer"]
 
-# The introspection fault that echoes the request in the answer.
+# The introspection (and token endpoint) fault that echoes the request in the answer.
 INTROSPECTION_ECHO: Final = "echo"
 
 # ``mint_expired`` tokens expired this long ago: beyond the validator's largest leeway (3600 s).
@@ -57,6 +58,11 @@ class LocalIssuer:
     Opaque tokens: ``mint_opaque`` issues one (random text, its claims kept here), ``revoke``
     ends it, and the RFC 7662 endpoint at ``introspection_path`` answers for it to the client
     ``introspection_client_id`` / ``introspection_client_secret``.
+
+    The token endpoint at ``token_path`` serves the same client: RFC 8693 token exchange and
+    Entra ID-style on-behalf-of (``_token_endpoint``), within ``exchange_audiences``, with
+    ``token_fault``, ``token_delay`` and ``token_answer_changes`` for tests; ``exchanges``
+    records the requests it got.
     """
 
     def __init__(
@@ -90,7 +96,7 @@ class LocalIssuer:
         self.requests: Counter[str] = Counter()
         """Requests received, by URL path, including faulted ones and unknown paths."""
         self._fault: str | None = None
-        self._init_introspection()
+        self._init_endpoints()
         self._keys = KeyRing(algorithms)
         self._port: int | None = None
         if self._issuer is not None:
@@ -103,6 +109,10 @@ class LocalIssuer:
         self._retired: list[LoopbackServer] = []
         self.app: Starlette = issuer_app(self, count=self._count, released=self._released)
         """The ASGI application; also usable in-process (``httpx.ASGITransport``)."""
+
+    def _init_endpoints(self) -> None:
+        self._init_introspection()
+        self._init_token_endpoint()
 
     def _init_introspection(self) -> None:
         self._metadata_fault: str | None = None
@@ -122,6 +132,24 @@ class LocalIssuer:
         """When each token was asked about by an authenticated client (``time.monotonic()``
         as the request arrived): what tests of caching and single flight check."""
         self._opaque: dict[str, dict[str, Any]] = {}
+
+    def _init_token_endpoint(self) -> None:
+        self._token_fault: str | None = None
+        self.token_exchange_enabled: bool = True
+        """False: the client may not exchange tokens (``unauthorized_client``)."""
+        self.exchange_audiences: set[str] | None = None
+        """The audiences and resources tokens are exchanged for (None: any); any other is
+        refused (``invalid_target``; ``invalid_resource`` on-behalf-of)."""
+        self.exchange_lifetime: int = 300
+        """``expires_in`` of the tokens issued in exchange (seconds)."""
+        self.token_answer_changes: dict[str, Any] = {}
+        """Members replaced in each successful token answer (None removes one), for answers
+        that break the rules: ``{"issued_token_type": None}``."""
+        self.token_delay: float = 0.0
+        """Seconds the token endpoint waits before each answer."""
+        self.exchanges: list[dict[str, str]] = []
+        """The form of each request an authenticated client sent to the token endpoint, without
+        its ``client_secret``, in order."""
 
     # -- identity and documents --------------------------------------------------------------
 
@@ -165,6 +193,21 @@ class LocalIssuer:
         return self.base_url + self.introspection_path
 
     @property
+    def token_path(self) -> str:
+        """The URL path of the token endpoint."""
+        return f"{self._path}/token"
+
+    @property
+    def token_endpoint(self) -> str:
+        """The token endpoint's URL (known once served)."""
+        return self.base_url + self.token_path
+
+    @property
+    def token_requests(self) -> int:
+        """How many requests the token endpoint received (faulted ones included)."""
+        return self.requests[self.token_path]
+
+    @property
     def introspection_requests(self) -> int:
         """How many requests the introspection endpoint received (faulted ones included)."""
         return self.requests[self.introspection_path]
@@ -191,9 +234,10 @@ class LocalIssuer:
         """RFC 8414 authorization-server metadata, as served.
 
         Endpoint URLs point at the running server when it has a port (so clients can fetch the
-        JWKS even when ``issuer`` was given explicitly), else below ``issuer``. Only the
-        metadata and the JWKS are served; the authorization and token endpoints are advertised
-        because clients expect them, not implemented.
+        JWKS even when ``issuer`` was given explicitly), else below ``issuer``. The metadata, the
+        JWKS, introspection and the token endpoint (token exchange and on-behalf-of only) are
+        served; the authorization endpoint is advertised because clients expect it, not
+        implemented.
         """
         base = self.base_url + self._path if self._port is not None else self.issuer
         document: dict[str, Any] = {
@@ -204,7 +248,13 @@ class LocalIssuer:
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "token_endpoint_auth_methods_supported": list(self.introspection_auth_methods),
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                *GRANT_TYPES,
+            ],
             "code_challenge_methods_supported": ["S256"],
         }
         if self.scopes_supported is not None:
@@ -388,6 +438,17 @@ class LocalIssuer:
         self._introspection_fault = check_fault(
             value, "introspection_fault", (*NAMED_FAULTS, INTROSPECTION_ECHO)
         )
+
+    @property
+    def token_fault(self) -> str | None:
+        """Like ``fault``, for the token endpoint (``"empty"`` answers ``{}``), and ``"echo"``:
+        a 400 ``invalid_grant`` whose ``error_description`` repeats the request (its form fields
+        and its ``Authorization`` header), as a careless endpoint might."""
+        return self._token_fault
+
+    @token_fault.setter
+    def token_fault(self, value: str | None) -> None:
+        self._token_fault = check_fault(value, "token_fault", (*NAMED_FAULTS, INTROSPECTION_ECHO))
 
     def _count(self, path: str) -> None:
         self.requests[path] += 1

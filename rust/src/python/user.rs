@@ -181,6 +181,18 @@ impl AuthenticatedUser {
             .map(|c| c.clone_ref(py))
     }
 
+    /// The `act` claim (RFC 8693 section 4.1), read from `claims`: the actor's `sub` and the
+    /// earlier actors nested under `act`; None when the token names no actor (or its `act` is
+    /// not an object).
+    #[getter]
+    fn actor(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let claims = self.claims(py)?;
+        let act = claims.bind(py).cast::<PyDict>()?.get_item("act")?;
+        Ok(act
+            .filter(|a| a.is_instance_of::<PyDict>())
+            .map(Bound::unbind))
+    }
+
     #[getter]
     fn is_authenticated(&self) -> bool {
         true
