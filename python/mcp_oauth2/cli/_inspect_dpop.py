@@ -20,7 +20,7 @@ from mcp_oauth2.cli._output import Check, Checks, Heading, Status
 
 __all__ = ["add_proof_checks"]
 
-_STATUS: dict[str, Status] = {"passed": "pass", "failed": "fail", "not reached": "not_reached"}
+_STATUS: dict[str, Status] = {"pass": "pass", "fail": "fail", "not_reached": "not_reached"}
 
 
 def add_proof_checks(

@@ -102,9 +102,10 @@ impl PyDpopPolicy {
         Ok(PyProof::from(proof))
     }
 
-    /// Each check of a proof, in the order they are made, with what became of it: `"passed"`,
-    /// `"failed"` (with the refusal's words) or `"not reached"`; for a token bound to
-    /// `confirmation` (its `cnf.jkt`), the binding too. From the same checks as `check_proof`.
+    /// Each check of a proof, in the order they are made, with what became of it in the words
+    /// of `TokenValidator.trace`: `"pass"`, `"fail"` (with the refusal's words) or
+    /// `"not_reached"`; for a token bound to `confirmation` (its `cnf.jkt`), the binding too.
+    /// From the same checks as `check_proof`.
     #[pyo3(signature = (proof, *, method, path, access_token, confirmation = None, now = None))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
@@ -137,9 +138,9 @@ impl PyDpopPolicy {
             .filter(|step| **step != Step::Nonce || self.inner.uses_nonces())
             .map(|step| {
                 let (status, words) = match &failed {
-                    Some((at, why)) if at == step => ("failed", why.clone()),
-                    Some((at, _)) if at < step => ("not reached", String::new()),
-                    _ => ("passed", String::new()),
+                    Some((at, why)) if at == step => ("fail", why.clone()),
+                    Some((at, _)) if at < step => ("not_reached", String::new()),
+                    _ => ("pass", String::new()),
                 };
                 (step.describe(), status, words)
             })
