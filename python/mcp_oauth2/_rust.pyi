@@ -515,7 +515,8 @@ class DPoPPolicy:
         now: float | None = None,
     ) -> list[tuple[str, str, str]]:
         """Each check ``check_proof`` makes, in its order, then the binding to ``confirmation``
-        (the token's ``cnf.jkt``): ``(check, "pass" | "fail" | "not_reached", why)``, the words of ``TokenValidator.trace``."""
+        (the token's ``cnf.jkt``): ``(check, "pass" | "fail" | "not_reached", why)``, in the
+        words of ``TokenValidator.trace``."""
 
     def __repr__(self) -> str: ...
 
