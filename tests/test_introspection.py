@@ -22,6 +22,7 @@ from mcp_oauth2 import AuthenticatedUser, OAuth2Config
 from mcp_oauth2._introspection import IntrospectionSettings, Introspector
 from mcp_oauth2.errors import (
     AuthorizationServerUnavailableError,
+    DPoPRequiredError,
     InactiveTokenError,
     InsufficientScopeError,
     IntrospectionUnavailableError,
@@ -34,8 +35,8 @@ from mcp_oauth2.errors import (
     MissingClaimError,
     TokenTooLargeError,
 )
-from mcp_oauth2.lowlevel import Authenticator, TokenValidator
-from mcp_oauth2.testing import LocalIssuer
+from mcp_oauth2.lowlevel import Authenticator, ScopeRules, TokenValidator
+from mcp_oauth2.testing import DPoPKey, LocalIssuer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -631,3 +632,22 @@ def test_configuration_errors(settings: dict[str, Any], message: str) -> None:
         OAuth2Config.model_validate(given)
     assert message in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+async def test_a_refused_admission_still_leaves_the_answer_for_others(
+    issuer: LocalIssuer, authenticator: Authenticator
+) -> None:
+    """The request whose call fetched the answer is admitted in the same native call as the
+    answer is checked; when that admission refuses it (a scope it lacks, a DPoP-bound token sent
+    as a bearer token), the answer is still the token's, kept for the next request."""
+    scoped = issuer.mint_opaque(scopes=["read"])
+    needs_write = ScopeRules({}, ["write"])
+    with pytest.raises(InsufficientScopeError):
+        await authenticator.authorize(b"Bearer " + scoped.encode(), needs_write)
+    admitted = await authenticator.authorize(b"Bearer " + scoped.encode(), ScopeRules({}, []))
+    assert admitted is not None and admitted[1] == ("read",)
+    bound = issuer.mint_opaque(jkt=DPoPKey().thumbprint)
+    for _ in range(2):
+        with pytest.raises(DPoPRequiredError):
+            await authenticator.authorize(b"Bearer " + bound.encode(), ScopeRules({}, []))
+    assert issuer.introspection_requests == 2  # one per token

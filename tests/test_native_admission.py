@@ -335,21 +335,17 @@ async def introspecting(
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
 async def test_an_opaque_token_costs_at_most_two_native_calls() -> None:
-    """The call that classifies the token, then the referral's admission of the introspected
-    user (the DPoP binding and the scope rules: ``Referral.admit``). The
-    first request also has the introspector check the endpoint's answer
-    (``validate_introspection``); later ones are answered from its cache."""
+    """The call that classifies the token, then one more: for the first request, the check of
+    the endpoint's answer together with the request's admission (the DPoP binding and the scope
+    rules: ``admit_introspection``); for later ones, answered from the introspector's cache, the
+    admission of the cached user (``Referral.admit``)."""
     issuer = LocalIssuer(default_audience=AUDIENCE)
     rules = {"required_scopes": ["mcp:tools"], "scope_implications": IMPLICATIONS}
     async with issuer.serve_async(), introspecting(issuer, "opaque", **rules) as client:
         headers = {"Authorization": f"Bearer {issuer.mint_opaque(scopes=['mcp:admin'])}"}
         first = await calls_of(client, headers)
         again = await calls_of(client, headers)
-    assert first == [
-        "TokenValidator.authorize",
-        "TokenValidator.validate_introspection",
-        "Referral.admit",
-    ]
+    assert first == ["TokenValidator.authorize", "TokenValidator.admit_introspection"]
     assert again == ["TokenValidator.authorize", "Referral.admit"]
     assert issuer.introspection_requests == 1
 

@@ -19,7 +19,8 @@ serve: 503); when it gives another set, the token is checked again with it.
 DPoP (RFC 9449): with the request's ``DPoP`` header values, method and path (``DPoPRequest``),
 the same native call checks the proof and, once the token is verified, that the token is bound
 to the proof's key; an introspected token's binding is checked on the answer
-(``Referral.admit``). The answer then carries the ``DPoPProof``, whose replay is the caller's
+(``TokenValidator.admit_introspection`` for the request whose call fetched it, ``Referral.admit``
+for the others). The answer then carries the ``DPoPProof``, whose replay is the caller's
 to check (``_dpop_replay``).
 
 When the key set does not know the token's key (a rotation), or the signature fails under a known
@@ -206,7 +207,8 @@ class Authenticator:
         ``dpop``), or None when the header names a scheme not read here. A JWT is settled in one
         native call (``TokenValidator.authorize``: the header, the DPoP proof, the token's
         kind, its issuer's keys, validation, the DPoP binding, the scope rules); an opaque token
-        in two (that call, then ``Referral.admit`` on the introspected user). Raises
+        in two (that call, then ``Introspector.admit``: the answer's checks with the admission,
+        or the admission of the cached user). Raises
         ``InvalidRequestError`` for a malformed header, ``TokenValidationError``
         (``InsufficientScopeError`` and the DPoP refusals included) or
         ``AuthorizationServerUnavailableError``."""
@@ -356,14 +358,13 @@ class Authenticator:
 
     async def _introspected(self, referral: Referral, rules: ScopeRules | None) -> Admitted:
         """The user the authorization server vouches for, bound as the token was presented, and
-        its effective scopes under ``rules`` (one native call; without rules, the granted
-        scopes)."""
+        its effective scopes under ``rules`` (without rules, the granted scopes): one native
+        call (``Introspector.admit``)."""
         if referral.issuer is not None:  # only with several issuers, which _admit_routed takes
             raise JWKSUnavailableError(f"no keys for {referral.issuer}")
         if self.introspector is None:  # token_format "jwt" refers no token to introspection
             raise ConfigurationError("token_format='jwt' never introspects")
-        user = await self.introspector.introspect(referral.token)
-        return referral.admit(user, rules)
+        return await self.introspector.admit(referral, rules)
 
     async def _after_miss(
         self,

@@ -41,7 +41,7 @@ from mcp_oauth2._client_auth import ClientAuthMethod, client_authentication
 from mcp_oauth2._discovery import discover_endpoint
 from mcp_oauth2._http_fetch import FetchedDocument, FetchError, FetchLimits
 from mcp_oauth2._introspection_cache import CachedResult, IntrospectionCache, Refused
-from mcp_oauth2._rust import AuthenticatedUser, ScopeRules, TokenValidator
+from mcp_oauth2._rust import AuthenticatedUser, Referral, ScopeRules, TokenValidator
 from mcp_oauth2._upstream import Saturated, SingleFlight, Upstream, UpstreamLimits
 from mcp_oauth2._url_rules import require_fetchable_url
 from mcp_oauth2.errors import (
@@ -55,6 +55,7 @@ from mcp_oauth2.errors import (
 )
 
 if TYPE_CHECKING:
+    from mcp_oauth2._authenticator import Admitted
     from mcp_oauth2._config import OAuth2Config
 
 __all__ = ["IntrospectionSettings", "IntrospectionStats", "Introspector"]
@@ -189,6 +190,29 @@ class Introspector:
         admitted = self._clock()
         return _answer(await self._calls.join(key, lambda: self._call(text, key, admitted)))
 
+    async def admit(self, referral: Referral, rules: ScopeRules | None) -> Admitted:
+        """``introspect`` for the token the validator referred here, then its admission
+        (``referral.admit``: the DPoP binding and the scope rules). The request whose call
+        fetches the answer checks it and admits itself in one native call
+        (``TokenValidator.admit_introspection``); a request answered from the cache or from
+        another's call, in one (``Referral.admit``)."""
+        text = self._token_text(referral.token)
+        key = self.cache.key(text)
+        cached = self.cache.get(key, self._clock())
+        if cached is not None:
+            self._counts["hits"] += 1
+            return referral.admit(_answer(cached), rules)
+        if not self._calls.running(key):
+            self._admit_call()
+        admitted = self._clock()
+        leader = _Leader(referral, rules)
+        result = await self._calls.join(key, lambda: self._call(text, key, admitted, leader))
+        if leader.verdict is None:  # another request's call, or an answer refused
+            return referral.admit(_answer(result), rules)
+        if isinstance(leader.verdict, TokenValidationError):
+            raise leader.verdict
+        return leader.verdict
+
     def _token_text(self, token: str | bytes) -> str:
         limit = self.validator.max_token_bytes
         if len(token) > limit:
@@ -215,12 +239,15 @@ class Introspector:
 
     # -- the call ----------------------------------------------------------------------------
 
-    async def _call(self, token: str, key: bytes, admitted: float) -> CachedResult:
+    async def _call(
+        self, token: str, key: bytes, admitted: float, leader: _Leader | None = None
+    ) -> CachedResult:
         """One call for ``token``, admitted at ``admitted`` (the time that decides which burst
-        of failures it belongs to)."""
+        of failures it belongs to), for ``leader`` if the request that made it is to be
+        admitted in the same native call as the answer is checked."""
         start = time.perf_counter()
         try:
-            result = self._checked(await self._ask(token))
+            result = self._checked(await self._ask(token), leader)
         except Saturated as busy:
             self._counts["unavailable"] += 1
             raise IntrospectionUnavailableError(str(busy), retry_after=1) from None
@@ -312,11 +339,21 @@ class Introspector:
             scopes=rules,
         )
 
-    def _checked(self, answer: FetchedDocument | Refused) -> CachedResult:
+    def _checked(self, answer: FetchedDocument | Refused, leader: _Leader | None) -> CachedResult:
         if isinstance(answer, Refused):
             return answer
         try:
-            return self.check(answer.body)
+            if leader is None:
+                return self.check(answer.body)
+            user, leader.verdict = self.validator.admit_introspection(
+                leader.referral,
+                answer.body,
+                now=self._clock(),
+                require_audience=self.settings.require_audience,
+                issuer=self.settings.issuer,
+                scopes=leader.rules,
+            )
+            return user
         except TokenValidationError as refusal:
             return Refused.of(refusal)
         except ValueError as error:  # not one JSON object: the endpoint misbehaved
@@ -365,6 +402,18 @@ class Introspector:
             evictions=self.cache.evictions,
             consecutive_failures=self.backoff.failures,
         )
+
+
+class _Leader:
+    """The request whose call to the endpoint is under way, and, once the answer is checked,
+    its own admission (or the refusal of it, as a value)."""
+
+    __slots__ = ("referral", "rules", "verdict")
+
+    def __init__(self, referral: Referral, rules: ScopeRules | None) -> None:
+        self.referral = referral
+        self.rules = rules
+        self.verdict: Admitted | TokenValidationError | None = None
 
 
 def _answer(result: CachedResult) -> AuthenticatedUser:

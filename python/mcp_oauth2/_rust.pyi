@@ -262,6 +262,23 @@ class TokenValidator:
         ``keys``. The same immutable ``AuthenticatedUser`` object is returned for each hit.
         """
 
+    def admit_introspection(
+        self,
+        referral: Referral,
+        response: bytes,
+        *,
+        now: float | None = None,
+        require_audience: bool = True,
+        issuer: str | None = None,
+        scopes: ScopeRules | None = None,
+    ) -> tuple[AuthenticatedUser, _Admitted | _Proven | TokenValidationError]:
+        """``validate_introspection`` and ``referral.admit(user, scopes)`` in one call, for the
+        request whose call to the endpoint fetched ``response``: ``(user, verdict)``, where
+        ``verdict`` is what ``referral.admit`` returns, or the ``TokenValidationError`` it raises
+        as a value (the DPoP binding or a missing scope refuses this request, not the answer).
+        Raises as ``validate_introspection`` does when the answer itself is refused or is not
+        JSON."""
+
     @overload
     def validate_introspection(
         self,

@@ -51,7 +51,7 @@ impl Referral {
     /// bearer token), then `(user, effective scopes sorted)` under `scopes`, with the
     /// `DPoPProof` third when there is one.
     #[pyo3(signature = (user, scopes = None))]
-    fn admit<'py>(
+    pub(crate) fn admit<'py>(
         &self,
         py: Python<'py>,
         user: &Bound<'py, AuthenticatedUser>,

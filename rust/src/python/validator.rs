@@ -342,6 +342,36 @@ impl PyTokenValidator {
         Ok((step_tuples(trace.finish(plan)), verdict))
     }
 
+    /// `validate_introspection` and `referral.admit` in one call, for the request whose call
+    /// to the endpoint fetched `response`: `(user, verdict)`, where `user` is the introspected
+    /// user (to be cached for every request with this token) and `verdict` what
+    /// `referral.admit(user, scopes)` returns, or the `TokenValidationError` it raises as a value
+    /// (the DPoP binding or a missing scope refuses this request, not the answer). Raises as
+    /// `validate_introspection` does when the answer itself is refused or is not JSON.
+    #[pyo3(signature = (referral, response, *, now = None, require_audience = true, issuer = None, scopes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn admit_introspection<'py>(
+        &self,
+        py: Python<'py>,
+        referral: &Bound<'py, Referral>,
+        response: &[u8],
+        now: Option<f64>,
+        require_audience: bool,
+        issuer: Option<String>,
+        scopes: Option<&Bound<'py, PyScopeRules>>,
+    ) -> PyResult<(Bound<'py, AuthenticatedUser>, Bound<'py, PyAny>)> {
+        let asked = Asked {
+            now,
+            require_audience,
+            issuer,
+        };
+        let user = self
+            .introspected(py, response, asked, None, &mut Silent)?
+            .cast_into::<AuthenticatedUser>()?;
+        let admitted = referral.get().admit(py, &user, scopes).map(Bound::into_any);
+        Ok((user, verdict_of(py, admitted)?))
+    }
+
     /// The claim rules of an RFC 7662 introspection response (`Policy::check_introspection`),
     /// read strictly from its JSON text; an answer that is not one JSON object (or repeats a
     /// member) is a `ValueError`: the endpoint misbehaved, the token is not to blame. With
