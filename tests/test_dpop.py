@@ -168,7 +168,9 @@ async def test_the_sdk_client_follows_nonces() -> None:
 
 def test_valid_proof(required: Server) -> None:
     token = required.token()
-    assert required.post(f"DPoP {token}", required.proof(token)).status_code == 200
+    accepted = required.post(f"DPoP {token}", required.proof(token))
+    assert accepted.status_code == 200
+    assert "dpop-nonce" not in accepted.headers  # nonces are off
 
 
 @pytest.mark.parametrize(
@@ -445,7 +447,12 @@ def test_nonces_shared_by_a_secret_work_across_servers() -> None:
         assert first.json()["code"] == "use_dpop_nonce"
         nonce = first.headers["dpop-nonce"]
         assert 'error="use_dpop_nonce"' in first.headers["www-authenticate"]
-        assert one.post(f"DPoP {token}", one.proof(token, nonce=nonce)).status_code == 200
+        accepted = one.post(f"DPoP {token}", one.proof(token, nonce=nonce))
+        assert accepted.status_code == 200
+        # An accepted proof is answered with the current nonce (RFC 9449 section 8.2): the next
+        # proof carries it, and no 401 is needed when the window moves on.
+        following = accepted.headers["dpop-nonce"]
+        assert one.post(f"DPoP {token}", one.proof(token, nonce=following)).status_code == 200
         # Another server with the same secret takes it (its own token, the same client key).
         two.key = one.key
         other = two.issuer.mint(audience=two.mcp_url, jkt=one.key.thumbprint, scopes=[TOOLS_SCOPE])

@@ -70,6 +70,8 @@ logger = logging.getLogger("mcp_oauth2.middleware")
 _ROUTE_DEPTH = 16
 # The characters a path keeps unescaped when it is written back from its decoded form.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Where ``_admit`` leaves the DPoP nonce to answer a request with, until ``__call__`` takes it.
+_NONCE_SCOPE_KEY = "mcp_oauth2.dpop_nonce"
 
 
 class OAuth2Middleware:
@@ -98,6 +100,10 @@ class OAuth2Middleware:
         self.access = AccessControl.from_config(config)
         self.replay = ReplayCheck.from_config(config)
         """Each DPoP proof accepted once; None while DPoP is off."""
+        dpop = self.authenticator.validator.dpop
+        # With nonces on, a request that proved possession is answered with the current nonce
+        # (RFC 9449 section 8.2), so a client follows the windows without a 401 for each.
+        self._nonces = dpop if dpop is not None and dpop.nonce else None
         self.exemptions = Exemptions(config.exempt_routes)
         self.anonymous = Exemptions(config.anonymous_routes)
         self.metadata = ResourceMetadata(config)
@@ -138,13 +144,22 @@ class OAuth2Middleware:
         elif (refusal := await self._admit_request(scope)) is not None:
             await self.access.refuse(refusal, scope, receive, send)
             return
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application, for a request admitted (or exempt): its caller and token held for
+        the request's time, and the DPoP nonce on the answer when ``_admit`` left one."""
+        http = scope["type"] == "http"
+        nonce = scope.pop(_NONCE_SCOPE_KEY, None)
+        if nonce is not None and http:
+            send = _with_header(send, b"dpop-nonce", nonce)
         caller = enter_request(scope.get("user"))
         subject = enter_subject(scope)
         try:
             await self.app(scope, receive, send)
         except RefusalRaised as raised:
             # A refusal from within the app (the FastAPI dependency), before any response.
-            if kind != "http":
+            if not http:
                 raise
             await self.access.refuse(raised.refusal, scope, receive, send)
         finally:
@@ -167,6 +182,8 @@ class OAuth2Middleware:
             admitted = await self.authenticator.authorize(header, self.access.rules, dpop)
             if admitted is not None and len(admitted) == 3 and self.replay is not None:
                 await self.replay.first_use(admitted[2])
+                if self._nonces is not None:
+                    scope[_NONCE_SCOPE_KEY] = self._nonces.current_nonce()
         except Exception as error:
             return self._refusal_for(error)
         if admitted is None:
@@ -264,6 +281,18 @@ def _global_telemetry() -> Telemetry:
             f'pip install "mcp-oauth2[opentelemetry]" ({error})'
         ) from None
     return Telemetry()
+
+
+def _with_header(send: Send, name: bytes, value: str) -> Send:
+    """``send`` with the header ``name: value`` added to the response's start."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (name, value.encode("ascii"))]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 def _app_path(scope: Scope) -> str:
