@@ -105,8 +105,9 @@ def replay_cost(store: ReplayStore, calls: int) -> float:
 def redis_replay_cost(calls: int) -> float | None:
     """``replay_cost`` against a Redis server started on a free loopback port; None without
     a ``redis-server``."""
+    # The tests' own Redis runner (tests/dpop_redis.py), outside the benchmarks' type-check path.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from dpop_redis import RedisServer, redis_server_binary
+    from dpop_redis import RedisServer, redis_server_binary  # type: ignore[import-not-found]
 
     binary = redis_server_binary()
     if binary is None:
