@@ -42,9 +42,8 @@ from mcp.client import ClientSession
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from keycloak_interop import Transcript, _stop_on_sigterm, claims_of, header_of
+from keycloak_interop import INITIALIZE, Transcript, _stop_on_sigterm, claims_of, header_of
 from keycloak_server import free_loopback_port
 from mcp_oauth2 import OAuth2Config
 from mcp_oauth2.testing import AppServer, bind_loopback, url_of
@@ -187,19 +186,9 @@ class Run:
 
     async def post(self, token: str, url: str | None = None) -> httpx.Response:
         """A bare MCP ``initialize`` POST with ``token``, read as sent."""
-        body = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "interop", "version": "0"},
-            },
-        }
         return await self.http.post(
             url or self.mcp_url,
-            json=body,
+            json=INITIALIZE,
             headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json, text/event-stream",

@@ -179,16 +179,7 @@ class Introspector:
         """The user the authorization server vouches for; raises ``TokenValidationError``
         (``InactiveTokenError`` and the claim rules' errors) or
         ``IntrospectionUnavailableError``."""
-        text = self._token_text(token)
-        key = self.cache.key(text)
-        cached = self.cache.get(key, self._clock())
-        if cached is not None:
-            self._counts["hits"] += 1
-            return _answer(cached)
-        if not self._calls.running(key):
-            self._admit_call()
-        admitted = self._clock()
-        return _answer(await self._calls.join(key, lambda: self._call(text, key, admitted)))
+        return _answer(await self._result(self._token_text(token), None))
 
     async def admit(self, referral: Referral, rules: ScopeRules | None) -> Admitted:
         """``introspect`` for the token the validator referred here, then its admission
@@ -196,22 +187,26 @@ class Introspector:
         fetches the answer checks it and admits itself in one native call
         (``TokenValidator.admit_introspection``); a request answered from the cache or from
         another's call, in one (``Referral.admit``)."""
-        text = self._token_text(referral.token)
-        key = self.cache.key(text)
-        cached = self.cache.get(key, self._clock())
-        if cached is not None:
-            self._counts["hits"] += 1
-            return referral.admit(_answer(cached), rules)
-        if not self._calls.running(key):
-            self._admit_call()
-        admitted = self._clock()
         leader = _Leader(referral, rules)
-        result = await self._calls.join(key, lambda: self._call(text, key, admitted, leader))
-        if leader.verdict is None:  # another request's call, or an answer refused
+        result = await self._result(self._token_text(referral.token), leader)
+        if leader.verdict is None:  # from the cache or another's call, or an answer refused
             return referral.admit(_answer(result), rules)
         if isinstance(leader.verdict, TokenValidationError):
             raise leader.verdict
         return leader.verdict
+
+    async def _result(self, text: str, leader: _Leader | None) -> CachedResult:
+        """The cached result for ``text``, or that of the call in flight for it, or of a new
+        call (made for ``leader``, when given)."""
+        key = self.cache.key(text)
+        cached = self.cache.get(key, self._clock())
+        if cached is not None:
+            self._counts["hits"] += 1
+            return cached
+        if not self._calls.running(key):
+            self._admit_call()
+        admitted = self._clock()
+        return await self._calls.join(key, lambda: self._call(text, key, admitted, leader))
 
     def _token_text(self, token: str | bytes) -> str:
         limit = self.validator.max_token_bytes

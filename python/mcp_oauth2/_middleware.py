@@ -180,8 +180,9 @@ class OAuth2Middleware:
                 return self.access.missing_token()
             dpop = None if self.replay is None else dpop_request(scope)
             admitted = await self.authenticator.authorize(header, self.access.rules, dpop)
-            if admitted is not None and len(admitted) == 3 and self.replay is not None:
-                await self.replay.first_use(admitted[2])
+            proof = admitted[2] if admitted is not None and len(admitted) == 3 else None
+            if proof is not None and self.replay is not None:
+                await self.replay.first_use(proof)
                 if self._nonces is not None:
                     scope[_NONCE_SCOPE_KEY] = self._nonces.current_nonce()
         except Exception as error:
@@ -191,7 +192,9 @@ class OAuth2Middleware:
         scope["user"], effective = admitted[0], admitted[1]
         scope["auth"] = AuthCredentials(effective)
         # The token itself stays out of "user" and "auth": only the token exchanger reads it.
-        scope[SUBJECT_SCOPE_KEY] = Subject(header, scope["user"])
+        scope[SUBJECT_SCOPE_KEY] = Subject(
+            header, scope["user"], sender_constrained=proof is not None
+        )
         return None
 
     def _refusal_for(self, error: Exception) -> Refusal:

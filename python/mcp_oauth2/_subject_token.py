@@ -28,13 +28,18 @@ SUBJECT_SCOPE_KEY: Final = "mcp_oauth2.subject"
 class Subject:
     """The credentials an admitted request came with, until the request ends."""
 
-    __slots__ = ("_authorization", "_token", "user")
+    __slots__ = ("_authorization", "_token", "sender_constrained", "user")
 
-    def __init__(self, authorization: bytes, user: AuthenticatedUser) -> None:
+    def __init__(
+        self, authorization: bytes, user: AuthenticatedUser, *, sender_constrained: bool = False
+    ) -> None:
         self._authorization: bytes | None = authorization
         self._token: str | None = None
         self.user = user
         """The user the request was admitted as (who the token is about)."""
+        self.sender_constrained = sender_constrained
+        """Whether the token came with a DPoP proof (RFC 9449): bound to a key the client
+        holds, which this server cannot prove possession of to anyone else."""
 
     def token(self) -> str | None:
         """The bearer token, or None once the request has ended (for ``TokenExchanger`` only).
@@ -43,13 +48,6 @@ class Subject:
         if self._token is None and self._authorization is not None:
             self._token = bearer_token(self._authorization)
         return self._token
-
-    @property
-    def sender_constrained(self) -> bool:
-        """Whether the token came with the ``DPoP`` scheme (RFC 9449): bound to a key the
-        client holds, which this server cannot prove possession of to anyone else."""
-        authorization = self._authorization or b""
-        return authorization.split(b" ", 1)[0].lower() == b"dpop"
 
     def drop(self) -> None:
         self._authorization = self._token = None

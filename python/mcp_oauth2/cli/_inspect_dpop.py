@@ -16,11 +16,10 @@ from urllib.parse import urlsplit
 from mcp_oauth2._config import OAuth2Config
 from mcp_oauth2._rust import DPoPPolicy
 from mcp_oauth2.cli._outcome import ExitCode, Result, UsageError
-from mcp_oauth2.cli._output import Check, Checks, Heading, Status
+from mcp_oauth2.cli._output import Checks, Heading
+from mcp_oauth2.cli._verdict import checks_of
 
 __all__ = ["add_proof_checks"]
-
-_STATUS: dict[str, Status] = {"pass": "pass", "fail": "fail", "not_reached": "not_reached"}
 
 
 def add_proof_checks(
@@ -44,7 +43,7 @@ def add_proof_checks(
         access_token=token,
         confirmation=_confirmation(result.data.get("claims")),
     )
-    checks = [Check(name, _STATUS[status], why) for name, status, why in steps]
+    checks = checks_of(steps)
     result.report.add(Heading("DPoP proof"), Checks(checks))
     result.data["dpop"] = [check.as_json() for check in checks]
     code = result.exit_code
